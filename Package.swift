@@ -1,0 +1,79 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+  name: "sluice",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
+    .executable(name: "sluice", targets: ["sluice"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+  ],
+  targets: [
+    // C helpers with no third-party headers: hardware CRC-32C and dlopen-based bindings to
+    // the zstd and lz4 runtime libraries (see docs/compression.md).
+    .target(
+      name: "CSluiceSupport",
+      linkerSettings: [.linkedLibrary("dl")]
+    ),
+    .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+    .target(
+      name: "KafkaProtocol",
+      dependencies: [
+        "CSluiceSupport",
+        "CZlib",
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "_KafkaProtocolCodegen",
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "sluice",
+      dependencies: [
+        "KafkaProtocol",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "FuzzRequest",
+      dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzRequest",
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "FuzzRecordBatch",
+      dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzRecordBatch",
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "FuzzDecompress",
+      dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzDecompress",
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "KafkaProtocolTests",
+      dependencies: [
+        "KafkaProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ],
+      resources: [.copy("Fixtures")],
+      swiftSettings: strict
+    ),
+  ],
+  swiftLanguageModes: [.v6]
+)

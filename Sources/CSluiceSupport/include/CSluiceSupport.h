@@ -1,0 +1,6 @@
+#ifndef CSLUICESUPPORT_H
+#define CSLUICESUPPORT_H
+// Umbrella header. Each part lives in its own header; none includes a third-party header.
+#include "sluice_crc32c.h"
+#include "sluice_codecs.h"
+#endif
