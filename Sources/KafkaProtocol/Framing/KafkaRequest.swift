@@ -20,10 +20,15 @@ public struct RequestHeaderPrefix: Hashable, Sendable {
 public struct KafkaRequest: Hashable, Sendable {
   public var header: RequestHeader
   public var body: KafkaRequestBody
+  /// Bytes after the body. Kafka's broker ignores them, and a real client sends some
+  /// (librdkafka 2.16 ends an all-topics Metadata v12 request with `01 00 00`), so they are
+  /// tolerated and kept, to be written back verbatim.
+  public var trailingBytes: ByteBuffer
 
-  public init(header: RequestHeader, body: KafkaRequestBody) {
+  public init(header: RequestHeader, body: KafkaRequestBody, trailingBytes: ByteBuffer = ByteBuffer()) {
     self.header = header
     self.body = body
+    self.trailingBytes = trailingBytes
   }
 
   /// Convenience for building a request to send.
@@ -32,13 +37,15 @@ public struct KafkaRequest: Hashable, Sendable {
       requestApiKey: body.apiKey.rawValue, requestApiVersion: apiVersion, correlationId: correlationId,
       clientId: clientId)
     self.body = body
+    self.trailingBytes = ByteBuffer()
   }
 
   public var apiKey: ApiKey { body.apiKey }
   public var apiVersion: Int16 { header.requestApiVersion }
 
-  /// Decodes a frame (without its size prefix) whose every byte must belong to the request.
-  public static func decode(frame: ByteBuffer) throws(KafkaProtocolError) -> KafkaRequest {
+  /// Decodes a frame (without its size prefix). Bytes after the body are kept in
+  /// ``trailingBytes`` unless `strict`, in which case they are an error.
+  public static func decode(frame: ByteBuffer, strict: Bool = false) throws(KafkaProtocolError) -> KafkaRequest {
     guard let prefix = RequestHeaderPrefix.peek(frame) else {
       throw KafkaProtocolError(.truncated, "request header needs 8 bytes, frame has \(frame.readableBytes)")
     }
@@ -52,11 +59,11 @@ public struct KafkaRequest: Hashable, Sendable {
     let headerVersion = prefix.apiKey.requestHeaderVersion(apiVersion: prefix.apiVersion)
     let header = try RequestHeader(from: &buffer, version: headerVersion)
     let body = try KafkaRequestBody.decode(apiKey: prefix.apiKey, version: prefix.apiVersion, from: &buffer)
-    guard buffer.readableBytes == 0 else {
+    guard !strict || buffer.readableBytes == 0 else {
       throw KafkaProtocolError(
         .trailingBytes, "\(buffer.readableBytes) bytes after \(prefix.apiKey.name) v\(prefix.apiVersion)")
     }
-    return KafkaRequest(header: header, body: body)
+    return KafkaRequest(header: header, body: body, trailingBytes: buffer)
   }
 
   /// Writes the frame: size prefix, header, body.
@@ -69,6 +76,8 @@ public struct KafkaRequest: Hashable, Sendable {
     let headerVersion = body.apiKey.requestHeaderVersion(apiVersion: apiVersion)
     try header.encode(to: &buffer, version: headerVersion)
     try body.encode(to: &buffer, version: apiVersion)
+    var trailing = trailingBytes
+    buffer.writeBuffer(&trailing)
     buffer.setInteger(Int32(buffer.writerIndex - sizeIndex - 4), at: sizeIndex)
   }
 }

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Installs the third-party Kafka clients Sluice's tests run against.
+# Idempotent and quiet: safe to run on a fresh Debian 12 machine (as root) and
+# again when everything is already there. Prints one summary line at the end.
+#
+#   kcat            Debian package (librdkafka 2.0.2)
+#   confluent-kafka PyPI wheel (bundles a recent librdkafka)
+#   kafka-python    PyPI
+#   aiokafka        PyPI
+# plus the compression codecs the Python clients use (snappy, lz4, zstd).
+set -euo pipefail
+
+CONFLUENT_KAFKA_VERSION=2.16.1
+KAFKA_PYTHON_VERSION=3.0.12
+AIOKAFKA_VERSION=0.14.0
+PY_SNAPPY_VERSION=0.7.3
+LZ4_VERSION=4.4.5
+ZSTANDARD_VERSION=0.25.0
+CRAMJAM_VERSION=2.14.0
+
+PYTHON=${PYTHON:-python3}
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# --- Debian packages -------------------------------------------------------
+need_apt=()
+for pkg in kcat; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    need_apt+=("$pkg")
+  fi
+done
+if ! command -v "$PYTHON" >/dev/null 2>&1; then need_apt+=(python3 python3-pip); fi
+# Runs a command quietly; shows its output only if it fails.
+quiet() {
+  local out
+  if ! out=$("$@" 2>&1); then
+    printf '%s\n' "$out" >&2
+    echo "install-test-deps: failed: $*" >&2
+    return 1
+  fi
+}
+
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  quiet $SUDO apt-get update -qq
+  quiet $SUDO apt-get install -y -qq --no-install-recommends "$@"
+}
+
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  apt_install "${need_apt[@]}"
+fi
+
+# --- Python packages -------------------------------------------------------
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+  "$PYTHON" -m ensurepip --upgrade >/dev/null 2>&1 || apt_install python3-pip
+fi
+
+reqs=(
+  "confluent-kafka==${CONFLUENT_KAFKA_VERSION}"
+  "kafka-python==${KAFKA_PYTHON_VERSION}"
+  "aiokafka==${AIOKAFKA_VERSION}"
+  "python-snappy==${PY_SNAPPY_VERSION}"
+  "lz4==${LZ4_VERSION}"
+  "zstandard==${ZSTANDARD_VERSION}"
+  "cramjam==${CRAMJAM_VERSION}"
+)
+
+# Skip pip entirely when every pin is already satisfied.
+have_all() {
+  "$PYTHON" - "$@" <<'EOF'
+import sys
+from importlib import metadata
+for req in sys.argv[1:]:
+    name, ver = req.split("==")
+    try:
+        if metadata.version(name) != ver:
+            sys.exit(1)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+EOF
+}
+
+if ! have_all "${reqs[@]}"; then
+  pip_flags=(--quiet --disable-pip-version-check --no-input)
+  # Debian's own python3 is "externally managed" (PEP 668); allow installing into it.
+  if "$PYTHON" -c 'import sys,sysconfig,os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"),"EXTERNALLY-MANAGED")) else 1)'; then
+    pip_flags+=(--break-system-packages)
+  fi
+  quiet env PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install "${pip_flags[@]}" "${reqs[@]}"
+fi
+
+# --- Summary ---------------------------------------------------------------
+kcat_ver=$(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*/\1/p' | head -1)
+rdk_kcat=$(kcat -V 2>/dev/null | sed -n 's/.*librdkafka \([0-9][^ ]*\).*/\1/p' | head -1)
+"$PYTHON" - "$kcat_ver" "$rdk_kcat" <<'EOF'
+import sys
+from importlib import metadata
+import confluent_kafka
+print("test deps: kcat %s (librdkafka %s), confluent-kafka %s (librdkafka %s), kafka-python %s, aiokafka %s, python %s"
+      % (sys.argv[1] or "?", sys.argv[2] or "?", confluent_kafka.__version__, confluent_kafka.libversion()[0],
+         metadata.version("kafka-python"), metadata.version("aiokafka"), sys.version.split()[0]))
+EOF
