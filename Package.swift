@@ -11,6 +11,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
+    .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
     .executable(name: "sluice", targets: ["sluice"]),
   ],
   dependencies: [
@@ -31,6 +32,15 @@ let package = Package(
         "CSluiceSupport",
         "CZlib",
         .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    .target(
+      name: "SluiceStorage",
+      dependencies: [
+        "KafkaProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strict
     ),
@@ -64,12 +74,40 @@ let package = Package(
       path: "Fuzz/FuzzDecompress",
       swiftSettings: strict
     ),
+    .executableTarget(
+      name: "CodecBench",
+      dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Benchmarks/CodecBench",
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "SluiceStorageTests",
+      dependencies: [
+        "SluiceStorage",
+        "KafkaProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "StorageBench",
+      dependencies: [
+        "SluiceStorage",
+        "KafkaProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      path: "Benchmarks/StorageBench",
+      swiftSettings: strict
+    ),
     .testTarget(
       name: "KafkaProtocolTests",
       dependencies: [
         "KafkaProtocol",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOTestUtils", package: "swift-nio"),
       ],
       resources: [.copy("Fixtures")],
       swiftSettings: strict

@@ -1,0 +1,1 @@
+print("StorageBench: see scripts/bench-storage.sh")

@@ -1,0 +1,786 @@
+public import NIOCore
+import KafkaProtocol
+public import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// One segment of a ``FileLog``: `<base offset>.log` with its `.index` and `.timeindex`.
+struct Segment {
+  let baseOffset: Int64
+  let file: SegmentFile
+  var index: SparseIndex
+  /// Bytes of whole batches in the file.
+  var size: Int
+  /// The offset after the last batch (the base offset when empty).
+  var nextOffset: Int64
+  var maxTimestamp: Int64 = -1
+  var maxTimestampOffset: Int64 = -1
+  /// Wall-clock time of the first append (or, after a restart, the first batch's
+  /// timestamp): `segment.ms` counts from here.
+  var createdMs: Int64?
+  var bytesSinceIndexEntry = 0
+  /// Written since its last fsync.
+  var needsSync = false
+
+  var isEmpty: Bool { size == 0 }
+
+  static func fileName(_ baseOffset: Int64, _ suffix: String) -> String {
+    let digits = String(baseOffset)
+    return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + suffix
+  }
+}
+
+/// A partition log on local disk, in Kafka's layout: a directory of segments named by
+/// base offset, each with a sparse offset index and time index.
+///
+/// Concurrency: all mutable state sits in one `Mutex`. Appends write to the page cache
+/// while holding it (a `pwrite`, which the architecture allows on an event loop); fsync runs
+/// on a thread pool and never under the lock. Reads take the lock only to snapshot the
+/// segment list, then use positional reads.
+///
+/// Durability: `flush.messages=1` makes an append wait for an fsync that covers it. Flushes
+/// are group commits: while one fsync runs, later appends queue, and the next fsync covers
+/// all of them. A failed fsync takes the log offline (the kernel may have dropped the
+/// dirty pages, so retrying could report lost data as durable); every waiting and later
+/// append fails.
+///
+/// Crash safety: a clean close leaves a marker; without it, the next open re-reads every
+/// segment, verifying each batch's CRC and rebuilding the indexes. Corruption at or past
+/// the recovery point (the last offset known flushed) is a torn tail: it is truncated
+/// away with everything after it. Corruption below the recovery point is damage to data
+/// that was durable: the log opens offline with an error naming the file and position.
+public final class FileLog: PartitionLog {
+  struct Waiter {
+    var offset: Int64
+    var continuation: CheckedContinuation<Result<Void, StorageError>, Never>
+  }
+
+  struct State {
+    var config: LogConfig
+    var segments: [Segment]
+    var logStartOffset: Int64
+    var logEndOffset: Int64
+    var durableOffset: Int64
+    var recoveryPoint: Int64
+    var unflushedMessages: Int64 = 0
+    var oldestUnflushedMs: Int64?
+    var flushing = false
+    var directoryNeedsSync = false
+    var checkpointNeeded = false
+    var waiters: [Waiter] = []
+    var failure: StorageError?
+    var closed = false
+    /// Flush rounds run (each one fsync per dirty file): lets tests observe group commit.
+    var flushCount = 0
+  }
+
+  public let directory: String
+  let threadPool: NIOThreadPool
+  let state: Mutex<State>
+
+  static let cleanShutdownFile = ".clean-shutdown"
+  static let recoveryPointFile = "recovery-point"
+  static let logStartFile = "log-start-offset"
+
+  // MARK: Opening
+
+  /// Opens (creating if needed) the log in `directory`, recovering it if it was not closed
+  /// cleanly. A log found damaged opens offline: every operation then throws `.offline`.
+  public init(directory: String, config: LogConfig, threadPool: NIOThreadPool, now: Int64) throws(StorageError) {
+    self.directory = directory
+    self.threadPool = threadPool
+    try FileSystem.makeDirectory(directory)
+    let recovered = try Self.recover(directory: directory, config: config, now: now)
+    self.state = Mutex(recovered)
+  }
+
+  public var config: LogConfig { state.withLock { $0.config } }
+
+  public func updateConfig(_ config: LogConfig) {
+    state.withLock { $0.config = config }
+  }
+
+  public var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
+  public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
+  public var durableEndOffset: Int64 { state.withLock { $0.durableOffset } }
+
+  /// How many flush rounds (group commits) have run.
+  package var flushCount: Int { state.withLock { $0.flushCount } }
+
+  /// The error that took the log offline, if any.
+  public var offlineError: StorageError? { state.withLock { $0.failure } }
+
+  static func readNumber(_ path: String) throws(StorageError) -> Int64? {
+    guard let bytes = try FileSystem.readAll(path) else { return nil }
+    guard let text = String(validating: bytes, as: UTF8.self),
+      let value = Int64(text.filter { !$0.isWhitespace })
+    else {
+      throw StorageError(.corruptMetadata, "\(path): not a number")
+    }
+    return value
+  }
+
+  static func writeNumber(_ path: String, _ value: Int64) throws(StorageError) {
+    try FileSystem.writeAtomically(path, Array("\(value)\n".utf8))
+  }
+
+  static func openSegment(directory: String, baseOffset: Int64, create: Bool) throws(StorageError) -> Segment {
+    let file = try SegmentFile(path: directory + "/" + Segment.fileName(baseOffset, ".log"), create: create)
+    let offsetFile = try SegmentFile(path: directory + "/" + Segment.fileName(baseOffset, ".index"), create: true)
+    let timeFile = try SegmentFile(path: directory + "/" + Segment.fileName(baseOffset, ".timeindex"), create: true)
+    return Segment(
+      baseOffset: baseOffset, file: file,
+      index: SparseIndex(baseOffset: baseOffset, offsetFile: offsetFile, timeFile: timeFile),
+      size: 0, nextOffset: baseOffset)
+  }
+
+  static func recover(directory: String, config: LogConfig, now: Int64) throws(StorageError) -> State {
+    let names = try FileSystem.list(directory)
+    // Leftovers of an interrupted atomic write are never the real file.
+    for name in names where name.hasSuffix(".tmp") { try FileSystem.remove(directory + "/" + name) }
+    let bases = names.compactMap { name -> Int64? in
+      guard name.hasSuffix(".log"), name.count == 24 else { return nil }
+      return Int64(name.dropLast(4))
+    }.sorted()
+    let clean = FileSystem.exists(directory + "/" + cleanShutdownFile)
+    let recoveryPoint = try readNumber(directory + "/" + recoveryPointFile) ?? 0
+    let storedStart = try readNumber(directory + "/" + logStartFile) ?? 0
+
+    var segments: [Segment] = []
+    var failure: StorageError?
+    var truncatedAt: Int?
+    for base in bases {
+      // Segments follow each other without gaps (a roll starts the next one at the log
+      // end). One that does not is what a torn roll leaves after a lost tail.
+      if truncatedAt == nil, let previous = segments.last, previous.nextOffset != base {
+        if previous.nextOffset < recoveryPoint {
+          failure = StorageError(
+            .offline,
+            "\(directory): segment \(Segment.fileName(base, ".log")) starts at \(base) but the one before ends at "
+              + "\(previous.nextOffset), below the recovery point \(recoveryPoint)")
+          break
+        }
+        truncatedAt = previous.size
+      }
+      if truncatedAt != nil {
+        // Everything after a torn tail was written after it and never flushed.
+        for suffix in [".log", ".index", ".timeindex"] {
+          try FileSystem.remove(directory + "/" + Segment.fileName(base, suffix))
+        }
+        continue
+      }
+      var segment = try openSegment(directory: directory, baseOffset: base, create: false)
+      let fileSize = try segment.file.size()
+      if clean, let index = try SparseIndex.load(
+        baseOffset: base, offsetFile: segment.index.offsetFile, timeFile: segment.index.timeFile, logSize: fileSize)
+      {
+        // Clean stop: trust the index, scan only from its last entry to find the end, and
+        // index what follows that entry (a truncated or deleted index file is completed).
+        segment.index = index
+        let lastEntry = index.offsets.last
+        if let last = index.times.last {
+          segment.maxTimestamp = last.timestamp
+          segment.maxTimestampOffset = base + Int64(last.relativeOffset)
+        }
+        var scanner = BatchScanner(
+          file: segment.file, from: lastEntry.map { Int($0.position) } ?? 0, end: fileSize, verifyCRC: false)
+        var consistent = true
+        var first = true
+        scanLoop: while true {
+          switch try scanner.next() {
+          case .batch(let info):
+            if first, let lastEntry {
+              // The entry must point at the batch it names; that batch is indexed already.
+              guard info.baseOffset == base + Int64(lastEntry.relativeOffset) else {
+                consistent = false
+                break scanLoop
+              }
+              segment.bytesSinceIndexEntry = info.size
+              if info.maxTimestamp > segment.maxTimestamp {
+                segment.maxTimestamp = info.maxTimestamp
+                segment.maxTimestampOffset = info.lastOffset
+              }
+            } else {
+              Self.indexBatch(&segment, info: info, interval: config.indexIntervalBytes)
+            }
+            first = false
+            segment.nextOffset = info.nextOffset
+            segment.size = info.position + info.size
+          case .end:
+            break scanLoop
+          case .corrupt:
+            consistent = false
+            break scanLoop
+          }
+        }
+        // Offset entries without any time entry: the time index was lost.
+        if !segment.index.offsets.isEmpty && segment.index.times.isEmpty && segment.maxTimestamp >= 0 {
+          consistent = false
+        }
+        if consistent && segment.size == fileSize {
+          segment.createdMs = segment.maxTimestamp >= 0 ? min(segment.maxTimestamp, now) : now
+          segments.append(segment)
+          continue
+        }
+        // A "clean" log that does not scan cleanly: fall through to a full recovery.
+      }
+      // Full recovery of this segment: verify every batch and rebuild its indexes.
+      try segment.index.reset()
+      segment.size = 0
+      segment.nextOffset = base
+      segment.maxTimestamp = -1
+      segment.maxTimestampOffset = -1
+      segment.bytesSinceIndexEntry = 0
+      var scanner = BatchScanner(file: segment.file, from: 0, end: fileSize, verifyCRC: true)
+      recoveryLoop: while true {
+        switch try scanner.next() {
+        case .batch(let info):
+          // Offsets are dense (the base offset is outside the CRC: this catches damage to it).
+          guard info.baseOffset == segment.nextOffset else {
+            let reason = "batch at position \(info.position) has offset \(info.baseOffset), expected \(segment.nextOffset)"
+            if segment.nextOffset < recoveryPoint {
+              failure = StorageError(.offline, "\(segment.file.path): \(reason), below the recovery point \(recoveryPoint)")
+            } else {
+              truncatedAt = info.position
+            }
+            break recoveryLoop
+          }
+          Self.indexBatch(&segment, info: info, interval: config.indexIntervalBytes)
+          segment.size = info.position + info.size
+          segment.nextOffset = info.nextOffset
+        case .end:
+          break recoveryLoop
+        case .corrupt(let at, let reason):
+          if segment.nextOffset < recoveryPoint {
+            failure = StorageError(
+              .offline,
+              "\(segment.file.path): corrupt data at position \(at) (\(reason)) below the recovery point "
+                + "\(recoveryPoint); the partition is offline until the segment is repaired or removed")
+          } else {
+            truncatedAt = at
+          }
+          break recoveryLoop
+        }
+      }
+      if failure != nil {
+        segments.append(segment)
+        break
+      }
+      if let at = truncatedAt {
+        try segment.file.truncate(to: at)
+        try segment.file.sync()
+      }
+      segment.createdMs = segment.maxTimestamp >= 0 ? min(segment.maxTimestamp, now) : now
+      segments.append(segment)
+    }
+
+    if segments.isEmpty {
+      let base = max(storedStart, 0)
+      var segment = try openSegment(directory: directory, baseOffset: base, create: true)
+      segment.createdMs = now
+      segments.append(segment)
+      try FileSystem.syncDirectory(directory)
+    }
+    let logEnd = segments.last!.nextOffset
+    let logStart = min(max(storedStart, segments.first!.baseOffset), logEnd)
+    if clean {
+      try FileSystem.remove(directory + "/" + cleanShutdownFile)
+      try FileSystem.syncDirectory(directory)
+    }
+    var state = State(
+      config: config, segments: segments, logStartOffset: logStart, logEndOffset: logEnd,
+      durableOffset: min(recoveryPoint, logEnd), recoveryPoint: min(recoveryPoint, logEnd))
+    state.failure = failure
+    if failure == nil {
+      // Make the recovered state the recovery point (after an unclean stop, sync what
+      // recovery kept, which may have been only in the page cache of a living kernel).
+      if !clean {
+        for segment in state.segments { try segment.file.sync() }
+      }
+      state.durableOffset = logEnd
+      state.recoveryPoint = logEnd
+      try writeNumber(directory + "/" + recoveryPointFile, logEnd)
+    }
+    return state
+  }
+
+  /// Adds index entries for a batch just written (or re-read during recovery).
+  static func indexBatch(_ segment: inout Segment, info: BatchInfo, interval: Int) {
+    if segment.bytesSinceIndexEntry >= interval || segment.index.offsets.isEmpty && info.position > 0 {
+      try? segment.index.appendOffset(info.baseOffset, position: info.position)
+      if segment.maxTimestamp >= 0 {
+        try? segment.index.appendTime(segment.maxTimestamp, offset: segment.maxTimestampOffset)
+      }
+      segment.bytesSinceIndexEntry = 0
+    }
+    segment.bytesSinceIndexEntry += info.size
+    if info.maxTimestamp > segment.maxTimestamp {
+      segment.maxTimestamp = info.maxTimestamp
+      segment.maxTimestampOffset = info.lastOffset
+    }
+  }
+
+  // MARK: Append
+
+  public func append(_ batches: ByteBuffer, now: Int64) async throws(StorageError) -> AppendResult {
+    let pending = try appendBuffered(batches, now: now)
+    try await awaitDurable(pending)
+    return pending.result
+  }
+
+  public func appendBuffered(_ batches: ByteBuffer, now: Int64) throws(StorageError) -> PendingAppend {
+    let (result, mustWait, flushJob) = try appendToPageCache(batches, now: now)
+    if let flushJob { startFlush(flushJob) }
+    return PendingAppend(result: result, mustFlush: mustWait)
+  }
+
+  public func awaitDurable(_ pending: PendingAppend) async throws(StorageError) {
+    if pending.mustFlush { try await waitDurable(pending.result.lastOffset) }
+  }
+
+  struct FlushJob {
+    var files: [SegmentFile]
+    var target: Int64
+    var syncDirectory: Bool
+    var checkpoint: Bool
+  }
+
+  /// Writes the batches at the end of the log (no fsync). Returns the assigned offsets,
+  /// whether the caller must wait for a flush, and a flush to start (outside the lock).
+  func appendToPageCache(_ input: ByteBuffer, now: Int64) throws(StorageError) -> (AppendResult, Bool, FlushJob?) {
+    var bytes = input
+    // Split first, outside the lock: only structure is checked here; the broker has
+    // already validated CRCs and record counts.
+    var splitter = RecordBatchSplitter(bytes)
+    var batches: [(offset: Int, delta: Int64, maxTimestamp: Int64, records: Int64)] = []
+    var position = 0
+    do {
+      while let batch = try splitter.next() {
+        guard batch.magic == 2, batch.lastOffsetDelta >= 0 else {
+          throw StorageError(.invalidBatch, "batch at byte \(position) is not a v2 batch")
+        }
+        batches.append((position, Int64(batch.lastOffsetDelta), batch.maxTimestamp, Int64(batch.recordsCount)))
+        position += batch.size
+      }
+    } catch let error as KafkaProtocolError {
+      throw StorageError(.invalidBatch, "appended bytes are not record batches: \(error)")
+    } catch let error as StorageError {
+      throw error
+    } catch {
+      throw StorageError(.invalidBatch, "\(error)")
+    }
+    guard !batches.isEmpty, splitter.partialTail == nil, position == bytes.readableBytes else {
+      throw StorageError(.invalidBatch, "appended bytes do not end on a batch boundary")
+    }
+
+    return try state.withLock { (state: inout State) throws(StorageError) -> (AppendResult, Bool, FlushJob?) in
+      if let failure = state.failure { throw failure }
+      if state.closed { throw StorageError(.closed, "\(directory) is closed") }
+      let config = state.config
+
+      // Roll the active segment if it is full or old.
+      var active = state.segments.count - 1
+      let activeSegment = state.segments[active]
+      if !activeSegment.isEmpty
+        && (activeSegment.size + bytes.readableBytes > config.segmentBytes
+          || now - (activeSegment.createdMs ?? now) >= config.segmentMs)
+      {
+        try roll(&state, now: now)
+        active = state.segments.count - 1
+      }
+
+      // Assign offsets (and LogAppendTime) in place.
+      let firstOffset = state.logEndOffset
+      var next = firstOffset
+      for batch in batches {
+        bytes.setInteger(next, at: bytes.readerIndex + batch.offset)
+        if config.logAppendTime {
+          // Stamp the batch: attributes bit 3, max timestamp = now, CRC recomputed.
+          let start = bytes.readerIndex + batch.offset
+          let size = Int(bytes.getInteger(at: start + 8, as: Int32.self)!) + 12
+          if var view = try? RecordBatch(bytes.getSlice(at: start, length: size)!) {
+            view.setMaxTimestamp(now, timestampType: .logAppendTime)
+            bytes.setBuffer(view.buffer, at: start)
+          }
+        }
+        next += batch.delta + 1
+      }
+
+      let segmentIndex = active
+      let writePosition = state.segments[segmentIndex].size
+      do throws(StorageError) {
+        try state.segments[segmentIndex].file.write(bytes, at: writePosition)
+      } catch {
+        // Take back any partial write so the file ends on a batch boundary again.
+        do {
+          try state.segments[segmentIndex].file.truncate(to: writePosition)
+        } catch let truncateError {
+          state.failure = StorageError(
+            .offline, "\(directory): write failed (\(error)) and could not be undone (\(truncateError))")
+        }
+        throw error
+      }
+
+      // Account, index.
+      var segment = state.segments[segmentIndex]
+      if segment.createdMs == nil || segment.isEmpty { segment.createdMs = now }
+      var offset = firstOffset
+      for batch in batches {
+        let size = Int(bytes.getInteger(at: bytes.readerIndex + batch.offset + 8, as: Int32.self)!) + 12
+        let maxTimestamp = config.logAppendTime ? now : batch.maxTimestamp
+        let info = BatchInfo(
+          position: writePosition + batch.offset, size: size, baseOffset: offset,
+          lastOffset: offset + batch.delta, maxTimestamp: maxTimestamp)
+        Self.indexBatch(&segment, info: info, interval: config.indexIntervalBytes)
+        offset += batch.delta + 1
+      }
+      segment.size = writePosition + bytes.readableBytes
+      segment.nextOffset = next
+      segment.needsSync = true
+      state.segments[segmentIndex] = segment
+      state.logEndOffset = next
+      state.unflushedMessages += batches.reduce(0) { $0 + $1.records }
+      if state.oldestUnflushedMs == nil { state.oldestUnflushedMs = now }
+
+      let result = AppendResult(
+        firstOffset: firstOffset, lastOffset: next - 1, logAppendTime: config.logAppendTime ? now : -1,
+        logStartOffset: state.logStartOffset)
+      let mustFlush = state.unflushedMessages >= config.flushMessages
+      let job = mustFlush ? prepareFlush(&state) : nil
+      return (result, mustFlush, job)
+    }
+  }
+
+  /// Seals the active segment and starts a new one at the log end. The sealed segment is
+  /// fsynced by the next flush, after which the recovery point moves past it.
+  func roll(_ state: inout State, now: Int64) throws(StorageError) {
+    let last = state.segments.count - 1
+    if state.segments[last].maxTimestamp >= 0 {
+      try? state.segments[last].index.appendTime(
+        state.segments[last].maxTimestamp, offset: state.segments[last].maxTimestampOffset)
+    }
+    var segment = try Self.openSegment(directory: directory, baseOffset: state.logEndOffset, create: true)
+    segment.createdMs = now
+    state.segments.append(segment)
+    state.directoryNeedsSync = true
+    state.checkpointNeeded = true
+  }
+
+  // MARK: Flushing
+
+  /// Under the lock: decides what the next flush covers, or nil if one is running or
+  /// nothing needs it.
+  func prepareFlush(_ state: inout State) -> FlushJob? {
+    guard !state.flushing, state.failure == nil else { return nil }
+    let files = state.segments.indices.filter { state.segments[$0].needsSync }
+    guard !files.isEmpty || state.directoryNeedsSync || state.checkpointNeeded
+      || state.durableOffset < state.logEndOffset
+    else { return nil }
+    for index in files { state.segments[index].needsSync = false }
+    let job = FlushJob(
+      files: files.map { state.segments[$0].file }, target: state.logEndOffset,
+      syncDirectory: state.directoryNeedsSync, checkpoint: state.checkpointNeeded)
+    state.directoryNeedsSync = false
+    state.checkpointNeeded = false
+    state.flushing = true
+    state.unflushedMessages = 0
+    state.oldestUnflushedMs = nil
+    return job
+  }
+
+  func startFlush(_ job: FlushJob) {
+    threadPool.submit { [self] _ in
+      self.runFlush(job)
+    }
+  }
+
+  /// On a thread-pool thread: fsync, then publish the new durable point and wake waiters.
+  func runFlush(_ job: FlushJob) {
+    var error: StorageError?
+    do throws(StorageError) {
+      for file in job.files { try file.sync() }
+      if job.syncDirectory { try FileSystem.syncDirectory(directory) }
+      if job.checkpoint { try Self.writeNumber(directory + "/" + Self.recoveryPointFile, job.target) }
+    } catch let failure {
+      error = failure
+    }
+    var resume: [(Waiter, Result<Void, StorageError>)] = []
+    let next: FlushJob? = state.withLock { state in
+      state.flushing = false
+      state.flushCount += 1
+      if let error {
+        let offline = StorageError(
+          .offline, "\(directory): fsync failed (\(error.message)); the log is offline", errno: error.errno)
+        state.failure = offline
+        resume = state.waiters.map { ($0, .failure(offline)) }
+        state.waiters.removeAll()
+        return nil
+      }
+      state.durableOffset = max(state.durableOffset, job.target)
+      if job.checkpoint { state.recoveryPoint = max(state.recoveryPoint, job.target) }
+      let durable = state.durableOffset
+      let (done, waiting) = state.waiters.reduce(into: ([Waiter](), [Waiter]())) { split, waiter in
+        if waiter.offset < durable { split.0.append(waiter) } else { split.1.append(waiter) }
+      }
+      resume = done.map { ($0, .success(())) }
+      state.waiters = waiting
+      return waiting.isEmpty ? nil : prepareFlush(&state)
+    }
+    for (waiter, result) in resume { waiter.continuation.resume(returning: result) }
+    if let next { startFlush(next) }
+  }
+
+  /// Waits until every offset ≤ `offset` is durable.
+  func waitDurable(_ offset: Int64) async throws(StorageError) {
+    let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, StorageError>, Never>) in
+      let (immediate, job): (Result<Void, StorageError>?, FlushJob?) = state.withLock { state in
+        if let failure = state.failure { return (.failure(failure), nil) }
+        if offset < state.durableOffset { return (.success(()), nil) }
+        state.waiters.append(Waiter(offset: offset, continuation: continuation))
+        return (nil, prepareFlush(&state))
+      }
+      if let immediate { continuation.resume(returning: immediate) }
+      if let job { startFlush(job) }
+    }
+    try result.get()
+  }
+
+  public func flush() async throws(StorageError) {
+    let end = state.withLock { $0.logEndOffset }
+    if end > 0 { try await waitDurable(end - 1) }
+    // Also sync a freshly rolled empty segment and the directory.
+    let job = state.withLock { prepareFlush(&$0) }
+    if let job { runFlush(job) }
+    if let failure = state.withLock({ $0.failure }) { throw failure }
+  }
+
+  public func flushIfDue(now: Int64) {
+    let job: FlushJob? = state.withLock { state in
+      guard let oldest = state.oldestUnflushedMs, now - oldest >= state.config.flushMs else {
+        return state.checkpointNeeded ? prepareFlush(&state) : nil
+      }
+      state.checkpointNeeded = true
+      return prepareFlush(&state)
+    }
+    if let job { startFlush(job) }
+  }
+
+  // MARK: Reading
+
+  struct Snapshot {
+    var segments: [Segment]
+    var logStartOffset: Int64
+    var logEndOffset: Int64
+  }
+
+  func snapshot() throws(StorageError) -> Snapshot {
+    try state.withLock { (state: inout State) throws(StorageError) -> Snapshot in
+      if let failure = state.failure { throw failure }
+      if state.closed { throw StorageError(.closed, "\(directory) is closed") }
+      return Snapshot(segments: state.segments, logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset)
+    }
+  }
+
+  public func read(from offset: Int64, maxBytes: Int, upTo: Int64?, minOneBatch: Bool) throws(StorageError)
+    -> LogReadResult
+  {
+    let snap = try snapshot()
+    var result = LogReadResult(chunks: [], logStartOffset: snap.logStartOffset, logEndOffset: snap.logEndOffset)
+    guard offset >= snap.logStartOffset, offset <= snap.logEndOffset else {
+      throw StorageError(
+        .offsetOutOfRange, "offset \(offset) is outside [\(snap.logStartOffset), \(snap.logEndOffset)]")
+    }
+    let bound = min(upTo ?? snap.logEndOffset, snap.logEndOffset)
+    guard offset < bound else { return result }
+    // The segment holding `offset`: the last with base ≤ offset, moving on if it ends first.
+    guard var segmentIndex = snap.segments.lastIndex(where: { $0.baseOffset <= offset }) else { return result }
+    while segmentIndex < snap.segments.count && snap.segments[segmentIndex].nextOffset <= offset {
+      segmentIndex += 1
+    }
+    guard segmentIndex < snap.segments.count else { return result }
+    let segment = snap.segments[segmentIndex]
+
+    var scanner = BatchScanner(
+      file: segment.file, from: segment.index.floorPosition(for: offset), end: segment.size, verifyCRC: false,
+      windowSize: 16384)
+    var start: BatchInfo?
+    while start == nil {
+      switch try scanner.next() {
+      case .batch(let info) where info.lastOffset >= offset: start = info
+      case .batch: continue
+      case .end: return result
+      case .corrupt(let position, let reason):
+        throw StorageError(.offline, "\(segment.file.path): corrupt batch at position \(position): \(reason)")
+      }
+    }
+    guard let first = start, first.baseOffset < bound else { return result }
+    let limit = first.position + maxBytes
+    var end = first.position
+    if first.size <= maxBytes || minOneBatch { end = first.position + first.size }
+    if end > first.position {
+      // Jump ahead via the index to a batch boundary near the limit, then scan to it.
+      var from = end
+      if let boundary = segment.index.floorBoundary(atOrBefore: limit), boundary > end,
+        let entry = segment.index.offsets.last(where: { Int($0.position) == boundary }),
+        segment.baseOffset + Int64(entry.relativeOffset) < bound
+      {
+        from = boundary
+        end = boundary
+      }
+      var tail = BatchScanner(file: segment.file, from: from, end: segment.size, verifyCRC: false, windowSize: 16384)
+      scan: while true {
+        switch try tail.next() {
+        case .batch(let info):
+          guard info.position + info.size <= limit, info.baseOffset < bound else { break scan }
+          end = info.position + info.size
+        case .end, .corrupt:
+          break scan
+        }
+      }
+    }
+    if end > first.position {
+      result.chunks = [.file(segment.file, position: first.position, length: end - first.position)]
+    }
+    return result
+  }
+
+  public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
+    let snap = try snapshot()
+    for segment in snap.segments where segment.maxTimestamp >= timestamp {
+      let startOffset = max(segment.index.scanStart(forTimestamp: timestamp), snap.logStartOffset)
+      var scanner = BatchScanner(
+        file: segment.file, from: segment.index.floorPosition(for: startOffset), end: segment.size, verifyCRC: false)
+      while case .batch(let info) = try scanner.next() {
+        guard info.lastOffset >= snap.logStartOffset, info.maxTimestamp >= timestamp else { continue }
+        let bytes = try segment.file.read(at: info.position, length: info.size)
+        if let found = try Self.firstRecord(in: bytes, atOrAfter: timestamp, minimumOffset: snap.logStartOffset) {
+          return found
+        }
+      }
+    }
+    return nil
+  }
+
+  /// The first record of a stored batch with timestamp ≥ `timestamp` and offset ≥ `minimumOffset`.
+  static func firstRecord(in bytes: ByteBuffer, atOrAfter timestamp: Int64, minimumOffset: Int64)
+    throws(StorageError) -> (offset: Int64, timestamp: Int64)?
+  {
+    do {
+      let batch = try RecordBatch(bytes)
+      if batch.timestampType == .logAppendTime {
+        return batch.maxTimestamp >= timestamp ? (max(batch.baseOffset, minimumOffset), batch.maxTimestamp) : nil
+      }
+      for record in try batch.records(maxDecompressedSize: 64 << 20) {
+        if record.offset >= minimumOffset && record.timestamp >= timestamp {
+          return (record.offset, record.timestamp)
+        }
+      }
+      return nil
+    } catch {
+      throw StorageError(.invalidBatch, "stored batch could not be read: \(error)")
+    }
+  }
+
+  public func maxTimestamp() throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
+    let snap = try snapshot()
+    var best: (offset: Int64, timestamp: Int64)?
+    for segment in snap.segments where segment.maxTimestamp >= 0 {
+      if best == nil || segment.maxTimestamp > best!.timestamp {
+        best = (segment.maxTimestampOffset, segment.maxTimestamp)
+      }
+    }
+    return best
+  }
+
+  // MARK: Retention
+
+  public func deleteRecords(before offset: Int64) throws(StorageError) -> Int64 {
+    let newStart: Int64 = try state.withLock { (state: inout State) throws(StorageError) -> Int64 in
+      if let failure = state.failure { throw failure }
+      guard offset <= state.logEndOffset else {
+        throw StorageError(.offsetOutOfRange, "offset \(offset) is past the log end \(state.logEndOffset)")
+      }
+      guard offset > state.logStartOffset else { return state.logStartOffset }
+      try Self.writeNumber(directory + "/" + Self.logStartFile, offset)
+      state.logStartOffset = offset
+      try deleteSegments(&state) { segment, _ in segment.nextOffset <= offset }
+      return state.logStartOffset
+    }
+    return newStart
+  }
+
+  @discardableResult
+  public func enforceRetention(now: Int64) throws(StorageError) -> Int {
+    try state.withLock { (state: inout State) throws(StorageError) -> Int in
+      if let failure = state.failure { throw failure }
+      let config = state.config
+      var deleted = 0
+      if config.retentionMs >= 0 {
+        let last = state.segments.count - 1
+        if !state.segments[last].isEmpty && state.segments[last].maxTimestamp >= 0
+          && state.segments[last].maxTimestamp < now - config.retentionMs
+        {
+          // Everything is expired: roll so the active segment can go too.
+          try roll(&state, now: now)
+        }
+        deleted += try deleteSegments(&state) { segment, _ in
+          segment.maxTimestamp >= 0 && segment.maxTimestamp < now - config.retentionMs
+        }
+      }
+      if config.retentionBytes >= 0 {
+        var excess = Int64(state.segments.reduce(0) { $0 + $1.size }) - config.retentionBytes
+        deleted += try deleteSegments(&state) { segment, _ in
+          guard excess - Int64(segment.size) >= 0 else { return false }
+          excess -= Int64(segment.size)
+          return true
+        }
+      }
+      return deleted
+    }
+  }
+
+  /// Deletes segments from the oldest while `shouldDelete` says so, never the active one.
+  @discardableResult
+  func deleteSegments(_ state: inout State, _ shouldDelete: (Segment, Int) -> Bool) throws(StorageError) -> Int {
+    var bytes = 0
+    while state.segments.count > 1, shouldDelete(state.segments[0], 0) {
+      let segment = state.segments.removeFirst()
+      for suffix in [".log", ".index", ".timeindex"] {
+        try FileSystem.remove(directory + "/" + Segment.fileName(segment.baseOffset, suffix))
+      }
+      bytes += segment.size
+      state.logStartOffset = max(state.logStartOffset, state.segments[0].baseOffset)
+    }
+    if bytes > 0 { state.directoryNeedsSync = true }
+    return bytes
+  }
+
+  // MARK: Closing
+
+  public func close() throws(StorageError) {
+    let (segments, failure): ([Segment], StorageError?) = state.withLock { state in
+      if state.closed { return ([], nil) }
+      state.closed = true
+      return (state.segments, state.failure)
+    }
+    guard !segments.isEmpty else { return }
+    if let failure { throw failure }
+    for segment in segments {
+      try segment.file.sync()
+      try segment.index.sync()
+    }
+    let end = segments.last!.nextOffset
+    try Self.writeNumber(directory + "/" + Self.recoveryPointFile, end)
+    try FileSystem.writeAtomically(directory + "/" + Self.cleanShutdownFile, [])
+  }
+
+  public func delete() throws(StorageError) {
+    state.withLock { $0.closed = true }
+    try FileSystem.removeTree(directory)
+  }
+}
