@@ -12,11 +12,15 @@ let package = Package(
   products: [
     .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
     .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
+    .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
+    .library(name: "SluiceServer", targets: ["SluiceServer"]),
     .executable(name: "sluice", targets: ["sluice"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
   ],
   targets: [
     // C helpers with no third-party headers: hardware CRC-32C and dlopen-based bindings to
@@ -44,6 +48,28 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    .target(
+      name: "SluiceBroker",
+      dependencies: [
+        "KafkaProtocol",
+        "SluiceStorage",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    .target(
+      name: "SluiceServer",
+      dependencies: [
+        "KafkaProtocol",
+        "SluiceBroker",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict
+    ),
     .executableTarget(
       name: "_KafkaProtocolCodegen",
       swiftSettings: strict
@@ -52,6 +78,12 @@ let package = Package(
       name: "sluice",
       dependencies: [
         "KafkaProtocol",
+        "SluiceBroker",
+        "SluiceServer",
+        "SluiceStorage",
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strict

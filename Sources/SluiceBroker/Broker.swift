@@ -1,0 +1,290 @@
+public import KafkaProtocol
+import NIOCore
+import NIOPosix
+public import SluiceStorage
+import Synchronization
+
+/// A topic: its id, configuration and partitions.
+public final class Topic: Sendable {
+  public let name: String
+  public let id: KafkaUUID
+  let mutable: Mutex<(config: TopicConfig, partitions: [Partition])>
+
+  init(name: String, id: KafkaUUID, config: TopicConfig, partitions: [Partition]) {
+    self.name = name
+    self.id = id
+    self.mutable = Mutex((config, partitions))
+  }
+
+  public var config: TopicConfig { mutable.withLock { $0.config } }
+  public var partitions: [Partition] { mutable.withLock { $0.partitions } }
+
+  public func partition(_ index: Int32) -> Partition? {
+    mutable.withLock { state in
+      index >= 0 && Int(index) < state.partitions.count ? state.partitions[Int(index)] : nil
+    }
+  }
+}
+
+/// What the broker knows about the connection a request came on.
+public struct RequestContext: Sendable {
+  public var clientHost: String
+  public init(clientHost: String = "") { self.clientHost = clientHost }
+}
+
+/// The broker's brain, without sockets: topics and partitions, and a handler for every
+/// implemented API. ``SluiceServer`` feeds it decoded requests and writes back what it
+/// returns; tests call it directly.
+public final class Broker: Sendable {
+  public let config: BrokerConfig
+  public let metadata: MetadataStore
+  let threadPool: NIOThreadPool
+  let topics = Mutex<[String: Topic]>([:])
+  /// Serialises topic creation, deletion and reconfiguration (low rate).
+  let adminLock = Mutex(())
+  let clock: @Sendable () -> Int64
+
+  public static func systemClock() -> Int64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+  }
+
+  /// Opens the data directory, recovering every topic found in the metadata.
+  public init(config: BrokerConfig, clock: @escaping @Sendable () -> Int64 = Broker.systemClock) throws(StorageError) {
+    self.config = config
+    self.clock = clock
+    self.metadata = try MetadataStore(directory: config.dataDirectory)
+    self.threadPool = NIOThreadPool(numberOfThreads: 2)
+    threadPool.start()
+    var opened: [String: Topic] = [:]
+    for record in metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name }) {
+      let topicConfig = (try? TopicConfig(overrides: record.configs, broker: config))
+        ?? (try! TopicConfig(overrides: [:], broker: config))
+      var partitions: [Partition] = []
+      for index in 0..<record.partitions {
+        partitions.append(try openPartition(topic: record.name, index: index, config: topicConfig))
+      }
+      opened[record.name] = Topic(name: record.name, id: record.topicId, config: topicConfig, partitions: partitions)
+    }
+    topics.withLock { $0 = opened }
+  }
+
+  public var clusterId: String { metadata.snapshot.clusterId }
+
+  func partitionDirectory(_ topic: String, _ index: Int32) -> String {
+    config.dataDirectory + "/" + topic + "-" + String(index)
+  }
+
+  func openPartition(topic: String, index: Int32, config topicConfig: TopicConfig) throws(StorageError) -> Partition {
+    let log: any PartitionLog
+    switch topicConfig.log.storage {
+    case .memory:
+      log = MemoryLog(config: topicConfig.log)
+    case .disk:
+      log = try FileLog(
+        directory: partitionDirectory(topic, index), config: topicConfig.log, threadPool: threadPool, now: clock())
+    }
+    return Partition(
+      topic: topic, index: index, log: log, producers: Self.rebuildProducerState(log))
+  }
+
+  /// Rebuilds idempotent-producer state from the newest batches of a log (up to 8 MiB),
+  /// so retries of batches acknowledged before a restart are still recognised.
+  static func rebuildProducerState(_ log: any PartitionLog) -> ProducerStateTable {
+    var table = ProducerStateTable()
+    let end = log.logEndOffset
+    let start = log.logStartOffset
+    guard end > start else { return table }
+    // Start at most 100k offsets back (reads begin at the batch holding that offset).
+    var offset = max(start, end - 100_000)
+    var budget = 8 << 20
+    while offset < end && budget > 0 {
+      guard let read = try? log.read(from: offset, maxBytes: 1 << 20, upTo: nil, minOneBatch: true),
+        let bytes = try? read.loadBytes(), bytes.readableBytes > 0
+      else { break }
+      budget -= bytes.readableBytes
+      var splitter = RecordBatchSplitter(bytes)
+      var last = offset
+      while let batch = try? splitter.next() {
+        if batch.producerId >= 0 && batch.baseSequence >= 0 {
+          table.record(
+            producerId: batch.producerId, epoch: batch.producerEpoch, firstSequence: batch.baseSequence,
+            count: batch.recordsCount, firstOffset: batch.baseOffset, lastOffset: batch.lastOffset)
+        }
+        last = batch.nextOffset
+      }
+      if last <= offset { break }
+      offset = last
+    }
+    return table
+  }
+
+  public func topic(_ name: String) -> Topic? { topics.withLock { $0[name] } }
+  public func topic(id: KafkaUUID) -> Topic? { topics.withLock { $0.values.first { $0.id == id } } }
+  public var allTopics: [Topic] { topics.withLock { Array($0.values) }.sorted { $0.name < $1.name } }
+
+  // MARK: Topic administration
+
+  public enum TopicError: Error, Sendable {
+    case exists
+    case invalidName(String)
+    case invalidPartitions(String)
+    case invalidConfig(String)
+    case storage(StorageError)
+
+    var code: ErrorCode {
+      switch self {
+      case .exists: ErrorCode(rawValue: 36)
+      case .invalidName: ErrorCode(rawValue: 17)
+      case .invalidPartitions: ErrorCode(rawValue: 37)
+      case .invalidConfig: ErrorCode(rawValue: 40)
+      case .storage: .kafkaStorageError
+      }
+    }
+
+    var message: String {
+      switch self {
+      case .exists: "Topic already exists."
+      case .invalidName(let m), .invalidPartitions(let m), .invalidConfig(let m): m
+      case .storage(let e): e.message
+      }
+    }
+  }
+
+  /// Creates a topic (or, with `validateOnly`, only checks that it could be created).
+  @discardableResult
+  public func createTopic(
+    name: String, partitions: Int32, configs: [String: String], validateOnly: Bool = false
+  ) throws(TopicError) -> Topic? {
+    if let problem = validateTopicName(name) { throw .invalidName(problem) }
+    guard partitions >= 1, partitions <= config.maxPartitionsPerTopic else {
+      throw .invalidPartitions("Number of partitions must be between 1 and \(config.maxPartitionsPerTopic).")
+    }
+    let topicConfig: TopicConfig
+    do {
+      topicConfig = try TopicConfig(overrides: configs, broker: config)
+    } catch {
+      throw .invalidConfig(error.message)
+    }
+    return try adminLock.withLock { _ throws(TopicError) -> Topic? in
+      if topic(name) != nil { throw .exists }
+      if validateOnly { return nil }
+      let id = KafkaUUID.random()
+      do throws(StorageError) {
+        var opened: [Partition] = []
+        for index in 0..<partitions {
+          opened.append(try openPartition(topic: name, index: index, config: topicConfig))
+        }
+        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+          document.topics[name] = TopicRecord(name: name, id: id, partitions: partitions, configs: configs)
+        }
+        let created = Topic(name: name, id: id, config: topicConfig, partitions: opened)
+        topics.withLock { $0[name] = created }
+        return created
+      } catch {
+        throw .storage(error)
+      }
+    }
+  }
+
+  /// Deletes a topic and all its data.
+  public func deleteTopic(_ name: String) throws(StorageError) -> Bool {
+    try adminLock.withLock { _ throws(StorageError) -> Bool in
+      guard let existing = topic(name) else { return false }
+      try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+        document.topics[name] = nil
+      }
+      topics.withLock { $0[name] = nil }
+      for partition in existing.partitions {
+        partition.notifyAppended()
+        try partition.log.delete()
+      }
+      return true
+    }
+  }
+
+  /// Raises a topic's partition count.
+  public func createPartitions(_ name: String, count: Int32, validateOnly: Bool) throws(TopicError) {
+    try adminLock.withLock { _ throws(TopicError) in
+      guard let existing = topic(name) else { throw .invalidName("Topic \(name) does not exist") }
+      let current = Int32(existing.partitions.count)
+      guard count > current else {
+        throw .invalidPartitions("Topic currently has \(current) partitions, which is higher than or equal to the requested \(count).")
+      }
+      guard count <= config.maxPartitionsPerTopic else {
+        throw .invalidPartitions("Number of partitions must be at most \(config.maxPartitionsPerTopic).")
+      }
+      if validateOnly { return }
+      do throws(StorageError) {
+        var added: [Partition] = []
+        for index in current..<count {
+          added.append(try openPartition(topic: name, index: index, config: existing.config))
+        }
+        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+          document.topics[name]?.partitions = count
+        }
+        existing.mutable.withLock { $0.partitions += added }
+      } catch {
+        throw .storage(error)
+      }
+    }
+  }
+
+  /// Replaces a topic's explicit configs (already merged by the caller for incremental alters).
+  public func setTopicConfigs(_ name: String, _ configs: [String: String], validateOnly: Bool) throws(TopicError) {
+    let topicConfig: TopicConfig
+    do {
+      topicConfig = try TopicConfig(overrides: configs, broker: config)
+    } catch {
+      throw .invalidConfig(error.message)
+    }
+    try adminLock.withLock { _ throws(TopicError) in
+      guard let existing = topic(name) else { throw .invalidName("Topic \(name) does not exist") }
+      if topicConfig.log.storage != existing.config.log.storage {
+        throw .invalidConfig("sluice.storage cannot be changed on an existing topic")
+      }
+      if validateOnly { return }
+      do throws(StorageError) {
+        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+          document.topics[name]?.configs = configs
+        }
+      } catch {
+        throw .storage(error)
+      }
+      existing.mutable.withLock { $0.config = topicConfig }
+      for partition in existing.partitions { partition.log.updateConfig(topicConfig.log) }
+    }
+  }
+
+  // MARK: Housekeeping
+
+  /// Runs retention and time-based flushes once; the server calls it periodically.
+  public func housekeeping() {
+    let now = clock()
+    for topic in allTopics {
+      for partition in topic.partitions {
+        partition.log.flushIfDue(now: now)
+        _ = try? partition.log.enforceRetention(now: now)
+      }
+    }
+  }
+
+  /// Flushes and closes every log. The broker is unusable afterwards.
+  public func shutdown() async {
+    for topic in allTopics {
+      for partition in topic.partitions {
+        partition.notifyAppended()
+        try? await partition.log.flush()
+        try? partition.log.close()
+      }
+    }
+    try? await threadPool.shutdownGracefully()
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif

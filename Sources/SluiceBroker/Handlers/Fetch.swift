@@ -1,0 +1,100 @@
+import KafkaProtocol
+import NIOCore
+import SluiceStorage
+
+extension Broker {
+  /// Fetch (CLIENTS.md §3): whole batches from each requested partition in request order,
+  /// KIP-74 soft limits, and long polling that parks until MinBytes arrive or MaxWaitMs
+  /// passes — woken by appends, not by polling.
+  func fetch(_ request: FetchRequest, version: Int16) async -> FetchResponse {
+    let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, request.maxWaitMs)))
+    while true {
+      let waiter = FetchWaiter()
+      let (response, bytes, hasError, partitions) = fetchOnce(request, version: version, waiter: waiter)
+      let done = hasError || bytes >= Int(request.minBytes) || request.maxWaitMs <= 0
+        || ContinuousClock.now >= deadline
+      if done {
+        for partition in partitions { partition.removeWaiter(waiter) }
+        return response
+      }
+      // Park: woken by an append to any requested partition, or by the deadline.
+      let timer = Task {
+        try? await Task.sleep(until: deadline, clock: .continuous)
+        waiter.wake()
+      }
+      await waiter.wait()
+      timer.cancel()
+      for partition in partitions { partition.removeWaiter(waiter) }
+    }
+  }
+
+  /// One pass over the requested partitions. Registers `waiter` on every partition it
+  /// reads before reading it, so an append that lands between the read and the park still
+  /// wakes the fetch.
+  func fetchOnce(_ request: FetchRequest, version: Int16, waiter: FetchWaiter)
+    -> (FetchResponse, Int, Bool, [Partition])
+  {
+    var response = FetchResponse()
+    if version >= 7 { response.sessionId = 0 }  // fetch sessions declined: full fetches
+    var total = 0
+    var hasError = false
+    var registered: [Partition] = []
+    let maxBytes = version >= 3 ? Int(request.maxBytes) : Int(Int32.max)
+    for requested in request.topics {
+      let topic = version >= 13 ? self.topic(id: requested.topicId) : self.topic(requested.topic)
+      var topicResponse = FetchResponse.FetchableTopicResponse()
+      if version >= 13 { topicResponse.topicId = requested.topicId } else { topicResponse.topic = requested.topic }
+      for wanted in requested.partitions {
+        var data = FetchResponse.PartitionData(partitionIndex: wanted.partition, highWatermark: -1)
+        if version >= 4 { data.lastStableOffset = -1 }
+        if version >= 5 { data.logStartOffset = -1 }
+        if version >= 4 && request.isolationLevel == 1 { data.abortedTransactions = [] }
+        guard let topic, let partition = topic.partition(wanted.partition) else {
+          data.errorCode = ErrorCode(rawValue: version >= 13 ? 100 : 3).rawValue
+          hasError = true
+          topicResponse.partitions.append(data)
+          continue
+        }
+        partition.addWaiter(waiter)
+        registered.append(partition)
+        let highWatermark = partition.highWatermark
+        let logStart = partition.log.logStartOffset
+        data.highWatermark = highWatermark
+        if version >= 4 { data.lastStableOffset = highWatermark }
+        if version >= 5 { data.logStartOffset = logStart }
+        if wanted.fetchOffset < logStart || wanted.fetchOffset > highWatermark {
+          data.errorCode = ErrorCode.offsetOutOfRange.rawValue
+          hasError = true
+        } else if wanted.fetchOffset < highWatermark && total < maxBytes {
+          let limit = min(Int(max(0, wanted.partitionMaxBytes)), maxBytes - total)
+          do {
+            let read = try partition.log.read(
+              from: wanted.fetchOffset, maxBytes: limit, upTo: highWatermark, minOneBatch: total == 0)
+            var records = try read.loadBytes()
+            if version < 10, containsZstd(records) {
+              data.errorCode = ErrorCode(rawValue: 76).rawValue
+              records = ByteBuffer()
+            }
+            total += records.readableBytes
+            data.records = records
+          } catch {
+            data.errorCode = ErrorCode.from(error).rawValue
+            hasError = true
+          }
+        }
+        if data.records == nil { data.records = ByteBuffer() }
+        topicResponse.partitions.append(data)
+      }
+      response.responses.append(topicResponse)
+    }
+    return (response, total, hasError, registered)
+  }
+
+  func containsZstd(_ records: ByteBuffer) -> Bool {
+    var splitter = RecordBatchSplitter(records)
+    while let batch = try? splitter.next() {
+      if batch.compression == .zstd { return true }
+    }
+    return false
+  }
+}

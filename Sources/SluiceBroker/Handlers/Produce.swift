@@ -1,0 +1,136 @@
+import KafkaProtocol
+import NIOCore
+import SluiceStorage
+
+extension Broker {
+  /// Produce (CLIENTS.md §3): validate every batch, check idempotent sequences, append, and
+  /// — for acks≠0 — answer once the append is as durable as the topic's flush policy asks.
+  func produce(_ request: ProduceRequest, version: Int16) async -> ProduceResponse? {
+    let acks = request.acks
+    var response = ProduceResponse()
+    var pending: [(topic: Int, partition: Int, partitionRef: Partition, append: PendingAppend)] = []
+    for topicData in request.topicData {
+      var topicResponse = ProduceResponse.TopicProduceResponse(name: topicData.name)
+      let topic = self.topic(topicData.name)
+      for data in topicData.partitionData {
+        var result = ProduceResponse.PartitionProduceResponse(index: data.index, baseOffset: -1)
+        if version >= 5 { result.logStartOffset = -1 }
+        func fail(_ code: ErrorCode, _ message: String? = nil) {
+          result.errorCode = code.rawValue
+          if version >= 8 { result.errorMessage = message }
+        }
+        if acks != 0 && acks != 1 && acks != -1 {
+          fail(ErrorCode(rawValue: 21), "acks must be 0, 1 or -1")
+        } else if request.transactionalId != nil {
+          fail(ErrorCode(rawValue: 53), "Transactions are not supported by Sluice")
+        } else if let topic, let partition = topic.partition(data.index) {
+          switch appendPartition(partition, topic: topic, records: data.records, version: version) {
+          case .failure(let code, let message):
+            fail(code, message)
+          case .duplicate(let firstOffset):
+            result.baseOffset = firstOffset
+            if version >= 5 { result.logStartOffset = partition.log.logStartOffset }
+          case .appended(let append):
+            result.baseOffset = append.result.firstOffset
+            if version >= 2 { result.logAppendTimeMs = append.result.logAppendTime }
+            if version >= 5 { result.logStartOffset = append.result.logStartOffset }
+            pending.append(
+              (response.responses.count, topicResponse.partitionResponses.count, partition, append))
+          }
+        } else {
+          fail(ErrorCode(rawValue: 3), "This server does not host this topic-partition.")
+        }
+        topicResponse.partitionResponses.append(result)
+      }
+      response.responses.append(topicResponse)
+    }
+    // Durability: wait (concurrently across partitions) for the fsyncs the policies ask for.
+    for entry in pending {
+      do {
+        try await entry.partitionRef.log.awaitDurable(entry.append)
+        entry.partitionRef.notifyAppended()
+      } catch {
+        var result = response.responses[entry.topic].partitionResponses[entry.partition]
+        result.errorCode = ErrorCode.kafkaStorageError.rawValue
+        result.baseOffset = -1
+        if version >= 8 { result.errorMessage = error.message }
+        response.responses[entry.topic].partitionResponses[entry.partition] = result
+      }
+    }
+    return acks == 0 ? nil : response
+  }
+
+  enum AppendOutcome {
+    case appended(PendingAppend)
+    case duplicate(firstOffset: Int64)
+    case failure(ErrorCode, String)
+  }
+
+  /// Validates the records of one partition and appends them (page cache).
+  func appendPartition(_ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16) -> AppendOutcome {
+    guard let records, records.readableBytes > 0 else {
+      return .failure(.corruptMessage, "Produce request has no records for this partition")
+    }
+    let topicConfig = topic.config
+    var splitter = RecordBatchSplitter(records)
+    var batches: [RecordBatch] = []
+    do throws(KafkaProtocolError) {
+      while let batch = try splitter.next() {
+        guard batch.magic == 2 else {
+          return .failure(ErrorCode(rawValue: 43), "Only record batch format v2 (magic 2) is supported")
+        }
+        guard batch.size <= topicConfig.maxMessageBytes else {
+          return .failure(
+            ErrorCode(rawValue: 10),
+            "Batch of \(batch.size) bytes exceeds max.message.bytes \(topicConfig.maxMessageBytes)")
+        }
+        if batch.compression == .zstd && version < 7 {
+          return .failure(ErrorCode(rawValue: 76), "zstd needs Produce v7 or later")
+        }
+        try batch.validate(.clientProduce)
+        batches.append(batch)
+      }
+    } catch {
+      switch error.code {
+      case .crcMismatch, .truncated: return .failure(.corruptMessage, error.message)
+      case .unsupportedMagic: return .failure(ErrorCode(rawValue: 43), error.message)
+      default: return .failure(ErrorCode(rawValue: 87), error.message)
+      }
+    }
+    guard splitter.partialTail == nil, !batches.isEmpty else {
+      return .failure(.corruptMessage, "Records end with a partial batch")
+    }
+    guard batches.count == 1 || batches.allSatisfy({ $0.producerId < 0 }) else {
+      return .failure(ErrorCode(rawValue: 87), "An idempotent producer must send one batch per partition")
+    }
+    let first = batches[0]
+    let now = clock()
+    return partition.producers.withLock { table -> AppendOutcome in
+      if first.producerId >= 0 {
+        switch table.check(
+          producerId: first.producerId, epoch: first.producerEpoch, firstSequence: first.baseSequence,
+          count: first.recordsCount)
+        {
+        case .append: break
+        case .duplicate(let firstOffset): return .duplicate(firstOffset: firstOffset)
+        case .fencedEpoch:
+          return .failure(ErrorCode(rawValue: 47), "Producer epoch \(first.producerEpoch) is older than the current one")
+        case .outOfOrder(let expected):
+          return .failure(
+            ErrorCode(rawValue: 45), "Expected sequence \(expected), got \(first.baseSequence)")
+        }
+      }
+      do throws(StorageError) {
+        let pending = try partition.log.appendBuffered(records, now: now)
+        if first.producerId >= 0 {
+          table.record(
+            producerId: first.producerId, epoch: first.producerEpoch, firstSequence: first.baseSequence,
+            count: first.recordsCount, firstOffset: pending.result.firstOffset, lastOffset: pending.result.lastOffset)
+        }
+        return .appended(pending)
+      } catch {
+        return .failure(ErrorCode.from(error), error.message)
+      }
+    }
+  }
+}

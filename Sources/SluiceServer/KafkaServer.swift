@@ -1,0 +1,190 @@
+import KafkaProtocol
+public import Logging
+import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+public import SluiceBroker
+import Synchronization
+
+/// The Kafka listener: thin translation between frames on a connection and broker calls.
+///
+/// Each connection is a task that reads one request, hands it to the broker, and writes the
+/// response before reading the next — so responses leave strictly in request order, as
+/// Kafka's own broker does (it mutes a connection while a request is in flight). Many
+/// connections are served concurrently. Frames are bounded by `maximumFrameSize`
+/// (`socket.request.max.bytes`) before any byte of them is buffered.
+///
+/// As a swift-service-lifecycle `Service`: on graceful shutdown it stops accepting, lets
+/// each connection finish the request it is handling, and returns.
+public final class KafkaServer: Service, Sendable {
+  public struct Configuration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 9092
+    /// `socket.request.max.bytes`.
+    public var maximumFrameSize = 104_857_600
+    /// Connections beyond this are closed at once.
+    public var maximumConnections = 10_000
+    public init() {}
+  }
+
+  let broker: Broker
+  let configuration: Configuration
+  let group: MultiThreadedEventLoopGroup
+  let logger: Logger
+  let boundPort = Mutex<Int?>(nil)
+  let bound = Mutex<[CheckedContinuation<Int, any Error>]>([])
+  let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+  public init(broker: Broker, configuration: Configuration, group: MultiThreadedEventLoopGroup, logger: Logger) {
+    self.broker = broker
+    self.configuration = configuration
+    self.group = group
+    self.logger = logger
+  }
+
+  /// The port actually bound (useful with port 0); waits until the listener is up.
+  public func waitUntilBound() async throws -> Int {
+    if let port = boundPort.withLock({ $0 }) { return port }
+    return try await withCheckedThrowingContinuation { continuation in
+      let port: Int? = bound.withLock { waiting in
+        if let port = boundPort.withLock({ $0 }) { return port }
+        waiting.append(continuation)
+        return nil
+      }
+      if let port { continuation.resume(returning: port) }
+    }
+  }
+
+  public func run() async throws {
+    let maximumFrameSize = configuration.maximumFrameSize
+    let listener = try await ServerBootstrap(group: group)
+      .serverChannelOption(.backlog, value: 1024)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelOption(.maxMessagesPerRead, value: 16)
+      .bind(host: configuration.host, port: configuration.port) { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(
+            ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)))
+          return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+        }
+      }
+    let port = listener.channel.localAddress?.port ?? configuration.port
+    let waiting = bound.withLock { waiting in
+      boundPort.withLock { $0 = port }
+      let all = waiting
+      waiting.removeAll()
+      return all
+    }
+    for continuation in waiting { continuation.resume(returning: port) }
+    logger.info("Kafka listener on \(configuration.host):\(port)")
+
+    try await withGracefulShutdownHandler {
+      try await withThrowingDiscardingTaskGroup { group in
+        try await listener.executeThenClose { inbound in
+          for try await connection in inbound {
+            let count = connections.withLock { $0.count }
+            if count >= configuration.maximumConnections {
+              logger.warning("connection limit \(configuration.maximumConnections) reached; closing new connection")
+              try? await connection.channel.close()
+              continue
+            }
+            group.addTask {
+              await self.serve(connection)
+            }
+          }
+        }
+      }
+    } onGracefulShutdown: {
+      // Stop accepting; close every connection's input so each finishes its current request.
+      listener.channel.close(promise: nil)
+      let open = self.connections.withLock { Array($0.values) }
+      for channel in open { channel.close(mode: .input, promise: nil) }
+    }
+  }
+
+  func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+    let channel = connection.channel
+    let id = ObjectIdentifier(channel)
+    connections.withLock { $0[id] = channel }
+    defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
+    let peer = channel.remoteAddress?.ipAddress ?? ""
+    let context = RequestContext(clientHost: peer)
+    do {
+      try await connection.executeThenClose { inbound, outbound in
+        for try await frame in inbound {
+          guard let reply = await respond(to: frame, context: context) else { continue }
+          switch reply {
+          case .send(let bytes): try await outbound.write(bytes)
+          case .close(let reason):
+            logger.debug("closing connection from \(peer): \(reason)")
+            return
+          }
+        }
+      }
+    } catch {
+      logger.debug("connection from \(peer) ended: \(error)")
+    }
+  }
+
+  enum Reply {
+    case send(ByteBuffer)
+    case close(String)
+  }
+
+  /// Decodes one frame, asks the broker, encodes the answer. nil: nothing to send.
+  func respond(to frame: ByteBuffer, context: RequestContext) async -> Reply? {
+    guard let prefix = RequestHeaderPrefix.peek(frame) else {
+      return .close("frame of \(frame.readableBytes) bytes is too short for a request header")
+    }
+    guard let versions = Broker.supportedVersions(prefix.apiKey), versions.contains(prefix.apiVersion) else {
+      if prefix.apiKey == .apiVersions {
+        // Answer with a v0 body listing what we support, so the client can retry (KIP-511).
+        let body = broker.apiVersions(errorCode: .unsupportedVersion)
+        return encode(.apiVersions(body), correlationId: prefix.correlationId, apiKey: .apiVersions, version: 0)
+      }
+      return .close("unsupported request \(prefix.apiKey) v\(prefix.apiVersion)")
+    }
+    let request: KafkaRequest
+    do {
+      request = try KafkaRequest.decode(frame: frame)
+    } catch {
+      return .close("malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)")
+    }
+    guard let body = await broker.handle(request, context: context) else { return nil }
+    return encode(body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
+  }
+
+  func encode(_ body: KafkaResponseBody, correlationId: Int32, apiKey: ApiKey, version: Int16) -> Reply {
+    var buffer = ByteBuffer()
+    do {
+      try KafkaResponse(correlationId: correlationId, body: body).encodeFrame(into: &buffer, apiVersion: version)
+      return .send(buffer)
+    } catch {
+      logger.error("cannot encode \(apiKey) v\(version) response: \(error)")
+      return .close("response encoding failed")
+    }
+  }
+}
+
+extension ErrorCode {
+  static let unsupportedVersion = ErrorCode(rawValue: 35)
+}
+
+/// Runs the broker's periodic work (retention, time-based flushes).
+public struct HousekeepingService: Service {
+  let broker: Broker
+
+  public init(broker: Broker) { self.broker = broker }
+
+  public func run() async throws {
+    let interval = Duration.milliseconds(broker.config.housekeepingIntervalMs)
+    let broker = self.broker
+    try await cancelWhenGracefulShutdown {
+      while !Task.isCancelled {
+        try await Task.sleep(for: interval)
+        broker.housekeeping()
+      }
+    }
+  }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import SluiceBroker
+import SluiceServer
+
+/// The broker settings `sluice serve` understands, with Kafka's names where Kafka has one.
+/// Each can come from (strongest first) `--set KEY=VALUE`, the environment
+/// (`SLUICE_` + the key upper-cased with `.` → `_`), the `--config` file (Java properties),
+/// or the default.
+struct ServeSetting: Sendable {
+  let key: String
+  let defaultValue: String
+  let help: String
+  let apply: @Sendable (inout BrokerConfig, inout KafkaServer.Configuration, String) throws -> Void
+}
+
+struct ConfigurationError: Error, CustomStringConvertible {
+  var description: String
+}
+
+func parseInt<T: FixedWidthInteger>(_ key: String, _ value: String, min: T) throws -> T {
+  guard let number = T(value.trimmingCharacters(in: .whitespaces)), number >= min else {
+    throw ConfigurationError(description: "\(key): \"\(value)\" is not an integer >= \(min)")
+  }
+  return number
+}
+
+func parseBool(_ key: String, _ value: String) throws -> Bool {
+  switch value.lowercased() {
+  case "true", "1", "yes": return true
+  case "false", "0", "no": return false
+  default: throw ConfigurationError(description: "\(key): \"\(value)\" is not true or false")
+  }
+}
+
+let serveSettings: [ServeSetting] = [
+  ServeSetting(key: "auto.create.topics.enable", defaultValue: "true", help: "Create unknown topics on Metadata requests.") {
+    broker, _, value in broker.autoCreateTopics = try parseBool("auto.create.topics.enable", value)
+  },
+  ServeSetting(key: "num.partitions", defaultValue: "1", help: "Partitions of an auto-created topic.") {
+    broker, _, value in broker.defaultPartitions = try parseInt("num.partitions", value, min: 1)
+  },
+  ServeSetting(key: "message.max.bytes", defaultValue: "1048588", help: "Default max.message.bytes of topics.") {
+    broker, _, value in broker.maxMessageBytes = try parseInt("message.max.bytes", value, min: 0)
+  },
+  ServeSetting(key: "socket.request.max.bytes", defaultValue: "104857600", help: "Largest request frame accepted.") {
+    _, server, value in server.maximumFrameSize = try parseInt("socket.request.max.bytes", value, min: 1024)
+  },
+  ServeSetting(key: "max.connections", defaultValue: "10000", help: "Connections beyond this are refused.") {
+    _, server, value in server.maximumConnections = try parseInt("max.connections", value, min: 1)
+  },
+  ServeSetting(key: "log.retention.ms", defaultValue: "604800000", help: "Default retention.ms (-1: forever).") {
+    broker, _, value in broker.defaultLog.retentionMs = try parseInt("log.retention.ms", value, min: -1)
+  },
+  ServeSetting(key: "log.retention.bytes", defaultValue: "-1", help: "Default retention.bytes per partition (-1: none).") {
+    broker, _, value in broker.defaultLog.retentionBytes = try parseInt("log.retention.bytes", value, min: -1)
+  },
+  ServeSetting(key: "log.segment.bytes", defaultValue: "1073741824", help: "Default segment.bytes.") {
+    broker, _, value in broker.defaultLog.segmentBytes = try parseInt("log.segment.bytes", value, min: 14)
+  },
+  ServeSetting(key: "log.roll.ms", defaultValue: "604800000", help: "Default segment.ms.") {
+    broker, _, value in broker.defaultLog.segmentMs = try parseInt("log.roll.ms", value, min: 1)
+  },
+  ServeSetting(
+    key: "log.flush.interval.messages", defaultValue: String(Int64.max),
+    help: "Default flush.messages (1: fsync every append before acknowledging)."
+  ) {
+    broker, _, value in broker.defaultLog.flushMessages = try parseInt("log.flush.interval.messages", value, min: 1)
+  },
+  ServeSetting(key: "log.flush.interval.ms", defaultValue: "1000", help: "Default flush.ms: fsync data unflushed this long.") {
+    broker, _, value in broker.defaultLog.flushMs = try parseInt("log.flush.interval.ms", value, min: 0)
+  },
+  ServeSetting(key: "sluice.storage", defaultValue: "disk", help: "Default sluice.storage of topics: disk or memory.") {
+    broker, _, value in
+    guard value == "disk" || value == "memory" else {
+      throw ConfigurationError(description: "sluice.storage: \"\(value)\" is not disk or memory")
+    }
+    broker.defaultLog.storage = value == "memory" ? .memory : .disk
+  },
+]
+
+func environmentName(_ key: String) -> String {
+  "SLUICE_" + key.uppercased().replacingOccurrences(of: ".", with: "_")
+}
+
+/// Reads a Java-properties style file: `key=value` (or `key: value`), `#`/`!` comments.
+func readProperties(_ path: String) throws -> [String: String] {
+  guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+    throw ConfigurationError(description: "cannot read config file \(path)")
+  }
+  var result: [String: String] = [:]
+  for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    let line = raw.trimmingCharacters(in: .whitespaces)
+    if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("!") { continue }
+    guard let separator = line.firstIndex(where: { $0 == "=" || $0 == ":" }) else {
+      throw ConfigurationError(description: "\(path):\(number + 1): expected key=value")
+    }
+    let key = line[..<separator].trimmingCharacters(in: .whitespaces)
+    let value = line[line.index(after: separator)...].trimmingCharacters(in: .whitespaces)
+    result[key] = value
+  }
+  return result
+}
+
+/// Splits "host:port" (IPv6 in brackets).
+func parseHostPort(_ text: String, option: String) throws -> (String, Int) {
+  var host = text
+  var portText = ""
+  if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+    host = String(text[text.index(after: text.startIndex)..<close])
+    portText = String(text[close...].dropFirst().drop(while: { $0 == ":" }))
+  } else if let colon = text.lastIndex(of: ":") {
+    host = String(text[..<colon])
+    portText = String(text[text.index(after: colon)...])
+  }
+  guard let port = Int(portText), (0...65535).contains(port), !host.isEmpty else {
+    throw ConfigurationError(description: "\(option): expected HOST:PORT, got \"\(text)\"")
+  }
+  return (host, port)
+}

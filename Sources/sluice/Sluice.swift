@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import ServiceLifecycle
+import SluiceBroker
+import SluiceServer
+
+/// The `sluice` command: the broker (`serve`) and, later, client commands.
+@main
+struct Sluice: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "sluice",
+    abstract: "Sluice: a single-binary, Kafka-compatible event-streaming broker.",
+    subcommands: [Serve.self]
+  )
+}
+
+struct Serve: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run the broker.",
+    discussion: """
+      With no options: a Kafka listener on 127.0.0.1:9092 and data in ./sluice-data.
+      Options also come from the environment (SLUICE_LISTEN, SLUICE_ADVERTISE, SLUICE_DATA_DIR,
+      SLUICE_CONFIG) and from a Java-properties config file (--config). Broker settings
+      (--set KEY=VALUE, SLUICE_<KEY>, or KEY=VALUE in the file; strongest first):
+
+      """
+      + serveSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
+      + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close."
+  )
+
+  @Option(help: "Address for the Kafka listener (env SLUICE_LISTEN).")
+  var listen: String?
+
+  @Option(help: "Address clients are told to connect to; defaults to the listen address (env SLUICE_ADVERTISE).")
+  var advertise: String?
+
+  @Option(help: "Directory holding topics and metadata; default ./sluice-data (env SLUICE_DATA_DIR).")
+  var dataDir: String?
+
+  @Option(help: "Java-properties config file (env SLUICE_CONFIG).")
+  var config: String?
+
+  @Option(name: .customLong("set"), help: "A broker setting, KEY=VALUE; repeatable (see below).")
+  var settings: [String] = []
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+  var logLevel: String = "info"
+
+  func run() async throws {
+    let environment = ProcessInfo.processInfo.environment
+    var file: [String: String] = [:]
+    if let path = config ?? environment["SLUICE_CONFIG"] { file = try readProperties(path) }
+    var explicit: [String: String] = [:]
+    for setting in settings {
+      guard let equals = setting.firstIndex(of: "=") else {
+        throw ValidationError("--set expects KEY=VALUE, got \"\(setting)\"")
+      }
+      explicit[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
+    }
+    let known = Set(serveSettings.map(\.key)).union(["listen", "advertise", "log.dirs"])
+    for key in explicit.keys.sorted() + file.keys.sorted() where !known.contains(key) {
+      throw ValidationError("unknown setting \"\(key)\" (see sluice serve --help)")
+    }
+
+    var brokerConfig = BrokerConfig()
+    var serverConfig = KafkaServer.Configuration()
+    for setting in serveSettings {
+      let value = explicit[setting.key] ?? environment[environmentName(setting.key)] ?? file[setting.key]
+      if let value { try setting.apply(&brokerConfig, &serverConfig, value) }
+    }
+    let listenText = listen ?? environment["SLUICE_LISTEN"] ?? file["listen"] ?? "127.0.0.1:9092"
+    let (host, port) = try parseHostPort(listenText, option: "--listen")
+    let advertiseText = advertise ?? environment["SLUICE_ADVERTISE"] ?? file["advertise"]
+    let (advertisedHost, advertisedPort) =
+      try advertiseText.map { try parseHostPort($0, option: "--advertise") }
+      ?? (host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host, port)
+    brokerConfig.dataDirectory = dataDir ?? environment["SLUICE_DATA_DIR"] ?? file["log.dirs"] ?? "./sluice-data"
+    brokerConfig.advertisedHost = advertisedHost
+    brokerConfig.advertisedPort = Int32(advertisedPort)
+    serverConfig.host = host
+    serverConfig.port = port
+
+    guard let level = Logger.Level(rawValue: logLevel) else {
+      throw ValidationError("unknown log level \(logLevel)")
+    }
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardError(label: label)
+      handler.logLevel = level
+      return handler
+    }
+    let logger = Logger(label: "sluice")
+    let started = ContinuousClock.now
+    let broker: Broker
+    do {
+      broker = try Broker(config: brokerConfig)
+    } catch {
+      logger.critical("cannot open data directory \(brokerConfig.dataDirectory): \(error)")
+      throw ExitCode(1)
+    }
+    logger.info(
+      "data in \(brokerConfig.dataDirectory), \(broker.allTopics.count) topics, advertising \(advertisedHost):\(advertisedPort)")
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: ProcessInfo.processInfo.activeProcessorCount)
+    let server = KafkaServer(broker: broker, configuration: serverConfig, group: group, logger: logger)
+    let services = ServiceGroup(
+      configuration: .init(
+        services: [
+          .init(service: server),
+          .init(service: HousekeepingService(broker: broker)),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    Task {
+      if let port = try? await server.waitUntilBound() {
+        logger.info("ready on port \(port) after \(ContinuousClock.now - started)")
+      }
+    }
+    do {
+      try await services.run()
+    } catch {
+      logger.error("stopped with error: \(error)")
+    }
+    await broker.shutdown()
+    try? await group.shutdownGracefully()
+    logger.info("stopped")
+  }
+}
