@@ -29,7 +29,21 @@ public final class Topic: Sendable {
 /// What the broker knows about the connection a request came on.
 public struct RequestContext: Sendable {
   public var clientHost: String
-  public init(clientHost: String = "") { self.clientHost = clientHost }
+  /// Whether the connection can send file regions (plaintext sockets): Fetch then leaves
+  /// record data in the segment files, to be sent with sendfile.
+  public var zeroCopy: Bool
+  public init(clientHost: String = "", zeroCopy: Bool = false) {
+    self.clientHost = clientHost
+    self.zeroCopy = zeroCopy
+  }
+}
+
+/// A response ready for the wire. With zero-copy fetches, some `records` fields of the body
+/// are 8-byte placeholders whose bytes are a marker; `fileRecords` maps each marker to the
+/// file regions to send in its place (see `KafkaServer`).
+public struct WireReply: Sendable {
+  public var body: KafkaResponseBody
+  public var fileRecords: [UInt64: [LogChunk]]
 }
 
 /// The broker's brain, without sockets: topics and partitions, and a handler for every

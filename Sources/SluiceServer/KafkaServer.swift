@@ -4,6 +4,7 @@ import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
 public import SluiceBroker
+import SluiceStorage
 import Synchronization
 
 /// The Kafka listener: thin translation between frames on a connection and broker calls.
@@ -109,13 +110,22 @@ public final class KafkaServer: Service, Sendable {
     connections.withLock { $0[id] = channel }
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
-    let context = RequestContext(clientHost: peer)
+    let context = RequestContext(clientHost: peer, zeroCopy: true)
     do {
-      try await connection.executeThenClose { inbound, outbound in
+      try await connection.executeThenClose { inbound, _ in
         for try await frame in inbound {
           guard let reply = await respond(to: frame, context: context) else { continue }
           switch reply {
-          case .send(let bytes): try await outbound.write(bytes)
+          case .send(let bytes):
+            try await channel.writeAndFlush(bytes)
+          case .sendPieces(let pieces, let handles):
+            // Written straight to the channel so the file handles can be closed only
+            // once NIO has finished sending their regions.
+            defer { for handle in handles { try? handle.close() } }
+            var last: EventLoopFuture<Void>?
+            for piece in pieces { last = channel.write(piece) }
+            channel.flush()
+            try await last?.get()
           case .close(let reason):
             logger.debug("closing connection from \(peer): \(reason)")
             return
@@ -129,6 +139,8 @@ public final class KafkaServer: Service, Sendable {
 
   enum Reply {
     case send(ByteBuffer)
+    /// A response whose record data goes out as file regions (sendfile).
+    case sendPieces([IOData], handles: [NIOFileHandle])
     case close(String)
   }
 
@@ -151,8 +163,76 @@ public final class KafkaServer: Service, Sendable {
     } catch {
       return .close("malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)")
     }
-    guard let body = await broker.handle(request, context: context) else { return nil }
-    return encode(body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
+    guard let reply = await broker.handleForWire(request, context: context) else { return nil }
+    let encoded = encode(reply.body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
+    guard !reply.fileRecords.isEmpty, case .send(let frame) = encoded else { return encoded }
+    do {
+      return try splice(frame, fileRecords: reply.fileRecords, flexible: prefix.apiVersion >= 12)
+    } catch {
+      logger.error("cannot send file regions: \(error)")
+      return .close("file regions could not be sent")
+    }
+  }
+
+  /// Replaces each 8-byte marker placeholder in an encoded Fetch response with its file
+  /// regions, rewriting the records length prefix (int32, or an unsigned varint of
+  /// length+1 in flexible versions) and the frame size.
+  func splice(_ frame: ByteBuffer, fileRecords: [UInt64: [LogChunk]], flexible: Bool) throws -> Reply {
+    var pieces: [IOData] = []
+    var handles: [NIOFileHandle] = []
+    var total = 0
+    var cursor = frame.readerIndex + 4  // after the frame size
+    var found = 0
+    var index = cursor
+    let end = frame.writerIndex
+    while index + 8 <= end {
+      guard let value = frame.getInteger(at: index, as: UInt64.self), let chunks = fileRecords[value] else {
+        index += 1
+        continue
+      }
+      let prefixLength = flexible ? 1 : 4
+      let prefixOK = flexible
+        ? frame.getInteger(at: index - 1, as: UInt8.self) == 9
+        : frame.getInteger(at: index - 4, as: Int32.self) == 8
+      guard prefixOK else {
+        index += 1
+        continue
+      }
+      var head = frame.getSlice(at: cursor, length: index - prefixLength - cursor)!
+      let length = chunks.reduce(0) { $0 + $1.length }
+      if flexible { head.writeUnsignedVarInt(UInt32(length + 1)) } else { head.writeInteger(Int32(length)) }
+      total += head.readableBytes
+      pieces.append(.byteBuffer(head))
+      for chunk in chunks {
+        switch chunk {
+        case .file(let file, let position, let length):
+          let handle = try file.makeFileHandle()
+          handles.append(handle)
+          pieces.append(.fileRegion(FileRegion(fileHandle: handle, readerIndex: position, endIndex: position + length)))
+        case .bytes(let bytes):
+          pieces.append(.byteBuffer(bytes))
+        }
+        total += chunk.length
+      }
+      found += 1
+      index += 8
+      cursor = index
+    }
+    guard found == fileRecords.count else {
+      for handle in handles { try? handle.close() }
+      throw SpliceError(message: "found \(found) of \(fileRecords.count) record placeholders")
+    }
+    let tail = frame.getSlice(at: cursor, length: end - cursor)!
+    total += tail.readableBytes
+    pieces.append(.byteBuffer(tail))
+    var size = ByteBuffer()
+    size.writeInteger(Int32(total))
+    pieces.insert(.byteBuffer(size), at: 0)
+    return .sendPieces(pieces, handles: handles)
+  }
+
+  struct SpliceError: Error {
+    var message: String
   }
 
   func encode(_ body: KafkaResponseBody, correlationId: Int32, apiKey: ApiKey, version: Int16) -> Reply {

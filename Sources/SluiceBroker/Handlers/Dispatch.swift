@@ -33,13 +33,34 @@ extension Broker {
   }
 
   /// Handles one decoded request; nil means "send no response" (Produce with acks=0).
+  /// Record data is always in memory in the result.
   public func handle(_ request: KafkaRequest, context: RequestContext = RequestContext()) async -> KafkaResponseBody? {
+    var plain = context
+    plain.zeroCopy = false
+    return await handleForWire(request, context: plain)?.body
+  }
+
+  /// Handles one decoded request for the network layer: with `context.zeroCopy`, fetched
+  /// record data stays in files (see ``WireReply``).
+  public func handleForWire(_ request: KafkaRequest, context: RequestContext) async -> WireReply? {
+    let version = request.apiVersion
+    if case .fetch(let body) = request.body {
+      var fileRecords: [UInt64: [LogChunk]] = [:]
+      let response = await fetch(body, version: version, zeroCopy: context.zeroCopy, fileRecords: &fileRecords)
+      return WireReply(body: .fetch(response), fileRecords: fileRecords)
+    }
+    return await handleInMemory(request).map { WireReply(body: $0, fileRecords: [:]) }
+  }
+
+  func handleInMemory(_ request: KafkaRequest) async -> KafkaResponseBody? {
     let version = request.apiVersion
     switch request.body {
     case .apiVersions: return .apiVersions(apiVersions(errorCode: .none))
     case .metadata(let body): return .metadata(metadata(body, version: version))
     case .produce(let body): return await produce(body, version: version).map { .produce($0) }
-    case .fetch(let body): return .fetch(await fetch(body, version: version))
+    case .fetch(let body):
+      var unused: [UInt64: [LogChunk]] = [:]
+      return .fetch(await fetch(body, version: version, zeroCopy: false, fileRecords: &unused))
     case .listOffsets(let body): return .listOffsets(listOffsets(body, version: version))
     case .findCoordinator(let body): return .findCoordinator(findCoordinator(body, version: version))
     case .initProducerId(let body): return .initProducerId(initProducerId(body))

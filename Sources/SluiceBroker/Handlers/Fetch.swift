@@ -6,11 +6,15 @@ extension Broker {
   /// Fetch (CLIENTS.md §3): whole batches from each requested partition in request order,
   /// KIP-74 soft limits, and long polling that parks until MinBytes arrive or MaxWaitMs
   /// passes — woken by appends, not by polling.
-  func fetch(_ request: FetchRequest, version: Int16) async -> FetchResponse {
+  func fetch(
+    _ request: FetchRequest, version: Int16, zeroCopy: Bool, fileRecords: inout [UInt64: [LogChunk]]
+  ) async -> FetchResponse {
     let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, request.maxWaitMs)))
     while true {
       let waiter = FetchWaiter()
-      let (response, bytes, hasError, partitions) = fetchOnce(request, version: version, waiter: waiter)
+      fileRecords.removeAll()
+      let (response, bytes, hasError, partitions) = fetchOnce(
+        request, version: version, waiter: waiter, zeroCopy: zeroCopy, fileRecords: &fileRecords)
       let done = hasError || bytes >= Int(request.minBytes) || request.maxWaitMs <= 0
         || ContinuousClock.now >= deadline
       if done {
@@ -31,9 +35,10 @@ extension Broker {
   /// One pass over the requested partitions. Registers `waiter` on every partition it
   /// reads before reading it, so an append that lands between the read and the park still
   /// wakes the fetch.
-  func fetchOnce(_ request: FetchRequest, version: Int16, waiter: FetchWaiter)
-    -> (FetchResponse, Int, Bool, [Partition])
-  {
+  func fetchOnce(
+    _ request: FetchRequest, version: Int16, waiter: FetchWaiter, zeroCopy: Bool,
+    fileRecords: inout [UInt64: [LogChunk]]
+  ) -> (FetchResponse, Int, Bool, [Partition]) {
     var response = FetchResponse()
     if version >= 7 { response.sessionId = 0 }  // fetch sessions declined: full fetches
     var total = 0
@@ -70,13 +75,24 @@ extension Broker {
           do {
             let read = try partition.log.read(
               from: wanted.fetchOffset, maxBytes: limit, upTo: highWatermark, minOneBatch: total == 0)
-            var records = try read.loadBytes()
-            if version < 10, containsZstd(records) {
-              data.errorCode = ErrorCode(rawValue: 76).rawValue
-              records = ByteBuffer()
+            total += read.byteCount
+            if zeroCopy && version >= 10 && read.chunks.contains(where: { if case .file = $0 { true } else { false } }) {
+              // Leave the bytes in the segment file: an 8-byte marker stands in for them.
+              var marker = UInt64.random(in: 1...UInt64.max)
+              while fileRecords[marker] != nil { marker = UInt64.random(in: 1...UInt64.max) }
+              fileRecords[marker] = read.chunks
+              var placeholder = ByteBuffer()
+              placeholder.writeInteger(marker)
+              data.records = placeholder
+            } else {
+              var records = try read.loadBytes()
+              if version < 10, containsZstd(records) {
+                data.errorCode = ErrorCode(rawValue: 76).rawValue
+                total -= records.readableBytes
+                records = ByteBuffer()
+              }
+              data.records = records
             }
-            total += records.readableBytes
-            data.records = records
           } catch {
             data.errorCode = ErrorCode.from(error).rawValue
             hasError = true
