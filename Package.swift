@@ -134,6 +134,14 @@ let package = Package(
       swiftSettings: strict
     ),
     .testTarget(
+      name: "SluiceBrokerTests",
+      dependencies: [
+        "SluiceBroker", "SluiceStorage", "KafkaProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(
       name: "KafkaProtocolTests",
       dependencies: [
         "KafkaProtocol",
