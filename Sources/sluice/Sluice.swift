@@ -19,13 +19,11 @@ struct Sluice: AsyncParsableCommand {
 struct Serve: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run the broker.",
-    discussion: """
-      With no options: a Kafka listener on 127.0.0.1:9092 and data in ./sluice-data.
-      Options also come from the environment (SLUICE_LISTEN, SLUICE_ADVERTISE, SLUICE_DATA_DIR,
-      SLUICE_CONFIG) and from a Java-properties config file (--config). Broker settings
-      (--set KEY=VALUE, SLUICE_<KEY>, or KEY=VALUE in the file; strongest first):
-
-      """
+    discussion: "With no options: a Kafka listener on 127.0.0.1:9092 and data in ./sluice-data. "
+      + "Options also come from the environment (SLUICE_LISTEN, SLUICE_ADVERTISE, SLUICE_DATA_DIR, "
+      + "SLUICE_CONFIG) and from a Java-properties config file (--config, keys listen, advertise, "
+      + "log.dirs and the settings below).\n\nBroker settings, from --set KEY=VALUE, the environment "
+      + "(SLUICE_ + KEY upper-cased with dots as underscores) or the file, strongest first:\n"
       + serveSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
       + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close."
   )
