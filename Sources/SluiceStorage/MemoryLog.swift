@@ -146,13 +146,15 @@ public final class MemoryLog: PartitionLog {
   }
 
   public func maxTimestamp() throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
-    state.withLock { state in
-      var best: (offset: Int64, timestamp: Int64)?
-      for batch in state.batches where best == nil || batch.maxTimestamp > best!.timestamp {
-        best = (batch.lastOffset, batch.maxTimestamp)
-      }
+    let best: StoredBatch? = state.withLock { state in
+      var best: StoredBatch?
+      for batch in state.batches where best == nil || batch.maxTimestamp > best!.maxTimestamp { best = batch }
       return best
     }
+    guard let best else { return nil }
+    // The batch's first record with that timestamp, as Kafka gives it.
+    return try FileLog.firstRecord(in: best.bytes, atOrAfter: best.maxTimestamp, minimumOffset: best.baseOffset)
+      ?? (best.lastOffset, best.maxTimestamp)
   }
 
   public func deleteRecords(before offset: Int64) throws(StorageError) -> Int64 {

@@ -162,11 +162,11 @@ import Testing
       try check(log)
       let segments = listLogFiles(dir)
       #expect(segments.count > 3)
+      try log.close()
       for name in listLogFiles(dir, suffix: ".index") {
         let size = fileSize(dir + "/" + name) ?? -1
         #expect(size > 0 && size % 8 == 0, "\(name): \(size) bytes")
       }
-      try log.close()
       log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
       #expect(log.logEndOffset == end)
       try check(log)

@@ -104,6 +104,33 @@ func appendConcurrently(_ log: FileLog, appenders: Int, count: Int) async -> [[R
     }
   }
 
+  /// close() while appenders wait for fsync: nobody hangs; every append either succeeded
+  /// (and is found after reopening) or was refused as closed.
+  @Test func closeWhileAppendersWait() async throws {
+    try await withTemporaryDirectory { dir in
+      let settings = config { $0.flushMessages = 1 }
+      let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      async let outcomes = appendConcurrently(log, appenders: 8, count: 50)
+      #expect(await eventually { log.logEndOffset >= 40 })
+      try log.close()
+      var succeeded: [Int64] = []
+      for results in await outcomes {
+        for result in results {
+          switch result {
+          case .success(let appended): succeeded.append(appended.firstOffset)
+          case .failure(let error): #expect(error.code == .closed, "\(error)")
+          }
+        }
+      }
+      #expect(succeeded.count >= 40)
+      #expect(succeeded.sorted() == Array(0..<Int64(succeeded.count)))
+      let reopened = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      #expect(reopened.logEndOffset == Int64(succeeded.count))
+      #expect(try readAll(reopened).map(\.offset) == succeeded.sorted())
+      try reopened.close()
+    }
+  }
+
   /// fsync fails (injected EIO): the log goes offline; waiting appends fail; later appends,
   /// flushes and reads fail; the durable offset never moves past what was really synced.
   @Test(arguments: [true, false])

@@ -229,6 +229,7 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
         $0.indexIntervalBytes = 128
       }
       let original = dir + "/original"
+      let crashed = dir + "/crashed"
       var ranges: [(base: Int64, last: Int64)] = []
       do {
         let log = try FileLog(directory: original, config: settings, threadPool: pool, now: 0)
@@ -238,13 +239,16 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
             now: 0)
           ranges.append((result.firstOffset, result.lastOffset))
         }
-        if damage != "deleteUnclean" { try log.close() }
+        try copyDirectory(original, crashed)  // as an unclean stop leaves it
+        try log.close()
       }
+      // The reference: the index files a clean close writes.
       let indexes = listLogFiles(original, suffix: ".index")
       #expect(indexes.count > 5)
       let pristine = Dictionary(uniqueKeysWithValues: indexes.map { ($0, fileBytes(original + "/" + $0)!) })
+      for name in indexes { #expect(pristine[name]!.count > 0 && pristine[name]!.count % 8 == 0, "\(name)") }
       let work = dir + "/work"
-      try copyDirectory(original, work)
+      try copyDirectory(damage == "deleteUnclean" ? crashed : original, work)
       var rng = SplitMix64(seed: 3)
       for name in indexes {
         let index = work + "/" + name

@@ -14,7 +14,8 @@ import Testing
     #expect([r1.firstOffset, r1.lastOffset, r2.firstOffset, r2.lastOffset, r3.firstOffset] == [0, 2, 3, 5, 6])
     #expect(log.logEndOffset == 7 && log.durableEndOffset == 7 && log.logStartOffset == 0)
     #expect(try readAll(log) == expected([values("a", 3), values("b", 3), values("c", 1)]))
-    let size = makeBatch(values("a", 3)).readableBytes
+    let size = makeBatch(values("a", 3), timestamps: [1000, 1001, 1002]).readableBytes
+    let sizeB = makeBatch(values("b", 3), timestamps: [2000, 3500, 2500]).readableBytes
     func bases(_ from: Int64, _ maxBytes: Int, upTo: Int64? = nil, minOne: Bool = true) throws -> [Int64] {
       try batches(in: try log.read(from: from, maxBytes: maxBytes, upTo: upTo, minOneBatch: minOne).loadBytes())
         .map(\.baseOffset)
@@ -22,7 +23,8 @@ import Testing
     #expect(try bases(4, 1 << 20) == [3, 6])
     #expect(try bases(0, 1) == [0])
     #expect(try bases(0, 1, minOne: false) == [])
-    #expect(try bases(0, 2 * size) == [0, 3])
+    #expect(try bases(0, size + sizeB) == [0, 3])
+    #expect(try bases(0, size + sizeB - 1) == [0])
     #expect(try bases(0, 1 << 20, upTo: 6) == [0, 3])
     #expect(try bases(7, 1 << 20) == [])
     expectStorageError(.offsetOutOfRange) { try log.read(from: 8, maxBytes: 1, upTo: nil, minOneBatch: true) }

@@ -224,6 +224,7 @@ public final class FileLog: PartitionLog {
         }
         if consistent && segment.size == fileSize {
           segment.createdMs = segment.maxTimestamp >= 0 ? min(segment.maxTimestamp, now) : now
+          try? segment.index.persist()
           segments.append(segment)
           continue
         }
@@ -276,6 +277,7 @@ public final class FileLog: PartitionLog {
         try segment.file.sync()
       }
       segment.createdMs = segment.maxTimestamp >= 0 ? min(segment.maxTimestamp, now) : now
+      try? segment.index.persist()
       segments.append(segment)
     }
 
@@ -385,10 +387,13 @@ public final class FileLog: PartitionLog {
 
       // Roll the active segment if it is full or old.
       var active = state.segments.count - 1
-      let activeSegment = state.segments[active]
-      if !activeSegment.isEmpty
-        && (activeSegment.size + bytes.readableBytes > config.segmentBytes
-          || now - (activeSegment.createdMs ?? now) >= config.segmentMs)
+      // Only the fields: a copy of the whole segment would share its index arrays, and the
+      // next index entry would then copy them (every few appends: quadratic).
+      let (activeSize, activeCreated) = (state.segments[active].size, state.segments[active].createdMs)
+      // Index positions are 32-bit, as in Kafka: a segment never grows past Int32.max.
+      if activeSize > 0
+        && (activeSize + bytes.readableBytes > min(config.segmentBytes, Int(Int32.max))
+          || now - (activeCreated ?? now) >= config.segmentMs)
       {
         try roll(&state, now: now)
         active = state.segments.count - 1
@@ -426,23 +431,25 @@ public final class FileLog: PartitionLog {
         throw error
       }
 
-      // Account, index.
-      var segment = state.segments[segmentIndex]
-      if segment.createdMs == nil || segment.isEmpty { segment.createdMs = now }
-      var offset = firstOffset
-      for batch in batches {
-        let size = Int(bytes.getInteger(at: bytes.readerIndex + batch.offset + 8, as: Int32.self)!) + 12
-        let maxTimestamp = config.logAppendTime ? now : batch.maxTimestamp
-        let info = BatchInfo(
-          position: writePosition + batch.offset, size: size, baseOffset: offset,
-          lastOffset: offset + batch.delta, maxTimestamp: maxTimestamp)
-        Self.indexBatch(&segment, info: info, interval: config.indexIntervalBytes)
-        offset += batch.delta + 1
+      // Account, index. In place: a copy of the segment would share its index arrays with
+      // the one in `state`, and appending an entry would copy them all (quadratic).
+      func account(_ segment: inout Segment) {
+        if segment.createdMs == nil || segment.isEmpty { segment.createdMs = now }
+        var offset = firstOffset
+        for batch in batches {
+          let size = Int(bytes.getInteger(at: bytes.readerIndex + batch.offset + 8, as: Int32.self)!) + 12
+          let maxTimestamp = config.logAppendTime ? now : batch.maxTimestamp
+          let info = BatchInfo(
+            position: writePosition + batch.offset, size: size, baseOffset: offset,
+            lastOffset: offset + batch.delta, maxTimestamp: maxTimestamp)
+          Self.indexBatch(&segment, info: info, interval: config.indexIntervalBytes)
+          offset += batch.delta + 1
+        }
+        segment.size = writePosition + bytes.readableBytes
+        segment.nextOffset = next
+        segment.needsSync = true
       }
-      segment.size = writePosition + bytes.readableBytes
-      segment.nextOffset = next
-      segment.needsSync = true
-      state.segments[segmentIndex] = segment
+      account(&state.segments[segmentIndex])
       state.logEndOffset = next
       state.unflushedMessages += batches.reduce(0) { $0 + $1.records }
       if state.oldestUnflushedMs == nil { state.oldestUnflushedMs = now }
@@ -464,6 +471,7 @@ public final class FileLog: PartitionLog {
       try? state.segments[last].index.appendTime(
         state.segments[last].maxTimestamp, offset: state.segments[last].maxTimestampOffset)
     }
+    try? state.segments[last].index.persist()
     var segment = try Self.openSegment(directory: directory, baseOffset: state.logEndOffset, create: true)
     segment.createdMs = now
     state.segments.append(segment)
@@ -476,7 +484,7 @@ public final class FileLog: PartitionLog {
   /// Under the lock: decides what the next flush covers, or nil if one is running or
   /// nothing needs it.
   func prepareFlush(_ state: inout State) -> FlushJob? {
-    guard !state.flushing, state.failure == nil else { return nil }
+    guard !state.flushing, state.failure == nil, !state.closed else { return nil }
     let files = state.segments.indices.filter { state.segments[$0].needsSync }
     guard !files.isEmpty || state.directoryNeedsSync || state.checkpointNeeded
       || state.durableOffset < state.logEndOffset
@@ -495,8 +503,30 @@ public final class FileLog: PartitionLog {
 
   func startFlush(_ job: FlushJob) {
     threadPool.submit { [self] _ in
+      // Late binding: by the time a pool thread runs this, more appends may have arrived
+      // (typically those of the appenders the previous round just woke): cover them too.
+      // Without it, concurrent appenders split into two cohorts that alternate rounds.
+      let job = state.withLock { extend(job, &$0) }
       self.runFlush(job)
     }
+  }
+
+  /// Under the lock: widens a prepared flush to everything appended since.
+  func extend(_ prepared: FlushJob, _ state: inout State) -> FlushJob {
+    var job = prepared
+    for index in state.segments.indices where state.segments[index].needsSync {
+      state.segments[index].needsSync = false
+      let file = state.segments[index].file
+      if !job.files.contains(where: { $0 === file }) { job.files.append(file) }
+    }
+    job.target = state.logEndOffset
+    job.syncDirectory = job.syncDirectory || state.directoryNeedsSync
+    job.checkpoint = job.checkpoint || state.checkpointNeeded
+    state.directoryNeedsSync = false
+    state.checkpointNeeded = false
+    state.unflushedMessages = 0
+    state.oldestUnflushedMs = nil
+    return job
   }
 
   /// On a thread-pool thread: fsync, then publish the new durable point and wake waiters.
@@ -688,13 +718,25 @@ public final class FileLog: PartitionLog {
 
   public func maxTimestamp() throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
     let snap = try snapshot()
-    var best: (offset: Int64, timestamp: Int64)?
+    var best: Segment?
     for segment in snap.segments where segment.maxTimestamp >= 0 {
-      if best == nil || segment.maxTimestamp > best!.timestamp {
-        best = (segment.maxTimestampOffset, segment.maxTimestamp)
-      }
+      if best == nil || segment.maxTimestamp > best!.maxTimestamp { best = segment }
     }
-    return best
+    guard let segment = best else { return nil }
+    // The segment knows the batch (by its last offset); the answer is the batch's first
+    // record with that timestamp, as Kafka gives it.
+    var scanner = BatchScanner(
+      file: segment.file, from: segment.index.floorPosition(for: segment.maxTimestampOffset), end: segment.size,
+      verifyCRC: false)
+    while case .batch(let info) = try scanner.next() {
+      guard info.lastOffset >= segment.maxTimestampOffset else { continue }
+      let bytes = try segment.file.read(at: info.position, length: info.size)
+      if let found = try Self.firstRecord(in: bytes, atOrAfter: segment.maxTimestamp, minimumOffset: info.baseOffset) {
+        return found
+      }
+      break
+    }
+    return (segment.maxTimestampOffset, segment.maxTimestamp)
   }
 
   // MARK: Retention
@@ -763,20 +805,37 @@ public final class FileLog: PartitionLog {
   // MARK: Closing
 
   public func close() throws(StorageError) {
-    let (segments, failure): ([Segment], StorageError?) = state.withLock { state in
-      if state.closed { return ([], nil) }
-      state.closed = true
-      return (state.segments, state.failure)
+    let first = state.withLock { state in
+      defer { state.closed = true }
+      return !state.closed
     }
-    guard !segments.isEmpty else { return }
+    guard first else { return }
+    // No append or flush starts from here on; let a running flush finish (it may be writing
+    // the recovery point, which close writes too).
+    while state.withLock({ $0.flushing }) { usleep(1000) }
+    let (segments, failure) = state.withLock { ($0.segments, $0.failure) }
     if let failure { throw failure }
-    for segment in segments {
-      try segment.file.sync()
-      try segment.index.sync()
+    var result: Result<Void, StorageError> = .success(())
+    do throws(StorageError) {
+      for var segment in segments {
+        try segment.file.sync()
+        try segment.index.sync()
+      }
+      let end = segments.last!.nextOffset
+      try Self.writeNumber(directory + "/" + Self.recoveryPointFile, end)
+      try FileSystem.writeAtomically(directory + "/" + Self.cleanShutdownFile, [])
+    } catch {
+      result = .failure(StorageError(.offline, "\(directory): close failed (\(error.message))", errno: error.errno))
     }
-    let end = segments.last!.nextOffset
-    try Self.writeNumber(directory + "/" + Self.recoveryPointFile, end)
-    try FileSystem.writeAtomically(directory + "/" + Self.cleanShutdownFile, [])
+    // Appends still waiting for a flush are durable now (or never will be).
+    let waiters: [Waiter] = state.withLock { state in
+      if case .success = result { state.durableOffset = state.logEndOffset }
+      if case .failure(let error) = result { state.failure = error }
+      defer { state.waiters.removeAll() }
+      return state.waiters
+    }
+    for waiter in waiters { waiter.continuation.resume(returning: result) }
+    try result.get()
   }
 
   public func delete() throws(StorageError) {

@@ -4,9 +4,10 @@ import NIOCore
 /// - `.index`: 8-byte entries (relative offset int32, file position int32), big-endian;
 /// - `.timeindex`: 12-byte entries (timestamp int64, relative offset int32).
 ///
-/// Entries are kept in memory (a few per 4 KiB of log) and appended to the files as they
-/// are made. The files are a cache: after an unclean stop, or when they disagree with the
-/// log, they are rebuilt from the log itself.
+/// Entries are kept in memory (a few per 4 KiB of log) and written to the files in bulk
+/// (every 512 entries, when the segment is sealed, and on close), not one syscall each.
+/// The files are a cache: after an unclean stop, or when they disagree with the log, they
+/// are rebuilt from the log itself.
 struct SparseIndex {
   struct OffsetEntry: Equatable {
     var relativeOffset: UInt32
@@ -23,6 +24,10 @@ struct SparseIndex {
   private(set) var times: [TimeEntry] = []
   let offsetFile: SegmentFile
   let timeFile: SegmentFile
+  /// How many entries of each kind are in the files already.
+  private var persistedOffsets = 0
+  private var persistedTimes = 0
+  static let persistBatch = 512
 
   init(baseOffset: Int64, offsetFile: SegmentFile, timeFile: SegmentFile) {
     self.baseOffset = baseOffset
@@ -50,6 +55,8 @@ struct SparseIndex {
       if let last = index.times.last, timestamp < last.timestamp || relative < last.relativeOffset { return nil }
       index.times.append(TimeEntry(timestamp: timestamp, relativeOffset: relative))
     }
+    index.persistedOffsets = index.offsets.count
+    index.persistedTimes = index.times.count
     return index
   }
 
@@ -57,26 +64,41 @@ struct SparseIndex {
   mutating func appendOffset(_ offset: Int64, position: Int) throws(StorageError) {
     let entry = OffsetEntry(relativeOffset: UInt32(offset - baseOffset), position: UInt32(position))
     if let last = offsets.last, entry.relativeOffset <= last.relativeOffset { return }
-    var bytes = ByteBuffer()
-    bytes.writeMultipleIntegers(entry.relativeOffset, entry.position)
-    try offsetFile.write(bytes, at: offsets.count * 8)
     offsets.append(entry)
+    if offsets.count - persistedOffsets >= Self.persistBatch { try persist() }
   }
 
   /// Appends a time entry if `timestamp` is newer than the last one.
   mutating func appendTime(_ timestamp: Int64, offset: Int64) throws(StorageError) {
     if let last = times.last, timestamp <= last.timestamp { return }
-    let entry = TimeEntry(timestamp: timestamp, relativeOffset: UInt32(offset - baseOffset))
-    var bytes = ByteBuffer()
-    bytes.writeMultipleIntegers(entry.timestamp, entry.relativeOffset)
-    try timeFile.write(bytes, at: times.count * 12)
-    times.append(entry)
+    times.append(TimeEntry(timestamp: timestamp, relativeOffset: UInt32(offset - baseOffset)))
+    if times.count - persistedTimes >= Self.persistBatch { try persist() }
+  }
+
+  /// Writes the entries not yet in the files (one write per file).
+  mutating func persist() throws(StorageError) {
+    if persistedOffsets < offsets.count {
+      var bytes = ByteBuffer()
+      bytes.reserveCapacity((offsets.count - persistedOffsets) * 8)
+      for entry in offsets[persistedOffsets...] { bytes.writeMultipleIntegers(entry.relativeOffset, entry.position) }
+      try offsetFile.write(bytes, at: persistedOffsets * 8)
+      persistedOffsets = offsets.count
+    }
+    if persistedTimes < times.count {
+      var bytes = ByteBuffer()
+      bytes.reserveCapacity((times.count - persistedTimes) * 12)
+      for entry in times[persistedTimes...] { bytes.writeMultipleIntegers(entry.timestamp, entry.relativeOffset) }
+      try timeFile.write(bytes, at: persistedTimes * 12)
+      persistedTimes = times.count
+    }
   }
 
   /// Drops every entry and empties the files (before a rebuild or a truncation).
   mutating func reset() throws(StorageError) {
     offsets.removeAll()
     times.removeAll()
+    persistedOffsets = 0
+    persistedTimes = 0
     try offsetFile.truncate(to: 0)
     try timeFile.truncate(to: 0)
   }
@@ -87,10 +109,12 @@ struct SparseIndex {
     let keepTimes = times.prefix { Int64($0.relativeOffset) + baseOffset < offset }.count
     if keepOffsets != offsets.count {
       offsets.removeLast(offsets.count - keepOffsets)
+      persistedOffsets = min(persistedOffsets, keepOffsets)
       try offsetFile.truncate(to: keepOffsets * 8)
     }
     if keepTimes != times.count {
       times.removeLast(times.count - keepTimes)
+      persistedTimes = min(persistedTimes, keepTimes)
       try timeFile.truncate(to: keepTimes * 12)
     }
   }
@@ -130,7 +154,8 @@ struct SparseIndex {
     return low == 0 ? baseOffset : baseOffset + Int64(times[low - 1].relativeOffset)
   }
 
-  func sync() throws(StorageError) {
+  mutating func sync() throws(StorageError) {
+    try persist()
     try offsetFile.sync()
     try timeFile.sync()
   }
