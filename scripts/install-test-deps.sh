@@ -4,9 +4,11 @@
 # again when everything is already there. Prints one summary line at the end.
 #
 #   kcat            Debian package (librdkafka 2.0.2)
+#   fiu-utils       Debian package: fiu-run, fault injection (EIO on fdatasync) for storage tests
 #   confluent-kafka PyPI wheel (bundles a recent librdkafka)
 #   kafka-python    PyPI
 #   aiokafka        PyPI
+#   pytest, pytest-timeout  PyPI: the compat/ suite runner
 # plus the compression codecs the Python clients use (snappy, lz4, zstd).
 set -euo pipefail
 
@@ -17,6 +19,8 @@ PY_SNAPPY_VERSION=0.7.3
 LZ4_VERSION=4.4.5
 ZSTANDARD_VERSION=0.25.0
 CRAMJAM_VERSION=2.14.0
+PYTEST_VERSION=9.0.3
+PYTEST_TIMEOUT_VERSION=2.4.0
 
 PYTHON=${PYTHON:-python3}
 SUDO=""
@@ -24,7 +28,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages -------------------------------------------------------
 need_apt=()
-for pkg in kcat; do
+for pkg in kcat fiu-utils; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
@@ -63,6 +67,8 @@ reqs=(
   "lz4==${LZ4_VERSION}"
   "zstandard==${ZSTANDARD_VERSION}"
   "cramjam==${CRAMJAM_VERSION}"
+  "pytest==${PYTEST_VERSION}"
+  "pytest-timeout==${PYTEST_TIMEOUT_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.

@@ -20,6 +20,10 @@ if grep -qE '(✘ Test run|Test run with .* failed|error: fatalError|Fatal error
   exit 1
 fi
 
+echo "== compat: real Kafka clients against sluice serve"
+swift build --product sluice
+SLUICE_BIN=.build/debug/sluice python3 -m pytest -q compat || { echo "compat tests failed" >&2; exit 1; }
+
 if [ "${SLUICE_SKIP_FUZZ:-0}" != "1" ]; then
   echo "== short fuzz runs"
   FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh

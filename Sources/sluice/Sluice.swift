@@ -114,13 +114,17 @@ struct Serve: AsyncParsableCommand {
         logger.info("ready on port \(port) after \(ContinuousClock.now - started)")
       }
     }
+    var failure: (any Error)?
     do {
       try await services.run()
     } catch {
+      failure = error
       logger.error("stopped with error: \(error)")
     }
     await broker.shutdown()
     try? await group.shutdownGracefully()
     logger.info("stopped")
+    // A failure to serve (e.g. the address is in use) must not look like a clean stop.
+    if failure != nil { throw ExitCode(1) }
   }
 }
