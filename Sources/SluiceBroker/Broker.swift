@@ -57,6 +57,8 @@ public final class Broker: Sendable {
   /// Serialises topic creation, deletion and reconfiguration (low rate).
   let adminLock = Mutex(())
   let clock: @Sendable () -> Int64
+  /// Consumer groups and their committed offsets.
+  package let groups: GroupCoordinator
 
   public static func systemClock() -> Int64 {
     var spec = timespec()
@@ -71,6 +73,12 @@ public final class Broker: Sendable {
     self.metadata = try MetadataStore(directory: config.dataDirectory)
     self.threadPool = NIOThreadPool(numberOfThreads: 2)
     threadPool.start()
+    self.groups = GroupCoordinator(
+      configuration: .init(config),
+      offsets: try OffsetStore(
+        directory: config.dataDirectory + "/group-offsets", threadPool: threadPool,
+        compactionBytes: config.offsetsLogCompactionBytes),
+      clock: clock)
     var opened: [String: Topic] = [:]
     for record in metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name }) {
       let topicConfig = (try? TopicConfig(overrides: record.configs, broker: config))
@@ -282,10 +290,18 @@ public final class Broker: Sendable {
         _ = try? partition.log.enforceRetention(now: now)
       }
     }
+    groups.housekeeping()
+  }
+
+  /// The start of a graceful shutdown: answers requests parked in the broker (JoinGroup,
+  /// SyncGroup) so that connections can finish the request in hand.
+  public func beginShutdown() {
+    groups.close()
   }
 
   /// Flushes and closes every log. The broker is unusable afterwards.
   public func shutdown() async {
+    groups.close()
     for topic in allTopics {
       for partition in topic.partitions {
         partition.notifyAppended()
@@ -294,6 +310,7 @@ public final class Broker: Sendable {
       }
     }
     try? await threadPool.shutdownGracefully()
+    groups.offsets.close()
   }
 }
 

@@ -21,5 +21,28 @@ public struct BrokerConfig: Sendable {
   /// Upper bound on partitions per topic (a hostile CreateTopics cannot ask for millions).
   public var maxPartitionsPerTopic: Int32 = 10_000
 
+  // Consumer groups (see docs/groups.md).
+  /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an Empty group
+  /// waits for more members after the last one joined. Kafka's default is 3000 ms; 300 ms
+  /// still batches consumers started together while keeping a lone consumer's start fast.
+  public var groupInitialRebalanceDelayMs: Int64 = 300
+  /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms` (Kafka's defaults).
+  public var groupMinSessionTimeoutMs: Int32 = 6000
+  public var groupMaxSessionTimeoutMs: Int32 = 1_800_000
+  /// `group.max.size`: members per group (GROUP_MAX_SIZE_REACHED beyond).
+  public var groupMaxSize: Int = 1000
+  /// `sluice.max.groups`: groups with members or committed offsets; a JoinGroup or
+  /// OffsetCommit that would create one more gets GROUP_MAX_SIZE_REACHED.
+  public var maxGroups: Int = 10_000
+  /// `offset.metadata.max.bytes`: OFFSET_METADATA_TOO_LARGE beyond.
+  public var offsetMetadataMaxBytes: Int = 4096
+  /// `offsets.retention.minutes`: offsets of a group that has been Empty this long go.
+  public var offsetsRetentionMinutes: Int64 = 7 * 24 * 60
+  /// `offsets.retention.check.interval.ms`.
+  public var offsetsRetentionCheckIntervalMs: Int64 = 600_000
+  /// Compact the committed-offsets log into a snapshot once it exceeds this (and the
+  /// previous snapshot).
+  public var offsetsLogCompactionBytes: Int = 4 << 20
+
   public init() {}
 }

@@ -99,6 +99,7 @@ public final class KafkaServer: Service, Sendable {
     } onGracefulShutdown: {
       // Stop accepting; close every connection's input so each finishes its current request.
       listener.channel.close(promise: nil)
+      self.broker.beginShutdown()  // parked JoinGroup/SyncGroup requests end now
       let open = self.connections.withLock { Array($0.values) }
       for channel in open { channel.close(mode: .input, promise: nil) }
     }
@@ -260,9 +261,15 @@ public struct HousekeepingService: Service {
   public func run() async throws {
     let interval = Duration.milliseconds(broker.config.housekeepingIntervalMs)
     let broker = self.broker
-    try await cancelWhenGracefulShutdown {
+    // Ends normally on graceful shutdown: a CancellationError escaping here would make the
+    // ServiceGroup cancel the listener instead of letting it finish in-flight requests.
+    await cancelWhenGracefulShutdown {
       while !Task.isCancelled {
-        try await Task.sleep(for: interval)
+        do {
+          try await Task.sleep(for: interval)
+        } catch {
+          return
+        }
         broker.housekeeping()
       }
     }

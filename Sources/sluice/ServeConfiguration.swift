@@ -76,6 +76,62 @@ let serveSettings: [ServeSetting] = [
     }
     broker.defaultLog.storage = value == "memory" ? .memory : .disk
   },
+  ServeSetting(
+    key: "group.initial.rebalance.delay.ms", defaultValue: "300",
+    help: "How long the first rebalance of an empty group waits for more members (Kafka: 3000)."
+  ) {
+    broker, _, value in
+    broker.groupInitialRebalanceDelayMs = try parseInt("group.initial.rebalance.delay.ms", value, min: 0)
+  },
+  ServeSetting(
+    key: "group.min.session.timeout.ms", defaultValue: "6000",
+    help: "Smallest session.timeout.ms accepted."
+  ) {
+    broker, _, value in
+    broker.groupMinSessionTimeoutMs = try parseInt("group.min.session.timeout.ms", value, min: 1)
+  },
+  ServeSetting(
+    key: "group.max.session.timeout.ms", defaultValue: "1800000",
+    help: "Largest session.timeout.ms accepted."
+  ) {
+    broker, _, value in
+    broker.groupMaxSessionTimeoutMs = try parseInt("group.max.session.timeout.ms", value, min: 1)
+  },
+  ServeSetting(
+    key: "group.max.size", defaultValue: "1000",
+    help: "Members per consumer group."
+  ) {
+    broker, _, value in
+    broker.groupMaxSize = try parseInt("group.max.size", value, min: 1)
+  },
+  ServeSetting(
+    key: "sluice.max.groups", defaultValue: "10000",
+    help: "Consumer groups (with members or offsets); beyond: GROUP_MAX_SIZE_REACHED."
+  ) {
+    broker, _, value in
+    broker.maxGroups = try parseInt("sluice.max.groups", value, min: 1)
+  },
+  ServeSetting(
+    key: "offset.metadata.max.bytes", defaultValue: "4096",
+    help: "Largest metadata of a committed offset."
+  ) {
+    broker, _, value in
+    broker.offsetMetadataMaxBytes = try parseInt("offset.metadata.max.bytes", value, min: 0)
+  },
+  ServeSetting(
+    key: "offsets.retention.minutes", defaultValue: "10080",
+    help: "Committed offsets of a group that has been empty this long are deleted."
+  ) {
+    broker, _, value in
+    broker.offsetsRetentionMinutes = try parseInt("offsets.retention.minutes", value, min: 1)
+  },
+  ServeSetting(
+    key: "offsets.retention.check.interval.ms", defaultValue: "600000",
+    help: "How often offset retention runs."
+  ) {
+    broker, _, value in
+    broker.offsetsRetentionCheckIntervalMs = try parseInt("offsets.retention.check.interval.ms", value, min: 1)
+  },
 ]
 
 func environmentName(_ key: String) -> String {

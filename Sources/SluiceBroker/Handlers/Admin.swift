@@ -13,6 +13,8 @@ extension Broker {
       }
       if !seen.insert(requested.name).inserted {
         fail(ErrorCode(rawValue: 42), "Topic \(requested.name) appears more than once in the request")
+      } else if requested.replicationFactor == 0 || requested.replicationFactor < -1 {
+        fail(ErrorCode(rawValue: 38), "Replication factor must be larger than 0, or -1 to use the default.")
       } else if requested.replicationFactor > 1 {
         fail(ErrorCode(rawValue: 38), "Replication factor \(requested.replicationFactor) is larger than the number of brokers (1)")
       } else if !requested.assignments.isEmpty && requested.assignments.contains(where: { $0.brokerIds != [config.nodeId] }) {

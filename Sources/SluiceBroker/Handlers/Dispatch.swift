@@ -26,6 +26,19 @@ extension Broker {
     (.deleteRecords, 0...2),
     (.incrementalAlterConfigs, 0...1),
     (.describeCluster, 0...1),
+    // Consumer groups (classic protocol) and committed offsets: Handlers/Groups.swift,
+    // Offsets.swift, GroupAdmin.swift. OffsetCommit v0-1 (v0 ZooKeeper-era, v1 with a
+    // per-partition timestamp) are not implemented; no client listed in CLIENTS.md uses them.
+    (.offsetCommit, 2...9),
+    (.offsetFetch, 1...9),
+    (.joinGroup, 0...9),
+    (.heartbeat, 0...4),
+    (.leaveGroup, 0...5),
+    (.syncGroup, 0...5),
+    (.describeGroups, 0...5),
+    (.listGroups, 0...5),
+    (.deleteGroups, 0...2),
+    (.offsetDelete, 0...0),
   ]
 
   public static func supportedVersions(_ key: ApiKey) -> ClosedRange<Int16>? {
@@ -49,10 +62,12 @@ extension Broker {
       let response = await fetch(body, version: version, zeroCopy: context.zeroCopy, fileRecords: &fileRecords)
       return WireReply(body: .fetch(response), fileRecords: fileRecords)
     }
-    return await handleInMemory(request).map { WireReply(body: $0, fileRecords: [:]) }
+    return await handleInMemory(request, context: context).map { WireReply(body: $0, fileRecords: [:]) }
   }
 
-  func handleInMemory(_ request: KafkaRequest) async -> KafkaResponseBody? {
+  func handleInMemory(_ request: KafkaRequest, context: RequestContext = RequestContext()) async
+    -> KafkaResponseBody?
+  {
     let version = request.apiVersion
     switch request.body {
     case .apiVersions: return .apiVersions(apiVersions(errorCode: .none))
@@ -72,6 +87,18 @@ extension Broker {
     case .alterConfigs(let body): return .alterConfigs(alterConfigs(body))
     case .incrementalAlterConfigs(let body): return .incrementalAlterConfigs(incrementalAlterConfigs(body))
     case .describeCluster(let body): return .describeCluster(describeCluster(body))
+    case .joinGroup(let body):
+      let (clientId, clientHost) = (request.header.clientId, context.clientHost)
+      return .joinGroup(await joinGroup(body, version: version, clientId: clientId, clientHost: clientHost))
+    case .syncGroup(let body): return .syncGroup(await syncGroup(body, version: version))
+    case .heartbeat(let body): return .heartbeat(heartbeat(body, version: version))
+    case .leaveGroup(let body): return .leaveGroup(leaveGroup(body, version: version))
+    case .offsetCommit(let body): return .offsetCommit(await offsetCommit(body, version: version))
+    case .offsetFetch(let body): return .offsetFetch(offsetFetch(body, version: version))
+    case .offsetDelete(let body): return .offsetDelete(await offsetDelete(body))
+    case .listGroups(let body): return .listGroups(listGroups(body, version: version))
+    case .describeGroups(let body): return .describeGroups(describeGroups(body, version: version))
+    case .deleteGroups(let body): return .deleteGroups(await deleteGroups(body))
     default: return nil
     }
   }
