@@ -14,6 +14,7 @@ let package = Package(
     .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
     .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
     .library(name: "SluiceServer", targets: ["SluiceServer"]),
+    .library(name: "KafkaClient", targets: ["KafkaClient"]),
     .executable(name: "sluice", targets: ["sluice"]),
   ],
   dependencies: [
@@ -70,6 +71,16 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    .target(
+      name: "KafkaClient",
+      dependencies: [
+        "KafkaProtocol",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
     .executableTarget(
       name: "_KafkaProtocolCodegen",
       swiftSettings: strict
@@ -77,10 +88,12 @@ let package = Package(
     .executableTarget(
       name: "sluice",
       dependencies: [
+        "KafkaClient",
         "KafkaProtocol",
         "SluiceBroker",
         "SluiceServer",
         "SluiceStorage",
+        .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -138,6 +151,16 @@ let package = Package(
       dependencies: [
         "SluiceBroker", "SluiceStorage", "KafkaProtocol",
         .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "KafkaClientTests",
+      dependencies: [
+        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: strict
     ),

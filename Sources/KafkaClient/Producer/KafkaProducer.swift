@@ -1,0 +1,540 @@
+import KafkaProtocol
+public import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A record awaiting its acknowledgement: its index in the batch and who waits for it.
+typealias DeliveryWaiter = (index: Int32, continuation: CheckedContinuation<KafkaAcknowledgedMessage, any Error>)
+
+/// One batch of one partition, from first append to acknowledgement.
+struct ProducerBatch: Sendable {
+  var topicPartition: KafkaTopicPartition
+  var builder: RecordBatchBuilder
+  var waiters: [DeliveryWaiter] = []
+  var count: Int32 = 0
+  var bytes = 0
+  let created: ContinuousClock.Instant
+  /// The encoded batch once built (kept for retries, so a retry resends identical bytes).
+  var built: RecordBatch?
+  /// Producer id, epoch and base sequence stamped into `built`; nil until first drained.
+  var stamp: (producerId: Int64, epoch: Int16, sequence: Int32)?
+  var attempts = 0
+}
+
+/// The producer's mutable state, guarded by one lock. Appending a record takes the lock
+/// once and never suspends (except when the buffer is full).
+struct ProducerState: Sendable {
+  struct PartitionQueue: Sendable {
+    var open: ProducerBatch?
+    /// Sealed (full, or retried) batches, oldest first.
+    var ready: [ProducerBatch] = []
+    var inFlight = false
+    var nextSequence: Int32 = 0
+  }
+  var partitionCounts: [String: Int] = [:]
+  var queues: [KafkaTopicPartition: PartitionQueue] = [:]
+  var sticky: [String: Int] = [:]
+  var bufferedBytes = 0
+  var pendingRecords = 0
+  var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+  var flushWaiters: [CheckedContinuation<Void, Never>] = []
+  var senderWakeup: CheckedContinuation<Void, Never>?
+  var wakePending = false
+  var flushing = 0
+  var closing = false
+  var closed = false
+  var firstError: KafkaError?
+  var producerId: Int64 = -1
+  var producerEpoch: Int16 = -1
+  var idempotent: Bool
+  var needsProducerId: Bool
+}
+
+/// Produces records to Kafka topics.
+///
+/// Records are batched per partition: a batch leaves when it reaches
+/// ``KafkaProducerConfiguration/batchSize`` or has waited ``KafkaProducerConfiguration/linger``.
+/// Partitions are chosen like the Java client and librdkafka's `murmur2_random`: murmur2 of
+/// the key, or a sticky random partition (changed with each new batch) for records without
+/// a key. With idempotence (the default, with acks=all) the producer gets a producer id
+/// from the broker and numbers each partition's batches, so a batch retried after a lost
+/// response is written once. One batch per partition is in flight at a time, which keeps
+/// retries in order.
+///
+/// ``send(_:)`` waits for the acknowledgement; ``enqueue(_:)`` returns once the record is
+/// buffered and reports failures from ``flush()`` — the fast path for bulk loads.
+public final class KafkaProducer: Sendable {
+  public let configuration: KafkaProducerConfiguration
+  let cluster: KafkaCluster
+  let logger: Logger
+  let state: Mutex<ProducerState>
+  private let sender: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+  public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer")) throws {
+    guard configuration.batchSize > 0, configuration.bufferMemory >= configuration.batchSize else {
+      throw KafkaError(.config, "batchSize must be positive and no larger than bufferMemory")
+    }
+    self.configuration = configuration
+    self.logger = logger
+    self.cluster = try KafkaCluster(
+      bootstrap: configuration.bootstrapBrokerAddresses, settings: configuration.connection, logger: logger)
+    let idempotent = configuration.enableIdempotence && configuration.acks == .all
+    self.state = Mutex(ProducerState(idempotent: idempotent, needsProducerId: idempotent))
+    let task = Task { [self] in await self.runSender() }
+    sender.withLock { $0 = task }
+  }
+
+  /// swift-kafka-client's factory name.
+  public static func makeProducer(
+    configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer")
+  ) throws -> KafkaProducer {
+    try KafkaProducer(configuration: configuration, logger: logger)
+  }
+
+  // MARK: Sending
+
+  /// Sends one record and waits until the broker acknowledges it (or it fails for good).
+  @discardableResult
+  public func send<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws -> KafkaAcknowledgedMessage {
+    let (topicPartition, key, value, size) = try await prepare(message)
+    let timestamp = message.timestamp ?? Self.nowMillis()
+    let headers = message.headers.map { RecordHeader(key: $0.key, value: $0.value) }
+    return try await withCheckedThrowingContinuation { continuation in
+      append(topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
+        headers: headers, timestamp: timestamp, size: size, waiter: continuation)
+    }
+  }
+
+  /// Buffers one record and returns without waiting for the broker. A failure to deliver
+  /// it is thrown by the next ``flush()`` (or ``close()``).
+  public func enqueue<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws {
+    let (topicPartition, key, value, size) = try await prepare(message)
+    let headers = message.headers.map { RecordHeader(key: $0.key, value: $0.value) }
+    append(topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
+      headers: headers, timestamp: message.timestamp ?? Self.nowMillis(), size: size, waiter: nil)
+  }
+
+  /// Sends every buffered record now and waits until all are acknowledged or failed; throws
+  /// the first failure since the last flush.
+  public func flush() async throws {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let done = state.withLock { s -> Bool in
+        if s.pendingRecords == 0 { return true }
+        s.flushing += 1
+        s.flushWaiters.append(continuation)
+        return false
+      }
+      if done { continuation.resume() } else { wake() }
+    }
+    if let error = state.withLock({ s -> KafkaError? in
+      defer { s.firstError = nil }
+      return s.firstError
+    }) {
+      throw error
+    }
+  }
+
+  /// Flushes, stops the sender and closes the connections. Idempotent.
+  public func close() async throws {
+    let alreadyClosed = state.withLock { s -> Bool in
+      defer { s.closing = true }
+      return s.closing
+    }
+    var flushError: (any Error)?
+    if !alreadyClosed {
+      do { try await flush() } catch { flushError = error }
+    }
+    state.withLock { $0.closed = true }
+    wake()
+    let task = sender.withLock { $0 }
+    await task?.value
+    await cluster.close()
+    if let flushError { throw flushError }
+  }
+
+  // MARK: Appending
+
+  private func prepare<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws -> (
+    KafkaTopicPartition, ByteBuffer?, ByteBuffer?, Int
+  ) {
+    if state.withLock({ $0.closing }) { throw KafkaError(.closed, "producer is closed") }
+    let key = message.key?.byteBuffer
+    let value = message.value?.byteBuffer
+    var size = 24 + (key?.readableBytes ?? 0) + (value?.readableBytes ?? 0)
+    for header in message.headers { size += header.key.utf8.count + (header.value?.readableBytes ?? 0) + 4 }
+    let count = try await partitionCount(message.topic)
+    let partition: Int
+    if message.partition != .unassigned {
+      guard message.partition.rawValue >= 0, message.partition.rawValue < count else {
+        throw KafkaError.broker(.unknownTopicOrPartition, "topic \(message.topic) has \(count) partitions, not \(message.partition)")
+      }
+      partition = message.partition.rawValue
+    } else if let key {
+      partition = kafkaPartition(forKey: key, partitionCount: count).rawValue
+    } else {
+      partition = -1  // sticky, chosen under the lock
+    }
+    try await waitForSpace(size)
+    return (KafkaTopicPartition(topic: message.topic, partition: KafkaPartition(rawValue: partition)), key, value, size)
+  }
+
+  private func partitionCount(_ topic: String) async throws -> Int {
+    if let count = state.withLock({ $0.partitionCounts[topic] }) { return count }
+    let metadata = try await cluster.topic(topic, allowAutoTopicCreation: configuration.allowAutoTopicCreation)
+    state.withLock { $0.partitionCounts[topic] = metadata.partitionCount }
+    return metadata.partitionCount
+  }
+
+  private func waitForSpace(_ size: Int) async throws {
+    while true {
+      let hasSpace = state.withLock { $0.bufferedBytes == 0 || $0.bufferedBytes + size <= configuration.bufferMemory }
+      if hasSpace { return }
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let resumeNow = state.withLock { s -> Bool in
+          if s.bufferedBytes == 0 || s.bufferedBytes + size <= configuration.bufferMemory || s.closed { return true }
+          s.spaceWaiters.append(continuation)
+          return false
+        }
+        if resumeNow { continuation.resume() }
+      }
+      if state.withLock({ $0.closed }) { throw KafkaError(.closed, "producer is closed") }
+    }
+  }
+
+  private func append(
+    _ requested: KafkaTopicPartition, explicit: Bool, key: ByteBuffer?, value: ByteBuffer?, headers: [RecordHeader],
+    timestamp: Int64, size: Int, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?
+  ) {
+    let sealed = state.withLock { s -> Bool in
+      var topicPartition = requested
+      if requested.partition == .unassigned {
+        let count = s.partitionCounts[requested.topic] ?? 1
+        let chosen = s.sticky[requested.topic] ?? Int.random(in: 0..<count)
+        s.sticky[requested.topic] = chosen
+        topicPartition.partition = KafkaPartition(rawValue: chosen)
+      }
+      var queue = s.queues.removeValue(forKey: topicPartition) ?? ProducerState.PartitionQueue()
+      var batch =
+        queue.open
+        ?? ProducerBatch(
+          topicPartition: topicPartition,
+          builder: RecordBatchBuilder(
+            compression: configuration.compression, capacity: min(configuration.batchSize + 1024, 1 << 16)),
+          created: .now)
+      queue.open = nil
+      batch.builder.append(key: key, value: value, headers: headers, timestamp: timestamp)
+      if let waiter { batch.waiters.append((batch.count, waiter)) }
+      batch.count += 1
+      batch.bytes += size
+      s.bufferedBytes += size
+      s.pendingRecords += 1
+      // A new batch needs the sender to start its linger timer; a full one, to send it.
+      var sealed = batch.count == 1
+      if batch.bytes >= configuration.batchSize {
+        queue.ready.append(batch)
+        sealed = true
+        if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue { s.sticky[topicPartition.topic] = nil }
+      } else {
+        queue.open = batch
+      }
+      s.queues[topicPartition] = queue
+      return sealed
+    }
+    if sealed { wake() }
+  }
+
+  // MARK: Sender
+
+  private func wake() {
+    let continuation = state.withLock { s -> CheckedContinuation<Void, Never>? in
+      if let c = s.senderWakeup {
+        s.senderWakeup = nil
+        return c
+      }
+      s.wakePending = true
+      return nil
+    }
+    continuation?.resume()
+  }
+
+  private func park(until deadline: ContinuousClock.Instant?) async {
+    var timer: Scheduled<Void>?
+    if let deadline {
+      let delay = deadline - .now
+      timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay.timeAmount) { [self] in wake() }
+    }
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let resumeNow = state.withLock { s -> Bool in
+        if s.wakePending {
+          s.wakePending = false
+          return true
+        }
+        s.senderWakeup = continuation
+        return false
+      }
+      if resumeNow { continuation.resume() }
+    }
+    timer?.cancel()
+  }
+
+  /// Takes every batch that may leave now, stamping producer id and sequence. Returns the
+  /// batches, the earliest linger deadline of those that must wait, and whether the sender
+  /// should stop.
+  private func drain() -> (batches: [ProducerBatch], deadline: ContinuousClock.Instant?, stop: Bool) {
+    let now = ContinuousClock.now
+    return state.withLock { s in
+      var out: [ProducerBatch] = []
+      var deadline: ContinuousClock.Instant?
+      let hurry = s.flushing > 0 || s.closed
+      for (topicPartition, var queue) in s.queues where !queue.inFlight {
+        var batch: ProducerBatch
+        if !queue.ready.isEmpty {
+          batch = queue.ready.removeFirst()
+        } else if let open = queue.open {
+          let due = open.created + configuration.linger
+          guard hurry || due <= now else {
+            deadline = min(deadline ?? due, due)
+            continue
+          }
+          batch = open
+          queue.open = nil
+          if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue { s.sticky[topicPartition.topic] = nil }
+        } else {
+          continue
+        }
+        if s.idempotent && batch.stamp == nil {
+          batch.stamp = (s.producerId, s.producerEpoch, queue.nextSequence)
+          queue.nextSequence = queue.nextSequence &+ batch.count
+          if queue.nextSequence < 0 { queue.nextSequence = 0 }  // wraps after Int32.max
+        }
+        queue.inFlight = true
+        s.queues[topicPartition] = queue
+        out.append(batch)
+      }
+      return (out, deadline, s.closed && s.pendingRecords == 0)
+    }
+  }
+
+  private func runSender() async {
+    await withDiscardingTaskGroup { group in
+      while true {
+        if state.withLock({ $0.needsProducerId && !$0.closed && $0.pendingRecords > 0 }) {
+          await initProducerId()
+        }
+        let (batches, deadline, stop) = drain()
+        if stop { break }
+        if batches.isEmpty {
+          await park(until: deadline)
+          continue
+        }
+        // Group by leader; a batch whose leader is unknown goes back with an error.
+        var byLeader: [Int32: [ProducerBatch]] = [:]
+        for batch in batches {
+          do {
+            let metadata = try await cluster.topic(batch.topicPartition.topic)
+            let leader = metadata.leaders[Int32(batch.topicPartition.partition.rawValue)] ?? -1
+            guard leader >= 0 else {
+              throw KafkaError.broker(.leaderNotAvailable, "no leader for \(batch.topicPartition)")
+            }
+            byLeader[leader, default: []].append(batch)
+          } catch {
+            await finish(batch, error: error as? KafkaError ?? KafkaError(.connectionFailed, "\(error)"))
+          }
+        }
+        for (leader, batches) in byLeader {
+          group.addTask { [self] in await self.produce(batches, leader: leader) }
+        }
+      }
+    }
+  }
+
+  private func initProducerId() async {
+    do {
+      let connection = try await cluster.anyConnection()
+      guard connection.supports(.initProducerId) else {
+        logger.warning("broker does not support InitProducerId; idempotence disabled")
+        state.withLock {
+          $0.idempotent = false
+          $0.needsProducerId = false
+        }
+        return
+      }
+      let version = try connection.version(for: .initProducerId, max: 4)
+      var request = InitProducerIdRequest()
+      request.transactionalId = nil
+      request.transactionTimeoutMs = 60_000
+      guard case .initProducerId(let response) = try await connection.send(.initProducerId(request), version: version)
+      else { throw KafkaError(.protocolError, "not an InitProducerId response") }
+      try ErrorCode(rawValue: response.errorCode).check("InitProducerId")
+      logger.debug("producer id \(response.producerId) epoch \(response.producerEpoch)")
+      state.withLock { s in
+        s.producerId = response.producerId
+        s.producerEpoch = response.producerEpoch
+        s.needsProducerId = false
+        for key in s.queues.keys {
+          s.queues[key]!.nextSequence = 0
+          for i in s.queues[key]!.ready.indices { s.queues[key]!.ready[i].stamp = nil }
+        }
+      }
+    } catch {
+      logger.warning("InitProducerId failed: \(error)")
+      try? await Task.sleep(for: configuration.retryBackoff)
+    }
+  }
+
+  /// Sends one Produce request with `batches` (one per partition) to `leader`.
+  private func produce(_ batches: [ProducerBatch], leader: Int32) async {
+    var batches = batches
+    do {
+      for i in batches.indices {
+        try encode(&batches[i])
+      }
+    } catch {
+      for batch in batches { await finish(batch, error: error as? KafkaError ?? KafkaError(.protocolError, "\(error)")) }
+      return
+    }
+    var request = ProduceRequest()
+    request.acks = configuration.acks.rawValue
+    request.timeoutMs = Int32(clamping: configuration.connection.requestTimeout.milliseconds)
+    var byTopic: [String: [ProduceRequest.PartitionProduceData]] = [:]
+    var order: [String] = []
+    for batch in batches {
+      if byTopic[batch.topicPartition.topic] == nil { order.append(batch.topicPartition.topic) }
+      byTopic[batch.topicPartition.topic, default: []].append(
+        .init(index: Int32(batch.topicPartition.partition.rawValue), records: batch.built!.buffer))
+    }
+    request.topicData = order.map { ProduceRequest.TopicProduceData(name: $0, partitionData: byTopic[$0]!) }
+    do {
+      let connection = try await cluster.connection(node: leader)
+      let needsZstd = batches.contains { $0.builder.attributes.compression == .zstd }
+      let version = try connection.version(for: .produce, min: needsZstd ? 7 : 3, max: 10)
+      if configuration.acks == .none {
+        try await connection.sendWithoutResponse(.produce(request), version: version)
+        for batch in batches { await finish(batch, baseOffset: -1, logAppendTime: -1) }
+        return
+      }
+      if configuration.duplicateEveryProduceRequest {
+        _ = try await connection.send(.produce(request), version: version)
+      }
+      guard case .produce(let response) = try await connection.send(.produce(request), version: version) else {
+        throw KafkaError(.protocolError, "not a Produce response")
+      }
+      var results: [KafkaTopicPartition: ProduceResponse.PartitionProduceResponse] = [:]
+      for topic in response.responses {
+        for partition in topic.partitionResponses {
+          results[KafkaTopicPartition(topic: topic.name, partition: KafkaPartition(rawValue: Int(partition.index)))] =
+            partition
+        }
+      }
+      for batch in batches {
+        guard let result = results[batch.topicPartition] else {
+          await finish(batch, error: KafkaError(.protocolError, "no Produce result for \(batch.topicPartition)"))
+          continue
+        }
+        let code = ErrorCode(rawValue: result.errorCode)
+        if code == .none || code == .duplicateSequenceNumber {
+          await finish(batch, baseOffset: code == .none ? result.baseOffset : -1, logAppendTime: result.logAppendTimeMs)
+        } else {
+          await finish(batch, error: .broker(code, "produce to \(batch.topicPartition)", message: result.errorMessage))
+        }
+      }
+    } catch {
+      let failure = error as? KafkaError ?? KafkaError(.connectionClosed, "\(error)")
+      for batch in batches { await finish(batch, error: failure) }
+    }
+  }
+
+  private func encode(_ batch: inout ProducerBatch) throws {
+    if batch.built == nil {
+      batch.built = try batch.builder.build()
+    }
+    if let stamp = batch.stamp, var built = batch.built, built.producerId != stamp.producerId
+      || built.producerEpoch != stamp.epoch || built.baseSequence != stamp.sequence
+    {
+      var buffer = built.buffer
+      let start = buffer.readerIndex
+      buffer.setInteger(stamp.producerId, at: start + RecordBatch.Layout.producerId)
+      buffer.setInteger(stamp.epoch, at: start + RecordBatch.Layout.producerEpoch)
+      buffer.setInteger(stamp.sequence, at: start + RecordBatch.Layout.baseSequence)
+      built = try RecordBatch(buffer)
+      built.updateCRC()
+      batch.built = built
+    }
+  }
+
+  /// Completes a batch successfully.
+  private func finish(_ batch: ProducerBatch, baseOffset: Int64, logAppendTime: Int64) async {
+    for waiter in batch.waiters {
+      waiter.continuation.resume(
+        returning: KafkaAcknowledgedMessage(
+          topic: batch.topicPartition.topic, partition: batch.topicPartition.partition,
+          offset: KafkaOffset(rawValue: baseOffset < 0 ? -1 : Int(baseOffset) + Int(waiter.index)),
+          logAppendTime: logAppendTime))
+    }
+    release(batch, requeue: nil, error: nil)
+  }
+
+  /// Retries a batch after a retriable error (within the delivery timeout), else fails it.
+  private func finish(_ batch: ProducerBatch, error: KafkaError) async {
+    var batch = batch
+    batch.attempts += 1
+    let expired = ContinuousClock.now - batch.created > configuration.deliveryTimeout
+    let closedNow = state.withLock { $0.closed }
+    if error.isRetriable && !expired && !closedNow {
+      logger.debug("retrying \(batch.topicPartition) after \(error)")
+      if error.brokerErrorCode != nil || error.code == .connectionClosed || error.code == .connectionFailed {
+        await cluster.invalidate(topic: batch.topicPartition.topic)
+      }
+      try? await Task.sleep(for: configuration.retryBackoff)
+      release(batch, requeue: batch, error: nil)
+      return
+    }
+    let final = expired && error.isRetriable ? KafkaError(.timedOut, "delivery timed out: \(error.message)") : error
+    for waiter in batch.waiters { waiter.continuation.resume(throwing: final) }
+    let sequenceBroken =
+      final.brokerErrorCode == .outOfOrderSequenceNumber || final.brokerErrorCode == .unknownProducerId
+      || batch.stamp != nil
+    release(batch, requeue: nil, error: final, resetSequences: sequenceBroken)
+  }
+
+  private func release(_ batch: ProducerBatch, requeue: ProducerBatch?, error: KafkaError?, resetSequences: Bool = false)
+  {
+    let (spaceWaiters, flushWaiters) = state.withLock { s in
+      var queue = s.queues[batch.topicPartition] ?? ProducerState.PartitionQueue()
+      queue.inFlight = false
+      if let requeue {
+        queue.ready.insert(requeue, at: 0)
+        s.queues[batch.topicPartition] = queue
+        return ([CheckedContinuation<Void, Never>](), [CheckedContinuation<Void, Never>]())
+      }
+      s.queues[batch.topicPartition] = queue
+      if let error, s.firstError == nil { s.firstError = error }
+      if resetSequences && s.idempotent {
+        // A batch with a sequence number was lost: the partition's sequence has a gap, so
+        // start over with a new producer id (later batches are restamped).
+        s.needsProducerId = true
+      }
+      s.bufferedBytes -= batch.bytes
+      s.pendingRecords -= Int(batch.count)
+      let space = s.spaceWaiters
+      s.spaceWaiters = []
+      var flushes: [CheckedContinuation<Void, Never>] = []
+      if s.pendingRecords == 0 {
+        flushes = s.flushWaiters
+        s.flushing -= flushes.count
+        s.flushWaiters = []
+      }
+      return (space, flushes)
+    }
+    for waiter in spaceWaiters { waiter.resume() }
+    for waiter in flushWaiters { waiter.resume() }
+    wake()
+  }
+
+  static func nowMillis() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+  }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import NIOCore
+
+/// `sluice bench produce|consume`: a load generator.
+struct BenchCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench", abstract: "Measure produce or consume throughput.",
+    subcommands: [Produce.self, Consume.self])
+
+  static func report(_ records: Int, bytes: Int, since start: ContinuousClock.Instant) {
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    print(
+      String(
+        format: "%d records, %.0f bytes in %.3f s: %.0f records/s, %.2f MB/s", records, Double(bytes), seconds,
+        Double(records) / seconds, Double(bytes) / seconds / 1_000_000))
+  }
+
+  struct Produce: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Produce N records of S bytes as fast as possible.")
+    @OptionGroup var options: ClientOptions
+    @Option(help: "Topic (created by the broker on first use when it auto-creates).") var topic = "sluice-bench"
+    @Option(help: "Number of records.") var records = 1_000_000
+    @Option(help: "Value size in bytes.") var recordSize = 100
+    @Option(help: "none, gzip, snappy, lz4 or zstd.") var compression = "none"
+    @Option(help: "0, 1 or all.") var acks = "all"
+    @Option(help: "Batch size in bytes.") var batchSize = 1_000_000
+    @Option(help: "Linger in milliseconds.") var lingerMs = 5
+    @Flag(help: "Disable the idempotent producer.") var noIdempotence = false
+
+    func run() async throws {
+      try await runClientCommand {
+        guard records > 0, recordSize >= 0 else { throw ValidationError("--records must be > 0, --record-size ≥ 0") }
+        var configuration = KafkaProducerConfiguration(bootstrapBrokerAddresses: try options.addresses())
+        configuration.connection = try options.connection()
+        configuration.compression = try parseCompression(compression)
+        configuration.acks = try parseAcks(acks)
+        configuration.batchSize = batchSize
+        configuration.bufferMemory = max(64 << 20, batchSize * 4)
+        configuration.linger = .milliseconds(lingerMs)
+        configuration.enableIdempotence = !noIdempotence
+        let producer = try KafkaProducer(configuration: configuration, logger: try options.logger())
+        var value = ByteBuffer(repeating: UInt8(ascii: "x"), count: recordSize)
+        // Warm up: metadata, connection, producer id.
+        try await producer.send(KafkaProducerMessage(topic: topic, value: value))
+        let start = ContinuousClock.now
+        for i in 0..<records {
+          if recordSize >= 8 { value.setInteger(UInt64(i), at: 0) }
+          try await producer.enqueue(KafkaProducerMessage(topic: topic, value: value))
+        }
+        try await producer.flush()
+        BenchCommand.report(records, bytes: records * recordSize, since: start)
+        try await producer.close()
+      }
+    }
+  }
+
+  struct Consume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Read N records from the beginning of a topic.")
+    @OptionGroup var options: ClientOptions
+    @Option(help: "Topic.") var topic = "sluice-bench"
+    @Option(help: "Number of records to read.") var records = 1_000_000
+
+    func run() async throws {
+      try await runClientCommand {
+        var adminConfiguration = KafkaAdminConfiguration(bootstrapBrokerAddresses: try options.addresses())
+        adminConfiguration.connection = try options.connection()
+        let logger = try options.logger()
+        let admin = try KafkaAdmin(configuration: adminConfiguration, logger: logger)
+        let partitions = try await admin.describeTopics([topic]).first?.partitions.map(\.partition) ?? []
+        await admin.close()
+        var configuration = KafkaConsumerConfiguration(
+          consumptionStrategy: .partitions(
+            Dictionary(
+              uniqueKeysWithValues: partitions.map {
+                (KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: Int($0))), KafkaOffset.beginning)
+              })),
+          bootstrapBrokerAddresses: try options.addresses())
+        configuration.connection = try options.connection()
+        let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        let start = ContinuousClock.now
+        var count = 0
+        var bytes = 0
+        reading: while let batch = try await consumer.nextBatch() {
+          for message in batch {
+            count += 1
+            bytes += message.value.readableBytes
+            if count >= records { break reading }
+          }
+        }
+        BenchCommand.report(count, bytes: bytes, since: start)
+        await consumer.close()
+      }
+    }
+  }
+}

@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import Logging
+
+/// Options shared by the client commands (`topic`, `produce`, `consume`, `bench`).
+struct ClientOptions: ParsableArguments {
+  @Option(help: "Broker address(es), HOST:PORT[,HOST:PORT…] (env SLUICE_BOOTSTRAP; default 127.0.0.1:9092).")
+  var bootstrap: String?
+
+  @Option(name: .customLong("timeout-ms"), help: "Request timeout in milliseconds.")
+  var timeoutMs: Int = 30_000
+
+  @Option(name: .customLong("client-log-level"), help: "Client log level on stderr (trace … critical).")
+  var logLevel: String = "warning"
+
+  func addresses() throws -> [KafkaConfiguration.BrokerAddress] {
+    let text = bootstrap ?? ProcessInfo.processInfo.environment["SLUICE_BOOTSTRAP"] ?? "127.0.0.1:9092"
+    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    guard !parts.isEmpty else { throw ValidationError("--bootstrap: no address given") }
+    return try parts.map {
+      guard let address = KafkaConfiguration.BrokerAddress($0) else {
+        throw ValidationError("--bootstrap: \"\($0)\" is not HOST:PORT")
+      }
+      return address
+    }
+  }
+
+  func connection() throws -> KafkaConfiguration.Connection {
+    guard timeoutMs > 0 else { throw ValidationError("--timeout-ms must be positive") }
+    var connection = KafkaConfiguration.Connection()
+    connection.clientId = "sluice-cli"
+    connection.requestTimeout = .milliseconds(timeoutMs)
+    connection.connectTimeout = .milliseconds(min(timeoutMs, 10_000))
+    return connection
+  }
+
+  func logger() throws -> Logger {
+    guard let level = Logger.Level(rawValue: logLevel) else {
+      throw ValidationError("unknown log level \(logLevel)")
+    }
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardError(label: label)
+      handler.logLevel = level
+      return handler
+    }
+    return Logger(label: "sluice")
+  }
+}
+
+/// Runs a client command body: Kafka errors go to stderr with exit status 2, bad
+/// arguments or configuration with exit status 1.
+func runClientCommand(_ body: () async throws -> Void) async throws {
+  do {
+    try await body()
+  } catch let error as KafkaError {
+    if error.code == .config {
+      printError("error: \(error.message)")
+      throw ExitCode(1)
+    }
+    printError("error: \(error.message)")
+    throw ExitCode(2)
+  } catch let error as ValidationError {
+    printError("error: \(error.message)")
+    throw ExitCode(1)
+  } catch let error as UsageError {
+    printError("error: \(error.message)")
+    throw ExitCode(1)
+  }
+}
+
+/// A usage or configuration error found while running (exit status 1).
+struct UsageError: Error {
+  var message: String
+  init(_ message: String) { self.message = message }
+}
+
+func printError(_ text: String) {
+  FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func parseCompression(_ name: String) throws -> CompressionCodec {
+  guard let codec = CompressionCodec.allCases.first(where: { $0.name == name.lowercased() }) else {
+    throw ValidationError("--compression must be one of none, gzip, snappy, lz4, zstd")
+  }
+  return codec
+}
+
+func parseAcks(_ text: String) throws -> KafkaConfiguration.Acks {
+  switch text.lowercased() {
+  case "0", "none": return .none
+  case "1", "leader": return .leader
+  case "-1", "all": return .all
+  default: throw ValidationError("--acks must be 0, 1 or all")
+  }
+}
+
+/// Buffered writes to stdout (a `print` per record is far too slow for large topics).
+struct OutputBuffer {
+  private var bytes: [UInt8] = []
+  init() { bytes.reserveCapacity(1 << 16) }
+  mutating func append(_ string: String) { bytes.append(contentsOf: string.utf8) }
+  mutating func append(_ data: some Sequence<UInt8>) { bytes.append(contentsOf: data) }
+  mutating func flushIfLarge() { if bytes.count >= 1 << 16 { flush() } }
+  mutating func flush() {
+    guard !bytes.isEmpty else { return }
+    bytes.withUnsafeBytes { raw in
+      var offset = 0
+      while offset < raw.count {
+        let written = write(1, raw.baseAddress! + offset, raw.count - offset)
+        if written <= 0 {
+          if written < 0 && errno == EINTR { continue }
+          return
+        }
+        offset += written
+      }
+    }
+    bytes.removeAll(keepingCapacity: true)
+  }
+}
+
+extension Sluice {
+  /// Exit statuses: 0 success, 1 usage or configuration error, 2 Kafka error. (The default
+  /// ArgumentParser status for usage errors is 64; scripts get one rule for every command.)
+  static func main() async {
+    do {
+      var command = try parseAsRoot()
+      if var asyncCommand = command as? any AsyncParsableCommand {
+        try await asyncCommand.run()
+      } else {
+        try command.run()
+      }
+    } catch {
+      let code = exitCode(for: error)
+      if code == .validationFailure {
+        printError(fullMessage(for: error))
+        Foundation.exit(1)
+      }
+      exit(withError: error)
+    }
+  }
+}

@@ -1,0 +1,247 @@
+import ArgumentParser
+import Foundation
+import KafkaClient
+import KafkaProtocol
+import NIOCore
+
+/// `sluice consume TOPIC`.
+struct ConsumeCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "consume",
+    abstract: "Print records of a topic, one per line.",
+    discussion: """
+      Stops after --count records, or (without --count and --follow) at the end of the partitions as \
+      they were at start. --follow waits for new records.
+
+      --format tokens: %s value, %k key, %t topic, %p partition, %o offset, %T timestamp (ms), \
+      %h headers (k=v,…), %S value size, %K key size, %% a percent sign; \\n \\t \\\\ escapes. \
+      Default "%s\\n". --json prints one object per record: topic, partition, offset, timestamp, \
+      key, value, headers (strings; key_encoding/value_encoding "base64" when not UTF-8).
+      """)
+
+  @OptionGroup var options: ClientOptions
+  @Argument(help: "Topic name.") var topic: String
+  @Option(name: .customLong("partition"), help: "Partition to read; repeatable (default: all).") var partitions: [Int] = []
+  @Option(help: "beginning, end, an OFFSET, or @TIMESTAMP (ms since the epoch).") var from: String = "beginning"
+  @Option(help: "Stop after this many records.") var count: Int?
+  @Flag(help: "Keep waiting for new records at the end of the partitions.") var follow = false
+  @Option(help: "Output template (see below).") var format: String?
+  @Flag(help: "One JSON object per record.") var json = false
+
+  enum Start {
+    case offset(KafkaOffset)
+    case timestamp(Int64)
+  }
+
+  func parseFrom() throws -> Start {
+    switch from.lowercased() {
+    case "beginning", "earliest", "start": return .offset(.beginning)
+    case "end", "latest": return .offset(.end)
+    default:
+      if from.hasPrefix("@"), let timestamp = Int64(from.dropFirst()) { return .timestamp(timestamp) }
+      if let offset = Int(from), offset >= 0 { return .offset(KafkaOffset(rawValue: offset)) }
+      throw ValidationError("--from must be beginning, end, an offset or @TIMESTAMP, not \"\(from)\"")
+    }
+  }
+
+  func run() async throws {
+    try await runClientCommand {
+      if let count, count < 0 { throw ValidationError("--count must be ≥ 0") }
+      if json && format != nil { throw ValidationError("--json and --format exclude each other") }
+      let start = try parseFrom()
+      let template = try FormatTemplate(format ?? "%s\\n")
+      let addresses = try options.addresses()
+      let connection = try options.connection()
+      let logger = try options.logger()
+
+      var adminConfiguration = KafkaAdminConfiguration(bootstrapBrokerAddresses: addresses)
+      adminConfiguration.connection = connection
+      let admin = try KafkaAdmin(configuration: adminConfiguration, logger: logger)
+      let description: KafkaAdmin.TopicDescription
+      do {
+        guard let found = try await admin.describeTopics([topic]).first else {
+          throw KafkaError.broker(.unknownTopicOrPartition, "topic \(topic)")
+        }
+        description = found
+      } catch {
+        await admin.close()
+        throw error
+      }
+      await admin.close()
+      let all = description.partitions.map { Int($0.partition) }
+      for partition in partitions where !all.contains(partition) {
+        throw KafkaError.broker(.unknownTopicOrPartition, "topic \(topic) has no partition \(partition)")
+      }
+      let chosen = partitions.isEmpty ? all : partitions
+      var assignment: [KafkaTopicPartition: KafkaOffset] = [:]
+      for partition in chosen {
+        let offset: KafkaOffset = if case .offset(let offset) = start { offset } else { .end }
+        assignment[KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: partition))] = offset
+      }
+      var configuration = KafkaConsumerConfiguration(
+        consumptionStrategy: .partitions(assignment), bootstrapBrokerAddresses: addresses)
+      configuration.connection = connection
+      configuration.autoOffsetReset = .beginning
+      let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+      do {
+        if case .timestamp(let timestamp) = start {
+          for topicPartition in assignment.keys { await consumer.seek(topicPartition, toTimestamp: timestamp) }
+        }
+        // Without --follow or --count: stop at the end offsets as of now.
+        var remainingEnds: [KafkaTopicPartition: Int] = [:]
+        if !follow && count == nil {
+          for topicPartition in assignment.keys {
+            let position = try await consumer.position(topicPartition).rawValue
+            let end = try await consumer.watermarks(topicPartition).high.rawValue
+            if end > position { remainingEnds[topicPartition] = end }
+          }
+          if remainingEnds.isEmpty {
+            await consumer.close()
+            return
+          }
+        }
+        var out = OutputBuffer()
+        var printed = 0
+        if count == 0 {
+          await consumer.close()
+          return
+        }
+        reading: while let batch = try await consumer.nextBatch() {
+          for message in batch {
+            if !follow && count == nil {
+              guard let end = remainingEnds[message.topicPartition], message.offset.rawValue < end else { continue }
+              if message.offset.rawValue + 1 >= end { remainingEnds[message.topicPartition] = nil }
+            }
+            if json { out.append(jsonLine(message)) } else { template.render(message, into: &out) }
+            printed += 1
+            out.flushIfLarge()
+            if let count, printed >= count { break reading }
+            if !follow && count == nil && remainingEnds.isEmpty { break reading }
+          }
+          out.flush()
+          if !follow && count == nil && remainingEnds.isEmpty { break }
+        }
+        out.flush()
+        await consumer.close()
+      } catch {
+        await consumer.close()
+        throw error
+      }
+    }
+  }
+}
+
+/// A parsed `--format` template.
+struct FormatTemplate {
+  enum Part {
+    case literal([UInt8])
+    case value, key, topic, partition, offset, timestamp, headers, valueSize, keySize
+  }
+  var parts: [Part] = []
+
+  init(_ text: String) throws {
+    var literal: [UInt8] = []
+    var iterator = Array(text.utf8).makeIterator()
+    func flush() {
+      if !literal.isEmpty { parts.append(.literal(literal)) }
+      literal = []
+    }
+    while let byte = iterator.next() {
+      switch byte {
+      case UInt8(ascii: "\\"):
+        switch iterator.next() {
+        case UInt8(ascii: "n"): literal.append(10)
+        case UInt8(ascii: "t"): literal.append(9)
+        case UInt8(ascii: "r"): literal.append(13)
+        case UInt8(ascii: "0"): literal.append(0)
+        case UInt8(ascii: "\\"): literal.append(UInt8(ascii: "\\"))
+        case let other?: literal += [UInt8(ascii: "\\"), other]
+        case nil: literal.append(UInt8(ascii: "\\"))
+        }
+      case UInt8(ascii: "%"):
+        let next = iterator.next()
+        let part: Part?
+        switch next {
+        case UInt8(ascii: "s"): part = .value
+        case UInt8(ascii: "k"): part = .key
+        case UInt8(ascii: "t"): part = .topic
+        case UInt8(ascii: "p"): part = .partition
+        case UInt8(ascii: "o"): part = .offset
+        case UInt8(ascii: "T"): part = .timestamp
+        case UInt8(ascii: "h"): part = .headers
+        case UInt8(ascii: "S"): part = .valueSize
+        case UInt8(ascii: "K"): part = .keySize
+        case UInt8(ascii: "%"):
+          literal.append(UInt8(ascii: "%"))
+          continue
+        default:
+          throw ValidationError("--format: unknown token %\(next.map { String(UnicodeScalar($0)) } ?? "")")
+        }
+        flush()
+        parts.append(part!)
+      default:
+        literal.append(byte)
+      }
+    }
+    flush()
+  }
+
+  func render(_ message: KafkaConsumerMessage, into out: inout OutputBuffer) {
+    for part in parts {
+      switch part {
+      case .literal(let bytes): out.append(bytes)
+      case .value: out.append(message.value.readableBytesView)
+      case .key: if let key = message.key { out.append(key.readableBytesView) }
+      case .topic: out.append(message.topic)
+      case .partition: out.append(String(message.partition.rawValue))
+      case .offset: out.append(String(message.offset.rawValue))
+      case .timestamp: out.append(String(message.timestamp))
+      case .headers:
+        out.append(
+          message.headers.map { "\($0.key)=\($0.value.map { String(buffer: $0) } ?? "")" }.joined(separator: ","))
+      case .valueSize: out.append(String(message.isTombstone ? -1 : message.value.readableBytes))
+      case .keySize: out.append(String(message.key?.readableBytes ?? -1))
+      }
+    }
+  }
+}
+
+func jsonString(_ text: String) -> String {
+  var out = "\""
+  for scalar in text.unicodeScalars {
+    switch scalar {
+    case "\"": out += "\\\""
+    case "\\": out += "\\\\"
+    case "\n": out += "\\n"
+    case "\r": out += "\\r"
+    case "\t": out += "\\t"
+    case _ where scalar.value < 0x20:
+      out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+    default: out.unicodeScalars.append(scalar)
+    }
+  }
+  return out + "\""
+}
+
+/// `"name":value` for bytes: a JSON string when UTF-8, else base64 plus `name_encoding`.
+private func jsonBytes(_ name: String, _ bytes: ByteBuffer?) -> String {
+  guard let bytes else { return "\"\(name)\":null" }
+  if let text = String(validating: bytes.readableBytesView, as: UTF8.self) {
+    return "\"\(name)\":" + jsonString(text)
+  }
+  return "\"\(name)\":\"\(Data(bytes.readableBytesView).base64EncodedString())\",\"\(name)_encoding\":\"base64\""
+}
+
+func jsonLine(_ message: KafkaConsumerMessage) -> String {
+  var fields = [
+    "\"topic\":" + jsonString(message.topic), "\"partition\":\(message.partition.rawValue)",
+    "\"offset\":\(message.offset.rawValue)", "\"timestamp\":\(message.timestamp)",
+    "\"timestamp_type\":\"\(message.timestampType.rawValue)\"",
+    jsonBytes("key", message.key), jsonBytes("value", message.isTombstone ? nil : message.value),
+  ]
+  fields.append(
+    "\"headers\":["
+      + message.headers.map { "{\"key\":" + jsonString($0.key) + "," + jsonBytes("value", $0.value) + "}" }
+      .joined(separator: ",") + "]")
+  return "{" + fields.joined(separator: ",") + "}\n"
+}
