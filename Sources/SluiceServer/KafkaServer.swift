@@ -25,6 +25,13 @@ public final class KafkaServer: Service, Sendable {
     public var maximumFrameSize = 104_857_600
     /// Connections beyond this are closed at once.
     public var maximumConnections = 10_000
+    /// `max.connections.per.ip`: connections from one client address beyond this are
+    /// closed at once (Kafka's default: unlimited).
+    public var maximumConnectionsPerHost = Int.max
+    /// `connections.max.idle.ms`: a connection that has not completed a request for this
+    /// long (and has none in progress) is closed. Only complete requests reset the timer:
+    /// partial frames (a sender trickling bytes) do not. Kafka's default, 10 minutes.
+    public var maximumIdleMs: Int64 = 600_000
     public init() {}
   }
 
@@ -35,6 +42,8 @@ public final class KafkaServer: Service, Sendable {
   let boundPort = Mutex<Int?>(nil)
   let bound = Mutex<[CheckedContinuation<Int, any Error>]>([])
   let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+  /// Admitted connections, counted at accept time (total and per client address).
+  let admitted = Mutex<(total: Int, perHost: [String: Int])>((0, [:]))
 
   public init(broker: Broker, configuration: Configuration, group: MultiThreadedEventLoopGroup, logger: Logger) {
     self.broker = broker
@@ -84,13 +93,31 @@ public final class KafkaServer: Service, Sendable {
       try await withThrowingDiscardingTaskGroup { group in
         try await listener.executeThenClose { inbound in
           for try await connection in inbound {
-            let count = connections.withLock { $0.count }
-            if count >= configuration.maximumConnections {
-              logger.warning("connection limit \(configuration.maximumConnections) reached; closing new connection")
+            let host = connection.channel.remoteAddress?.ipAddress ?? ""
+            let refusal: String? = admitted.withLock { state in
+              if state.total >= configuration.maximumConnections {
+                return "connection limit \(configuration.maximumConnections) reached"
+              }
+              if state.perHost[host, default: 0] >= configuration.maximumConnectionsPerHost {
+                return "connection limit per address \(configuration.maximumConnectionsPerHost) reached for \(host)"
+              }
+              state.total += 1
+              state.perHost[host, default: 0] += 1
+              return nil
+            }
+            if let refusal {
+              logger.warning("\(refusal); closing new connection")
               try? await connection.channel.close()
               continue
             }
             group.addTask {
+              defer {
+                self.admitted.withLock { state in
+                  state.total -= 1
+                  let left = state.perHost[host, default: 1] - 1
+                  state.perHost[host] = left > 0 ? left : nil
+                }
+              }
               await self.serve(connection)
             }
           }
@@ -112,9 +139,14 @@ public final class KafkaServer: Service, Sendable {
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
     let context = RequestContext(clientHost: peer, zeroCopy: true)
+    let idle = IdleTimer(channel: channel, limit: .milliseconds(configuration.maximumIdleMs), logger: logger)
+    idle.start()
+    defer { idle.stop() }
     do {
       try await connection.executeThenClose { inbound, _ in
         for try await frame in inbound {
+          idle.requestStarted()
+          defer { idle.requestEnded() }
           guard let reply = await respond(to: frame, context: context) else { continue }
           switch reply {
           case .send(let bytes):
@@ -135,6 +167,78 @@ public final class KafkaServer: Service, Sendable {
       }
     } catch {
       logger.debug("connection from \(peer) ended: \(error)")
+    }
+  }
+
+  /// `connections.max.idle.ms` for one connection: one timer at a time, armed for the
+  /// moment the connection would become idle; it closes the channel if, when it fires, no
+  /// request is in progress and none has completed for the limit; otherwise it re-arms.
+  /// Only complete requests count as activity (the frame decoder yields whole frames), so
+  /// a client trickling a frame byte by byte is closed after the limit too.
+  final class IdleTimer: Sendable {
+    struct State {
+      var inFlight = false
+      var lastActivity = NIODeadline.now()
+      var scheduled: Scheduled<Void>?
+      var stopped = false
+    }
+    let channel: any Channel
+    let limit: TimeAmount
+    let logger: Logger
+    let state = Mutex(State())
+
+    init(channel: any Channel, limit: TimeAmount, logger: Logger) {
+      self.channel = channel
+      self.limit = limit
+      self.logger = logger
+    }
+
+    func start() {
+      state.withLock { state in arm(&state, at: state.lastActivity + limit) }
+    }
+
+    func stop() {
+      let scheduled = state.withLock { state in
+        state.stopped = true
+        defer { state.scheduled = nil }
+        return state.scheduled
+      }
+      scheduled?.cancel()
+    }
+
+    func requestStarted() { state.withLock { $0.inFlight = true } }
+
+    func requestEnded() {
+      state.withLock { state in
+        state.inFlight = false
+        state.lastActivity = .now()
+      }
+    }
+
+    private func arm(_ state: inout State, at deadline: NIODeadline) {
+      guard !state.stopped else { return }
+      state.scheduled = channel.eventLoop.scheduleTask(deadline: deadline) { [self] in fire() }
+    }
+
+    private func fire() {
+      let expired: Bool = state.withLock { state in
+        guard !state.stopped else { return false }
+        let now = NIODeadline.now()
+        if state.inFlight {
+          arm(&state, at: now + limit)
+          return false
+        }
+        if now >= state.lastActivity + limit {
+          state.scheduled = nil
+          return true
+        }
+        arm(&state, at: state.lastActivity + limit)
+        return false
+      }
+      if expired {
+        logger.debug("closing connection idle for \(limit.nanoseconds / 1_000_000) ms")
+        channel.close(promise: nil)
+      }
     }
   }
 

@@ -48,6 +48,18 @@ let serveSettings: [ServeSetting] = [
   ServeSetting(key: "max.connections", defaultValue: "10000", help: "Connections beyond this are refused.") {
     _, server, value in server.maximumConnections = try parseInt("max.connections", value, min: 1)
   },
+  ServeSetting(
+    key: "max.connections.per.ip", defaultValue: String(Int.max),
+    help: "Connections from one client address beyond this are refused."
+  ) {
+    _, server, value in server.maximumConnectionsPerHost = try parseInt("max.connections.per.ip", value, min: 1)
+  },
+  ServeSetting(
+    key: "connections.max.idle.ms", defaultValue: "600000",
+    help: "Close a connection that has completed no request for this long (partial frames do not count)."
+  ) {
+    _, server, value in server.maximumIdleMs = try parseInt("connections.max.idle.ms", value, min: 1)
+  },
   ServeSetting(key: "log.retention.ms", defaultValue: "604800000", help: "Default retention.ms (-1: forever).") {
     broker, _, value in broker.defaultLog.retentionMs = try parseInt("log.retention.ms", value, min: -1)
   },
