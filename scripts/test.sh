@@ -11,6 +11,10 @@ scripts/install-test-deps.sh
 echo "== generated protocol code is up to date"
 scripts/generate-protocol.sh --check
 
+echo "== swift format lint (hand-written code)"
+# shellcheck disable=SC2046
+swift format lint --strict $(git ls-files '*.swift' | grep -v '/Generated/' | grep -v '^Package.swift$')
+
 echo "== swift test"
 swift test 2>&1 | tee .build/last-test.log | grep -vE '^(◇|􀟈)|^Test Case .* started|^\[[0-9]+/[0-9]+\]' || true
 # tee/grep hide swift test's exit status: read the verdict from its log.

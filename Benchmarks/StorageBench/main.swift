@@ -21,7 +21,9 @@ do {
   var arguments = CommandLine.arguments.dropFirst()
   while let name = arguments.popFirst() {
     guard name.hasPrefix("--"), let value = arguments.popFirst() else {
-      print("usage: StorageBench --dir DIR [--runs N] [--mb MB] [--seconds S] [--recovery-mb MB] [--raw-mbps X] [--only NAME]")
+      print(
+        "usage: StorageBench --dir DIR [--runs N] [--mb MB] [--seconds S] [--recovery-mb MB] [--raw-mbps X] [--only NAME]"
+      )
       exit(2)
     }
     options[String(name.dropFirst(2))] = value
@@ -55,7 +57,9 @@ func fmt(_ value: Double, _ digits: Int = 1) -> String {
   var text = "\(rounded)"
   if let dot = text.firstIndex(of: ".") {
     let decimals = text.distance(from: dot, to: text.endIndex) - 1
-    if digits == 0 { text = String(text[..<dot]) } else if decimals < digits {
+    if digits == 0 {
+      text = String(text[..<dot])
+    } else if decimals < digits {
       text += String(repeating: "0", count: digits - decimals)
     }
   }
@@ -75,7 +79,11 @@ func removeTree(_ path: String) {
     if name == "." || name == ".." { continue }
     let child = path + "/" + name
     var info = stat()
-    if lstat(child, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { removeTree(child) } else { unlink(child) }
+    if lstat(child, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+      removeTree(child)
+    } else {
+      unlink(child)
+    }
   }
   closedir(dir)
   rmdir(path)
@@ -173,7 +181,8 @@ struct AppendFigures {
 /// Appends copies of `batch` from `appenders` concurrent tasks until `bytes` are written or
 /// the time budget is spent. Returns MiB/s of the appends alone and including a final flush.
 func appendRun(
-  batch: ByteBuffer, appenders: Int, fsyncEveryAppend: Bool, bytes: Int, budget: Double, tailReader: Bool = false
+  batch: ByteBuffer, appenders: Int, fsyncEveryAppend: Bool, bytes: Int, budget: Double,
+  tailReader: Bool = false
 ) async throws -> AppendFigures {
   let directory = freshDirectory()
   defer { removeTree(directory) }
@@ -192,7 +201,8 @@ func appendRun(
         while !reading.isSet {
           let end = log.logEndOffset
           if end > 0 {
-            _ = try log.read(from: max(0, end - 1), maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes()
+            _ = try log.read(from: max(0, end - 1), maxBytes: 1 << 20, upTo: nil, minOneBatch: true)
+              .loadBytes()
           }
           reads += 1
           if reads & 15 == 0 { await Task.yield() }
@@ -327,7 +337,8 @@ for size in [1024, 16384] {
     if mode == "fsync" {
       let perRound = Double(appends) / Double(max(fsyncs, 1))
       let appendsPerSecond = mbps * 1_048_576 / Double(batch.readableBytes)
-      line += "\(fmt(perRound, 1)) appends per fsync round, \(fmt(1e6 * perRound / appendsPerSecond, 0)) µs per round"
+      line +=
+        "\(fmt(perRound, 1)) appends per fsync round, \(fmt(1e6 * perRound / appendsPerSecond, 0)) µs per round"
     } else {
       line += "with final flush \(fmt(figures[name + " flushed"]!)) MiB/s"
     }
@@ -377,13 +388,15 @@ if let raw = rawMBps {
   for label in ["1 KiB", "16 KiB"] {
     if let page = figures["append page-cache \(label) x1"] {
       print(
-        pad("page-cache append / dd, \(label)", 38) + "\(fmt(100 * page / raw, 0)) %   (aim ≥ 80 %; with final flush "
+        pad("page-cache append / dd, \(label)", 38)
+          + "\(fmt(100 * page / raw, 0)) %   (aim ≥ 80 %; with final flush "
           + "\(fmt(100 * figures["append page-cache \(label) x1 flushed"]! / raw, 0)) %)")
     }
     if let page = figures["append page-cache \(label) x1"], let fsync = figures["append fsync \(label) x8"] {
       let page8 = figures["append page-cache \(label) x8"] ?? page
       print(
-        pad("fsync x8 / page-cache, \(label)", 38) + "\(fmt(100 * fsync / page, 0)) %   (aim ≥ 50 %; vs page-cache x8 "
+        pad("fsync x8 / page-cache, \(label)", 38)
+          + "\(fmt(100 * fsync / page, 0)) %   (aim ≥ 50 %; vs page-cache x8 "
           + "\(fmt(100 * fsync / page8, 0)) %)")
     }
   }

@@ -90,7 +90,8 @@ public struct KafkaConsumptionStrategy: Sendable {
   }
   let base: Base
   /// One partition, read from `offset`.
-  public static func partition(_ partition: KafkaPartition, topic: String, offset: KafkaOffset = .end) -> Self {
+  public static func partition(_ partition: KafkaPartition, topic: String, offset: KafkaOffset = .end) -> Self
+  {
     Self(base: .partitions([KafkaTopicPartition(topic: topic, partition: partition): offset]))
   }
   /// Manual assignment of several partitions.
@@ -138,7 +139,8 @@ public struct KafkaConsumerConfiguration: Sendable {
   public var autoCommitInterval: Duration? = .seconds(5)
 
   public init(
-    consumptionStrategy: KafkaConsumptionStrategy, bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []
+    consumptionStrategy: KafkaConsumptionStrategy,
+    bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []
   ) {
     self.consumptionStrategy = consumptionStrategy
     self.bootstrapBrokerAddresses = bootstrapBrokerAddresses

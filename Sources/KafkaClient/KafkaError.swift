@@ -63,9 +63,11 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     case .config, .closed, .unsupported: return true
     case .broker:
       guard let c = brokerErrorCode else { return false }
-      return [ErrorCode.invalidProducerEpoch, .clusterAuthorizationFailed, .topicAuthorizationFailed,
+      return [
+        ErrorCode.invalidProducerEpoch, .clusterAuthorizationFailed, .topicAuthorizationFailed,
         .unsupportedVersion, .unsupportedForMessageFormat, .saslAuthenticationFailed,
-        ErrorCode(rawValue: 90) /* PRODUCER_FENCED */].contains(c)
+        ErrorCode(rawValue: 90),  // PRODUCER_FENCED
+      ].contains(c)
     default: return false
     }
   }

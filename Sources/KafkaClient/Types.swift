@@ -94,7 +94,8 @@ public struct KafkaProducerMessage<Key: KafkaContiguousBytes, Value: KafkaContig
   public var timestamp: Int64?
 
   public init(
-    topic: String, partition: KafkaPartition = .unassigned, headers: [KafkaHeader] = [], key: Key?, value: Value?,
+    topic: String, partition: KafkaPartition = .unassigned, headers: [KafkaHeader] = [], key: Key?,
+    value: Value?,
     timestamp: Int64? = nil
   ) {
     self.topic = topic
@@ -111,7 +112,8 @@ extension KafkaProducerMessage where Key == Never {
     topic: String, partition: KafkaPartition = .unassigned, headers: [KafkaHeader] = [], value: Value?,
     timestamp: Int64? = nil
   ) {
-    self.init(topic: topic, partition: partition, headers: headers, key: nil, value: value, timestamp: timestamp)
+    self.init(
+      topic: topic, partition: partition, headers: headers, key: nil, value: value, timestamp: timestamp)
   }
 }
 

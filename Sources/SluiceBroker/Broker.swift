@@ -67,7 +67,9 @@ public final class Broker: Sendable {
   }
 
   /// Opens the data directory, recovering every topic found in the metadata.
-  public init(config: BrokerConfig, clock: @escaping @Sendable () -> Int64 = Broker.systemClock) throws(StorageError) {
+  public init(config: BrokerConfig, clock: @escaping @Sendable () -> Int64 = Broker.systemClock)
+    throws(StorageError)
+  {
     self.config = config
     self.clock = clock
     self.metadata = try MetadataStore(directory: config.dataDirectory)
@@ -81,13 +83,15 @@ public final class Broker: Sendable {
       clock: clock)
     var opened: [String: Topic] = [:]
     for record in metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name }) {
-      let topicConfig = (try? TopicConfig(overrides: record.configs, broker: config))
+      let topicConfig =
+        (try? TopicConfig(overrides: record.configs, broker: config))
         ?? (try! TopicConfig(overrides: [:], broker: config))
       var partitions: [Partition] = []
       for index in 0..<record.partitions {
         partitions.append(try openPartition(topic: record.name, index: index, config: topicConfig))
       }
-      opened[record.name] = Topic(name: record.name, id: record.topicId, config: topicConfig, partitions: partitions)
+      opened[record.name] = Topic(
+        name: record.name, id: record.topicId, config: topicConfig, partitions: partitions)
     }
     topics.withLock { $0 = opened }
   }
@@ -98,14 +102,17 @@ public final class Broker: Sendable {
     config.dataDirectory + "/" + topic + "-" + String(index)
   }
 
-  func openPartition(topic: String, index: Int32, config topicConfig: TopicConfig) throws(StorageError) -> Partition {
+  func openPartition(topic: String, index: Int32, config topicConfig: TopicConfig) throws(StorageError)
+    -> Partition
+  {
     let log: any PartitionLog
     switch topicConfig.log.storage {
     case .memory:
       log = MemoryLog(config: topicConfig.log)
     case .disk:
       log = try FileLog(
-        directory: partitionDirectory(topic, index), config: topicConfig.log, threadPool: threadPool, now: clock())
+        directory: partitionDirectory(topic, index), config: topicConfig.log, threadPool: threadPool,
+        now: clock())
     }
     return Partition(
       topic: topic, index: index, log: log, producers: Self.rebuildProducerState(log))
@@ -232,7 +239,9 @@ public final class Broker: Sendable {
       guard let existing = topic(name) else { throw .invalidName("Topic \(name) does not exist") }
       let current = Int32(existing.partitions.count)
       guard count > current else {
-        throw .invalidPartitions("Topic currently has \(current) partitions, which is higher than or equal to the requested \(count).")
+        throw .invalidPartitions(
+          "Topic currently has \(current) partitions, which is higher than or equal to the requested \(count)."
+        )
       }
       guard count <= config.maxPartitionsPerTopic else {
         throw .invalidPartitions("Number of partitions must be at most \(config.maxPartitionsPerTopic).")
@@ -254,7 +263,9 @@ public final class Broker: Sendable {
   }
 
   /// Replaces a topic's explicit configs (already merged by the caller for incremental alters).
-  public func setTopicConfigs(_ name: String, _ configs: [String: String], validateOnly: Bool) throws(TopicError) {
+  public func setTopicConfigs(_ name: String, _ configs: [String: String], validateOnly: Bool)
+    throws(TopicError)
+  {
     let topicConfig: TopicConfig
     do {
       topicConfig = try TopicConfig(overrides: configs, broker: config)

@@ -52,7 +52,9 @@ public struct ProducerStateTable: Sendable, Hashable {
       return firstSequence == 0 ? .append : .outOfOrder(expected: 0)
     }
     let last = Self.lastSequence(first: firstSequence, count: count)
-    if let cached = entry.batches.first(where: { $0.firstSequence == firstSequence && $0.lastSequence == last }) {
+    if let cached = entry.batches.first(where: {
+      $0.firstSequence == firstSequence && $0.lastSequence == last
+    }) {
       return .duplicate(firstOffset: cached.firstOffset)
     }
     guard let previous = entry.batches.last else { return .append }

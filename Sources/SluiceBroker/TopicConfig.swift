@@ -1,5 +1,5 @@
-public import SluiceStorage
 import KafkaProtocol
+public import SluiceStorage
 
 /// A topic's configuration: Kafka's topic-level config names mapped onto ``LogConfig``,
 /// with validation that turns a bad value into INVALID_CONFIG and a message.
@@ -21,16 +21,34 @@ public struct TopicConfig: Hashable, Sendable {
   }
 
   static let definitions: [(name: String, kind: Kind, doc: String)] = [
-    ("cleanup.policy", .choice(["delete"]), "Retention policy; only \"delete\" is supported (no compaction yet)."),
-    ("flush.messages", .long(min: 1), "Force an fsync after this many records; 1 makes every append durable before it is acknowledged."),
+    (
+      "cleanup.policy", .choice(["delete"]),
+      "Retention policy; only \"delete\" is supported (no compaction yet)."
+    ),
+    (
+      "flush.messages", .long(min: 1),
+      "Force an fsync after this many records; 1 makes every append durable before it is acknowledged."
+    ),
     ("flush.ms", .long(min: 0), "Force an fsync of data that has been unflushed this long."),
     ("max.message.bytes", .int(min: 0), "Largest record batch the topic accepts."),
-    ("message.timestamp.type", .choice(["CreateTime", "LogAppendTime"]), "Whether record timestamps are the producer's or the broker's."),
-    ("retention.bytes", .long(min: -1), "Delete oldest segments while a partition is larger than this; -1: no limit."),
-    ("retention.ms", .long(min: -1), "Delete segments whose newest record is older than this; -1: keep forever."),
+    (
+      "message.timestamp.type", .choice(["CreateTime", "LogAppendTime"]),
+      "Whether record timestamps are the producer's or the broker's."
+    ),
+    (
+      "retention.bytes", .long(min: -1),
+      "Delete oldest segments while a partition is larger than this; -1: no limit."
+    ),
+    (
+      "retention.ms", .long(min: -1),
+      "Delete segments whose newest record is older than this; -1: keep forever."
+    ),
     ("segment.bytes", .int(min: 14), "Roll a new segment file at this size."),
     ("segment.ms", .long(min: 1), "Roll a new segment file after this long."),
-    ("sluice.storage", .choice(["disk", "memory"]), "disk: segment files; memory: in memory only, lost on restart."),
+    (
+      "sluice.storage", .choice(["disk", "memory"]),
+      "disk: segment files; memory: in memory only, lost on restart."
+    ),
   ]
 
   public static var names: [String] { definitions.map(\.name) }
@@ -48,7 +66,8 @@ public struct TopicConfig: Hashable, Sendable {
       switch definition.kind {
       case .long(let min), .int(let min):
         guard let number = Int64(value), number >= min else {
-          throw Invalid(message: "Invalid value \(value) for configuration \(name): must be an integer >= \(min)")
+          throw Invalid(
+            message: "Invalid value \(value) for configuration \(name): must be an integer >= \(min)")
         }
         if case .int = definition.kind, number > Int64(Int32.max) {
           throw Invalid(message: "Invalid value \(value) for configuration \(name): must fit in int32")
@@ -66,7 +85,9 @@ public struct TopicConfig: Hashable, Sendable {
       case .choice(let choices):
         guard choices.contains(value) else {
           throw Invalid(
-            message: "Invalid value \(value) for configuration \(name): must be one of \(choices.joined(separator: ", "))")
+            message:
+              "Invalid value \(value) for configuration \(name): must be one of \(choices.joined(separator: ", "))"
+          )
         }
         switch name {
         case "message.timestamp.type": log.logAppendTime = value == "LogAppendTime"
@@ -94,7 +115,10 @@ public struct TopicConfig: Hashable, Sendable {
       case "sluice.storage": value = log.storage.rawValue
       default: value = ""
       }
-      return (definition.name, overrides[definition.name] ?? value, overrides[definition.name] == nil, definition.doc)
+      return (
+        definition.name, overrides[definition.name] ?? value, overrides[definition.name] == nil,
+        definition.doc
+      )
     }
   }
 
@@ -119,7 +143,9 @@ public func validateTopicName(_ name: String) -> String? {
     let ok =
       (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x30 && byte <= 0x39)
       || byte == 0x2E || byte == 0x5F || byte == 0x2D
-    if !ok { return "Topic name \"\(name)\" contains characters other than ASCII alphanumerics, '.', '_' and '-'" }
+    if !ok {
+      return "Topic name \"\(name)\" contains characters other than ASCII alphanumerics, '.', '_' and '-'"
+    }
   }
   return nil
 }

@@ -45,7 +45,9 @@ public final class KafkaServer: Service, Sendable {
   /// Admitted connections, counted at accept time (total and per client address).
   let admitted = Mutex<(total: Int, perHost: [String: Int])>((0, [:]))
 
-  public init(broker: Broker, configuration: Configuration, group: MultiThreadedEventLoopGroup, logger: Logger) {
+  public init(
+    broker: Broker, configuration: Configuration, group: MultiThreadedEventLoopGroup, logger: Logger
+  ) {
     self.broker = broker
     self.configuration = configuration
     self.group = group
@@ -99,7 +101,8 @@ public final class KafkaServer: Service, Sendable {
                 return "connection limit \(configuration.maximumConnections) reached"
               }
               if state.perHost[host, default: 0] >= configuration.maximumConnectionsPerHost {
-                return "connection limit per address \(configuration.maximumConnectionsPerHost) reached for \(host)"
+                return
+                  "connection limit per address \(configuration.maximumConnectionsPerHost) reached for \(host)"
               }
               state.total += 1
               state.perHost[host, default: 0] += 1
@@ -258,7 +261,8 @@ public final class KafkaServer: Service, Sendable {
       if prefix.apiKey == .apiVersions {
         // Answer with a v0 body listing what we support, so the client can retry (KIP-511).
         let body = broker.apiVersions(errorCode: .unsupportedVersion)
-        return encode(.apiVersions(body), correlationId: prefix.correlationId, apiKey: .apiVersions, version: 0)
+        return encode(
+          .apiVersions(body), correlationId: prefix.correlationId, apiKey: .apiVersions, version: 0)
       }
       return .close("unsupported request \(prefix.apiKey) v\(prefix.apiVersion)")
     }
@@ -269,7 +273,8 @@ public final class KafkaServer: Service, Sendable {
       return .close("malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)")
     }
     guard let reply = await broker.handleForWire(request, context: context) else { return nil }
-    let encoded = encode(reply.body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
+    let encoded = encode(
+      reply.body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
     guard !reply.fileRecords.isEmpty, case .send(let frame) = encoded else { return encoded }
     do {
       return try splice(frame, fileRecords: reply.fileRecords, flexible: prefix.apiVersion >= 12)
@@ -296,7 +301,8 @@ public final class KafkaServer: Service, Sendable {
         continue
       }
       let prefixLength = flexible ? 1 : 4
-      let prefixOK = flexible
+      let prefixOK =
+        flexible
         ? frame.getInteger(at: index - 1, as: UInt8.self) == 9
         : frame.getInteger(at: index - 4, as: Int32.self) == 8
       guard prefixOK else {
@@ -313,7 +319,8 @@ public final class KafkaServer: Service, Sendable {
         case .file(let file, let position, let length):
           let handle = try file.makeFileHandle()
           handles.append(handle)
-          pieces.append(.fileRegion(FileRegion(fileHandle: handle, readerIndex: position, endIndex: position + length)))
+          pieces.append(
+            .fileRegion(FileRegion(fileHandle: handle, readerIndex: position, endIndex: position + length)))
         case .bytes(let bytes):
           pieces.append(.byteBuffer(bytes))
         }
@@ -343,7 +350,8 @@ public final class KafkaServer: Service, Sendable {
   func encode(_ body: KafkaResponseBody, correlationId: Int32, apiKey: ApiKey, version: Int16) -> Reply {
     var buffer = ByteBuffer()
     do {
-      try KafkaResponse(correlationId: correlationId, body: body).encodeFrame(into: &buffer, apiVersion: version)
+      try KafkaResponse(correlationId: correlationId, body: body).encodeFrame(
+        into: &buffer, apiVersion: version)
       return .send(buffer)
     } catch {
       logger.error("cannot encode \(apiKey) v\(version) response: \(error)")

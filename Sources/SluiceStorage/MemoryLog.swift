@@ -1,5 +1,5 @@
-public import NIOCore
 import KafkaProtocol
+public import NIOCore
 import Synchronization
 
 /// A partition log held in memory (`sluice.storage=memory`): the same interface as
@@ -92,7 +92,9 @@ public final class MemoryLog: PartitionLog {
         batch.setBaseOffset(next)
         if state.config.logAppendTime { batch.setMaxTimestamp(now, timestampType: .logAppendTime) }
         state.batches.append(
-          StoredBatch(baseOffset: next, lastOffset: batch.lastOffset, maxTimestamp: batch.maxTimestamp, bytes: batch.buffer))
+          StoredBatch(
+            baseOffset: next, lastOffset: batch.lastOffset, maxTimestamp: batch.maxTimestamp,
+            bytes: batch.buffer))
         state.size += batch.size
         next = batch.nextOffset
       }
@@ -109,7 +111,8 @@ public final class MemoryLog: PartitionLog {
     -> LogReadResult
   {
     try state.withLock { (state: inout State) throws(StorageError) -> LogReadResult in
-      var result = LogReadResult(chunks: [], logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset)
+      var result = LogReadResult(
+        chunks: [], logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset)
       guard offset >= state.logStartOffset, offset <= state.logEndOffset else {
         throw StorageError(
           .offsetOutOfRange, "offset \(offset) is outside [\(state.logStartOffset), \(state.logEndOffset)]")
@@ -135,7 +138,8 @@ public final class MemoryLog: PartitionLog {
     }
   }
 
-  public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
+  public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)?
+  {
     let (batches, start) = state.withLock { ($0.batches, $0.logStartOffset) }
     for batch in batches where batch.maxTimestamp >= timestamp {
       if let found = try FileLog.firstRecord(in: batch.bytes, atOrAfter: timestamp, minimumOffset: start) {
@@ -153,7 +157,8 @@ public final class MemoryLog: PartitionLog {
     }
     guard let best else { return nil }
     // The batch's first record with that timestamp, as Kafka gives it.
-    return try FileLog.firstRecord(in: best.bytes, atOrAfter: best.maxTimestamp, minimumOffset: best.baseOffset)
+    return try FileLog.firstRecord(
+      in: best.bytes, atOrAfter: best.maxTimestamp, minimumOffset: best.baseOffset)
       ?? (best.lastOffset, best.maxTimestamp)
   }
 

@@ -1,6 +1,6 @@
+import Foundation
 public import KafkaProtocol
 import Synchronization
-import Foundation
 
 /// What the broker knows of one topic, persisted across restarts.
 public struct TopicRecord: Hashable, Sendable, Codable {
@@ -88,7 +88,8 @@ extension KafkaUUID {
   /// Parses the canonical 8-4-4-4-12 hex form.
   public init?(parsing text: String) {
     let hex = text.filter { $0 != "-" }
-    guard hex.count == 32, let high = UInt64(hex.prefix(16), radix: 16), let low = UInt64(hex.suffix(16), radix: 16)
+    guard hex.count == 32, let high = UInt64(hex.prefix(16), radix: 16),
+      let low = UInt64(hex.suffix(16), radix: 16)
     else { return nil }
     self.init(high: high, low: low)
   }

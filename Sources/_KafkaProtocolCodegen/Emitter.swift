@@ -71,7 +71,9 @@ struct Emitter {
   func defaultExpr(_ field: Field) throws -> String {
     let text = field.defaultText
     if field.isNullable && text == "null" { return "nil" }
-    if text == "null" { throw CodegenError("\(message.name).\(field.name): null default on a non-nullable field") }
+    if text == "null" {
+      throw CodegenError("\(message.name).\(field.name): null default on a non-nullable field")
+    }
     switch field.type {
     case .bool:
       return text == "true" ? "true" : "false"
@@ -118,7 +120,8 @@ struct Emitter {
       return pick(
         "\(b).kafkaReadNullableBytes(compact: \(compact))", "\(b).kafkaReadBytes(compact: \(compact))")
     case .array(let element):
-      let closure = "{ (e: inout ByteBuffer) throws(KafkaProtocolError) in \(elementRead(element, on: "e", compact: compact)) }"
+      let closure =
+        "{ (e: inout ByteBuffer) throws(KafkaProtocolError) in \(elementRead(element, on: "e", compact: compact)) }"
       return pick(
         "\(b).kafkaReadNullableArray(compact: \(compact)) \(closure)",
         "\(b).kafkaReadArray(compact: \(compact)) \(closure)")
@@ -153,7 +156,9 @@ struct Emitter {
     if field.isNullable {
       switch field.type {
       case .string:
-        return ["\(indent)try \(b).kafkaWriteNullableString(\(v), compact: \(compact), nullable: \(nullable))"]
+        return [
+          "\(indent)try \(b).kafkaWriteNullableString(\(v), compact: \(compact), nullable: \(nullable))"
+        ]
       case .bytes, .records:
         return ["\(indent)try \(b).kafkaWriteNullableBytes(\(v), compact: \(compact), nullable: \(nullable))"]
       case .array(let element):
@@ -243,12 +248,15 @@ struct Emitter {
       default: kind = ".data"
       }
       out.append("\(i1)public static let kind: KafkaMessageKind = \(kind)")
-      out.append("\(i1)public static let validVersions: ClosedRange<Int16> = \(valid.lowerBound)...\(valid.upperBound)")
+      out.append(
+        "\(i1)public static let validVersions: ClosedRange<Int16> = \(valid.lowerBound)...\(valid.upperBound)"
+      )
       let first = message.firstFlexibleVersion.map(String.init) ?? "nil"
       out.append("\(i1)public static let firstFlexibleVersion: Int16? = \(first)")
       out.append("")
       for nested in message.structs {
-        out.append(contentsOf: try emitStruct(name: nested.name, fields: nested.fields, isTop: false, indent: i1))
+        out.append(
+          contentsOf: try emitStruct(name: nested.name, fields: nested.fields, isTop: false, indent: i1))
         out.append("")
       }
     }
@@ -256,7 +264,8 @@ struct Emitter {
     // Properties.
     for field in fields {
       out.append(contentsOf: docLines(field.about, indent: i1))
-      out.append("\(i1)public var \(Self.propertyName(field.name)): \(swiftType(field)) = \(try defaultExpr(field))")
+      out.append(
+        "\(i1)public var \(Self.propertyName(field.name)): \(swiftType(field)) = \(try defaultExpr(field))")
     }
     if flexibleEver {
       out.append("\(i1)/// Tagged fields this schema does not know, kept so they survive a round trip.")
@@ -281,7 +290,8 @@ struct Emitter {
       out.append("\(i1)) {")
       for field in fields {
         let bare = Self.bareName(field.name)
-        out.append("\(i2)self.\(Self.propertyName(field.name)) = \(Self.keywords.contains(bare) ? "`\(bare)`" : bare)")
+        out.append(
+          "\(i2)self.\(Self.propertyName(field.name)) = \(Self.keywords.contains(bare) ? "`\(bare)`" : bare)")
       }
       if flexibleEver { out.append("\(i2)self.unknownTaggedFields = unknownTaggedFields") }
       out.append("\(i1)}")
@@ -315,7 +325,9 @@ struct Emitter {
         out.append("\(i3)while var field = try tagged.next(&buffer) {")
         out.append("\(i4)switch field.tag {")
         for field in taggedFields {
-          guard let tag = field.tag else { throw CodegenError("\(message.name).\(field.name): tagged without tag") }
+          guard let tag = field.tag else {
+            throw CodegenError("\(message.name).\(field.name): tagged without tag")
+          }
           let tc = taggedCond(field)
           out.append("\(i4)case \(tag)\(tc == "true" ? "" : " where \(tc)"):")
           out.append("\(i4)  self.\(Self.propertyName(field.name)) = \(readExpr(field, on: "field.data"))")
@@ -332,7 +344,8 @@ struct Emitter {
     out.append("")
 
     // Encoder.
-    out.append("\(i1)public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {")
+    out.append(
+      "\(i1)public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {")
     if flexibleEver { out.append("\(i2)let flexible = \(flexibleCond)") }
     for field in fields {
       let property = "self.\(Self.propertyName(field.name))"
@@ -384,19 +397,23 @@ struct Emitter {
     var out: [String] = [header.replacingOccurrences(of: "$FILE", with: sourceFile), ""]
     out.append("public import NIOCore")
     out.append("")
-    let kindText = message.kind == "request" || message.kind == "response" ? message.kind : message.kind + " schema"
-    out.append("/// \(message.name): Kafka \(kindText)" + (message.apiKey.map { ", API key \($0)" } ?? "") + ".")
+    let kindText =
+      message.kind == "request" || message.kind == "response" ? message.kind : message.kind + " schema"
+    out.append(
+      "/// \(message.name): Kafka \(kindText)" + (message.apiKey.map { ", API key \($0)" } ?? "") + ".")
     out.append("///")
-    out.append("/// Valid versions \(valid.lowerBound)-\(valid.upperBound); flexible versions: "
-      + (message.firstFlexibleVersion.map { "\($0)+" } ?? "none") + "."
-      + (message.latestVersionUnstable ? " The latest version is marked unstable upstream." : ""))
+    out.append(
+      "/// Valid versions \(valid.lowerBound)-\(valid.upperBound); flexible versions: "
+        + (message.firstFlexibleVersion.map { "\($0)+" } ?? "none") + "."
+        + (message.latestVersionUnstable ? " The latest version is marked unstable upstream." : ""))
     if !message.leadingComments.isEmpty {
       out.append("///")
       for line in message.leadingComments {
         out.append(line.isEmpty ? "///" : "/// \(line)")
       }
     }
-    out.append(contentsOf: try emitStruct(name: message.name, fields: message.fields, isTop: true, indent: ""))
+    out.append(
+      contentsOf: try emitStruct(name: message.name, fields: message.fields, isTop: true, indent: ""))
     return out.joined(separator: "\n") + "\n"
   }
 
@@ -432,7 +449,8 @@ struct Emitter {
     for (qualified, fields) in all {
       out.append("extension \(qualified): Sampleable {")
       out.append("  static func sample(version: Int16, rng: inout SampleRNG) -> Self {")
-      let hasAssignments = message.isFlexibleEver || fields.contains { f in conditionFor { f.versions.contains($0) } != "false" }
+      let hasAssignments =
+        message.isFlexibleEver || fields.contains { f in conditionFor { f.versions.contains($0) } != "false" }
       out.append(hasAssignments ? "    var value = Self()" : "    let value = Self()")
       for field in fields {
         let present = conditionFor { field.versions.contains($0) }
@@ -446,7 +464,9 @@ struct Emitter {
       }
       if message.isFlexibleEver {
         let fc = flexibleCond
-        out.append("    if \(fc == "true" ? "" : "(\(fc)) && ")rng.oneIn(3) { value.unknownTaggedFields = rng.unknownTaggedFields() }")
+        out.append(
+          "    if \(fc == "true" ? "" : "(\(fc)) && ")rng.oneIn(3) { value.unknownTaggedFields = rng.unknownTaggedFields() }"
+        )
       }
       out.append("    return value")
       out.append("  }")

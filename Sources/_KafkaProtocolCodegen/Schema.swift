@@ -235,7 +235,9 @@ struct MessageDef {
     }
     self.fields = try collect(json["fields"] as? [[String: Any]] ?? [])
     for common in json["commonStructs"] as? [[String: Any]] ?? [] {
-      guard let structName = common["name"] as? String else { throw CodegenError("\(name): unnamed common struct") }
+      guard let structName = common["name"] as? String else {
+        throw CodegenError("\(name): unnamed common struct")
+      }
       let fields = try collect(common["fields"] as? [[String: Any]] ?? [])
       if !seen.contains(structName) {
         seen.insert(structName)

@@ -52,7 +52,8 @@ do {
   for (file, def) in messages {
     let emitter = Emitter(message: def, header: header)
     let source = try emitter.emitFile(sourceFile: file)
-    try source.write(to: outputDir.appendingPathComponent("\(def.name).swift"), atomically: true, encoding: .utf8)
+    try source.write(
+      to: outputDir.appendingPathComponent("\(def.name).swift"), atomically: true, encoding: .utf8)
     samples.append(contentsOf: emitter.emitSamples())
   }
   let allTypes = messages.map { "  \($0.def.name).self," }
@@ -88,7 +89,9 @@ do {
     apis.append(Api(key: key, name: name, request: request, response: response))
   }
 
-  var registry: [String] = [header.replacingOccurrences(of: "$FILE", with: "files (all requests and responses)"), ""]
+  var registry: [String] = [
+    header.replacingOccurrences(of: "$FILE", with: "files (all requests and responses)"), "",
+  ]
   registry.append("public import NIOCore")
   registry.append("")
   registry.append("extension ApiKey {")
@@ -114,7 +117,9 @@ do {
   registry.append("  public var definedVersions: ClosedRange<Int16>? {")
   registry.append("    switch rawValue {")
   for api in apis {
-    registry.append("    case \(api.key): \(api.request.validVersions.lowerBound)...\(api.request.validVersions.upperBound)")
+    registry.append(
+      "    case \(api.key): \(api.request.validVersions.lowerBound)...\(api.request.validVersions.upperBound)"
+    )
   }
   registry.append("    default: nil")
   registry.append("    }")
@@ -123,7 +128,9 @@ do {
   registry.append("  /// The first flexible request version, or nil if none is.")
   registry.append("  public var firstFlexibleRequestVersion: Int16? {")
   registry.append("    switch rawValue {")
-  for api in apis { registry.append("    case \(api.key): \(api.request.firstFlexibleVersion.map(String.init) ?? "nil")") }
+  for api in apis {
+    registry.append("    case \(api.key): \(api.request.firstFlexibleVersion.map(String.init) ?? "nil")")
+  }
   registry.append("    default: nil")
   registry.append("    }")
   registry.append("  }")
@@ -131,7 +138,9 @@ do {
   registry.append("  /// The first flexible response version, or nil if none is.")
   registry.append("  public var firstFlexibleResponseVersion: Int16? {")
   registry.append("    switch rawValue {")
-  for api in apis { registry.append("    case \(api.key): \(api.response.firstFlexibleVersion.map(String.init) ?? "nil")") }
+  for api in apis {
+    registry.append("    case \(api.key): \(api.response.firstFlexibleVersion.map(String.init) ?? "nil")")
+  }
   registry.append("    default: nil")
   registry.append("    }")
   registry.append("  }")
@@ -168,7 +177,8 @@ do {
     registry.append("    }")
     registry.append("  }")
     registry.append("")
-    registry.append("  /// Decodes the body of `apiKey` at `version`, consuming the body's bytes from `buffer`.")
+    registry.append(
+      "  /// Decodes the body of `apiKey` at `version`, consuming the body's bytes from `buffer`.")
     registry.append("  public static func decode(")
     registry.append("    apiKey: ApiKey, version: Int16, from buffer: inout ByteBuffer")
     registry.append("  ) throws(KafkaProtocolError) -> Kafka\(kind)Body {")
@@ -179,7 +189,8 @@ do {
       registry.append("      guard \(def.name).validVersions.contains(version) else {")
       registry.append("        throw KafkaProtocolError(.unsupportedVersion, \"\(api.name) v\\(version)\")")
       registry.append("      }")
-      registry.append("      return .\(lowerFirst(api.name))(try \(def.name)(from: &buffer, version: version))")
+      registry.append(
+        "      return .\(lowerFirst(api.name))(try \(def.name)(from: &buffer, version: version))")
     }
     registry.append("    default:")
     registry.append("      throw KafkaProtocolError(.unknownApiKey, \"API key \\(apiKey.rawValue)\")")
@@ -187,7 +198,8 @@ do {
     registry.append("  }")
     registry.append("")
     registry.append("  /// Encodes the body at `version`.")
-    registry.append("  public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {")
+    registry.append(
+      "  public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {")
     registry.append("    switch self {")
     for api in apis {
       let def = kind == "Request" ? api.request : api.response

@@ -15,14 +15,17 @@ struct BenchCommand: AsyncParsableCommand {
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     print(
       String(
-        format: "%d records, %.0f bytes in %.3f s: %.0f records/s, %.2f MB/s", records, Double(bytes), seconds,
+        format: "%d records, %.0f bytes in %.3f s: %.0f records/s, %.2f MB/s", records, Double(bytes),
+        seconds,
         Double(records) / seconds, Double(bytes) / seconds / 1_000_000))
   }
 
   struct Produce: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Produce N records of S bytes as fast as possible.")
+    static let configuration = CommandConfiguration(
+      abstract: "Produce N records of S bytes as fast as possible.")
     @OptionGroup var options: ClientOptions
-    @Option(help: "Topic (created by the broker on first use when it auto-creates).") var topic = "sluice-bench"
+    @Option(help: "Topic (created by the broker on first use when it auto-creates).") var topic =
+      "sluice-bench"
     @Option(help: "Number of records.") var records = 1_000_000
     @Option(help: "Value size in bytes.") var recordSize = 100
     @Option(help: "none, gzip, snappy, lz4 or zstd.") var compression = "none"
@@ -33,7 +36,9 @@ struct BenchCommand: AsyncParsableCommand {
 
     func run() async throws {
       try await runClientCommand {
-        guard records > 0, recordSize >= 0 else { throw ValidationError("--records must be > 0, --record-size ≥ 0") }
+        guard records > 0, recordSize >= 0 else {
+          throw ValidationError("--records must be > 0, --record-size ≥ 0")
+        }
         var configuration = KafkaProducerConfiguration(bootstrapBrokerAddresses: try options.addresses())
         configuration.connection = try options.connection()
         configuration.compression = try parseCompression(compression)
@@ -76,7 +81,10 @@ struct BenchCommand: AsyncParsableCommand {
           consumptionStrategy: .partitions(
             Dictionary(
               uniqueKeysWithValues: partitions.map {
-                (KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: Int($0))), KafkaOffset.beginning)
+                (
+                  KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: Int($0))),
+                  KafkaOffset.beginning
+                )
               })),
           bootstrapBrokerAddresses: try options.addresses())
         configuration.connection = try options.connection()

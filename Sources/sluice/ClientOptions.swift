@@ -17,7 +17,9 @@ struct ClientOptions: ParsableArguments {
 
   func addresses() throws -> [KafkaConfiguration.BrokerAddress] {
     let text = bootstrap ?? ProcessInfo.processInfo.environment["SLUICE_BOOTSTRAP"] ?? "127.0.0.1:9092"
-    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+      !$0.isEmpty
+    }
     guard !parts.isEmpty else { throw ValidationError("--bootstrap: no address given") }
     return try parts.map {
       guard let address = KafkaConfiguration.BrokerAddress($0) else {

@@ -21,8 +21,10 @@ struct ConsumeCommand: AsyncParsableCommand {
 
   @OptionGroup var options: ClientOptions
   @Argument(help: "Topic name.") var topic: String
-  @Option(name: .customLong("partition"), help: "Partition to read; repeatable (default: all).") var partitions: [Int] = []
-  @Option(help: "beginning, end, an OFFSET, or @TIMESTAMP (ms since the epoch).") var from: String = "beginning"
+  @Option(name: .customLong("partition"), help: "Partition to read; repeatable (default: all).")
+  var partitions: [Int] = []
+  @Option(help: "beginning, end, an OFFSET, or @TIMESTAMP (ms since the epoch).") var from: String =
+    "beginning"
   @Option(help: "Stop after this many records.") var count: Int?
   @Flag(help: "Keep waiting for new records at the end of the partitions.") var follow = false
   @Option(help: "Output template (see below).") var format: String?
@@ -85,7 +87,9 @@ struct ConsumeCommand: AsyncParsableCommand {
       let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
       do {
         if case .timestamp(let timestamp) = start {
-          for topicPartition in assignment.keys { await consumer.seek(topicPartition, toTimestamp: timestamp) }
+          for topicPartition in assignment.keys {
+            await consumer.seek(topicPartition, toTimestamp: timestamp)
+          }
         }
         // Without --follow or --count: stop at the end offsets as of now.
         var remainingEnds: [KafkaTopicPartition: Int] = [:]
@@ -109,7 +113,9 @@ struct ConsumeCommand: AsyncParsableCommand {
         reading: while let batch = try await consumer.nextBatch() {
           for message in batch {
             if !follow && count == nil {
-              guard let end = remainingEnds[message.topicPartition], message.offset.rawValue < end else { continue }
+              guard let end = remainingEnds[message.topicPartition], message.offset.rawValue < end else {
+                continue
+              }
               if message.offset.rawValue + 1 >= end { remainingEnds[message.topicPartition] = nil }
             }
             if json { out.append(jsonLine(message)) } else { template.render(message, into: &out) }
@@ -198,7 +204,8 @@ struct FormatTemplate {
       case .timestamp: out.append(String(message.timestamp))
       case .headers:
         out.append(
-          message.headers.map { "\($0.key)=\($0.value.map { String(buffer: $0) } ?? "")" }.joined(separator: ","))
+          message.headers.map { "\($0.key)=\($0.value.map { String(buffer: $0) } ?? "")" }.joined(
+            separator: ","))
       case .valueSize: out.append(String(message.isTombstone ? -1 : message.value.readableBytes))
       case .keySize: out.append(String(message.key?.readableBytes ?? -1))
       }
@@ -216,7 +223,9 @@ func jsonString(_ text: String) -> String {
     case "\r": out += "\\r"
     case "\t": out += "\\t"
     case _ where scalar.value < 0x20:
-      out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+      out +=
+        "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+        + String(scalar.value, radix: 16)
     default: out.unicodeScalars.append(scalar)
     }
   }
@@ -229,7 +238,8 @@ private func jsonBytes(_ name: String, _ bytes: ByteBuffer?) -> String {
   if let text = String(validating: bytes.readableBytesView, as: UTF8.self) {
     return "\"\(name)\":" + jsonString(text)
   }
-  return "\"\(name)\":\"\(Data(bytes.readableBytesView).base64EncodedString())\",\"\(name)_encoding\":\"base64\""
+  return
+    "\"\(name)\":\"\(Data(bytes.readableBytesView).base64EncodedString())\",\"\(name)_encoding\":\"base64\""
 }
 
 func jsonLine(_ message: KafkaConsumerMessage) -> String {

@@ -14,8 +14,10 @@ struct ProduceCommand: AsyncParsableCommand {
 
   @OptionGroup var options: ClientOptions
   @Argument(help: "Topic name.") var topic: String
-  @Option(help: "Split each line into key and value at the first occurrence of this string.") var keySeparator: String?
-  @Option(name: .customLong("header"), help: "Header KEY=VALUE added to every record; repeatable.") var headers: [String] = []
+  @Option(help: "Split each line into key and value at the first occurrence of this string.")
+  var keySeparator: String?
+  @Option(name: .customLong("header"), help: "Header KEY=VALUE added to every record; repeatable.")
+  var headers: [String] = []
   @Option(help: "Partition (default: by key, sticky random without one).") var partition: Int?
   @Option(help: "none, gzip, snappy, lz4 or zstd.") var compression: String = "none"
   @Option(help: "0, 1 or all.") var acks: String = "all"
@@ -31,13 +33,16 @@ struct ProduceCommand: AsyncParsableCommand {
       configuration.acks = try parseAcks(acks)
       configuration.enableIdempotence = !noIdempotence
       configuration.linger = .milliseconds(lingerMs)
-      if let separator = keySeparator, separator.isEmpty { throw ValidationError("--key-separator must not be empty") }
+      if let separator = keySeparator, separator.isEmpty {
+        throw ValidationError("--key-separator must not be empty")
+      }
       if let partition, partition < 0 { throw ValidationError("--partition must be ≥ 0") }
       let recordHeaders = try headers.map { text -> KafkaHeader in
         guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
           throw ValidationError("--header expects KEY=VALUE, got \"\(text)\"")
         }
-        return KafkaHeader(key: String(text[..<equals]), value: ByteBuffer(string: String(text[text.index(after: equals)...])))
+        return KafkaHeader(
+          key: String(text[..<equals]), value: ByteBuffer(string: String(text[text.index(after: equals)...])))
       }
       let fd: Int32
       if let file {
@@ -57,10 +62,12 @@ struct ProduceCommand: AsyncParsableCommand {
           var value = line
           if let separator, let at = find(separator, in: line) {
             key = line.getSlice(at: line.readerIndex, length: at)
-            value = line.getSlice(at: line.readerIndex + at + separator.count, length: line.readableBytes - at - separator.count)!
+            value = line.getSlice(
+              at: line.readerIndex + at + separator.count, length: line.readableBytes - at - separator.count)!
           }
           try await producer.enqueue(
-            KafkaProducerMessage(topic: topic, partition: target, headers: recordHeaders, key: key, value: value))
+            KafkaProducerMessage(
+              topic: topic, partition: target, headers: recordHeaders, key: key, value: value))
         }
         try await producer.close()
       } catch {

@@ -33,16 +33,23 @@ func parseBool(_ key: String, _ value: String) throws -> Bool {
 }
 
 let serveSettings: [ServeSetting] = [
-  ServeSetting(key: "auto.create.topics.enable", defaultValue: "true", help: "Create unknown topics on Metadata requests.") {
+  ServeSetting(
+    key: "auto.create.topics.enable", defaultValue: "true",
+    help: "Create unknown topics on Metadata requests."
+  ) {
     broker, _, value in broker.autoCreateTopics = try parseBool("auto.create.topics.enable", value)
   },
   ServeSetting(key: "num.partitions", defaultValue: "1", help: "Partitions of an auto-created topic.") {
     broker, _, value in broker.defaultPartitions = try parseInt("num.partitions", value, min: 1)
   },
-  ServeSetting(key: "message.max.bytes", defaultValue: "1048588", help: "Default max.message.bytes of topics.") {
+  ServeSetting(
+    key: "message.max.bytes", defaultValue: "1048588", help: "Default max.message.bytes of topics."
+  ) {
     broker, _, value in broker.maxMessageBytes = try parseInt("message.max.bytes", value, min: 0)
   },
-  ServeSetting(key: "socket.request.max.bytes", defaultValue: "104857600", help: "Largest request frame accepted.") {
+  ServeSetting(
+    key: "socket.request.max.bytes", defaultValue: "104857600", help: "Largest request frame accepted."
+  ) {
     _, server, value in server.maximumFrameSize = try parseInt("socket.request.max.bytes", value, min: 1024)
   },
   ServeSetting(key: "max.connections", defaultValue: "10000", help: "Connections beyond this are refused.") {
@@ -52,7 +59,8 @@ let serveSettings: [ServeSetting] = [
     key: "max.connections.per.ip", defaultValue: String(Int.max),
     help: "Connections from one client address beyond this are refused."
   ) {
-    _, server, value in server.maximumConnectionsPerHost = try parseInt("max.connections.per.ip", value, min: 1)
+    _, server, value in
+    server.maximumConnectionsPerHost = try parseInt("max.connections.per.ip", value, min: 1)
   },
   ServeSetting(
     key: "connections.max.idle.ms", defaultValue: "600000",
@@ -60,10 +68,14 @@ let serveSettings: [ServeSetting] = [
   ) {
     _, server, value in server.maximumIdleMs = try parseInt("connections.max.idle.ms", value, min: 1)
   },
-  ServeSetting(key: "log.retention.ms", defaultValue: "604800000", help: "Default retention.ms (-1: forever).") {
+  ServeSetting(
+    key: "log.retention.ms", defaultValue: "604800000", help: "Default retention.ms (-1: forever)."
+  ) {
     broker, _, value in broker.defaultLog.retentionMs = try parseInt("log.retention.ms", value, min: -1)
   },
-  ServeSetting(key: "log.retention.bytes", defaultValue: "-1", help: "Default retention.bytes per partition (-1: none).") {
+  ServeSetting(
+    key: "log.retention.bytes", defaultValue: "-1", help: "Default retention.bytes per partition (-1: none)."
+  ) {
     broker, _, value in broker.defaultLog.retentionBytes = try parseInt("log.retention.bytes", value, min: -1)
   },
   ServeSetting(key: "log.segment.bytes", defaultValue: "1073741824", help: "Default segment.bytes.") {
@@ -76,12 +88,18 @@ let serveSettings: [ServeSetting] = [
     key: "log.flush.interval.messages", defaultValue: String(Int64.max),
     help: "Default flush.messages (1: fsync every append before acknowledging)."
   ) {
-    broker, _, value in broker.defaultLog.flushMessages = try parseInt("log.flush.interval.messages", value, min: 1)
+    broker, _, value in
+    broker.defaultLog.flushMessages = try parseInt("log.flush.interval.messages", value, min: 1)
   },
-  ServeSetting(key: "log.flush.interval.ms", defaultValue: "1000", help: "Default flush.ms: fsync data unflushed this long.") {
+  ServeSetting(
+    key: "log.flush.interval.ms", defaultValue: "1000",
+    help: "Default flush.ms: fsync data unflushed this long."
+  ) {
     broker, _, value in broker.defaultLog.flushMs = try parseInt("log.flush.interval.ms", value, min: 0)
   },
-  ServeSetting(key: "sluice.storage", defaultValue: "disk", help: "Default sluice.storage of topics: disk or memory.") {
+  ServeSetting(
+    key: "sluice.storage", defaultValue: "disk", help: "Default sluice.storage of topics: disk or memory."
+  ) {
     broker, _, value in
     guard value == "disk" || value == "memory" else {
       throw ConfigurationError(description: "sluice.storage: \"\(value)\" is not disk or memory")
@@ -142,7 +160,8 @@ let serveSettings: [ServeSetting] = [
     help: "How often offset retention runs."
   ) {
     broker, _, value in
-    broker.offsetsRetentionCheckIntervalMs = try parseInt("offsets.retention.check.interval.ms", value, min: 1)
+    broker.offsetsRetentionCheckIntervalMs = try parseInt(
+      "offsets.retention.check.interval.ms", value, min: 1)
   },
 ]
 

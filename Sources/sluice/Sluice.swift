@@ -48,7 +48,8 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Address for the Kafka listener (env SLUICE_LISTEN).")
   var listen: String?
 
-  @Option(help: "Address clients are told to connect to; defaults to the listen address (env SLUICE_ADVERTISE).")
+  @Option(
+    help: "Address clients are told to connect to; defaults to the listen address (env SLUICE_ADVERTISE).")
   var advertise: String?
 
   @Option(help: "Directory holding topics and metadata; default ./sluice-data (env SLUICE_DATA_DIR).")
@@ -91,7 +92,8 @@ struct Serve: AsyncParsableCommand {
     let (advertisedHost, advertisedPort) =
       try advertiseText.map { try parseHostPort($0, option: "--advertise") }
       ?? (host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host, port)
-    brokerConfig.dataDirectory = dataDir ?? environment["SLUICE_DATA_DIR"] ?? file["log.dirs"] ?? "./sluice-data"
+    brokerConfig.dataDirectory =
+      dataDir ?? environment["SLUICE_DATA_DIR"] ?? file["log.dirs"] ?? "./sluice-data"
     brokerConfig.advertisedHost = advertisedHost
     brokerConfig.advertisedPort = Int32(advertisedPort)
     serverConfig.host = host
@@ -115,7 +117,8 @@ struct Serve: AsyncParsableCommand {
       throw ExitCode(1)
     }
     logger.info(
-      "data in \(brokerConfig.dataDirectory), \(broker.allTopics.count) topics, advertising \(advertisedHost):\(advertisedPort)")
+      "data in \(brokerConfig.dataDirectory), \(broker.allTopics.count) topics, advertising \(advertisedHost):\(advertisedPort)"
+    )
     let group = MultiThreadedEventLoopGroup.singleton
     let server = KafkaServer(broker: broker, configuration: serverConfig, group: group, logger: logger)
     let services = ServiceGroup(

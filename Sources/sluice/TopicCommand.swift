@@ -31,7 +31,8 @@ struct TopicCommand: AsyncParsableCommand {
     @Argument(help: "Topic name.") var name: String
     @Option(help: "Number of partitions (default: the broker's).") var partitions: Int32?
     @Option(help: "Replication factor (default: the broker's).") var replicationFactor: Int16?
-    @Option(name: .customLong("config"), help: "Topic config KEY=VALUE; repeatable.") var configs: [String] = []
+    @Option(name: .customLong("config"), help: "Topic config KEY=VALUE; repeatable.") var configs: [String] =
+      []
     @Flag(help: "Succeed if the topic already exists.") var ifNotExists = false
 
     func run() async throws {
@@ -63,7 +64,8 @@ struct TopicCommand: AsyncParsableCommand {
   }
 
   struct Describe: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe topics: partitions, leaders, offsets and configs.")
+    static let configuration = CommandConfiguration(
+      abstract: "Describe topics: partitions, leaders, offsets and configs.")
     @OptionGroup var options: ClientOptions
     @Argument(help: "Topic names (default: all).") var names: [String] = []
     @Flag(help: "Show every config, defaults included.") var allConfigs = false
@@ -77,8 +79,10 @@ struct TopicCommand: AsyncParsableCommand {
           let configs = try await admin.describeConfigs(.topic, name: topic.name)
           let shown = configs.filter { allConfigs || !$0.isDefault }
           if !shown.isEmpty {
-            print("\tConfigs: " + shown.map { "\($0.name)=\($0.isSensitive ? "(sensitive)" : $0.value ?? "null")" }
-              .joined(separator: ","))
+            print(
+              "\tConfigs: "
+                + shown.map { "\($0.name)=\($0.isSensitive ? "(sensitive)" : $0.value ?? "null")" }
+                .joined(separator: ","))
           }
           for partition in topic.partitions {
             let error = partition.error == .none ? "" : "\tError: \(partition.error.name)"
@@ -98,8 +102,10 @@ struct TopicCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @Argument(help: "Topic name.") var name: String
     @Option(help: "New total number of partitions.") var partitions: Int32?
-    @Option(name: .customLong("config"), help: "Set a config KEY=VALUE; repeatable.") var configs: [String] = []
-    @Option(name: .customLong("delete-config"), help: "Reset a config to its default; repeatable.") var deleted: [String] = []
+    @Option(name: .customLong("config"), help: "Set a config KEY=VALUE; repeatable.") var configs: [String] =
+      []
+    @Option(name: .customLong("delete-config"), help: "Reset a config to its default; repeatable.")
+    var deleted: [String] = []
 
     func validate() throws {
       if partitions == nil && configs.isEmpty && deleted.isEmpty {
@@ -111,7 +117,9 @@ struct TopicCommand: AsyncParsableCommand {
       try await runClientCommand {
         let admin = try TopicCommand.admin(options)
         let changes =
-          try TopicCommand.parseConfigs(configs).sorted { $0.key < $1.key }.map { KafkaAdmin.ConfigChange.set($0.key, $0.value) }
+          try TopicCommand.parseConfigs(configs).sorted { $0.key < $1.key }.map {
+            KafkaAdmin.ConfigChange.set($0.key, $0.value)
+          }
           + deleted.map { KafkaAdmin.ConfigChange.delete($0) }
         if !changes.isEmpty { try await admin.alterConfigs(.topic, name: name, changes) }
         if let partitions { try await admin.createPartitions(topic: name, totalCount: partitions) }

@@ -8,12 +8,16 @@ private func producerConfig(_ broker: InProcessBroker) -> KafkaProducerConfigura
 }
 
 private func consume(
-  _ broker: InProcessBroker, _ topic: String, partitions: [Int] = [0], count: Int, from offset: KafkaOffset = .beginning
+  _ broker: InProcessBroker, _ topic: String, partitions: [Int] = [0], count: Int,
+  from offset: KafkaOffset = .beginning
 ) async throws -> [KafkaConsumerMessage] {
   var assignment: [KafkaTopicPartition: KafkaOffset] = [:]
-  for partition in partitions { assignment[KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: partition))] = offset }
+  for partition in partitions {
+    assignment[KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: partition))] = offset
+  }
   let consumer = try KafkaConsumer(
-    configuration: KafkaConsumerConfiguration(consumptionStrategy: .partitions(assignment), bootstrapBrokerAddresses: [broker.address]))
+    configuration: KafkaConsumerConfiguration(
+      consumptionStrategy: .partitions(assignment), bootstrapBrokerAddresses: [broker.address]))
   var out: [KafkaConsumerMessage] = []
   for try await message in consumer.messages {
     out.append(message)
@@ -30,9 +34,12 @@ private func consume(
       try await admin.createTopic("rt", partitions: 1)
       let producer = try KafkaProducer(configuration: producerConfig(broker))
       let first = try await producer.send(
-        KafkaProducerMessage(topic: "rt", headers: [KafkaHeader(key: "h", value: ByteBuffer(string: "v"))], key: "k1", value: "one"))
+        KafkaProducerMessage(
+          topic: "rt", headers: [KafkaHeader(key: "h", value: ByteBuffer(string: "v"))], key: "k1",
+          value: "one"))
       #expect(first.offset == KafkaOffset(rawValue: 0))
-      let second = try await producer.send(KafkaProducerMessage<String, String>(topic: "rt", key: "k2", value: nil))
+      let second = try await producer.send(
+        KafkaProducerMessage<String, String>(topic: "rt", key: "k2", value: nil))
       #expect(second.offset == KafkaOffset(rawValue: 1))
       for i in 0..<100 { try await producer.enqueue(KafkaProducerMessage(topic: "rt", value: "v\(i)")) }
       try await producer.close()
@@ -55,7 +62,10 @@ private func consume(
       config.compression = codec
       let producer = try KafkaProducer(configuration: config)
       let values = (0..<500).map { "record-\($0)-" + String(repeating: "abc", count: $0 % 50) }
-      for value in values { try await producer.enqueue(KafkaProducerMessage(topic: "codec", partition: KafkaPartition(rawValue: 0), value: value)) }
+      for value in values {
+        try await producer.enqueue(
+          KafkaProducerMessage(topic: "codec", partition: KafkaPartition(rawValue: 0), value: value))
+      }
       try await producer.close()
       let messages = try await consume(broker, "codec", count: values.count)
       #expect(messages.map { String(buffer: $0.value) } == values)
@@ -105,9 +115,11 @@ private func consume(
       try await producer.close()
       #expect(last.offset == KafkaOffset(rawValue: 300))
       let consumer = try KafkaConsumer(
-        configuration: .init(consumptionStrategy: .partition(KafkaPartition(rawValue: 0), topic: "idem", offset: .beginning),
+        configuration: .init(
+          consumptionStrategy: .partition(KafkaPartition(rawValue: 0), topic: "idem", offset: .beginning),
           bootstrapBrokerAddresses: [broker.address]))
-      let (_, high) = try await consumer.watermarks(KafkaTopicPartition(topic: "idem", partition: KafkaPartition(rawValue: 0)))
+      let (_, high) = try await consumer.watermarks(
+        KafkaTopicPartition(topic: "idem", partition: KafkaPartition(rawValue: 0)))
       #expect(high == KafkaOffset(rawValue: 301))
       await consumer.close()
       let messages = try await consume(broker, "idem", count: 301)
@@ -119,11 +131,13 @@ private func consume(
     try await InProcessBroker.with { broker in
       let producer = try KafkaProducer(configuration: producerConfig(broker))
       for i in 0..<10 {
-        try await producer.send(KafkaProducerMessage(topic: "seek", value: "v\(i)", timestamp: 1_000_000 + Int64(i) * 1000))
+        try await producer.send(
+          KafkaProducerMessage(topic: "seek", value: "v\(i)", timestamp: 1_000_000 + Int64(i) * 1000))
       }
       let topicPartition = KafkaTopicPartition(topic: "seek", partition: KafkaPartition(rawValue: 0))
       let consumer = try KafkaConsumer(
-        configuration: .init(consumptionStrategy: .partition(topicPartition.partition, topic: "seek", offset: .end),
+        configuration: .init(
+          consumptionStrategy: .partition(topicPartition.partition, topic: "seek", offset: .end),
           bootstrapBrokerAddresses: [broker.address]))
       #expect(try await consumer.position(topicPartition) == KafkaOffset(rawValue: 10))
       await consumer.seek(topicPartition, toTimestamp: 1_004_500)
@@ -147,9 +161,13 @@ private func consume(
       #expect(try await admin.describeTopics(["adm"]).first?.partitions.count == 2)
       try await admin.createPartitions(topic: "adm", totalCount: 4)
       #expect(try await admin.describeTopics(["adm"]).first?.partitions.count == 4)
-      #expect(try await admin.describeConfigs(.topic, name: "adm").first { $0.name == "retention.ms" }?.value == "3600000")
+      #expect(
+        try await admin.describeConfigs(.topic, name: "adm").first { $0.name == "retention.ms" }?.value
+          == "3600000")
       try await admin.alterConfigs(.topic, name: "adm", [.set("retention.ms", "7200000")])
-      #expect(try await admin.describeConfigs(.topic, name: "adm").first { $0.name == "retention.ms" }?.value == "7200000")
+      #expect(
+        try await admin.describeConfigs(.topic, name: "adm").first { $0.name == "retention.ms" }?.value
+          == "7200000")
       let cluster = try await admin.describeCluster()
       #expect(cluster.brokers.map(\.address) == [broker.address])
       try await admin.deleteTopics(["adm"])
@@ -166,7 +184,9 @@ private func consume(
   }
 
   @Test func unreachableBootstrapFailsWithConnectionError() async throws {
-    var config = KafkaAdminConfiguration(bootstrapBrokerAddresses: [.init(host: "127.0.0.1", port: try InProcessBroker.freePort())])
+    var config = KafkaAdminConfiguration(bootstrapBrokerAddresses: [
+      .init(host: "127.0.0.1", port: try InProcessBroker.freePort())
+    ])
     config.connection.connectTimeout = .milliseconds(300)
     let admin = try KafkaAdmin(configuration: config)
     do {

@@ -31,7 +31,8 @@ final class InProcessBroker: Sendable {
     var logger = Logger(label: "test-broker")
     logger.logLevel = .warning
     server = KafkaServer(
-      broker: broker, configuration: serverConfiguration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+      broker: broker, configuration: serverConfiguration, group: MultiThreadedEventLoopGroup.singleton,
+      logger: logger)
     let server = self.server
     task = Task { try await server.run() }
     self.port = try await server.waitUntilBound()
@@ -45,7 +46,9 @@ final class InProcessBroker: Sendable {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = 0
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
     _ = withUnsafeMutablePointer(to: &address) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }

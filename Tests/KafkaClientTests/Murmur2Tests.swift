@@ -22,6 +22,8 @@ import Testing
     // murmur2("21") is negative: the sign bit is masked, not abs().
     let expected = Int((-973_932_308 as Int32) & 0x7fff_ffff) % 7
     #expect(kafkaPartition(forKey: "21", partitionCount: 7).rawValue == expected)
-    #expect(kafkaPartition(forKey: "", partitionCount: 3).rawValue == Int(Array<UInt8>().withUnsafeBytes { kafkaMurmur2($0) } & 0x7fff_ffff) % 3)
+    #expect(
+      kafkaPartition(forKey: "", partitionCount: 3).rawValue == Int(
+        [UInt8]().withUnsafeBytes { kafkaMurmur2($0) } & 0x7fff_ffff) % 3)
   }
 }

@@ -72,7 +72,8 @@ import Testing
   @Test func responseFrameRoundTrip() throws {
     let response = KafkaResponse(
       correlationId: 7,
-      body: .apiVersions(ApiVersionsResponse(errorCode: 0, apiKeys: [.init(apiKey: 0, minVersion: 3, maxVersion: 10)])))
+      body: .apiVersions(
+        ApiVersionsResponse(errorCode: 0, apiKeys: [.init(apiKey: 0, minVersion: 3, maxVersion: 10)])))
     var wire = ByteBuffer()
     try response.encodeFrame(into: &wire, apiVersion: 3)
     let frame = try #require(try KafkaFrameDecoder.nextFrame(from: &wire, maximumFrameSize: 1 << 20))

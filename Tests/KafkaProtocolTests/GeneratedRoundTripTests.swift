@@ -44,7 +44,8 @@ import Testing
           // a whole decode must then not have consumed everything — impossible — so fail.
           Issue.record("\(M.self) v\(version): \(length)-byte prefix of \(bytes.readableBytes) decoded")
         } catch {
-          #expect([.truncated, .invalidLength, .nullNotAllowed, .invalidVarint].contains(error.code),
+          #expect(
+            [.truncated, .invalidLength, .nullNotAllowed, .invalidVarint].contains(error.code),
             "\(M.self) v\(version) prefix \(length): \(error)")
         }
       }

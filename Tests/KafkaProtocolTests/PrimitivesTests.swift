@@ -74,7 +74,10 @@ import Testing
     let bytes = try request.encoded(version: 1)
     #expect(Array(bytes.readableBytesView) == [0, 0, 0, 1, 0, 1, 0x74])
     // v1: a null topic array means "all topics".
-    #expect(Array(try MetadataRequest(topics: nil).encoded(version: 1).readableBytesView) == [0xFF, 0xFF, 0xFF, 0xFF])
+    #expect(
+      Array(try MetadataRequest(topics: nil).encoded(version: 1).readableBytesView) == [
+        0xFF, 0xFF, 0xFF, 0xFF,
+      ])
     // v0 cannot express null.
     #expect(throws: KafkaProtocolError.self) { try MetadataRequest(topics: nil).encoded(version: 0) }
   }

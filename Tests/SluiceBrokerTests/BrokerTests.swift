@@ -16,7 +16,8 @@ import Testing
   }
 
   static func batch(
-    _ values: [String], producerId: Int64 = -1, epoch: Int16 = -1, sequence: Int32 = -1, timestamp: Int64 = 1000
+    _ values: [String], producerId: Int64 = -1, epoch: Int16 = -1, sequence: Int32 = -1,
+    timestamp: Int64 = 1000
   ) throws -> ByteBuffer {
     var builder = RecordBatchBuilder(producerId: producerId, producerEpoch: epoch, baseSequence: sequence)
     for (index, value) in values.enumerated() {
@@ -26,7 +27,8 @@ import Testing
   }
 
   static func produce(
-    _ broker: Broker, topic: String, partition: Int32 = 0, records: ByteBuffer, acks: Int16 = -1, version: Int16 = 9
+    _ broker: Broker, topic: String, partition: Int32 = 0, records: ByteBuffer, acks: Int16 = -1,
+    version: Int16 = 9
   ) async -> ProduceResponse.PartitionProduceResponse? {
     let request = ProduceRequest(
       acks: acks, timeoutMs: 1000,
@@ -43,8 +45,13 @@ import Testing
   ) async -> FetchResponse.PartitionData? {
     let request = FetchRequest(
       maxWaitMs: maxWaitMs, minBytes: minBytes, maxBytes: 50 << 20,
-      topics: [.init(topic: topic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: partitionMaxBytes)])])
-    let reply = await broker.handle(KafkaRequest(correlationId: 2, clientId: "t", apiVersion: 11, body: .fetch(request)))
+      topics: [
+        .init(
+          topic: topic,
+          partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: partitionMaxBytes)])
+      ])
+    let reply = await broker.handle(
+      KafkaRequest(correlationId: 2, clientId: "t", apiVersion: 11, body: .fetch(request)))
     guard case .fetch(let response) = reply else { return nil }
     return response.responses.first?.partitions.first
   }
@@ -54,7 +61,9 @@ import Testing
     var splitter = RecordBatchSplitter(records)
     var values: [String] = []
     while let batch = try splitter.next() {
-      values += try batch.records(maxDecompressedSize: 1 << 20).map { $0.value.map { String(buffer: $0) } ?? "<null>" }
+      values += try batch.records(maxDecompressedSize: 1 << 20).map {
+        $0.value.map { String(buffer: $0) } ?? "<null>"
+      }
     }
     return values
   }
@@ -70,8 +79,10 @@ import Testing
     #expect(data?.errorCode == 0 && data?.highWatermark == 3)
     #expect(try Self.values(data?.records) == ["a", "b", "c"])
     // From the middle of a batch: the whole batch comes back (clients skip what they passed).
-    #expect(try Self.values(await Self.fetch(broker, topic: "orders", offset: 1)?.records) == ["a", "b", "c"])
-    #expect(await Self.fetch(broker, topic: "orders", offset: 4)?.errorCode == ErrorCode.offsetOutOfRange.rawValue)
+    #expect(
+      try Self.values(await Self.fetch(broker, topic: "orders", offset: 1)?.records) == ["a", "b", "c"])
+    #expect(
+      await Self.fetch(broker, topic: "orders", offset: 4)?.errorCode == ErrorCode.offsetOutOfRange.rawValue)
     await broker.shutdown()
   }
 
@@ -88,7 +99,9 @@ import Testing
     try broker.createTopic(name: "t", partitions: 1, configs: [:])
     var records = try Self.batch(["x", "y"])
     records.setInteger(UInt8(0xFF), at: records.writerIndex - 1)  // flip the last byte: CRC mismatch
-    #expect(await Self.produce(broker, topic: "t", records: records)?.errorCode == ErrorCode.corruptMessage.rawValue)
+    #expect(
+      await Self.produce(broker, topic: "t", records: records)?.errorCode == ErrorCode.corruptMessage.rawValue
+    )
     #expect(broker.topic("t")?.partition(0)?.log.logEndOffset == 0)
     await broker.shutdown()
   }
@@ -162,7 +175,9 @@ import Testing
 
   @Test func topicConfigsValidated() throws {
     let (broker, _) = try Self.makeBroker()
-    #expect(throws: Broker.TopicError.self) { try broker.createTopic(name: "bad name!", partitions: 1, configs: [:]) }
+    #expect(throws: Broker.TopicError.self) {
+      try broker.createTopic(name: "bad name!", partitions: 1, configs: [:])
+    }
     #expect(throws: Broker.TopicError.self) {
       try broker.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "soon"])
     }
@@ -172,7 +187,8 @@ import Testing
     #expect(throws: Broker.TopicError.self) {
       try broker.createTopic(name: "t", partitions: 1, configs: ["cleanup.policy": "compact"])
     }
-    try broker.createTopic(name: "t", partitions: 2, configs: ["retention.ms": "1000", "sluice.storage": "memory"])
+    try broker.createTopic(
+      name: "t", partitions: 2, configs: ["retention.ms": "1000", "sluice.storage": "memory"])
     #expect(broker.topic("t")?.config.log.retentionMs == 1000)
     #expect(broker.topic("t")?.partition(1)?.log is MemoryLog)
     #expect(throws: Broker.TopicError.self) { try broker.createTopic(name: "t", partitions: 1, configs: [:]) }
@@ -181,8 +197,12 @@ import Testing
   @Test func metadataAutoCreatesAndRestartKeepsTopics() async throws {
     let (broker, directory) = try Self.makeBroker { $0.defaultPartitions = 3 }
     let request = MetadataRequest(topics: [.init(name: "auto")], allowAutoTopicCreation: true)
-    let reply = await broker.handle(KafkaRequest(correlationId: 1, clientId: nil, apiVersion: 12, body: .metadata(request)))
-    guard case .metadata(let metadata) = reply else { Issue.record("no metadata"); return }
+    let reply = await broker.handle(
+      KafkaRequest(correlationId: 1, clientId: nil, apiVersion: 12, body: .metadata(request)))
+    guard case .metadata(let metadata) = reply else {
+      Issue.record("no metadata")
+      return
+    }
     #expect(metadata.topics.first?.errorCode == 0)
     #expect(metadata.topics.first?.partitions.count == 3)
     let id = try #require(metadata.topics.first?.topicId)
@@ -198,7 +218,10 @@ import Testing
     let noCreate = MetadataRequest(topics: [.init(name: "other")], allowAutoTopicCreation: false)
     let reply2 = await reopened.handle(
       KafkaRequest(correlationId: 1, clientId: nil, apiVersion: 12, body: .metadata(noCreate)))
-    guard case .metadata(let m2) = reply2 else { Issue.record("no metadata"); return }
+    guard case .metadata(let m2) = reply2 else {
+      Issue.record("no metadata")
+      return
+    }
     #expect(m2.topics.first?.errorCode == 3)
     await reopened.shutdown()
   }
@@ -206,7 +229,9 @@ import Testing
   @Test func everyAdvertisedApiIsHandled() async throws {
     let (broker, _) = try Self.makeBroker()
     for (key, versions) in Broker.supportedApis {
-      #expect(key.definedVersions.map { $0.contains(versions.lowerBound) && $0.contains(versions.upperBound) } == true)
+      #expect(
+        key.definedVersions.map { $0.contains(versions.lowerBound) && $0.contains(versions.upperBound) }
+          == true)
       guard let type = key.requestType else { continue }
       var encoded = try type.init().encoded(version: versions.upperBound)
       let body = try KafkaRequestBody.decode(apiKey: key, version: versions.upperBound, from: &encoded)
@@ -216,7 +241,8 @@ import Testing
       if key != .produce { #expect(reply?.apiKey == key, "\(key)") }
       if let reply {
         var out = ByteBuffer()
-        try KafkaResponse(correlationId: 1, body: reply).encodeFrame(into: &out, apiVersion: versions.upperBound)
+        try KafkaResponse(correlationId: 1, body: reply).encodeFrame(
+          into: &out, apiVersion: versions.upperBound)
       }
     }
     await broker.shutdown()
@@ -240,7 +266,8 @@ import Testing
     var table = ProducerStateTable()
     for batch in 0..<7 {
       table.record(
-        producerId: 1, epoch: 0, firstSequence: Int32(batch), count: 1, firstOffset: Int64(batch), lastOffset: Int64(batch))
+        producerId: 1, epoch: 0, firstSequence: Int32(batch), count: 1, firstOffset: Int64(batch),
+        lastOffset: Int64(batch))
     }
     #expect(table.check(producerId: 1, epoch: 0, firstSequence: 6, count: 1) == .duplicate(firstOffset: 6))
     #expect(table.check(producerId: 1, epoch: 0, firstSequence: 2, count: 1) == .duplicate(firstOffset: 2))
@@ -249,7 +276,8 @@ import Testing
 
   @Test func sequenceWrapsAfterInt32Max() {
     var table = ProducerStateTable()
-    table.record(producerId: 1, epoch: 0, firstSequence: Int32.max - 1, count: 2, firstOffset: 0, lastOffset: 1)
+    table.record(
+      producerId: 1, epoch: 0, firstSequence: Int32.max - 1, count: 2, firstOffset: 0, lastOffset: 1)
     #expect(table.check(producerId: 1, epoch: 0, firstSequence: 0, count: 1) == .append)
   }
 }

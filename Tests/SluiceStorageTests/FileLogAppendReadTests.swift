@@ -33,7 +33,9 @@ import Testing
       #expect(read.logStartOffset == 0 && read.logEndOffset == 8)
 
       // Malformed input is refused and changes nothing.
-      await expectStorageErrorAsync(.invalidBatch) { try await log.append(ByteBuffer(bytes: [1, 2, 3]), now: 10) }
+      await expectStorageErrorAsync(.invalidBatch) {
+        try await log.append(ByteBuffer(bytes: [1, 2, 3]), now: 10)
+      }
       var partial = makeBatch(values("x", 1))
       partial.moveWriterIndex(to: partial.writerIndex - 1)
       await expectStorageErrorAsync(.invalidBatch) { try await log.append(partial, now: 10) }
@@ -89,7 +91,9 @@ import Testing
         directory: dir, config: config { $0.segmentBytes = 3 * batchSize + 10 }, threadPool: pool, now: 0)
       var appended: [[String]] = []
       for index in 0..<10 {
-        let names = (0..<3).map { "s\(index)-\($0)" + String(repeating: ".", count: 20 - "s\(index)-\($0)".count) }
+        let names = (0..<3).map {
+          "s\(index)-\($0)" + String(repeating: ".", count: 20 - "s\(index)-\($0)".count)
+        }
         appended.append(names)
         _ = try await log.append(makeBatch(names, timestamps: [1000, 1000, 1000]), now: 0)
       }
@@ -97,11 +101,14 @@ import Testing
       #expect(try readAll(log) == expected(appended))
       // A read starting in one segment ends at that segment's end (like Kafka); the next
       // read continues in the next segment.
-      let first = try batches(in: try log.read(from: 7, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
+      let first = try batches(
+        in: try log.read(from: 7, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
       #expect(first.map(\.baseOffset) == [6])
-      let next = try batches(in: try log.read(from: 9, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
+      let next = try batches(
+        in: try log.read(from: 9, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
       #expect(next.map(\.baseOffset) == [9, 12, 15])
-      let last = try batches(in: try log.read(from: 29, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
+      let last = try batches(
+        in: try log.read(from: 29, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
       #expect(last.map(\.baseOffset) == [27])
       try log.close()
     }
@@ -112,15 +119,24 @@ import Testing
       let log = try FileLog(directory: dir, config: config(), threadPool: pool, now: 0)
       // Empty log: offset 0 is the end, so reading there is fine and empty.
       #expect(try log.read(from: 0, maxBytes: 100, upTo: nil, minOneBatch: true).chunks.isEmpty)
-      expectStorageError(.offsetOutOfRange) { try log.read(from: 1, maxBytes: 100, upTo: nil, minOneBatch: true) }
+      expectStorageError(.offsetOutOfRange) {
+        try log.read(from: 1, maxBytes: 100, upTo: nil, minOneBatch: true)
+      }
       for index in 0..<4 { _ = try await log.append(makeBatch(values("r\(index)", 2)), now: 0) }
-      expectStorageError(.offsetOutOfRange) { try log.read(from: -1, maxBytes: 100, upTo: nil, minOneBatch: true) }
-      expectStorageError(.offsetOutOfRange) { try log.read(from: 9, maxBytes: 100, upTo: nil, minOneBatch: true) }
+      expectStorageError(.offsetOutOfRange) {
+        try log.read(from: -1, maxBytes: 100, upTo: nil, minOneBatch: true)
+      }
+      expectStorageError(.offsetOutOfRange) {
+        try log.read(from: 9, maxBytes: 100, upTo: nil, minOneBatch: true)
+      }
       let atEnd = try log.read(from: 8, maxBytes: 100, upTo: nil, minOneBatch: true)
       #expect(atEnd.chunks.isEmpty && atEnd.logEndOffset == 8)
       #expect(try log.deleteRecords(before: 3) == 3)
-      expectStorageError(.offsetOutOfRange) { try log.read(from: 2, maxBytes: 100, upTo: nil, minOneBatch: true) }
-      let atStart = try batches(in: try log.read(from: 3, maxBytes: 100, upTo: nil, minOneBatch: true).loadBytes())
+      expectStorageError(.offsetOutOfRange) {
+        try log.read(from: 2, maxBytes: 100, upTo: nil, minOneBatch: true)
+      }
+      let atStart = try batches(
+        in: try log.read(from: 3, maxBytes: 100, upTo: nil, minOneBatch: true).loadBytes())
       #expect(atStart.first?.baseOffset == 2)
       expectStorageError(.offsetOutOfRange) { try log.deleteRecords(before: 9) }
       try log.close()
@@ -144,7 +160,8 @@ import Testing
         let count = Int.random(in: 1...5, using: &rng)
         let size = Int.random(in: 0...120, using: &rng)
         let result = try await log.append(
-          makeBatch(prefix: "m\(index)", count: count, valueSize: size, timestamp: Int64(10_000 + index)), now: 0)
+          makeBatch(prefix: "m\(index)", count: count, valueSize: size, timestamp: Int64(10_000 + index)),
+          now: 0)
         ranges.append((result.firstOffset, result.lastOffset))
       }
       let end = log.logEndOffset

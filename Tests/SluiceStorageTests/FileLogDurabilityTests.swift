@@ -21,7 +21,9 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async
 
 /// Appends `count` one-record batches from each of `appenders` concurrent tasks; returns
 /// each append's outcome, by appender.
-func appendConcurrently(_ log: FileLog, appenders: Int, count: Int) async -> [[Result<AppendResult, StorageError>]] {
+func appendConcurrently(_ log: FileLog, appenders: Int, count: Int) async -> [[Result<
+  AppendResult, StorageError
+>]] {
   await withTaskGroup(of: (Int, [Result<AppendResult, StorageError>]).self) { group in
     for appender in 0..<appenders {
       group.addTask {
@@ -98,7 +100,9 @@ func appendConcurrently(_ log: FileLog, appenders: Int, count: Int) async -> [[R
       let stored = try readAll(log)
       #expect(stored.map(\.offset) == Array(0..<320))
       for appender in 0..<8 {
-        #expect(stored.filter { $0.value.hasPrefix("w\(appender)-") }.map(\.value) == (0..<40).map { "w\(appender)-\($0)" })
+        #expect(
+          stored.filter { $0.value.hasPrefix("w\(appender)-") }.map(\.value)
+            == (0..<40).map { "w\(appender)-\($0)" })
       }
       try log.close()
     }
@@ -151,7 +155,8 @@ func appendConcurrently(_ log: FileLog, appenders: Int, count: Int) async -> [[R
           #expect(results.count == 3)
           for result in results {
             switch result {
-            case .success(let appended): Issue.record("appender \(appender): append \(appended) reported durable")
+            case .success(let appended):
+              Issue.record("appender \(appender): append \(appended) reported durable")
             case .failure(let error):
               #expect(error.code == .offline, "\(error)")
             }
@@ -238,7 +243,8 @@ func appendConcurrently(_ log: FileLog, appenders: Int, count: Int) async -> [[R
     let errnos = Set(failures.map(\.errno)).sorted().map(String.init).joined(separator: ",")
     report += "appends failed=\(failures.count) succeeded=\(outcomes.count - failures.count) "
     report += "offline=\(failures.filter { $0.code == .offline }.count) errno=\(errnos)\n"
-    report += log.offlineError?.code == .offline ? "offline durable=\(log.durableEndOffset)\n" : "not offline\n"
+    report +=
+      log.offlineError?.code == .offline ? "offline durable=\(log.durableEndOffset)\n" : "not offline\n"
     do throws(StorageError) {
       _ = try await log.append(makeBatch(["later"]), now: 0)
       report += "later append succeeded\n"

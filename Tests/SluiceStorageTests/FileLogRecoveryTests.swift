@@ -27,7 +27,9 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
   static let batchValueSize = 20
 
   func batchValues(_ index: Int) -> [String] {
-    (0..<3).map { "v\(index)-\($0)" }.map { $0 + String(repeating: ".", count: Self.batchValueSize - $0.count) }
+    (0..<3).map { "v\(index)-\($0)" }.map {
+      $0 + String(repeating: ".", count: Self.batchValueSize - $0.count)
+    }
   }
 
   @Test func cleanCloseAndReopenFindsEverything() async throws {
@@ -37,7 +39,8 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       var appended: [[String]] = []
       for index in 0..<40 {
         appended.append(batchValues(index))
-        _ = try await log.append(makeBatch(appended.last!, timestamps: [Int64(index), Int64(index), Int64(index)]), now: 0)
+        _ = try await log.append(
+          makeBatch(appended.last!, timestamps: [Int64(index), Int64(index), Int64(index)]), now: 0)
       }
       try await log.flush()
       #expect(log.durableEndOffset == 120)
@@ -160,7 +163,11 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       }
       for _ in 0..<40 {
         let batch = Int.random(in: 0..<8, using: &rng)
-        trials.append((batch, detectablePositions(layout[batch]).randomElement(using: &rng)!, Int.random(in: 0..<8, using: &rng)))
+        trials.append(
+          (
+            batch, detectablePositions(layout[batch]).randomElement(using: &rng)!,
+            Int.random(in: 0..<8, using: &rng)
+          ))
       }
       let work = dir + "/work"
       for trial in trials {
@@ -172,7 +179,8 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
         #expect(log.logEndOffset == Int64(3 * trial.batch), "\(label)")
         #expect(fileSize(work + "/" + segment) == layout[trial.batch].position, "\(label)")
         #expect(try readAll(log) == expected(Array(appended.prefix(trial.batch))), "\(label)")
-        #expect(try await log.append(makeBatch(["x"]), now: 0).firstOffset == Int64(3 * trial.batch), "\(label)")
+        #expect(
+          try await log.append(makeBatch(["x"]), now: 0).firstOffset == Int64(3 * trial.batch), "\(label)")
         try log.close()
       }
     }
@@ -204,17 +212,22 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
         try copyDirectory(original, work)
         flipBit(work + "/" + sealed, at: position, bit: bit)
         let names = try FileManager.default.contentsOfDirectory(atPath: work).filter { !$0.hasPrefix(".") }
-        let sizes = Dictionary(uniqueKeysWithValues: names.filter { $0.hasSuffix(".log") }.map { ($0, fileSize(work + "/" + $0)) })
+        let sizes = Dictionary(
+          uniqueKeysWithValues: names.filter { $0.hasSuffix(".log") }.map { ($0, fileSize(work + "/" + $0)) })
         let log = try FileLog(directory: work, config: settings, threadPool: pool, now: 0)
         let label = "flip at \(position) bit \(bit)"
         let error = log.offlineError
         #expect(error?.code == .offline, "\(label)")
         #expect(error?.message.contains(sealed) == true, "\(label): \(String(describing: error))")
-        for (name, size) in sizes { #expect(fileSize(work + "/" + name) == size, "\(label): \(name) changed") }
+        for (name, size) in sizes {
+          #expect(fileSize(work + "/" + name) == size, "\(label): \(name) changed")
+        }
         await expectStorageErrorAsync(.offline) { try await log.append(makeBatch(["x"]), now: 0) }
         expectStorageError(.offline) { try log.read(from: 0, maxBytes: 100, upTo: nil, minOneBatch: true) }
         expectStorageError(.offline) { try log.close() }
-        for (name, size) in sizes { #expect(fileSize(work + "/" + name) == size, "\(label): \(name) changed") }
+        for (name, size) in sizes {
+          #expect(fileSize(work + "/" + name) == size, "\(label): \(name) changed")
+        }
       }
     }
   }
@@ -235,7 +248,9 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
         let log = try FileLog(directory: original, config: settings, threadPool: pool, now: 0)
         for index in 0..<200 {
           let result = try await log.append(
-            makeBatch(prefix: "i\(index)", count: 1 + index % 3, valueSize: index % 50, timestamp: Int64(1000 + index)),
+            makeBatch(
+              prefix: "i\(index)", count: 1 + index % 3, valueSize: index % 50, timestamp: Int64(1000 + index)
+            ),
             now: 0)
           ranges.append((result.firstOffset, result.lastOffset))
         }
@@ -274,11 +289,14 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       #expect(log.logEndOffset == ranges.last!.last + 1)
       for (batch, range) in ranges.enumerated() {
         for offset in range.base...range.last {
-          let found = try batches(in: try log.read(from: offset, maxBytes: 1, upTo: nil, minOneBatch: true).loadBytes())
+          let found = try batches(
+            in: try log.read(from: offset, maxBytes: 1, upTo: nil, minOneBatch: true).loadBytes())
           #expect(found.map(\.baseOffset) == [range.base], "offset \(offset)")
         }
         let byTime = try log.offset(forTimestamp: Int64(1000 + batch))
-        #expect(byTime?.offset == range.base && byTime?.timestamp == Int64(1000 + batch), "timestamp \(1000 + batch)")
+        #expect(
+          byTime?.offset == range.base && byTime?.timestamp == Int64(1000 + batch),
+          "timestamp \(1000 + batch)")
       }
       #expect(try log.maxTimestamp().map { [$0.offset, $0.timestamp] } == [ranges.last!.base, 1199])
       for name in indexes {

@@ -29,9 +29,11 @@ import Testing
         (3500, 4, 3500), (3501, 7, 4000), (4001, 8, 5000), (4600, 8, 5000), (5000, 8, 5000),
       ]
       func check(_ log: FileLog) throws {
-        for case let (target, offset, timestamp)? in cases {
+        for case (let target, let offset, let timestamp)? in cases {
           let found = try log.offset(forTimestamp: target)
-          #expect(found?.offset == offset && found?.timestamp == timestamp, "target \(target): \(String(describing: found))")
+          #expect(
+            found?.offset == offset && found?.timestamp == timestamp,
+            "target \(target): \(String(describing: found))")
         }
         #expect(try log.offset(forTimestamp: 5001) == nil)  // in the future
         #expect(try log.offset(forTimestamp: Int64.max) == nil)
@@ -67,7 +69,9 @@ import Testing
         let base = Int64(10_000 + 10 * index)
         let timestamps = [base, base + 2, base + 1]
         let result = try await log.append(makeBatch(values("t\(index)", 3), timestamps: timestamps), now: 0)
-        for (delta, timestamp) in timestamps.enumerated() { all.append((result.firstOffset + Int64(delta), timestamp)) }
+        for (delta, timestamp) in timestamps.enumerated() {
+          all.append((result.firstOffset + Int64(delta), timestamp))
+        }
       }
       #expect(listLogFiles(dir).count > 3)
       for target in stride(from: Int64(9_990), through: 15_010, by: 3) {
@@ -116,7 +120,8 @@ import Testing
       let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
       var appended: [[String]] = []
       for index in 0..<10 {
-        appended.append(["y\(index)-0", "y\(index)-1"].map { $0 + String(repeating: ".", count: 30 - $0.count) })
+        appended.append(
+          ["y\(index)-0", "y\(index)-1"].map { $0 + String(repeating: ".", count: 30 - $0.count) })
         _ = try await log.append(makeBatch(appended.last!, timestamps: [1000, 1000]), now: 0)
       }
       // Exactly three batches fit in segment.bytes: segments start every 6 offsets.
@@ -143,7 +148,9 @@ import Testing
         _ = try await log.append(makeBatch(["at-\(now)"], timestamps: [now]), now: now)
       }
       #expect(listLogFiles(dir) == [0, 3, 5].map { segmentName($0) })
-      #expect(try readAll(log).map(\.value) == ["5000", "5500", "5999", "6000", "6999", "7000", "7001"].map { "at-\($0)" })
+      #expect(
+        try readAll(log).map(\.value)
+          == ["5000", "5500", "5999", "6000", "6999", "7000", "7001"].map { "at-\($0)" })
       try log.close()
     }
   }
@@ -158,7 +165,8 @@ import Testing
       var log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
       let stamps: [Int64] = [100, 200, 300, 400, 1500, 1600, 1700]
       for stamp in stamps {
-        _ = try await log.append(makeBatch(["r-\(String(format: "%04d", stamp))"], timestamps: [stamp]), now: 0)
+        _ = try await log.append(
+          makeBatch(["r-\(String(format: "%04d", stamp))"], timestamps: [stamp]), now: 0)
       }
       #expect(listLogFiles(dir) == [0, 2, 4, 6].map { segmentName($0) })
       #expect(try log.enforceRetention(now: 1000) == 0)  // nothing older than 0
@@ -226,14 +234,17 @@ import Testing
       var appended: [[String]] = []
       for index in 0..<9 {
         appended.append(values("d\(index)", 2))
-        _ = try await log.append(makeBatch(appended.last!, timestamps: [Int64(100 * index), Int64(100 * index + 50)]), now: 0)
+        _ = try await log.append(
+          makeBatch(appended.last!, timestamps: [Int64(100 * index), Int64(100 * index + 50)]), now: 0)
       }
       #expect(listLogFiles(dir) == [0, 4, 8, 12, 16].map { segmentName($0) })
       #expect(try log.deleteRecords(before: 5) == 5)
       #expect(log.logStartOffset == 5)
       #expect(listLogFiles(dir) == [4, 8, 12, 16].map { segmentName($0) })  // only whole segments below go
       #expect(try log.deleteRecords(before: 3) == 5)  // never backwards
-      expectStorageError(.offsetOutOfRange) { try log.read(from: 4, maxBytes: 100, upTo: nil, minOneBatch: true) }
+      expectStorageError(.offsetOutOfRange) {
+        try log.read(from: 4, maxBytes: 100, upTo: nil, minOneBatch: true)
+      }
       let want = Array(expected(appended).dropFirst(5))
       func check(_ log: FileLog) throws {
         #expect(log.logStartOffset == 5 && log.logEndOffset == 18)

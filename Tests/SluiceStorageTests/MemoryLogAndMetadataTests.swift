@@ -11,14 +11,17 @@ import Testing
     let r1 = try await log.append(makeBatch(values("a", 3), timestamps: [1000, 1001, 1002]), now: 0)
     let r2 = try await log.append(makeBatch(values("b", 3), timestamps: [2000, 3500, 2500]), now: 0)
     let r3 = try await log.append(makeBatch(values("c", 1), timestamps: [3000]), now: 0)
-    #expect([r1.firstOffset, r1.lastOffset, r2.firstOffset, r2.lastOffset, r3.firstOffset] == [0, 2, 3, 5, 6])
+    #expect(
+      [r1.firstOffset, r1.lastOffset, r2.firstOffset, r2.lastOffset, r3.firstOffset] == [0, 2, 3, 5, 6])
     #expect(log.logEndOffset == 7 && log.durableEndOffset == 7 && log.logStartOffset == 0)
     #expect(try readAll(log) == expected([values("a", 3), values("b", 3), values("c", 1)]))
     let size = makeBatch(values("a", 3), timestamps: [1000, 1001, 1002]).readableBytes
     let sizeB = makeBatch(values("b", 3), timestamps: [2000, 3500, 2500]).readableBytes
     func bases(_ from: Int64, _ maxBytes: Int, upTo: Int64? = nil, minOne: Bool = true) throws -> [Int64] {
-      try batches(in: try log.read(from: from, maxBytes: maxBytes, upTo: upTo, minOneBatch: minOne).loadBytes())
-        .map(\.baseOffset)
+      try batches(
+        in: try log.read(from: from, maxBytes: maxBytes, upTo: upTo, minOneBatch: minOne).loadBytes()
+      )
+      .map(\.baseOffset)
     }
     #expect(try bases(4, 1 << 20) == [3, 6])
     #expect(try bases(0, 1) == [0])
@@ -28,14 +31,17 @@ import Testing
     #expect(try bases(0, 1 << 20, upTo: 6) == [0, 3])
     #expect(try bases(7, 1 << 20) == [])
     expectStorageError(.offsetOutOfRange) { try log.read(from: 8, maxBytes: 1, upTo: nil, minOneBatch: true) }
-    expectStorageError(.offsetOutOfRange) { try log.read(from: -1, maxBytes: 1, upTo: nil, minOneBatch: true) }
+    expectStorageError(.offsetOutOfRange) {
+      try log.read(from: -1, maxBytes: 1, upTo: nil, minOneBatch: true)
+    }
     #expect(try log.offset(forTimestamp: 1001).map { [$0.offset, $0.timestamp] } == [1, 1001])
     #expect(try log.offset(forTimestamp: 2001).map { [$0.offset, $0.timestamp] } == [4, 3500])
     #expect(try log.offset(forTimestamp: 3501) == nil)
     #expect(try log.maxTimestamp().map { [$0.offset, $0.timestamp] } == [4, 3500])
     #expect(try log.deleteRecords(before: 4) == 4)
     expectStorageError(.offsetOutOfRange) { try log.read(from: 3, maxBytes: 1, upTo: nil, minOneBatch: true) }
-    #expect(try readAll(log) == Array(expected([values("a", 3), values("b", 3), values("c", 1)]).dropFirst(4)))
+    #expect(
+      try readAll(log) == Array(expected([values("a", 3), values("b", 3), values("c", 1)]).dropFirst(4)))
     await expectStorageErrorAsync(.invalidBatch) { try await log.append(ByteBuffer(bytes: [0, 1]), now: 0) }
     try log.close()
     await expectStorageErrorAsync(.closed) { try await log.append(makeBatch(["x"]), now: 0) }
@@ -45,7 +51,8 @@ import Testing
     let log = MemoryLog(config: config { $0.logAppendTime = true })
     let result = try await log.append(makeBatch(values("t", 2), timestamps: [5, 6]), now: 9000)
     #expect(result.logAppendTime == 9000)
-    let found = try batches(in: try log.read(from: 0, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
+    let found = try batches(
+      in: try log.read(from: 0, maxBytes: 1 << 20, upTo: nil, minOneBatch: true).loadBytes())
     #expect(found.map(\.timestampType) == [.logAppendTime])
     #expect(found.map(\.maxTimestamp) == [9000])
     #expect(try log.offset(forTimestamp: 10).map { [$0.offset, $0.timestamp] } == [0, 9000])
@@ -55,7 +62,9 @@ import Testing
   @Test func boundedByRetentionBytesAndTime() async throws {
     let size = makeBatch(["m-0"]).readableBytes
     let log = MemoryLog(config: config { $0.retentionBytes = Int64(3 * size) })
-    for index in 0..<10 { _ = try await log.append(makeBatch(["m-\(index)"], timestamps: [Int64(index * 100)]), now: 0) }
+    for index in 0..<10 {
+      _ = try await log.append(makeBatch(["m-\(index)"], timestamps: [Int64(index * 100)]), now: 0)
+    }
     #expect(log.logStartOffset == 7 && log.logEndOffset == 10)
     #expect(try readAll(log).map(\.value) == ["m-7", "m-8", "m-9"])
     expectStorageError(.offsetOutOfRange) { try log.read(from: 6, maxBytes: 1, upTo: nil, minOneBatch: true) }
@@ -92,7 +101,8 @@ import Testing
       #expect(!clusterId.isEmpty)
       let id = KafkaUUID.random()
       try store.update { document in
-        document.topics["orders"] = TopicRecord(name: "orders", id: id, partitions: 3, configs: ["retention.ms": "1000"])
+        document.topics["orders"] = TopicRecord(
+          name: "orders", id: id, partitions: 3, configs: ["retention.ms": "1000"])
         document.sections["offsets"] = ["g/orders/0": "42"]
       }
       let reopened = try MetadataStore(directory: dir + "/meta")

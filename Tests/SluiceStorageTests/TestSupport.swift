@@ -44,7 +44,8 @@ func truncateFile(_ path: String, to size: Int) {
 }
 
 func listLogFiles(_ directory: String, suffix: String = ".log") -> [String] {
-  ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(suffix) }.sorted()
+  ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(suffix) }
+    .sorted()
 }
 
 func copyDirectory(_ from: String, _ to: String) throws {
@@ -85,11 +86,13 @@ struct Stored: Equatable, CustomStringConvertible {
 }
 
 /// Splits read bytes into batches, checking each is whole and has a good CRC.
-func batches(in bytes: ByteBuffer, sourceLocation: SourceLocation = #_sourceLocation) throws -> [RecordBatch] {
+func batches(in bytes: ByteBuffer, sourceLocation: SourceLocation = #_sourceLocation) throws -> [RecordBatch]
+{
   let (batches, tail) = try RecordBatchSplitter.split(bytes)
   #expect(tail == nil, "read returned a partial batch", sourceLocation: sourceLocation)
   for batch in batches {
-    #expect(batch.verifyCRC(), "batch at offset \(batch.baseOffset) has a bad CRC", sourceLocation: sourceLocation)
+    #expect(
+      batch.verifyCRC(), "batch at offset \(batch.baseOffset) has a bad CRC", sourceLocation: sourceLocation)
   }
   return batches
 }
@@ -111,12 +114,14 @@ func readAll(_ log: any PartitionLog, sourceLocation: SourceLocation = #_sourceL
     let read = try log.read(from: offset, maxBytes: 1 << 20, upTo: nil, minOneBatch: true)
     let found = try batches(in: try read.loadBytes(), sourceLocation: sourceLocation)
     guard let last = found.last else {
-      Issue.record("read from \(offset) returned nothing before the log end \(end)", sourceLocation: sourceLocation)
+      Issue.record(
+        "read from \(offset) returned nothing before the log end \(end)", sourceLocation: sourceLocation)
       break
     }
     for batch in found {
       for record in try batch.records(maxDecompressedSize: 1 << 26) where record.offset >= offset {
-        result.append(Stored(offset: record.offset, value: record.value.map { String(buffer: $0) } ?? "<null>"))
+        result.append(
+          Stored(offset: record.offset, value: record.value.map { String(buffer: $0) } ?? "<null>"))
       }
     }
     offset = last.nextOffset

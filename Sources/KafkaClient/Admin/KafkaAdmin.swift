@@ -21,7 +21,9 @@ public final class KafkaAdmin: Sendable {
     public var partitions: Int32
     public var replicationFactor: Int16
     public var configs: [String: String]
-    public init(name: String, partitions: Int32 = -1, replicationFactor: Int16 = -1, configs: [String: String] = [:]) {
+    public init(
+      name: String, partitions: Int32 = -1, replicationFactor: Int16 = -1, configs: [String: String] = [:]
+    ) {
       self.name = name
       self.partitions = partitions
       self.replicationFactor = replicationFactor
@@ -50,7 +52,8 @@ public final class KafkaAdmin: Sendable {
     public var brokers: [(nodeId: Int32, address: KafkaConfiguration.BrokerAddress)]
     public static func == (a: Self, b: Self) -> Bool {
       a.clusterId == b.clusterId && a.controllerId == b.controllerId
-        && a.brokers.map(\.nodeId) == b.brokers.map(\.nodeId) && a.brokers.map(\.address) == b.brokers.map(\.address)
+        && a.brokers.map(\.nodeId) == b.brokers.map(\.nodeId)
+        && a.brokers.map(\.address) == b.brokers.map(\.address)
     }
     public func hash(into hasher: inout Hasher) {
       hasher.combine(clusterId)
@@ -82,7 +85,9 @@ public final class KafkaAdmin: Sendable {
 
   private func controller() async throws -> KafkaConnection {
     let controllerId = await cluster.controllerId
-    if controllerId >= 0, let connection = try? await cluster.connection(node: controllerId) { return connection }
+    if controllerId >= 0, let connection = try? await cluster.connection(node: controllerId) {
+      return connection
+    }
     return try await cluster.anyConnection()
   }
 
@@ -93,7 +98,9 @@ public final class KafkaAdmin: Sendable {
   }
 
   /// Creates topics; throws the first per-topic error (TOPIC_ALREADY_EXISTS, …).
-  public func createTopics(_ topics: [NewTopic], validateOnly: Bool = false, timeout: Duration = .seconds(30)) async throws {
+  public func createTopics(_ topics: [NewTopic], validateOnly: Bool = false, timeout: Duration = .seconds(30))
+    async throws
+  {
     var request = CreateTopicsRequest()
     request.timeoutMs = Int32(clamping: timeout.milliseconds)
     request.validateOnly = validateOnly
@@ -107,18 +114,25 @@ public final class KafkaAdmin: Sendable {
       }
       return creatable
     }
-    guard case .createTopics(let response) = try await send(.createTopics(request), key: .createTopics, max: 7) else {
+    guard
+      case .createTopics(let response) = try await send(.createTopics(request), key: .createTopics, max: 7)
+    else {
       throw KafkaError(.protocolError, "not a CreateTopics response")
     }
     for result in response.topics {
-      try ErrorCode(rawValue: result.errorCode).check("create topic \(result.name)", message: result.errorMessage)
+      try ErrorCode(rawValue: result.errorCode).check(
+        "create topic \(result.name)", message: result.errorMessage)
     }
   }
 
-  public func createTopic(_ name: String, partitions: Int32 = -1, replicationFactor: Int16 = -1, configs: [String: String] = [:])
+  public func createTopic(
+    _ name: String, partitions: Int32 = -1, replicationFactor: Int16 = -1, configs: [String: String] = [:]
+  )
     async throws
   {
-    try await createTopics([NewTopic(name: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs)])
+    try await createTopics([
+      NewTopic(name: name, partitions: partitions, replicationFactor: replicationFactor, configs: configs)
+    ])
   }
 
   public func deleteTopics(_ names: [String], timeout: Duration = .seconds(30)) async throws {
@@ -131,11 +145,14 @@ public final class KafkaAdmin: Sendable {
     } else {
       request.topicNames = names
     }
-    guard case .deleteTopics(let response) = try await connection.send(.deleteTopics(request), version: version) else {
+    guard
+      case .deleteTopics(let response) = try await connection.send(.deleteTopics(request), version: version)
+    else {
       throw KafkaError(.protocolError, "not a DeleteTopics response")
     }
     for result in response.responses {
-      try ErrorCode(rawValue: result.errorCode).check("delete topic \(result.name ?? "?")", message: result.errorMessage)
+      try ErrorCode(rawValue: result.errorCode).check(
+        "delete topic \(result.name ?? "?")", message: result.errorMessage)
     }
     for name in names { await cluster.invalidate(topic: name) }
   }
@@ -143,8 +160,10 @@ public final class KafkaAdmin: Sendable {
   /// Names of all topics (internal ones only with `includeInternal`).
   public func listTopics(includeInternal: Bool = false) async throws -> [String] {
     let response = try await cluster.refreshMetadata(topics: nil)
-    return response.topics.filter { ErrorCode(rawValue: $0.errorCode) == .none && (includeInternal || !$0.isInternal) }
-      .compactMap(\.name).sorted()
+    return response.topics.filter {
+      ErrorCode(rawValue: $0.errorCode) == .none && (includeInternal || !$0.isInternal)
+    }
+    .compactMap(\.name).sorted()
   }
 
   /// Describes topics (nil: all). Throws for an unknown topic.
@@ -163,27 +182,42 @@ public final class KafkaAdmin: Sendable {
   }
 
   /// Raises the partition count of `topic` to `totalCount`.
-  public func createPartitions(topic: String, totalCount: Int32, timeout: Duration = .seconds(30)) async throws {
+  public func createPartitions(topic: String, totalCount: Int32, timeout: Duration = .seconds(30))
+    async throws
+  {
     var request = CreatePartitionsRequest()
     request.timeoutMs = Int32(clamping: timeout.milliseconds)
-    request.topics = [CreatePartitionsRequest.CreatePartitionsTopic(name: topic, count: totalCount, assignments: nil)]
-    guard case .createPartitions(let response) = try await send(.createPartitions(request), key: .createPartitions, max: 3)
+    request.topics = [
+      CreatePartitionsRequest.CreatePartitionsTopic(name: topic, count: totalCount, assignments: nil)
+    ]
+    guard
+      case .createPartitions(let response) = try await send(
+        .createPartitions(request), key: .createPartitions, max: 3)
     else { throw KafkaError(.protocolError, "not a CreatePartitions response") }
     for result in response.results {
-      try ErrorCode(rawValue: result.errorCode).check("create partitions of \(result.name)", message: result.errorMessage)
+      try ErrorCode(rawValue: result.errorCode).check(
+        "create partitions of \(result.name)", message: result.errorMessage)
     }
     await cluster.invalidate(topic: topic)
   }
 
   /// Configs of a topic or broker (`keys` nil: all).
-  public func describeConfigs(_ type: ResourceType, name: String, keys: [String]? = nil) async throws -> [ConfigEntry] {
+  public func describeConfigs(_ type: ResourceType, name: String, keys: [String]? = nil) async throws
+    -> [ConfigEntry]
+  {
     var request = DescribeConfigsRequest()
-    request.resources = [DescribeConfigsRequest.DescribeConfigsResource(resourceType: type.rawValue, resourceName: name, configurationKeys: keys)]
-    guard case .describeConfigs(let response) = try await send(.describeConfigs(request), key: .describeConfigs, max: 4)
+    request.resources = [
+      DescribeConfigsRequest.DescribeConfigsResource(
+        resourceType: type.rawValue, resourceName: name, configurationKeys: keys)
+    ]
+    guard
+      case .describeConfigs(let response) = try await send(
+        .describeConfigs(request), key: .describeConfigs, max: 4)
     else { throw KafkaError(.protocolError, "not a DescribeConfigs response") }
     var entries: [ConfigEntry] = []
     for result in response.results {
-      try ErrorCode(rawValue: result.errorCode).check("describe configs of \(result.resourceName)", message: result.errorMessage)
+      try ErrorCode(rawValue: result.errorCode).check(
+        "describe configs of \(result.resourceName)", message: result.errorMessage)
       for config in result.configs {
         entries.append(
           ConfigEntry(
@@ -195,7 +229,9 @@ public final class KafkaAdmin: Sendable {
   }
 
   /// Changes configs of a topic or broker (IncrementalAlterConfigs).
-  public func alterConfigs(_ type: ResourceType, name: String, _ changes: [ConfigChange], validateOnly: Bool = false)
+  public func alterConfigs(
+    _ type: ResourceType, name: String, _ changes: [ConfigChange], validateOnly: Bool = false
+  )
     async throws
   {
     var request = IncrementalAlterConfigsRequest()
@@ -205,8 +241,10 @@ public final class KafkaAdmin: Sendable {
         resourceType: type.rawValue, resourceName: name,
         configs: changes.map {
           switch $0 {
-          case .set(let key, let value): IncrementalAlterConfigsRequest.AlterableConfig(name: key, configOperation: 0, value: value)
-          case .delete(let key): IncrementalAlterConfigsRequest.AlterableConfig(name: key, configOperation: 1, value: nil)
+          case .set(let key, let value):
+            IncrementalAlterConfigsRequest.AlterableConfig(name: key, configOperation: 0, value: value)
+          case .delete(let key):
+            IncrementalAlterConfigsRequest.AlterableConfig(name: key, configOperation: 1, value: nil)
           }
         })
     ]
@@ -215,7 +253,8 @@ public final class KafkaAdmin: Sendable {
         .incrementalAlterConfigs(request), key: .incrementalAlterConfigs, max: 1)
     else { throw KafkaError(.protocolError, "not an IncrementalAlterConfigs response") }
     for result in response.responses {
-      try ErrorCode(rawValue: result.errorCode).check("alter configs of \(result.resourceName)", message: result.errorMessage)
+      try ErrorCode(rawValue: result.errorCode).check(
+        "alter configs of \(result.resourceName)", message: result.errorMessage)
     }
   }
 
@@ -224,16 +263,21 @@ public final class KafkaAdmin: Sendable {
     let connection = try await cluster.anyConnection()
     if connection.supports(.describeCluster) {
       let version = try connection.version(for: .describeCluster, max: 1)
-      guard case .describeCluster(let response) = try await connection.send(.describeCluster(DescribeClusterRequest()), version: version)
+      guard
+        case .describeCluster(let response) = try await connection.send(
+          .describeCluster(DescribeClusterRequest()), version: version)
       else { throw KafkaError(.protocolError, "not a DescribeCluster response") }
       try ErrorCode(rawValue: response.errorCode).check("DescribeCluster", message: response.errorMessage)
       return ClusterDescription(
         clusterId: response.clusterId, controllerId: response.controllerId,
-        brokers: response.brokers.map { ($0.brokerId, KafkaConfiguration.BrokerAddress(host: $0.host, port: Int($0.port))) })
+        brokers: response.brokers.map {
+          ($0.brokerId, KafkaConfiguration.BrokerAddress(host: $0.host, port: Int($0.port)))
+        })
     }
     _ = try await cluster.refreshMetadata(topics: [])
     return ClusterDescription(
-      clusterId: await cluster.clusterId, controllerId: await cluster.controllerId, brokers: await cluster.knownBrokers)
+      clusterId: await cluster.clusterId, controllerId: await cluster.controllerId,
+      brokers: await cluster.knownBrokers)
   }
 
   public func close() async {

@@ -53,8 +53,12 @@ actor KafkaCluster {
     if let connection = connections.values.first(where: \.isActive) { return connection }
     if let task = bootstrapTask { return try await task.value }
     let addresses = brokers.isEmpty ? bootstrap : Array(brokers.values) + bootstrap
-    let settings = self.settings, group = self.group, logger = self.logger
-    let task = Task { try await Self.connectWithBackoff(addresses, settings: settings, group: group, logger: logger) }
+    let settings = self.settings
+    let group = self.group
+    let logger = self.logger
+    let task = Task {
+      try await Self.connectWithBackoff(addresses, settings: settings, group: group, logger: logger)
+    }
     bootstrapTask = task
     defer { bootstrapTask = nil }
     let connection = try await task.value
@@ -73,7 +77,8 @@ actor KafkaCluster {
     while true {
       let address = addresses[attempt % addresses.count]
       do {
-        return try await KafkaConnection.connect(to: address, settings: settings, group: group, logger: logger)
+        return try await KafkaConnection.connect(
+          to: address, settings: settings, group: group, logger: logger)
       } catch {
         lastError = error
         logger.debug("connecting to \(address) failed: \(error)")
@@ -87,7 +92,8 @@ actor KafkaCluster {
     }
     throw KafkaError(
       .connectionFailed,
-      "no broker reachable at \(addresses.map(\.description).joined(separator: ", ")): \(lastError.map { "\($0)" } ?? "")")
+      "no broker reachable at \(addresses.map(\.description).joined(separator: ", ")): \(lastError.map { "\($0)" } ?? "")"
+    )
   }
 
   /// A connection to broker `nodeId` (from metadata).
@@ -97,17 +103,25 @@ actor KafkaCluster {
     if let task = connecting[nodeId] { return try await task.value }
     guard let address = brokers[nodeId] else {
       _ = try await refreshMetadata(topics: [])
-      guard let address = brokers[nodeId] else { throw KafkaError(.connectionFailed, "unknown broker \(nodeId)") }
+      guard let address = brokers[nodeId] else {
+        throw KafkaError(.connectionFailed, "unknown broker \(nodeId)")
+      }
       return try await open(nodeId, address)
     }
     return try await open(nodeId, address)
   }
 
-  private func open(_ nodeId: Int32, _ address: KafkaConfiguration.BrokerAddress) async throws -> KafkaConnection {
+  private func open(_ nodeId: Int32, _ address: KafkaConfiguration.BrokerAddress) async throws
+    -> KafkaConnection
+  {
     if let connection = connections[nodeId], connection.isActive { return connection }
     if let task = connecting[nodeId] { return try await task.value }
-    let settings = self.settings, group = self.group, logger = self.logger
-    let task = Task { try await Self.connectWithBackoff([address], settings: settings, group: group, logger: logger) }
+    let settings = self.settings
+    let group = self.group
+    let logger = self.logger
+    let task = Task {
+      try await Self.connectWithBackoff([address], settings: settings, group: group, logger: logger)
+    }
     connecting[nodeId] = task
     defer { connecting[nodeId] = nil }
     let connection = try await task.value
@@ -122,7 +136,9 @@ actor KafkaCluster {
 
   /// Fetches metadata: `topics` nil for every topic, empty for brokers only.
   @discardableResult
-  func refreshMetadata(topics names: [String]?, allowAutoTopicCreation: Bool = false) async throws -> MetadataResponse {
+  func refreshMetadata(topics names: [String]?, allowAutoTopicCreation: Bool = false) async throws
+    -> MetadataResponse
+  {
     let connection = try await anyConnection()
     let version = try connection.version(for: .metadata, max: 12)
     var request = MetadataRequest()
@@ -132,7 +148,8 @@ actor KafkaCluster {
       request.topics = version == 0 ? [] : nil
     }
     request.allowAutoTopicCreation = allowAutoTopicCreation
-    guard case .metadata(let response) = try await connection.send(.metadata(request), version: version) else {
+    guard case .metadata(let response) = try await connection.send(.metadata(request), version: version)
+    else {
       throw KafkaError(.protocolError, "not a Metadata response")
     }
     var seen: [Int32: KafkaConfiguration.BrokerAddress] = [:]
@@ -162,7 +179,8 @@ actor KafkaCluster {
         errors[partition.partitionIndex] = ErrorCode(rawValue: partition.errorCode)
       }
       self.topics[name] = TopicMetadata(
-        name: name, topicId: topic.topicId, isInternal: topic.isInternal, leaders: leaders, partitionErrors: errors,
+        name: name, topicId: topic.topicId, isInternal: topic.isInternal, leaders: leaders,
+        partitionErrors: errors,
         fetchedAt: now)
     }
     return response
@@ -170,7 +188,9 @@ actor KafkaCluster {
 
   /// Cached metadata for `topic`, fetched when missing or stale. Throws the topic's error
   /// (e.g. UNKNOWN_TOPIC_OR_PARTITION) when the broker reports one.
-  func topic(_ name: String, allowAutoTopicCreation: Bool = false, refresh: Bool = false) async throws -> TopicMetadata {
+  func topic(_ name: String, allowAutoTopicCreation: Bool = false, refresh: Bool = false) async throws
+    -> TopicMetadata
+  {
     if !refresh, let cached = topics[name], ContinuousClock.now - cached.fetchedAt < settings.metadataMaxAge,
       cached.partitionCount > 0
     {
@@ -180,7 +200,9 @@ actor KafkaCluster {
     while true {
       let response = try await refreshMetadata(topics: [name], allowAutoTopicCreation: allowAutoTopicCreation)
       if let cached = topics[name], cached.partitionCount > 0 { return cached }
-      let code = response.topics.first { $0.name == name }.map { ErrorCode(rawValue: $0.errorCode) } ?? .unknownTopicOrPartition
+      let code =
+        response.topics.first { $0.name == name }.map { ErrorCode(rawValue: $0.errorCode) }
+        ?? .unknownTopicOrPartition
       attempts += 1
       // A topic being auto-created reports LEADER_NOT_AVAILABLE briefly.
       if code == .leaderNotAvailable && attempts < 20 {

@@ -54,7 +54,8 @@ final class ResponseMatcher: ChannelDuplexHandler {
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    fail(error as? KafkaError ?? KafkaError(.connectionClosed, "connection error: \(error)"), context: context)
+    fail(
+      error as? KafkaError ?? KafkaError(.connectionClosed, "connection error: \(error)"), context: context)
   }
 
   private func fail(_ error: KafkaError, context: ChannelHandlerContext) {
@@ -81,7 +82,9 @@ final class KafkaConnection: Sendable {
   private let nextCorrelationId = Atomic<Int32>(1)
   private let brokerVersions: Mutex<[Int16: ClosedRange<Int16>]> = Mutex([:])
 
-  private init(channel: any Channel, address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection) {
+  private init(
+    channel: any Channel, address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection
+  ) {
     self.channel = channel
     self.address = address
     self.clientId = settings.clientId
@@ -139,9 +142,12 @@ final class KafkaConnection: Sendable {
     brokerVersions.withLock { $0 = table }
   }
 
-  private func apiVersions(_ request: ApiVersionsRequest, version: Int16) async throws -> ApiVersionsResponse {
+  private func apiVersions(_ request: ApiVersionsRequest, version: Int16) async throws -> ApiVersionsResponse
+  {
     let response = try await send(.apiVersions(request), version: version)
-    guard case .apiVersions(let body) = response else { throw KafkaError(.protocolError, "not an ApiVersions response") }
+    guard case .apiVersions(let body) = response else {
+      throw KafkaError(.protocolError, "not an ApiVersions response")
+    }
     return body
   }
 
@@ -154,7 +160,8 @@ final class KafkaConnection: Sendable {
     let high = Swift.min(broker.upperBound, clientMax)
     guard high >= Swift.max(broker.lowerBound, clientMin) else {
       throw KafkaError(
-        .unsupported, "\(key.name): broker \(address) supports v\(broker.lowerBound)-\(broker.upperBound), "
+        .unsupported,
+        "\(key.name): broker \(address) supports v\(broker.lowerBound)-\(broker.upperBound), "
           + "client v\(clientMin)-\(clientMax)")
     }
     return high
@@ -164,9 +171,12 @@ final class KafkaConnection: Sendable {
 
   /// Sends a request and waits for its response (with the connection's request timeout:
   /// on expiry the connection is closed, failing everything pending on it).
-  func send(_ body: KafkaRequestBody, version: Int16, timeout: Duration? = nil) async throws -> KafkaResponseBody {
+  func send(_ body: KafkaRequestBody, version: Int16, timeout: Duration? = nil) async throws
+    -> KafkaResponseBody
+  {
     let correlationId = nextCorrelationId.wrappingAdd(1, ordering: .relaxed).oldValue
-    let request = KafkaRequest(correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
+    let request = KafkaRequest(
+      correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
     var buffer = channel.allocator.buffer(capacity: 256)
     do { try request.encodeFrame(into: &buffer) } catch { throw KafkaError(error) }
     let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
@@ -176,7 +186,8 @@ final class KafkaConnection: Sendable {
     let timer = channel.eventLoop.scheduleTask(in: limit.timeAmount) {
       channel.pipeline.fireErrorCaught(KafkaError(.timedOut, "\(apiName) request timed out after \(limit)"))
     }
-    channel.writeAndFlush(OutboundRequest(frame: buffer, correlationId: correlationId, promise: promise), promise: nil)
+    channel.writeAndFlush(
+      OutboundRequest(frame: buffer, correlationId: correlationId, promise: promise), promise: nil)
     let frame: ByteBuffer
     do {
       frame = try await promise.futureResult.get()
@@ -195,10 +206,12 @@ final class KafkaConnection: Sendable {
   /// Sends a request the broker will not answer (Produce with acks=0); returns once written.
   func sendWithoutResponse(_ body: KafkaRequestBody, version: Int16) async throws {
     let correlationId = nextCorrelationId.wrappingAdd(1, ordering: .relaxed).oldValue
-    let request = KafkaRequest(correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
+    let request = KafkaRequest(
+      correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
     var buffer = channel.allocator.buffer(capacity: 256)
     do { try request.encodeFrame(into: &buffer) } catch { throw KafkaError(error) }
-    try await channel.writeAndFlush(OutboundRequest(frame: buffer, correlationId: correlationId, promise: nil))
+    try await channel.writeAndFlush(
+      OutboundRequest(frame: buffer, correlationId: correlationId, promise: nil))
   }
 
   func close() {

@@ -1,5 +1,5 @@
-public import Logging
 import KafkaProtocol
+public import Logging
 import NIOCore
 
 /// Reads records from assigned partitions.
@@ -14,14 +14,17 @@ public final class KafkaConsumer: Sendable {
   let fetcher: Fetcher
   let logger: Logger
 
-  public init(configuration: KafkaConsumerConfiguration, logger: Logger = Logger(label: "KafkaConsumer")) throws {
+  public init(configuration: KafkaConsumerConfiguration, logger: Logger = Logger(label: "KafkaConsumer"))
+    throws
+  {
     self.configuration = configuration
     self.logger = logger
     self.cluster = try KafkaCluster(
       bootstrap: configuration.bootstrapBrokerAddresses, settings: configuration.connection, logger: logger)
     switch configuration.consumptionStrategy.base {
     case .partitions(let assignment):
-      self.fetcher = Fetcher(cluster: cluster, configuration: configuration, logger: logger, assignment: assignment)
+      self.fetcher = Fetcher(
+        cluster: cluster, configuration: configuration, logger: logger, assignment: assignment)
     case .group(let id, let topics):
       guard id.isEmpty, let offset = configuration.consumptionStrategy.allPartitionsOffset else {
         throw KafkaError(.unsupported, "group subscription is not implemented yet; assign partitions instead")
@@ -80,7 +83,9 @@ public final class KafkaConsumer: Sendable {
   }
 
   /// Earliest and latest offsets (log start, high watermark) of a partition.
-  public func watermarks(_ topicPartition: KafkaTopicPartition) async throws -> (low: KafkaOffset, high: KafkaOffset) {
+  public func watermarks(_ topicPartition: KafkaTopicPartition) async throws -> (
+    low: KafkaOffset, high: KafkaOffset
+  ) {
     let low = try await listOffsets(cluster, [topicPartition: -2])[topicPartition] ?? -1
     let high = try await listOffsets(cluster, [topicPartition: -1])[topicPartition] ?? -1
     return (KafkaOffset(rawValue: Int(low)), KafkaOffset(rawValue: Int(high)))
@@ -118,7 +123,9 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
 }
 
 /// Resolves `timestamps` (-2 earliest, -1 latest, else a time in ms) to offsets with ListOffsets.
-func listOffsets(_ cluster: KafkaCluster, _ timestamps: [KafkaTopicPartition: Int64]) async throws -> [KafkaTopicPartition: Int64] {
+func listOffsets(_ cluster: KafkaCluster, _ timestamps: [KafkaTopicPartition: Int64]) async throws
+  -> [KafkaTopicPartition: Int64]
+{
   var byLeader: [Int32: [KafkaTopicPartition]] = [:]
   for topicPartition in timestamps.keys {
     let metadata = try await cluster.topic(topicPartition.topic)
@@ -142,12 +149,14 @@ func listOffsets(_ cluster: KafkaCluster, _ timestamps: [KafkaTopicPartition: In
             partitionIndex: Int32($0.partition.rawValue), currentLeaderEpoch: -1, timestamp: timestamps[$0]!)
         })
     }
-    guard case .listOffsets(let response) = try await connection.send(.listOffsets(request), version: version) else {
+    guard case .listOffsets(let response) = try await connection.send(.listOffsets(request), version: version)
+    else {
       throw KafkaError(.protocolError, "not a ListOffsets response")
     }
     for topic in response.topics {
       for partition in topic.partitions {
-        let topicPartition = KafkaTopicPartition(topic: topic.name, partition: KafkaPartition(rawValue: Int(partition.partitionIndex)))
+        let topicPartition = KafkaTopicPartition(
+          topic: topic.name, partition: KafkaPartition(rawValue: Int(partition.partitionIndex)))
         try ErrorCode(rawValue: partition.errorCode).check("ListOffsets \(topicPartition)")
         result[topicPartition] = partition.offset
       }
@@ -215,7 +224,8 @@ actor Fetcher {
     while let (topic, offset) = pendingTopics.first {
       let metadata = try await cluster.topic(topic, refresh: true)
       for partition in metadata.leaders.keys.sorted() {
-        let topicPartition = KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: Int(partition)))
+        let topicPartition = KafkaTopicPartition(
+          topic: topic, partition: KafkaPartition(rawValue: Int(partition)))
         if positions[topicPartition] == nil {
           positions[topicPartition] = Self.position(offset)
           order.append(topicPartition)
@@ -283,7 +293,8 @@ actor Fetcher {
   }
 
   private func fetch(
-    _ partitions: [(KafkaTopicPartition, Int64)], from leader: Int32, into messages: inout [KafkaConsumerMessage]
+    _ partitions: [(KafkaTopicPartition, Int64)], from leader: Int32,
+    into messages: inout [KafkaConsumerMessage]
   ) async throws {
     let connection: KafkaConnection
     do {
@@ -326,13 +337,16 @@ actor Fetcher {
     try ErrorCode(rawValue: response.errorCode).check("Fetch")
     for topic in response.responses {
       for data in topic.partitions {
-        let topicPartition = KafkaTopicPartition(topic: topic.topic, partition: KafkaPartition(rawValue: Int(data.partitionIndex)))
+        let topicPartition = KafkaTopicPartition(
+          topic: topic.topic, partition: KafkaPartition(rawValue: Int(data.partitionIndex)))
         guard case .offset(let position) = positions[topicPartition] else { continue }
         let code = ErrorCode(rawValue: data.errorCode)
         switch code {
         case .none: break
         case .offsetOutOfRange:
-          logger.info("\(topicPartition): offset \(position) out of range, resetting to \(configuration.autoOffsetReset)")
+          logger.info(
+            "\(topicPartition): offset \(position) out of range, resetting to \(configuration.autoOffsetReset)"
+          )
           positions[topicPartition] = Self.position(configuration.autoOffsetReset)
           continue
         case _ where code.isRetriable:
@@ -351,8 +365,10 @@ actor Fetcher {
               next = batch.nextOffset
               continue
             }
-            let timestampType: KafkaTimestampType = batch.timestampType == .logAppendTime ? .logAppendTime : .createTime
-            var iterator = try batch.makeRecordIterator(maxDecompressedSize: configuration.maxDecompressedBatchSize)
+            let timestampType: KafkaTimestampType =
+              batch.timestampType == .logAppendTime ? .logAppendTime : .createTime
+            var iterator = try batch.makeRecordIterator(
+              maxDecompressedSize: configuration.maxDecompressedBatchSize)
             while let record = try iterator.next() {
               guard record.offset >= next else { continue }
               messages.append(

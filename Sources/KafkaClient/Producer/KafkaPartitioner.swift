@@ -8,7 +8,8 @@ public func kafkaMurmur2(_ bytes: UnsafeRawBufferPointer) -> Int32 {
   for i in 0..<words {
     let base = i * 4
     var k =
-      UInt32(bytes[base]) | UInt32(bytes[base + 1]) << 8 | UInt32(bytes[base + 2]) << 16 | UInt32(bytes[base + 3]) << 24
+      UInt32(bytes[base]) | UInt32(bytes[base + 1]) << 8 | UInt32(bytes[base + 2]) << 16 | UInt32(
+        bytes[base + 3]) << 24
     k &*= m
     k ^= k >> 24
     k &*= m

@@ -5,7 +5,9 @@ import NIOPosix
 import Synchronization
 
 /// A record awaiting its acknowledgement: its index in the batch and who waits for it.
-typealias DeliveryWaiter = (index: Int32, continuation: CheckedContinuation<KafkaAcknowledgedMessage, any Error>)
+typealias DeliveryWaiter = (
+  index: Int32, continuation: CheckedContinuation<KafkaAcknowledgedMessage, any Error>
+)
 
 /// One batch of one partition, from first append to acknowledgement.
 struct ProducerBatch: Sendable {
@@ -71,7 +73,9 @@ public final class KafkaProducer: Sendable {
   let state: Mutex<ProducerState>
   private let sender: Mutex<Task<Void, Never>?> = Mutex(nil)
 
-  public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer")) throws {
+  public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer"))
+    throws
+  {
     guard configuration.batchSize > 0, configuration.bufferMemory >= configuration.batchSize else {
       throw KafkaError(.config, "batchSize must be positive and no larger than bufferMemory")
     }
@@ -96,12 +100,15 @@ public final class KafkaProducer: Sendable {
 
   /// Sends one record and waits until the broker acknowledges it (or it fails for good).
   @discardableResult
-  public func send<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws -> KafkaAcknowledgedMessage {
+  public func send<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws
+    -> KafkaAcknowledgedMessage
+  {
     let (topicPartition, key, value, size) = try await prepare(message)
     let timestamp = message.timestamp ?? Self.nowMillis()
     let headers = message.headers.map { RecordHeader(key: $0.key, value: $0.value) }
     return try await withCheckedThrowingContinuation { continuation in
-      append(topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
+      append(
+        topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
         headers: headers, timestamp: timestamp, size: size, waiter: continuation)
     }
   }
@@ -111,7 +118,8 @@ public final class KafkaProducer: Sendable {
   public func enqueue<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws {
     let (topicPartition, key, value, size) = try await prepare(message)
     let headers = message.headers.map { RecordHeader(key: $0.key, value: $0.value) }
-    append(topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
+    append(
+      topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
       headers: headers, timestamp: message.timestamp ?? Self.nowMillis(), size: size, waiter: nil)
   }
 
@@ -167,7 +175,9 @@ public final class KafkaProducer: Sendable {
     let partition: Int
     if message.partition != .unassigned {
       guard message.partition.rawValue >= 0, message.partition.rawValue < count else {
-        throw KafkaError.broker(.unknownTopicOrPartition, "topic \(message.topic) has \(count) partitions, not \(message.partition)")
+        throw KafkaError.broker(
+          .unknownTopicOrPartition, "topic \(message.topic) has \(count) partitions, not \(message.partition)"
+        )
       }
       partition = message.partition.rawValue
     } else if let key {
@@ -176,23 +186,31 @@ public final class KafkaProducer: Sendable {
       partition = -1  // sticky, chosen under the lock
     }
     try await waitForSpace(size)
-    return (KafkaTopicPartition(topic: message.topic, partition: KafkaPartition(rawValue: partition)), key, value, size)
+    return (
+      KafkaTopicPartition(topic: message.topic, partition: KafkaPartition(rawValue: partition)), key, value,
+      size
+    )
   }
 
   private func partitionCount(_ topic: String) async throws -> Int {
     if let count = state.withLock({ $0.partitionCounts[topic] }) { return count }
-    let metadata = try await cluster.topic(topic, allowAutoTopicCreation: configuration.allowAutoTopicCreation)
+    let metadata = try await cluster.topic(
+      topic, allowAutoTopicCreation: configuration.allowAutoTopicCreation)
     state.withLock { $0.partitionCounts[topic] = metadata.partitionCount }
     return metadata.partitionCount
   }
 
   private func waitForSpace(_ size: Int) async throws {
     while true {
-      let hasSpace = state.withLock { $0.bufferedBytes == 0 || $0.bufferedBytes + size <= configuration.bufferMemory }
+      let hasSpace = state.withLock {
+        $0.bufferedBytes == 0 || $0.bufferedBytes + size <= configuration.bufferMemory
+      }
       if hasSpace { return }
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let resumeNow = state.withLock { s -> Bool in
-          if s.bufferedBytes == 0 || s.bufferedBytes + size <= configuration.bufferMemory || s.closed { return true }
+          if s.bufferedBytes == 0 || s.bufferedBytes + size <= configuration.bufferMemory || s.closed {
+            return true
+          }
           s.spaceWaiters.append(continuation)
           return false
         }
@@ -203,7 +221,8 @@ public final class KafkaProducer: Sendable {
   }
 
   private func append(
-    _ requested: KafkaTopicPartition, explicit: Bool, key: ByteBuffer?, value: ByteBuffer?, headers: [RecordHeader],
+    _ requested: KafkaTopicPartition, explicit: Bool, key: ByteBuffer?, value: ByteBuffer?,
+    headers: [RecordHeader],
     timestamp: Int64, size: Int, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?
   ) {
     let sealed = state.withLock { s -> Bool in
@@ -234,7 +253,9 @@ public final class KafkaProducer: Sendable {
       if batch.bytes >= configuration.batchSize {
         queue.ready.append(batch)
         sealed = true
-        if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue { s.sticky[topicPartition.topic] = nil }
+        if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue {
+          s.sticky[topicPartition.topic] = nil
+        }
       } else {
         queue.open = batch
       }
@@ -262,7 +283,9 @@ public final class KafkaProducer: Sendable {
     var timer: Scheduled<Void>?
     if let deadline {
       let delay = deadline - .now
-      timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay.timeAmount) { [self] in wake() }
+      timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: delay.timeAmount) { [self] in
+        wake()
+      }
     }
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
       let resumeNow = state.withLock { s -> Bool in
@@ -299,7 +322,9 @@ public final class KafkaProducer: Sendable {
           }
           batch = open
           queue.open = nil
-          if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue { s.sticky[topicPartition.topic] = nil }
+          if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue {
+            s.sticky[topicPartition.topic] = nil
+          }
         } else {
           continue
         }
@@ -364,7 +389,9 @@ public final class KafkaProducer: Sendable {
       var request = InitProducerIdRequest()
       request.transactionalId = nil
       request.transactionTimeoutMs = 60_000
-      guard case .initProducerId(let response) = try await connection.send(.initProducerId(request), version: version)
+      guard
+        case .initProducerId(let response) = try await connection.send(
+          .initProducerId(request), version: version)
       else { throw KafkaError(.protocolError, "not an InitProducerId response") }
       try ErrorCode(rawValue: response.errorCode).check("InitProducerId")
       logger.debug("producer id \(response.producerId) epoch \(response.producerEpoch)")
@@ -391,7 +418,9 @@ public final class KafkaProducer: Sendable {
         try encode(&batches[i])
       }
     } catch {
-      for batch in batches { await finish(batch, error: error as? KafkaError ?? KafkaError(.protocolError, "\(error)")) }
+      for batch in batches {
+        await finish(batch, error: error as? KafkaError ?? KafkaError(.protocolError, "\(error)"))
+      }
       return
     }
     var request = ProduceRequest()
@@ -417,26 +446,31 @@ public final class KafkaProducer: Sendable {
       if configuration.duplicateEveryProduceRequest {
         _ = try await connection.send(.produce(request), version: version)
       }
-      guard case .produce(let response) = try await connection.send(.produce(request), version: version) else {
+      guard case .produce(let response) = try await connection.send(.produce(request), version: version)
+      else {
         throw KafkaError(.protocolError, "not a Produce response")
       }
       var results: [KafkaTopicPartition: ProduceResponse.PartitionProduceResponse] = [:]
       for topic in response.responses {
         for partition in topic.partitionResponses {
-          results[KafkaTopicPartition(topic: topic.name, partition: KafkaPartition(rawValue: Int(partition.index)))] =
+          results[
+            KafkaTopicPartition(topic: topic.name, partition: KafkaPartition(rawValue: Int(partition.index)))] =
             partition
         }
       }
       for batch in batches {
         guard let result = results[batch.topicPartition] else {
-          await finish(batch, error: KafkaError(.protocolError, "no Produce result for \(batch.topicPartition)"))
+          await finish(
+            batch, error: KafkaError(.protocolError, "no Produce result for \(batch.topicPartition)"))
           continue
         }
         let code = ErrorCode(rawValue: result.errorCode)
         if code == .none || code == .duplicateSequenceNumber {
-          await finish(batch, baseOffset: code == .none ? result.baseOffset : -1, logAppendTime: result.logAppendTimeMs)
+          await finish(
+            batch, baseOffset: code == .none ? result.baseOffset : -1, logAppendTime: result.logAppendTimeMs)
         } else {
-          await finish(batch, error: .broker(code, "produce to \(batch.topicPartition)", message: result.errorMessage))
+          await finish(
+            batch, error: .broker(code, "produce to \(batch.topicPartition)", message: result.errorMessage))
         }
       }
     } catch {
@@ -449,8 +483,9 @@ public final class KafkaProducer: Sendable {
     if batch.built == nil {
       batch.built = try batch.builder.build()
     }
-    if let stamp = batch.stamp, var built = batch.built, built.producerId != stamp.producerId
-      || built.producerEpoch != stamp.epoch || built.baseSequence != stamp.sequence
+    if let stamp = batch.stamp, var built = batch.built,
+      built.producerId != stamp.producerId
+        || built.producerEpoch != stamp.epoch || built.baseSequence != stamp.sequence
     {
       var buffer = built.buffer
       let start = buffer.readerIndex
@@ -490,7 +525,8 @@ public final class KafkaProducer: Sendable {
       release(batch, requeue: batch, error: nil)
       return
     }
-    let final = expired && error.isRetriable ? KafkaError(.timedOut, "delivery timed out: \(error.message)") : error
+    let final =
+      expired && error.isRetriable ? KafkaError(.timedOut, "delivery timed out: \(error.message)") : error
     for waiter in batch.waiters { waiter.continuation.resume(throwing: final) }
     let sequenceBroken =
       final.brokerErrorCode == .outOfOrderSequenceNumber || final.brokerErrorCode == .unknownProducerId
@@ -498,8 +534,9 @@ public final class KafkaProducer: Sendable {
     release(batch, requeue: nil, error: final, resetSequences: sequenceBroken)
   }
 
-  private func release(_ batch: ProducerBatch, requeue: ProducerBatch?, error: KafkaError?, resetSequences: Bool = false)
-  {
+  private func release(
+    _ batch: ProducerBatch, requeue: ProducerBatch?, error: KafkaError?, resetSequences: Bool = false
+  ) {
     let (spaceWaiters, flushWaiters) = state.withLock { s in
       var queue = s.queues[batch.topicPartition] ?? ProducerState.PartitionQueue()
       queue.inFlight = false

@@ -9,8 +9,9 @@ public struct RequestHeaderPrefix: Hashable, Sendable {
 
   /// Reads the first eight bytes of a frame without consuming them.
   public static func peek(_ frame: ByteBuffer) -> RequestHeaderPrefix? {
-    guard let (key, version, correlation) = frame.getMultipleIntegers(
-      at: frame.readerIndex, as: (Int16, Int16, Int32).self)
+    guard
+      let (key, version, correlation) = frame.getMultipleIntegers(
+        at: frame.readerIndex, as: (Int16, Int16, Int32).self)
     else { return nil }
     return RequestHeaderPrefix(apiKey: ApiKey(rawValue: key), apiVersion: version, correlationId: correlation)
   }
@@ -45,7 +46,9 @@ public struct KafkaRequest: Hashable, Sendable {
 
   /// Decodes a frame (without its size prefix). Bytes after the body are kept in
   /// ``trailingBytes`` unless `strict`, in which case they are an error.
-  public static func decode(frame: ByteBuffer, strict: Bool = false) throws(KafkaProtocolError) -> KafkaRequest {
+  public static func decode(frame: ByteBuffer, strict: Bool = false) throws(KafkaProtocolError)
+    -> KafkaRequest
+  {
     guard let prefix = RequestHeaderPrefix.peek(frame) else {
       throw KafkaProtocolError(.truncated, "request header needs 8 bytes, frame has \(frame.readableBytes)")
     }
@@ -69,7 +72,8 @@ public struct KafkaRequest: Hashable, Sendable {
   /// Writes the frame: size prefix, header, body.
   public func encodeFrame(into buffer: inout ByteBuffer) throws(KafkaProtocolError) {
     guard header.requestApiKey == body.apiKey.rawValue else {
-      throw KafkaProtocolError(.unknownApiKey, "header says API \(header.requestApiKey), body is \(body.apiKey)")
+      throw KafkaProtocolError(
+        .unknownApiKey, "header says API \(header.requestApiKey), body is \(body.apiKey)")
     }
     let sizeIndex = buffer.writerIndex
     buffer.writeInteger(Int32(0))
@@ -105,10 +109,12 @@ public struct KafkaResponse: Hashable, Sendable {
     frame: ByteBuffer, apiKey: ApiKey, apiVersion: Int16
   ) throws(KafkaProtocolError) -> KafkaResponse {
     var buffer = frame
-    let header = try ResponseHeader(from: &buffer, version: apiKey.responseHeaderVersion(apiVersion: apiVersion))
+    let header = try ResponseHeader(
+      from: &buffer, version: apiKey.responseHeaderVersion(apiVersion: apiVersion))
     let body = try KafkaResponseBody.decode(apiKey: apiKey, version: apiVersion, from: &buffer)
     guard buffer.readableBytes == 0 else {
-      throw KafkaProtocolError(.trailingBytes, "\(buffer.readableBytes) bytes after \(apiKey.name) v\(apiVersion) response")
+      throw KafkaProtocolError(
+        .trailingBytes, "\(buffer.readableBytes) bytes after \(apiKey.name) v\(apiVersion) response")
     }
     return KafkaResponse(header: header, body: body)
   }

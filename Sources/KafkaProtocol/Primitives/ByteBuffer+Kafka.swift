@@ -12,7 +12,8 @@ extension ByteBuffer {
   // MARK: Fixed-width values
 
   @inlinable
-  package mutating func kafkaReadInt<T: FixedWidthInteger>(_: T.Type = T.self) throws(KafkaProtocolError) -> T {
+  package mutating func kafkaReadInt<T: FixedWidthInteger>(_: T.Type = T.self) throws(KafkaProtocolError) -> T
+  {
     guard let value = self.readInteger(endianness: .big, as: T.self) else {
       throw KafkaProtocolError(.truncated, "expected \(MemoryLayout<T>.size)-byte integer")
     }
@@ -113,7 +114,8 @@ extension ByteBuffer {
       length = Int(raw)
     }
     guard length <= self.readableBytes else {
-      throw KafkaProtocolError(.invalidLength, "length \(length) exceeds the \(self.readableBytes) bytes left")
+      throw KafkaProtocolError(
+        .invalidLength, "length \(length) exceeds the \(self.readableBytes) bytes left")
     }
     return length
   }

@@ -26,7 +26,8 @@ package struct TaggedFieldsReader {
   package init(_ buffer: inout ByteBuffer) throws(KafkaProtocolError) {
     let count = try buffer.readUnsignedVarInt()
     guard Int(count) <= buffer.readableBytes / 2 else {
-      throw KafkaProtocolError(.invalidLength, "\(count) tagged fields cannot fit in \(buffer.readableBytes) bytes")
+      throw KafkaProtocolError(
+        .invalidLength, "\(count) tagged fields cannot fit in \(buffer.readableBytes) bytes")
     }
     self.remaining = count
   }

@@ -16,11 +16,16 @@ extension Broker {
       } else if requested.replicationFactor == 0 || requested.replicationFactor < -1 {
         fail(ErrorCode(rawValue: 38), "Replication factor must be larger than 0, or -1 to use the default.")
       } else if requested.replicationFactor > 1 {
-        fail(ErrorCode(rawValue: 38), "Replication factor \(requested.replicationFactor) is larger than the number of brokers (1)")
-      } else if !requested.assignments.isEmpty && requested.assignments.contains(where: { $0.brokerIds != [config.nodeId] }) {
+        fail(
+          ErrorCode(rawValue: 38),
+          "Replication factor \(requested.replicationFactor) is larger than the number of brokers (1)")
+      } else if !requested.assignments.isEmpty
+        && requested.assignments.contains(where: { $0.brokerIds != [config.nodeId] })
+      {
         fail(ErrorCode(rawValue: 39), "Replica assignments may name only broker \(config.nodeId)")
       } else {
-        let count = requested.numPartitions == -1
+        let count =
+          requested.numPartitions == -1
           ? (requested.assignments.isEmpty ? config.defaultPartitions : Int32(requested.assignments.count))
           : requested.numPartitions
         var configs: [String: String] = [:]
@@ -35,9 +40,12 @@ extension Broker {
             result.numPartitions = count
             result.replicationFactor = 1
             let topicConfig = created?.config ?? (try? TopicConfig(overrides: configs, broker: config))
-            result.configs = topicConfig?.effectiveValues().map {
-              .init(name: $0.name, value: $0.value, readOnly: false, configSource: $0.isDefault ? 5 : 1, isSensitive: false)
-            } ?? []
+            result.configs =
+              topicConfig?.effectiveValues().map {
+                .init(
+                  name: $0.name, value: $0.value, readOnly: false, configSource: $0.isDefault ? 5 : 1,
+                  isSensitive: false)
+              } ?? []
           }
         } catch {
           fail(error.code, error.message)
@@ -181,7 +189,8 @@ extension Broker {
           break
         }
         for (name, value) in brokerConfigValues where wanted?.contains(name) ?? true {
-          var config = DescribeConfigsResponse.DescribeConfigsResourceResult(name: name, value: value, readOnly: true)
+          var config = DescribeConfigsResponse.DescribeConfigsResourceResult(
+            name: name, value: value, readOnly: true)
           if version == 0 { config.isDefault = false }
           if version >= 1 { config.configSource = 4 }  // STATIC_BROKER_CONFIG
           if version >= 3 { config.configType = 2 }
@@ -225,7 +234,11 @@ extension Broker {
       for entry in resource.configs {
         switch entry.configOperation {
         case 0:  // SET
-          if let value = entry.value { configs[entry.name] = value } else { problem = "SET \(entry.name) without a value" }
+          if let value = entry.value {
+            configs[entry.name] = value
+          } else {
+            problem = "SET \(entry.name) without a value"
+          }
         case 1:  // DELETE
           configs[entry.name] = nil
         default:  // APPEND / SUBTRACT: only for list configs, and cleanup.policy allows one value
@@ -237,7 +250,8 @@ extension Broker {
         result.errorMessage = problem
       } else {
         var plain = AlterConfigsResponse.AlterConfigsResourceResponse()
-        applyConfigs(resource.resourceType, resource.resourceName, configs, request.validateOnly, into: &plain)
+        applyConfigs(
+          resource.resourceType, resource.resourceName, configs, request.validateOnly, into: &plain)
         result.errorCode = plain.errorCode
         result.errorMessage = plain.errorMessage
       }

@@ -1,4 +1,5 @@
 public import KafkaProtocol
+import SluiceStorage
 
 extension Broker {
   /// The APIs and versions this broker implements — and therefore advertises. Nothing else
@@ -47,7 +48,9 @@ extension Broker {
 
   /// Handles one decoded request; nil means "send no response" (Produce with acks=0).
   /// Record data is always in memory in the result.
-  public func handle(_ request: KafkaRequest, context: RequestContext = RequestContext()) async -> KafkaResponseBody? {
+  public func handle(_ request: KafkaRequest, context: RequestContext = RequestContext()) async
+    -> KafkaResponseBody?
+  {
     var plain = context
     plain.zeroCopy = false
     return await handleForWire(request, context: plain)?.body
@@ -59,7 +62,8 @@ extension Broker {
     let version = request.apiVersion
     if case .fetch(let body) = request.body {
       var fileRecords: [UInt64: [LogChunk]] = [:]
-      let response = await fetch(body, version: version, zeroCopy: context.zeroCopy, fileRecords: &fileRecords)
+      let response = await fetch(
+        body, version: version, zeroCopy: context.zeroCopy, fileRecords: &fileRecords)
       return WireReply(body: .fetch(response), fileRecords: fileRecords)
     }
     return await handleInMemory(request, context: context).map { WireReply(body: $0, fileRecords: [:]) }
@@ -143,7 +147,8 @@ extension Broker {
   func initProducerId(_ request: InitProducerIdRequest) -> InitProducerIdResponse {
     if request.transactionalId != nil {
       // Transactions are not implemented: fail clearly rather than pretend.
-      return InitProducerIdResponse(errorCode: ErrorCode(rawValue: 53).rawValue, producerId: -1, producerEpoch: -1)
+      return InitProducerIdResponse(
+        errorCode: ErrorCode(rawValue: 53).rawValue, producerId: -1, producerEpoch: -1)
     }
     if request.producerId >= 0 && request.producerEpoch >= 0 && request.producerEpoch < Int16.max - 1 {
       // KIP-360: an idempotent producer bumping its own epoch after an error.
@@ -157,9 +162,8 @@ extension Broker {
       }
       return InitProducerIdResponse(producerId: id, producerEpoch: 0)
     } catch {
-      return InitProducerIdResponse(errorCode: ErrorCode.kafkaStorageError.rawValue, producerId: -1, producerEpoch: -1)
+      return InitProducerIdResponse(
+        errorCode: ErrorCode.kafkaStorageError.rawValue, producerId: -1, producerEpoch: -1)
     }
   }
 }
-
-import SluiceStorage

@@ -15,7 +15,8 @@ extension Broker {
       fileRecords.removeAll()
       let (response, bytes, hasError, partitions) = fetchOnce(
         request, version: version, waiter: waiter, zeroCopy: zeroCopy, fileRecords: &fileRecords)
-      let done = hasError || bytes >= Int(request.minBytes) || request.maxWaitMs <= 0
+      let done =
+        hasError || bytes >= Int(request.minBytes) || request.maxWaitMs <= 0
         || ContinuousClock.now >= deadline
       if done {
         for partition in partitions { partition.removeWaiter(waiter) }
@@ -48,7 +49,11 @@ extension Broker {
     for requested in request.topics {
       let topic = version >= 13 ? self.topic(id: requested.topicId) : self.topic(requested.topic)
       var topicResponse = FetchResponse.FetchableTopicResponse()
-      if version >= 13 { topicResponse.topicId = requested.topicId } else { topicResponse.topic = requested.topic }
+      if version >= 13 {
+        topicResponse.topicId = requested.topicId
+      } else {
+        topicResponse.topic = requested.topic
+      }
       for wanted in requested.partitions {
         var data = FetchResponse.PartitionData(partitionIndex: wanted.partition, highWatermark: -1)
         if version >= 4 { data.lastStableOffset = -1 }
@@ -76,7 +81,9 @@ extension Broker {
             let read = try partition.log.read(
               from: wanted.fetchOffset, maxBytes: limit, upTo: highWatermark, minOneBatch: total == 0)
             total += read.byteCount
-            if zeroCopy && version >= 10 && read.chunks.contains(where: { if case .file = $0 { true } else { false } }) {
+            if zeroCopy && version >= 10
+              && read.chunks.contains(where: { if case .file = $0 { true } else { false } })
+            {
               // Leave the bytes in the segment file: an 8-byte marker stands in for them.
               var marker = UInt64.random(in: 1...UInt64.max)
               while fileRecords[marker] != nil { marker = UInt64.random(in: 1...UInt64.max) }

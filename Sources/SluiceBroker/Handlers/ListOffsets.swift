@@ -29,7 +29,9 @@ extension Broker {
               result.timestamp = found.timestamp
             }
           case let timestamp where timestamp >= 0:
-            if let found = try partition.log.offset(forTimestamp: timestamp), found.offset < partition.highWatermark {
+            if let found = try partition.log.offset(forTimestamp: timestamp),
+              found.offset < partition.highWatermark
+            {
               result.offset = found.offset
               result.timestamp = found.timestamp
             }

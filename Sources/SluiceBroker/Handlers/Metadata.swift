@@ -3,7 +3,9 @@ import KafkaProtocol
 extension Broker {
   func metadata(_ request: MetadataRequest, version: Int16) -> MetadataResponse {
     var response = MetadataResponse()
-    response.brokers = [.init(nodeId: config.nodeId, host: config.advertisedHost, port: config.advertisedPort)]
+    response.brokers = [
+      .init(nodeId: config.nodeId, host: config.advertisedHost, port: config.advertisedPort)
+    ]
     if version >= 2 { response.clusterId = clusterId }
     if version >= 1 { response.controllerId = config.nodeId }
 
@@ -16,9 +18,12 @@ extension Broker {
     } else {
       for requested in request.topics ?? [] {
         var name = requested.name
-        if name == nil, requested.topicId != .zero, let byId = topic(id: requested.topicId) { name = byId.name }
+        if name == nil, requested.topicId != .zero, let byId = topic(id: requested.topicId) {
+          name = byId.name
+        }
         guard let name else {
-          results.append(.init(errorCode: ErrorCode(rawValue: 100).rawValue, name: nil, topicId: requested.topicId))
+          results.append(
+            .init(errorCode: ErrorCode(rawValue: 100).rawValue, name: nil, topicId: requested.topicId))
           continue
         }
         if let existing = topic(name) {

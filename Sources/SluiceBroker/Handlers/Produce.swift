@@ -67,7 +67,9 @@ extension Broker {
   }
 
   /// Validates the records of one partition and appends them (page cache).
-  func appendPartition(_ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16) -> AppendOutcome {
+  func appendPartition(_ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16)
+    -> AppendOutcome
+  {
     guard let records, records.readableBytes > 0 else {
       return .failure(.corruptMessage, "Produce request has no records for this partition")
     }
@@ -114,7 +116,8 @@ extension Broker {
         case .append: break
         case .duplicate(let firstOffset): return .duplicate(firstOffset: firstOffset)
         case .fencedEpoch:
-          return .failure(ErrorCode(rawValue: 47), "Producer epoch \(first.producerEpoch) is older than the current one")
+          return .failure(
+            ErrorCode(rawValue: 47), "Producer epoch \(first.producerEpoch) is older than the current one")
         case .outOfOrder(let expected):
           return .failure(
             ErrorCode(rawValue: 45), "Expected sequence \(expected), got \(first.baseSequence)")
@@ -125,7 +128,8 @@ extension Broker {
         if first.producerId >= 0 {
           table.record(
             producerId: first.producerId, epoch: first.producerEpoch, firstSequence: first.baseSequence,
-            count: first.recordsCount, firstOffset: pending.result.firstOffset, lastOffset: pending.result.lastOffset)
+            count: first.recordsCount, firstOffset: pending.result.firstOffset,
+            lastOffset: pending.result.lastOffset)
         }
         return .appended(pending)
       } catch {

@@ -54,7 +54,8 @@ struct BatchScanner {
   mutating func next() throws(StorageError) -> Step {
     if position >= end { return .end }
     guard try ensure(Self.headerBytes) else {
-      return .corrupt(position: position, reason: "\(end - position) bytes at the end are less than a batch header")
+      return .corrupt(
+        position: position, reason: "\(end - position) bytes at the end are less than a batch header")
     }
     let at = window.readerIndex + (position - windowStart)
     let baseOffset = window.getInteger(at: at, as: Int64.self)!
@@ -65,10 +66,12 @@ struct BatchScanner {
     let size = Int(batchLength) + RecordBatch.Layout.logOverhead
     guard magic == 2 else { return .corrupt(position: position, reason: "magic \(magic)") }
     guard batchLength >= Int32(Self.headerBytes - RecordBatch.Layout.logOverhead), lastOffsetDelta >= 0 else {
-      return .corrupt(position: position, reason: "batch length \(batchLength), last offset delta \(lastOffsetDelta)")
+      return .corrupt(
+        position: position, reason: "batch length \(batchLength), last offset delta \(lastOffsetDelta)")
     }
     guard position + size <= end else {
-      return .corrupt(position: position, reason: "batch of \(size) bytes runs past the end (\(end - position) left)")
+      return .corrupt(
+        position: position, reason: "batch of \(size) bytes runs past the end (\(end - position) left)")
     }
     if verifyCRC {
       guard try ensure(size) else {

@@ -1,5 +1,5 @@
-public import NIOCore
 import KafkaProtocol
+public import NIOCore
 public import NIOPosix
 import Synchronization
 
@@ -91,7 +91,9 @@ public final class FileLog: PartitionLog {
 
   /// Opens (creating if needed) the log in `directory`, recovering it if it was not closed
   /// cleanly. A log found damaged opens offline: every operation then throws `.offline`.
-  public init(directory: String, config: LogConfig, threadPool: NIOThreadPool, now: Int64) throws(StorageError) {
+  public init(directory: String, config: LogConfig, threadPool: NIOThreadPool, now: Int64)
+    throws(StorageError)
+  {
     self.directory = directory
     self.threadPool = threadPool
     try FileSystem.makeDirectory(directory)
@@ -129,10 +131,13 @@ public final class FileLog: PartitionLog {
     try FileSystem.writeAtomically(path, Array("\(value)\n".utf8))
   }
 
-  static func openSegment(directory: String, baseOffset: Int64, create: Bool) throws(StorageError) -> Segment {
+  static func openSegment(directory: String, baseOffset: Int64, create: Bool) throws(StorageError) -> Segment
+  {
     let file = try SegmentFile(path: directory + "/" + Segment.fileName(baseOffset, ".log"), create: create)
-    let offsetFile = try SegmentFile(path: directory + "/" + Segment.fileName(baseOffset, ".index"), create: true)
-    let timeFile = try SegmentFile(path: directory + "/" + Segment.fileName(baseOffset, ".timeindex"), create: true)
+    let offsetFile = try SegmentFile(
+      path: directory + "/" + Segment.fileName(baseOffset, ".index"), create: true)
+    let timeFile = try SegmentFile(
+      path: directory + "/" + Segment.fileName(baseOffset, ".timeindex"), create: true)
     return Segment(
       baseOffset: baseOffset, file: file,
       index: SparseIndex(baseOffset: baseOffset, offsetFile: offsetFile, timeFile: timeFile),
@@ -176,8 +181,10 @@ public final class FileLog: PartitionLog {
       }
       var segment = try openSegment(directory: directory, baseOffset: base, create: false)
       let fileSize = try segment.file.size()
-      if clean, let index = try SparseIndex.load(
-        baseOffset: base, offsetFile: segment.index.offsetFile, timeFile: segment.index.timeFile, logSize: fileSize)
+      if clean,
+        let index = try SparseIndex.load(
+          baseOffset: base, offsetFile: segment.index.offsetFile, timeFile: segment.index.timeFile,
+          logSize: fileSize)
       {
         // Clean stop: trust the index, scan only from its last entry to find the end, and
         // index what follows that entry (a truncated or deleted index file is completed).
@@ -243,9 +250,11 @@ public final class FileLog: PartitionLog {
         case .batch(let info):
           // Offsets are dense (the base offset is outside the CRC: this catches damage to it).
           guard info.baseOffset == segment.nextOffset else {
-            let reason = "batch at position \(info.position) has offset \(info.baseOffset), expected \(segment.nextOffset)"
+            let reason =
+              "batch at position \(info.position) has offset \(info.baseOffset), expected \(segment.nextOffset)"
             if segment.nextOffset < recoveryPoint {
-              failure = StorageError(.offline, "\(segment.file.path): \(reason), below the recovery point \(recoveryPoint)")
+              failure = StorageError(
+                .offline, "\(segment.file.path): \(reason), below the recovery point \(recoveryPoint)")
             } else {
               truncatedAt = info.position
             }
@@ -354,7 +363,9 @@ public final class FileLog: PartitionLog {
 
   /// Writes the batches at the end of the log (no fsync). Returns the assigned offsets,
   /// whether the caller must wait for a flush, and a flush to start (outside the lock).
-  func appendToPageCache(_ input: ByteBuffer, now: Int64) throws(StorageError) -> (AppendResult, Bool, FlushJob?) {
+  func appendToPageCache(_ input: ByteBuffer, now: Int64) throws(StorageError) -> (
+    AppendResult, Bool, FlushJob?
+  ) {
     var bytes = input
     // Split first, outside the lock: only structure is checked here; the broker has
     // already validated CRCs and record counts.
@@ -366,7 +377,8 @@ public final class FileLog: PartitionLog {
         guard batch.magic == 2, batch.lastOffsetDelta >= 0 else {
           throw StorageError(.invalidBatch, "batch at byte \(position) is not a v2 batch")
         }
-        batches.append((position, Int64(batch.lastOffsetDelta), batch.maxTimestamp, Int64(batch.recordsCount)))
+        batches.append(
+          (position, Int64(batch.lastOffsetDelta), batch.maxTimestamp, Int64(batch.recordsCount)))
         position += batch.size
       }
     } catch let error as KafkaProtocolError {
@@ -380,7 +392,8 @@ public final class FileLog: PartitionLog {
       throw StorageError(.invalidBatch, "appended bytes do not end on a batch boundary")
     }
 
-    return try state.withLock { (state: inout State) throws(StorageError) -> (AppendResult, Bool, FlushJob?) in
+    return try state.withLock {
+      (state: inout State) throws(StorageError) -> (AppendResult, Bool, FlushJob?) in
       if let failure = state.failure { throw failure }
       if state.closed { throw StorageError(.closed, "\(directory) is closed") }
       let config = state.config
@@ -486,8 +499,9 @@ public final class FileLog: PartitionLog {
   func prepareFlush(_ state: inout State) -> FlushJob? {
     guard !state.flushing, state.failure == nil, !state.closed else { return nil }
     let files = state.segments.indices.filter { state.segments[$0].needsSync }
-    guard !files.isEmpty || state.directoryNeedsSync || state.checkpointNeeded
-      || state.durableOffset < state.logEndOffset
+    guard
+      !files.isEmpty || state.directoryNeedsSync || state.checkpointNeeded
+        || state.durableOffset < state.logEndOffset
     else { return nil }
     for index in files { state.segments[index].needsSync = false }
     let job = FlushJob(
@@ -567,7 +581,8 @@ public final class FileLog: PartitionLog {
 
   /// Waits until every offset ≤ `offset` is durable.
   func waitDurable(_ offset: Int64) async throws(StorageError) {
-    let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, StorageError>, Never>) in
+    let result = await withCheckedContinuation {
+      (continuation: CheckedContinuation<Result<Void, StorageError>, Never>) in
       let (immediate, job): (Result<Void, StorageError>?, FlushJob?) = state.withLock { state in
         if let failure = state.failure { return (.failure(failure), nil) }
         if offset < state.durableOffset { return (.success(()), nil) }
@@ -612,7 +627,8 @@ public final class FileLog: PartitionLog {
     try state.withLock { (state: inout State) throws(StorageError) -> Snapshot in
       if let failure = state.failure { throw failure }
       if state.closed { throw StorageError(.closed, "\(directory) is closed") }
-      return Snapshot(segments: state.segments, logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset)
+      return Snapshot(
+        segments: state.segments, logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset)
     }
   }
 
@@ -620,7 +636,8 @@ public final class FileLog: PartitionLog {
     -> LogReadResult
   {
     let snap = try snapshot()
-    var result = LogReadResult(chunks: [], logStartOffset: snap.logStartOffset, logEndOffset: snap.logEndOffset)
+    var result = LogReadResult(
+      chunks: [], logStartOffset: snap.logStartOffset, logEndOffset: snap.logEndOffset)
     guard offset >= snap.logStartOffset, offset <= snap.logEndOffset else {
       throw StorageError(
         .offsetOutOfRange, "offset \(offset) is outside [\(snap.logStartOffset), \(snap.logEndOffset)]")
@@ -628,7 +645,9 @@ public final class FileLog: PartitionLog {
     let bound = min(upTo ?? snap.logEndOffset, snap.logEndOffset)
     guard offset < bound else { return result }
     // The segment holding `offset`: the last with base ≤ offset, moving on if it ends first.
-    guard var segmentIndex = snap.segments.lastIndex(where: { $0.baseOffset <= offset }) else { return result }
+    guard var segmentIndex = snap.segments.lastIndex(where: { $0.baseOffset <= offset }) else {
+      return result
+    }
     while segmentIndex < snap.segments.count && snap.segments[segmentIndex].nextOffset <= offset {
       segmentIndex += 1
     }
@@ -662,7 +681,8 @@ public final class FileLog: PartitionLog {
         from = boundary
         end = boundary
       }
-      var tail = BatchScanner(file: segment.file, from: from, end: segment.size, verifyCRC: false, windowSize: 16384)
+      var tail = BatchScanner(
+        file: segment.file, from: from, end: segment.size, verifyCRC: false, windowSize: 16384)
       scan: while true {
         switch try tail.next() {
         case .batch(let info):
@@ -679,16 +699,20 @@ public final class FileLog: PartitionLog {
     return result
   }
 
-  public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
+  public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)?
+  {
     let snap = try snapshot()
     for segment in snap.segments where segment.maxTimestamp >= timestamp {
       let startOffset = max(segment.index.scanStart(forTimestamp: timestamp), snap.logStartOffset)
       var scanner = BatchScanner(
-        file: segment.file, from: segment.index.floorPosition(for: startOffset), end: segment.size, verifyCRC: false)
+        file: segment.file, from: segment.index.floorPosition(for: startOffset), end: segment.size,
+        verifyCRC: false)
       while case .batch(let info) = try scanner.next() {
         guard info.lastOffset >= snap.logStartOffset, info.maxTimestamp >= timestamp else { continue }
         let bytes = try segment.file.read(at: info.position, length: info.size)
-        if let found = try Self.firstRecord(in: bytes, atOrAfter: timestamp, minimumOffset: snap.logStartOffset) {
+        if let found = try Self.firstRecord(
+          in: bytes, atOrAfter: timestamp, minimumOffset: snap.logStartOffset)
+        {
           return found
         }
       }
@@ -703,7 +727,8 @@ public final class FileLog: PartitionLog {
     do {
       let batch = try RecordBatch(bytes)
       if batch.timestampType == .logAppendTime {
-        return batch.maxTimestamp >= timestamp ? (max(batch.baseOffset, minimumOffset), batch.maxTimestamp) : nil
+        return batch.maxTimestamp >= timestamp
+          ? (max(batch.baseOffset, minimumOffset), batch.maxTimestamp) : nil
       }
       for record in try batch.records(maxDecompressedSize: 64 << 20) {
         if record.offset >= minimumOffset && record.timestamp >= timestamp {
@@ -726,12 +751,15 @@ public final class FileLog: PartitionLog {
     // The segment knows the batch (by its last offset); the answer is the batch's first
     // record with that timestamp, as Kafka gives it.
     var scanner = BatchScanner(
-      file: segment.file, from: segment.index.floorPosition(for: segment.maxTimestampOffset), end: segment.size,
+      file: segment.file, from: segment.index.floorPosition(for: segment.maxTimestampOffset),
+      end: segment.size,
       verifyCRC: false)
     while case .batch(let info) = try scanner.next() {
       guard info.lastOffset >= segment.maxTimestampOffset else { continue }
       let bytes = try segment.file.read(at: info.position, length: info.size)
-      if let found = try Self.firstRecord(in: bytes, atOrAfter: segment.maxTimestamp, minimumOffset: info.baseOffset) {
+      if let found = try Self.firstRecord(
+        in: bytes, atOrAfter: segment.maxTimestamp, minimumOffset: info.baseOffset)
+      {
         return found
       }
       break
@@ -788,7 +816,9 @@ public final class FileLog: PartitionLog {
 
   /// Deletes segments from the oldest while `shouldDelete` says so, never the active one.
   @discardableResult
-  func deleteSegments(_ state: inout State, _ shouldDelete: (Segment, Int) -> Bool) throws(StorageError) -> Int {
+  func deleteSegments(_ state: inout State, _ shouldDelete: (Segment, Int) -> Bool) throws(StorageError)
+    -> Int
+  {
     var bytes = 0
     while state.segments.count > 1, shouldDelete(state.segments[0], 0) {
       let segment = state.segments.removeFirst()
@@ -825,7 +855,8 @@ public final class FileLog: PartitionLog {
       try Self.writeNumber(directory + "/" + Self.recoveryPointFile, end)
       try FileSystem.writeAtomically(directory + "/" + Self.cleanShutdownFile, [])
     } catch {
-      result = .failure(StorageError(.offline, "\(directory): close failed (\(error.message))", errno: error.errno))
+      result = .failure(
+        StorageError(.offline, "\(directory): close failed (\(error.message))", errno: error.errno))
     }
     // Appends still waiting for a flush are durable now (or never will be).
     let waiters: [Waiter] = state.withLock { state in

@@ -46,13 +46,17 @@ struct SparseIndex {
     guard offsetSize % 8 == 0, timeSize % 12 == 0 else { return nil }
     var bytes = try offsetFile.read(at: 0, length: offsetSize)
     while let (relative, position) = bytes.readMultipleIntegers(as: (UInt32, UInt32).self) {
-      if let last = index.offsets.last, relative <= last.relativeOffset || position <= last.position { return nil }
+      if let last = index.offsets.last, relative <= last.relativeOffset || position <= last.position {
+        return nil
+      }
       guard Int(position) < logSize else { return nil }
       index.offsets.append(OffsetEntry(relativeOffset: relative, position: position))
     }
     var timeBytes = try timeFile.read(at: 0, length: timeSize)
     while let (timestamp, relative) = timeBytes.readMultipleIntegers(as: (Int64, UInt32).self) {
-      if let last = index.times.last, timestamp < last.timestamp || relative < last.relativeOffset { return nil }
+      if let last = index.times.last, timestamp < last.timestamp || relative < last.relativeOffset {
+        return nil
+      }
       index.times.append(TimeEntry(timestamp: timestamp, relativeOffset: relative))
     }
     index.persistedOffsets = index.offsets.count
@@ -80,14 +84,18 @@ struct SparseIndex {
     if persistedOffsets < offsets.count {
       var bytes = ByteBuffer()
       bytes.reserveCapacity((offsets.count - persistedOffsets) * 8)
-      for entry in offsets[persistedOffsets...] { bytes.writeMultipleIntegers(entry.relativeOffset, entry.position) }
+      for entry in offsets[persistedOffsets...] {
+        bytes.writeMultipleIntegers(entry.relativeOffset, entry.position)
+      }
       try offsetFile.write(bytes, at: persistedOffsets * 8)
       persistedOffsets = offsets.count
     }
     if persistedTimes < times.count {
       var bytes = ByteBuffer()
       bytes.reserveCapacity((times.count - persistedTimes) * 12)
-      for entry in times[persistedTimes...] { bytes.writeMultipleIntegers(entry.timestamp, entry.relativeOffset) }
+      for entry in times[persistedTimes...] {
+        bytes.writeMultipleIntegers(entry.timestamp, entry.relativeOffset)
+      }
       try timeFile.write(bytes, at: persistedTimes * 12)
       persistedTimes = times.count
     }
