@@ -147,7 +147,7 @@ import Testing
     let woke = ContinuousClock.now
     #expect(try Self.values(data?.records) == ["wake"])
     #expect(woke - appendedAt < .milliseconds(200), "woken \(woke - appendedAt) after the append")
-    #expect(woke - started < .seconds(2))
+    #expect(woke - started < .milliseconds(4000), "the fetch returned by its 5 s deadline, not the append")
     await broker.shutdown()
   }
 
@@ -158,7 +158,8 @@ import Testing
     let data = await Self.fetch(broker, topic: "t", offset: 0, maxWaitMs: 300)
     let elapsed = ContinuousClock.now - started
     #expect(data?.errorCode == 0 && data?.records?.readableBytes == 0)
-    #expect(elapsed >= .milliseconds(280) && elapsed < .seconds(2))
+    // Not before MaxWaitMs; the upper bound only catches a hang (the test runs beside others).
+    #expect(elapsed >= .milliseconds(280) && elapsed < .seconds(10))
     await broker.shutdown()
   }
 

@@ -204,7 +204,7 @@ func appendConcurrently(_ log: FileLog, appenders: Int, count: Int) async -> [[R
       try log.close()
 
       let me = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-      let (status, output) = try run(
+      let (status, output) = try await run(
         fiuRun,
         [
           "-x", "-f", "", "-c", "enable name=posix/io/sync/fdatasync,failinfo=\(EIO)",

@@ -191,7 +191,20 @@ func expectStorageErrorAsync<R>(
 }
 
 /// Runs a program; returns its exit status and combined output.
-func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (
+/// Runs a command to completion off Swift Concurrency's cooperative pool: the wait blocks
+/// a thread for the child's whole life, and on a 2-core machine a blocked pool thread
+/// starves every other test running in parallel.
+func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> (
+  status: Int32, output: String
+) {
+  try await withCheckedThrowingContinuation { continuation in
+    DispatchQueue.global().async {
+      continuation.resume(with: Result { try runBlocking(executable, arguments, environment: environment) })
+    }
+  }
+}
+
+func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (
   status: Int32, output: String
 ) {
   let process = Process()
