@@ -204,9 +204,11 @@ func run(_ executable: String, _ arguments: [String], environment: [String: Stri
   }
 }
 
-func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (
-  status: Int32, output: String
-) {
+func runBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws
+  -> (
+    status: Int32, output: String
+  )
+{
   let process = Process()
   process.executableURL = URL(fileURLWithPath: executable)
   process.arguments = arguments
