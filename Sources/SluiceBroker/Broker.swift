@@ -164,10 +164,10 @@ public final class Broker: Sendable {
 
     var code: ErrorCode {
       switch self {
-      case .exists: ErrorCode(rawValue: 36)
-      case .invalidName: ErrorCode(rawValue: 17)
-      case .invalidPartitions: ErrorCode(rawValue: 37)
-      case .invalidConfig: ErrorCode(rawValue: 40)
+      case .exists: ErrorCode.topicAlreadyExists
+      case .invalidName: ErrorCode.invalidTopicException
+      case .invalidPartitions: ErrorCode.invalidPartitions
+      case .invalidConfig: ErrorCode.invalidConfig
       case .storage: .kafkaStorageError
       }
     }

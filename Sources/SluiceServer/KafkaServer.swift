@@ -360,10 +360,6 @@ public final class KafkaServer: Service, Sendable {
   }
 }
 
-extension ErrorCode {
-  static let unsupportedVersion = ErrorCode(rawValue: 35)
-}
-
 /// Runs the broker's periodic work (retention, time-based flushes).
 public struct HousekeepingService: Service {
   let broker: Broker

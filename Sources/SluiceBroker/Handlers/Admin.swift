@@ -12,17 +12,19 @@ extension Broker {
         if version >= 1 { result.errorMessage = message }
       }
       if !seen.insert(requested.name).inserted {
-        fail(ErrorCode(rawValue: 42), "Topic \(requested.name) appears more than once in the request")
+        fail(ErrorCode.invalidRequest, "Topic \(requested.name) appears more than once in the request")
       } else if requested.replicationFactor == 0 || requested.replicationFactor < -1 {
-        fail(ErrorCode(rawValue: 38), "Replication factor must be larger than 0, or -1 to use the default.")
+        fail(
+          ErrorCode.invalidReplicationFactor,
+          "Replication factor must be larger than 0, or -1 to use the default.")
       } else if requested.replicationFactor > 1 {
         fail(
-          ErrorCode(rawValue: 38),
+          ErrorCode.invalidReplicationFactor,
           "Replication factor \(requested.replicationFactor) is larger than the number of brokers (1)")
       } else if !requested.assignments.isEmpty
         && requested.assignments.contains(where: { $0.brokerIds != [config.nodeId] })
       {
-        fail(ErrorCode(rawValue: 39), "Replica assignments may name only broker \(config.nodeId)")
+        fail(ErrorCode.invalidReplicaAssignment, "Replica assignments may name only broker \(config.nodeId)")
       } else {
         let count =
           requested.numPartitions == -1
@@ -79,7 +81,7 @@ extension Broker {
           if version >= 5 { result.errorMessage = error.message }
         }
       } else {
-        result.errorCode = ErrorCode(rawValue: target.name == nil ? 100 : 3).rawValue
+        result.errorCode = (target.name == nil ? ErrorCode.unknownTopicId : .unknownTopicOrPartition).rawValue
       }
       response.responses.append(result)
     }
@@ -91,7 +93,7 @@ extension Broker {
     for requested in request.topics {
       var result = CreatePartitionsResponse.CreatePartitionsTopicResult(name: requested.name)
       if topic(requested.name) == nil {
-        result.errorCode = ErrorCode(rawValue: 3).rawValue
+        result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
         result.errorMessage = "Topic \(requested.name) does not exist"
       } else {
         do {
@@ -127,7 +129,7 @@ extension Broker {
             }
           }
         } else {
-          result.errorCode = ErrorCode(rawValue: 3).rawValue
+          result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
         }
         topicResult.partitions.append(result)
       }
@@ -162,7 +164,7 @@ extension Broker {
       switch resource.resourceType {
       case Self.topicResource:
         guard let topic = topic(resource.resourceName) else {
-          result.errorCode = ErrorCode(rawValue: 3).rawValue
+          result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
           result.errorMessage = "Topic \(resource.resourceName) does not exist"
           break
         }
@@ -184,7 +186,7 @@ extension Broker {
         }
       case Self.brokerResource:
         if !resource.resourceName.isEmpty && resource.resourceName != String(config.nodeId) {
-          result.errorCode = ErrorCode(rawValue: 42).rawValue
+          result.errorCode = ErrorCode.invalidRequest.rawValue
           result.errorMessage = "Unknown broker \(resource.resourceName)"
           break
         }
@@ -197,7 +199,7 @@ extension Broker {
           result.configs.append(config)
         }
       default:
-        result.errorCode = ErrorCode(rawValue: 42).rawValue
+        result.errorCode = ErrorCode.invalidRequest.rawValue
         result.errorMessage = "Resource type \(resource.resourceType) is not supported"
       }
       response.results.append(result)
@@ -224,7 +226,9 @@ extension Broker {
       var result = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
         resourceType: resource.resourceType, resourceName: resource.resourceName)
       guard resource.resourceType == Self.topicResource, let topic = topic(resource.resourceName) else {
-        result.errorCode = ErrorCode(rawValue: resource.resourceType == Self.topicResource ? 3 : 42).rawValue
+        result.errorCode =
+          (resource.resourceType == Self.topicResource ? ErrorCode.unknownTopicOrPartition : .invalidRequest)
+          .rawValue
         result.errorMessage = "Only existing topics can be altered"
         response.responses.append(result)
         continue
@@ -246,7 +250,7 @@ extension Broker {
         }
       }
       if let problem {
-        result.errorCode = ErrorCode(rawValue: 40).rawValue
+        result.errorCode = ErrorCode.invalidConfig.rawValue
         result.errorMessage = problem
       } else {
         var plain = AlterConfigsResponse.AlterConfigsResourceResponse()
@@ -265,12 +269,12 @@ extension Broker {
     into result: inout AlterConfigsResponse.AlterConfigsResourceResponse
   ) {
     guard type == Self.topicResource else {
-      result.errorCode = ErrorCode(rawValue: 42).rawValue
+      result.errorCode = ErrorCode.invalidRequest.rawValue
       result.errorMessage = "Only topic configs can be altered"
       return
     }
     guard topic(name) != nil else {
-      result.errorCode = ErrorCode(rawValue: 3).rawValue
+      result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
       result.errorMessage = "Topic \(name) does not exist"
       return
     }

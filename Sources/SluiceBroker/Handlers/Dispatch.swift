@@ -120,7 +120,8 @@ extension Broker {
   func findCoordinator(_ request: FindCoordinatorRequest, version: Int16) -> FindCoordinatorResponse {
     var response = FindCoordinatorResponse()
     let supported = request.keyType == 0
-    let code: ErrorCode = supported ? .none : ErrorCode(rawValue: 15)  // COORDINATOR_NOT_AVAILABLE for txn
+    // Transaction coordinators (key type 1) do not exist here.
+    let code: ErrorCode = supported ? ErrorCode.none : .coordinatorNotAvailable
     if version >= 4 {
       response.coordinators = request.coordinatorKeys.map { key in
         .init(
@@ -148,7 +149,7 @@ extension Broker {
     if request.transactionalId != nil {
       // Transactions are not implemented: fail clearly rather than pretend.
       return InitProducerIdResponse(
-        errorCode: ErrorCode(rawValue: 53).rawValue, producerId: -1, producerEpoch: -1)
+        errorCode: ErrorCode.transactionalIdAuthorizationFailed.rawValue, producerId: -1, producerEpoch: -1)
     }
     if request.producerId >= 0 && request.producerEpoch >= 0 && request.producerEpoch < Int16.max - 1 {
       // KIP-360: an idempotent producer bumping its own epoch after an error.

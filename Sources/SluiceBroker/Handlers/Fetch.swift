@@ -60,7 +60,7 @@ extension Broker {
         if version >= 5 { data.logStartOffset = -1 }
         if version >= 4 && request.isolationLevel == 1 { data.abortedTransactions = [] }
         guard let topic, let partition = topic.partition(wanted.partition) else {
-          data.errorCode = ErrorCode(rawValue: version >= 13 ? 100 : 3).rawValue
+          data.errorCode = (version >= 13 ? ErrorCode.unknownTopicId : .unknownTopicOrPartition).rawValue
           hasError = true
           topicResponse.partitions.append(data)
           continue
@@ -94,7 +94,7 @@ extension Broker {
             } else {
               var records = try read.loadBytes()
               if version < 10, containsZstd(records) {
-                data.errorCode = ErrorCode(rawValue: 76).rawValue
+                data.errorCode = ErrorCode.unsupportedCompressionType.rawValue
                 total -= records.readableBytes
                 records = ByteBuffer()
               }

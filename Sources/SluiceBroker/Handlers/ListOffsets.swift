@@ -14,7 +14,7 @@ extension Broker {
         var result = ListOffsetsResponse.ListOffsetsPartitionResponse(
           partitionIndex: wanted.partitionIndex, timestamp: -1, offset: -1)
         guard let partition = topic?.partition(wanted.partitionIndex) else {
-          result.errorCode = ErrorCode(rawValue: 3).rawValue
+          result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
           return result
         }
         do throws(StorageError) {
@@ -36,7 +36,7 @@ extension Broker {
               result.timestamp = found.timestamp
             }
           default:
-            result.errorCode = ErrorCode(rawValue: 42).rawValue  // INVALID_REQUEST
+            result.errorCode = ErrorCode.invalidRequest.rawValue  // INVALID_REQUEST
           }
         } catch {
           result.errorCode = ErrorCode.from(error).rawValue

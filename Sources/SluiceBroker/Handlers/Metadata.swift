@@ -23,14 +23,14 @@ extension Broker {
         }
         guard let name else {
           results.append(
-            .init(errorCode: ErrorCode(rawValue: 100).rawValue, name: nil, topicId: requested.topicId))
+            .init(errorCode: ErrorCode.unknownTopicId.rawValue, name: nil, topicId: requested.topicId))
           continue
         }
         if let existing = topic(name) {
           results.append(describe(existing, version: version))
         } else if let problem = validateTopicName(name) {
           _ = problem
-          results.append(.init(errorCode: ErrorCode(rawValue: 17).rawValue, name: name))
+          results.append(.init(errorCode: ErrorCode.invalidTopicException.rawValue, name: name))
         } else if allowCreate {
           do {
             let created = try createTopic(name: name, partitions: config.defaultPartitions, configs: [:])
@@ -41,7 +41,7 @@ extension Broker {
             results.append(.init(errorCode: error.code.rawValue, name: name))
           }
         } else {
-          results.append(.init(errorCode: ErrorCode(rawValue: 3).rawValue, name: name))
+          results.append(.init(errorCode: ErrorCode.unknownTopicOrPartition.rawValue, name: name))
         }
       }
     }

@@ -20,9 +20,9 @@ extension Broker {
           if version >= 8 { result.errorMessage = message }
         }
         if acks != 0 && acks != 1 && acks != -1 {
-          fail(ErrorCode(rawValue: 21), "acks must be 0, 1 or -1")
+          fail(ErrorCode.invalidRequiredAcks, "acks must be 0, 1 or -1")
         } else if request.transactionalId != nil {
-          fail(ErrorCode(rawValue: 53), "Transactions are not supported by Sluice")
+          fail(ErrorCode.transactionalIdAuthorizationFailed, "Transactions are not supported by Sluice")
         } else if let topic, let partition = topic.partition(data.index) {
           switch appendPartition(partition, topic: topic, records: data.records, version: version) {
           case .failure(let code, let message):
@@ -38,7 +38,7 @@ extension Broker {
               (response.responses.count, topicResponse.partitionResponses.count, partition, append))
           }
         } else {
-          fail(ErrorCode(rawValue: 3), "This server does not host this topic-partition.")
+          fail(ErrorCode.unknownTopicOrPartition, "This server does not host this topic-partition.")
         }
         topicResponse.partitionResponses.append(result)
       }
@@ -79,15 +79,16 @@ extension Broker {
     do throws(KafkaProtocolError) {
       while let batch = try splitter.next() {
         guard batch.magic == 2 else {
-          return .failure(ErrorCode(rawValue: 43), "Only record batch format v2 (magic 2) is supported")
+          return .failure(
+            ErrorCode.unsupportedForMessageFormat, "Only record batch format v2 (magic 2) is supported")
         }
         guard batch.size <= topicConfig.maxMessageBytes else {
           return .failure(
-            ErrorCode(rawValue: 10),
+            ErrorCode.messageTooLarge,
             "Batch of \(batch.size) bytes exceeds max.message.bytes \(topicConfig.maxMessageBytes)")
         }
         if batch.compression == .zstd && version < 7 {
-          return .failure(ErrorCode(rawValue: 76), "zstd needs Produce v7 or later")
+          return .failure(ErrorCode.unsupportedCompressionType, "zstd needs Produce v7 or later")
         }
         try batch.validate(.clientProduce)
         batches.append(batch)
@@ -95,15 +96,15 @@ extension Broker {
     } catch {
       switch error.code {
       case .crcMismatch, .truncated: return .failure(.corruptMessage, error.message)
-      case .unsupportedMagic: return .failure(ErrorCode(rawValue: 43), error.message)
-      default: return .failure(ErrorCode(rawValue: 87), error.message)
+      case .unsupportedMagic: return .failure(ErrorCode.unsupportedForMessageFormat, error.message)
+      default: return .failure(ErrorCode.invalidRecord, error.message)
       }
     }
     guard splitter.partialTail == nil, !batches.isEmpty else {
       return .failure(.corruptMessage, "Records end with a partial batch")
     }
     guard batches.count == 1 || batches.allSatisfy({ $0.producerId < 0 }) else {
-      return .failure(ErrorCode(rawValue: 87), "An idempotent producer must send one batch per partition")
+      return .failure(ErrorCode.invalidRecord, "An idempotent producer must send one batch per partition")
     }
     let first = batches[0]
     let now = clock()
@@ -117,10 +118,11 @@ extension Broker {
         case .duplicate(let firstOffset): return .duplicate(firstOffset: firstOffset)
         case .fencedEpoch:
           return .failure(
-            ErrorCode(rawValue: 47), "Producer epoch \(first.producerEpoch) is older than the current one")
+            ErrorCode.invalidProducerEpoch,
+            "Producer epoch \(first.producerEpoch) is older than the current one")
         case .outOfOrder(let expected):
           return .failure(
-            ErrorCode(rawValue: 45), "Expected sequence \(expected), got \(first.baseSequence)")
+            ErrorCode.outOfOrderSequenceNumber, "Expected sequence \(expected), got \(first.baseSequence)")
         }
       }
       do throws(StorageError) {
