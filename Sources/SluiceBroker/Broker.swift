@@ -32,9 +32,12 @@ public struct RequestContext: Sendable {
   /// Whether the connection can send file regions (plaintext sockets): Fetch then leaves
   /// record data in the segment files, to be sent with sendfile.
   public var zeroCopy: Bool
-  public init(clientHost: String = "", zeroCopy: Bool = false) {
+  /// The size of the request's frame (what a produce quota is charged).
+  public var requestBytes: Int
+  public init(clientHost: String = "", zeroCopy: Bool = false, requestBytes: Int = 0) {
     self.clientHost = clientHost
     self.zeroCopy = zeroCopy
+    self.requestBytes = requestBytes
   }
 }
 
@@ -42,8 +45,12 @@ public struct RequestContext: Sendable {
 /// are 8-byte placeholders whose bytes are a marker; `fileRecords` maps each marker to the
 /// file regions to send in its place (see `KafkaServer`).
 public struct WireReply: Sendable {
-  public var body: KafkaResponseBody
+  /// nil: send nothing (Produce with acks=0).
+  public var body: KafkaResponseBody?
   public var fileRecords: [UInt64: [LogChunk]]
+  /// A client quota's throttle: after sending the response, read nothing more from this
+  /// connection for this long (Kafka's channel muting; librdkafka does not pause itself).
+  public var muteMs: Int64 = 0
 }
 
 /// The broker's brain, without sockets: topics and partitions, and a handler for every
@@ -59,6 +66,8 @@ public final class Broker: Sendable {
   let clock: @Sendable () -> Int64
   /// Consumer groups and their committed offsets.
   package let groups: GroupCoordinator
+  /// Client quotas (produce and fetch byte rates per client id).
+  public let quotas: ClientQuotas
 
   public static func systemClock() -> Int64 {
     var spec = timespec()
@@ -73,6 +82,7 @@ public final class Broker: Sendable {
     self.config = config
     self.clock = clock
     self.metadata = try MetadataStore(directory: config.dataDirectory)
+    self.quotas = ClientQuotas(metadata: metadata)
     self.threadPool = NIOThreadPool(numberOfThreads: 2)
     threadPool.start()
     self.groups = GroupCoordinator(
@@ -296,7 +306,10 @@ public final class Broker: Sendable {
   public func housekeeping() {
     let now = clock()
     for topic in allTopics {
+      let overflow = topic.config.overflow
       for partition in topic.partitions {
+        // A lowered bound applies without waiting for the next produce request.
+        dropOldest(partition, overflow)
         partition.log.flushIfDue(now: now)
         _ = try? partition.log.enforceRetention(now: now)
       }

@@ -16,6 +16,11 @@ public struct BrokerConfig: Sendable {
   public var maxMessageBytes: Int = 1_048_588
   /// Topic-level defaults (retention, segments, flushing, storage kind).
   public var defaultLog = LogConfig()
+  /// Topic-level defaults of the overflow policy (`sluice.overflow.*`).
+  public var defaultOverflow = OverflowConfig()
+  /// A consumer group with no members counts towards a partition's backlog (reject,
+  /// backpressure) only if it committed an offset this recently (docs/overflow.md).
+  public var overflowGroupActiveMs: Int64 = 300_000
   /// How often retention and time-based flushes run.
   public var housekeepingIntervalMs: Int64 = 1000
   /// Upper bound on partitions per topic (a hostile CreateTopics cannot ask for millions).

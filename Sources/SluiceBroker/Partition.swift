@@ -11,6 +11,7 @@ public final class Partition: Sendable {
   public let log: any PartitionLog
   let producers: Mutex<ProducerStateTable>
   let waiters = Mutex<[FetchWaiter]>([])
+  let overflow = OverflowState()
 
   init(topic: String, index: Int32, log: any PartitionLog, producers: ProducerStateTable) {
     self.topic = topic

@@ -9,6 +9,10 @@ public struct TopicConfig: Hashable, Sendable {
   public var overrides: [String: String]
   public var log: LogConfig
   public var maxMessageBytes: Int
+  /// What happens when producers outrun consumers (docs/overflow.md).
+  public var overflow: OverflowConfig
+  /// `segment.bytes` as configured; ``log`` may roll smaller segments (drop-oldest).
+  public var configuredSegmentBytes: Int
 
   public struct Invalid: Error, Sendable {
     public var message: String
@@ -46,6 +50,26 @@ public struct TopicConfig: Hashable, Sendable {
     ("segment.bytes", .int(min: 14), "Roll a new segment file at this size."),
     ("segment.ms", .long(min: 1), "Roll a new segment file after this long."),
     (
+      "sluice.overflow.max.bytes", .long(min: -1),
+      "Backlog bound per partition: drop-oldest keeps at most this many bytes, reject refuses produce "
+        + "requests beyond it, backpressure slows producers above it; -1: none."
+    ),
+    (
+      "sluice.overflow.max.wait.ms", .long(min: 0),
+      "backpressure: the longest a produce request is held; still over the mark then, it fails with "
+        + "REQUEST_TIMED_OUT (retriable) and nothing is appended."
+    ),
+    (
+      "sluice.overflow.policy", .choice(OverflowConfig.Policy.allCases.map(\.rawValue)),
+      "When producers outrun consumers: buffer (keep everything up to retention), drop-oldest, reject "
+        + "or backpressure."
+    ),
+    (
+      "sluice.overflow.resume.bytes", .long(min: -1),
+      "backpressure: the low-water mark below which producers get full speed again; -1: 80% of "
+        + "sluice.overflow.max.bytes."
+    ),
+    (
       "sluice.storage", .choice(["disk", "memory"]),
       "disk: segment files; memory: in memory only, lost on restart."
     ),
@@ -59,7 +83,12 @@ public struct TopicConfig: Hashable, Sendable {
     self.overrides = overrides
     self.log = broker.defaultLog
     self.maxMessageBytes = broker.maxMessageBytes
+    self.overflow = broker.defaultOverflow
+    self.configuredSegmentBytes = broker.defaultLog.segmentBytes
     for (name, value) in overrides.sorted(by: { $0.key < $1.key }) {
+      if name.hasPrefix(Self.statisticPrefix) {
+        throw Invalid(message: "\(name) is a read-only statistic, not a config")
+      }
       guard let definition = Self.definitions.first(where: { $0.name == name }) else {
         throw Invalid(message: "Unknown topic config name: \(name)")
       }
@@ -80,6 +109,9 @@ public struct TopicConfig: Hashable, Sendable {
         case "retention.ms": log.retentionMs = number
         case "segment.bytes": log.segmentBytes = Int(number)
         case "segment.ms": log.segmentMs = number
+        case "sluice.overflow.max.bytes": overflow.maxBytes = number
+        case "sluice.overflow.max.wait.ms": overflow.maxWaitMs = number
+        case "sluice.overflow.resume.bytes": overflow.resumeBytes = number
         default: break
         }
       case .choice(let choices):
@@ -92,11 +124,22 @@ public struct TopicConfig: Hashable, Sendable {
         switch name {
         case "message.timestamp.type": log.logAppendTime = value == "LogAppendTime"
         case "sluice.storage": log.storage = value == "memory" ? .memory : .disk
+        case "sluice.overflow.policy": overflow.policy = OverflowConfig.Policy(rawValue: value) ?? .buffer
         default: break
         }
       }
     }
+    configuredSegmentBytes = log.segmentBytes
+    if let problem = overflow.problem { throw Invalid(message: problem) }
+    if overflow.policy == .dropOldest {
+      // Disk space comes back a whole segment at a time: roll small enough segments that
+      // the files stay near the bound too.
+      log.segmentBytes = min(log.segmentBytes, max(Int(overflow.maxBytes / 4), 65536))
+    }
   }
+
+  /// Names of the read-only statistics DescribeConfigs lists beside the configs.
+  static let statisticPrefix = "sluice.stats."
 
   /// The effective value of every config, for DescribeConfigs.
   public func effectiveValues() -> [(name: String, value: String, isDefault: Bool, doc: String)] {
@@ -110,9 +153,13 @@ public struct TopicConfig: Hashable, Sendable {
       case "message.timestamp.type": value = log.logAppendTime ? "LogAppendTime" : "CreateTime"
       case "retention.bytes": value = String(log.retentionBytes)
       case "retention.ms": value = String(log.retentionMs)
-      case "segment.bytes": value = String(log.segmentBytes)
+      case "segment.bytes": value = String(configuredSegmentBytes)
       case "segment.ms": value = String(log.segmentMs)
       case "sluice.storage": value = log.storage.rawValue
+      case "sluice.overflow.policy": value = overflow.policy.rawValue
+      case "sluice.overflow.max.bytes": value = String(overflow.maxBytes)
+      case "sluice.overflow.resume.bytes": value = String(overflow.resumeBytes)
+      case "sluice.overflow.max.wait.ms": value = String(overflow.maxWaitMs)
       default: value = ""
       }
       return (
@@ -158,5 +205,46 @@ extension ErrorCode {
     case .invalidBatch: .corruptMessage
     default: .kafkaStorageError
     }
+  }
+}
+
+/// A topic's answer to producers outrunning its consumers (docs/overflow.md).
+public struct OverflowConfig: Hashable, Sendable {
+  public enum Policy: String, CaseIterable, Sendable {
+    /// Keep everything up to retention; producers are never slowed.
+    case buffer
+    /// Keep at most `maxBytes` per partition; the oldest batches go first.
+    case dropOldest = "drop-oldest"
+    /// Refuse produce requests that would take the backlog past `maxBytes`.
+    case reject
+    /// Hold produce requests while the backlog is above the high-water mark `maxBytes`,
+    /// until it is back at the low-water mark.
+    case backpressure
+  }
+
+  /// `sluice.overflow.policy`.
+  public var policy: Policy = .buffer
+  /// `sluice.overflow.max.bytes`: the bound (drop-oldest, reject) or the high-water mark
+  /// (backpressure); -1: none.
+  public var maxBytes: Int64 = -1
+  /// `sluice.overflow.resume.bytes`: the low-water mark; -1: 80% of `maxBytes`.
+  public var resumeBytes: Int64 = -1
+  /// `sluice.overflow.max.wait.ms`: the longest backpressure holds one produce request.
+  public var maxWaitMs: Int64 = 5000
+
+  public init() {}
+
+  public var lowWaterMark: Int64 { resumeBytes >= 0 ? resumeBytes : maxBytes / 5 * 4 }
+
+  /// Why this combination cannot work, or nil.
+  public var problem: String? {
+    if policy != .buffer && maxBytes <= 0 {
+      return "sluice.overflow.policy=\(policy.rawValue) needs sluice.overflow.max.bytes > 0"
+    }
+    if policy == .backpressure && resumeBytes > maxBytes {
+      return
+        "sluice.overflow.resume.bytes (\(resumeBytes)) must not exceed sluice.overflow.max.bytes (\(maxBytes))"
+    }
+    return nil
   }
 }

@@ -54,6 +54,9 @@ public final class KafkaServer: Service, Sendable {
     self.logger = logger
   }
 
+  /// Connections currently admitted.
+  public var connectionCount: Int { admitted.withLock { $0.total } }
+
   /// The port actually bound (useful with port 0); waits until the listener is up.
   public func waitUntilBound() async throws -> Int {
     if let port = boundPort.withLock({ $0 }) { return port }
@@ -150,7 +153,9 @@ public final class KafkaServer: Service, Sendable {
         for try await frame in inbound {
           idle.requestStarted()
           defer { idle.requestEnded() }
-          guard let reply = await respond(to: frame, context: context) else { continue }
+          var requestContext = context
+          requestContext.requestBytes = frame.readableBytes
+          guard let (reply, muteMs) = await respond(to: frame, context: requestContext) else { continue }
           switch reply {
           case .send(let bytes):
             try await channel.writeAndFlush(bytes)
@@ -165,7 +170,11 @@ public final class KafkaServer: Service, Sendable {
           case .close(let reason):
             logger.debug("closing connection from \(peer): \(reason)")
             return
+          case .nothing:
+            break
           }
+          // A client over its quota: after the response, read nothing from it for this long.
+          if muteMs > 0 { try await Task.sleep(for: .milliseconds(muteMs)) }
         }
       }
     } catch {
@@ -250,10 +259,19 @@ public final class KafkaServer: Service, Sendable {
     /// A response whose record data goes out as file regions (sendfile).
     case sendPieces([IOData], handles: [NIOFileHandle])
     case close(String)
+    /// Nothing to send (Produce with acks=0), but possibly a quota throttle to apply.
+    case nothing
   }
 
-  /// Decodes one frame, asks the broker, encodes the answer. nil: nothing to send.
-  func respond(to frame: ByteBuffer, context: RequestContext) async -> Reply? {
+  /// Decodes one frame, asks the broker, encodes the answer, with the quota throttle to
+  /// apply after sending it. nil: nothing to send.
+  func respond(to frame: ByteBuffer, context: RequestContext) async -> (reply: Reply, muteMs: Int64)? {
+    var muteMs: Int64 = 0
+    if let reply = await reply(to: frame, context: context, muteMs: &muteMs) { return (reply, muteMs) }
+    return muteMs > 0 ? (.nothing, muteMs) : nil
+  }
+
+  func reply(to frame: ByteBuffer, context: RequestContext, muteMs: inout Int64) async -> Reply? {
     guard let prefix = RequestHeaderPrefix.peek(frame) else {
       return .close("frame of \(frame.readableBytes) bytes is too short for a request header")
     }
@@ -273,8 +291,10 @@ public final class KafkaServer: Service, Sendable {
       return .close("malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)")
     }
     guard let reply = await broker.handleForWire(request, context: context) else { return nil }
+    muteMs = reply.muteMs
+    guard let body = reply.body else { return nil }
     let encoded = encode(
-      reply.body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
+      body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
     guard !reply.fileRecords.isEmpty, case .send(let frame) = encoded else { return encoded }
     do {
       return try splice(frame, fileRecords: reply.fileRecords, flexible: prefix.apiVersion >= 12)

@@ -174,6 +174,39 @@ public final class MemoryLog: PartitionLog {
     }
   }
 
+  public func retainedBytes(from offset: Int64) -> Int64 {
+    state.withLock { state in
+      guard offset > state.logStartOffset else { return Int64(state.size) }
+      // The first batch whose last offset ≥ offset, and every one after it.
+      var low = 0
+      var high = state.batches.count
+      while low < high {
+        let mid = (low + high) / 2
+        if state.batches[mid].lastOffset < offset { low = mid + 1 } else { high = mid }
+      }
+      return Int64(state.batches[low...].reduce(0) { $0 + $1.bytes.readableBytes })
+    }
+  }
+
+  @discardableResult
+  public func trim(toBytes maxBytes: Int64) throws(StorageError) -> TrimResult {
+    state.withLock { state in
+      var excess = Int64(state.size) - max(0, maxBytes)
+      guard excess > 0 else { return TrimResult() }
+      let before = (start: state.logStartOffset, size: state.size)
+      var drop = 0
+      // The newest batch stays, even when it alone is over the bound: only older data goes.
+      while excess > 0 && drop < state.batches.count - 1 {
+        excess -= Int64(state.batches[drop].bytes.readableBytes)
+        drop += 1
+      }
+      guard drop > 0 else { return TrimResult() }
+      Self.removeFirst(&state, drop)
+      return TrimResult(
+        records: state.logStartOffset - before.start, bytes: Int64(before.size - state.size))
+    }
+  }
+
   @discardableResult
   public func enforceRetention(now: Int64) throws(StorageError) -> Int {
     state.withLock { state in

@@ -60,6 +60,16 @@ public struct PendingAppend: Hashable, Sendable {
   public var mustFlush: Bool
 }
 
+/// What ``PartitionLog/trim(toBytes:)`` dropped.
+public struct TrimResult: Hashable, Sendable {
+  public var records: Int64
+  public var bytes: Int64
+  public init(records: Int64 = 0, bytes: Int64 = 0) {
+    self.records = records
+    self.bytes = bytes
+  }
+}
+
 /// A partition's log: the interface the broker uses, with a disk implementation
 /// (``FileLog``) and a memory one (``MemoryLog``).
 ///
@@ -101,6 +111,17 @@ public protocol PartitionLog: AnyObject, Sendable {
 
   /// Advances the log start offset to `offset` (DeleteRecords); returns the new start.
   func deleteRecords(before offset: Int64) throws(StorageError) -> Int64
+
+  /// Bytes of the batches from the one holding `offset` (at least the log start) to the log
+  /// end. Disk logs find that batch from the sparse index with one small read.
+  func retainedBytes(from offset: Int64) -> Int64
+
+  /// Advances the log start over the oldest whole batches until at most `maxBytes` remain
+  /// (exactly, at batch boundaries) — but never past the newest batch, which stays even
+  /// when it alone is larger; the overflow policy `drop-oldest`. Whole segments below the
+  /// new start are deleted; the new start is made durable by the next flush.
+  @discardableResult
+  func trim(toBytes maxBytes: Int64) throws(StorageError) -> TrimResult
 
   /// Deletes data past `retention.ms` / `retention.bytes`; returns the bytes deleted.
   @discardableResult

@@ -163,6 +163,46 @@ let serveSettings: [ServeSetting] = [
     broker.offsetsRetentionCheckIntervalMs = try parseInt(
       "offsets.retention.check.interval.ms", value, min: 1)
   },
+  ServeSetting(
+    key: "sluice.overflow.policy", defaultValue: "buffer",
+    help: "Default sluice.overflow.policy of topics: buffer, drop-oldest, reject or backpressure."
+  ) {
+    broker, _, value in
+    guard let policy = OverflowConfig.Policy(rawValue: value) else {
+      throw ConfigurationError(
+        description: "sluice.overflow.policy: \"\(value)\" is not buffer, drop-oldest, reject or backpressure"
+      )
+    }
+    broker.defaultOverflow.policy = policy
+  },
+  ServeSetting(
+    key: "sluice.overflow.max.bytes", defaultValue: "-1",
+    help: "Default sluice.overflow.max.bytes: the backlog bound per partition (-1: none)."
+  ) {
+    broker, _, value in
+    broker.defaultOverflow.maxBytes = try parseInt("sluice.overflow.max.bytes", value, min: -1)
+  },
+  ServeSetting(
+    key: "sluice.overflow.resume.bytes", defaultValue: "-1",
+    help: "Default sluice.overflow.resume.bytes: backpressure's low-water mark (-1: 80% of max.bytes)."
+  ) {
+    broker, _, value in
+    broker.defaultOverflow.resumeBytes = try parseInt("sluice.overflow.resume.bytes", value, min: -1)
+  },
+  ServeSetting(
+    key: "sluice.overflow.max.wait.ms", defaultValue: "5000",
+    help: "Default sluice.overflow.max.wait.ms: the longest backpressure holds a produce request."
+  ) {
+    broker, _, value in
+    broker.defaultOverflow.maxWaitMs = try parseInt("sluice.overflow.max.wait.ms", value, min: 0)
+  },
+  ServeSetting(
+    key: "sluice.overflow.group.active.ms", defaultValue: "300000",
+    help: "A consumer group without members counts in backlogs if it committed within this long."
+  ) {
+    broker, _, value in
+    broker.overflowGroupActiveMs = try parseInt("sluice.overflow.group.active.ms", value, min: 0)
+  },
 ]
 
 func environmentName(_ key: String) -> String {

@@ -38,8 +38,8 @@ struct Serve: AsyncParsableCommand {
     abstract: "Run the broker.",
     discussion: "With no options: a Kafka listener on 127.0.0.1:9092 and data in ./sluice-data. "
       + "Options also come from the environment (SLUICE_LISTEN, SLUICE_ADVERTISE, SLUICE_DATA_DIR, "
-      + "SLUICE_CONFIG) and from a Java-properties config file (--config, keys listen, advertise, "
-      + "log.dirs and the settings below).\n\nBroker settings, from --set KEY=VALUE, the environment "
+      + "SLUICE_CONFIG, SLUICE_METRICS_LISTEN) and from a Java-properties config file (--config, keys listen, advertise, "
+      + "log.dirs, metrics.listen and the settings below).\n\nBroker settings, from --set KEY=VALUE, the environment "
       + "(SLUICE_ + KEY upper-cased with dots as underscores) or the file, strongest first:\n"
       + serveSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
       + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close."
@@ -58,6 +58,10 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Java-properties config file (env SLUICE_CONFIG).")
   var config: String?
 
+  @Option(
+    help: "Serve Prometheus metrics at http://HOST:PORT/metrics; off by default (env SLUICE_METRICS_LISTEN).")
+  var metricsListen: String?
+
   @Option(name: .customLong("set"), help: "A broker setting, KEY=VALUE; repeatable (see below).")
   var settings: [String] = []
 
@@ -75,7 +79,7 @@ struct Serve: AsyncParsableCommand {
       }
       explicit[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
     }
-    let known = Set(serveSettings.map(\.key)).union(["listen", "advertise", "log.dirs"])
+    let known = Set(serveSettings.map(\.key)).union(["listen", "advertise", "log.dirs", "metrics.listen"])
     for key in explicit.keys.sorted() + file.keys.sorted() where !known.contains(key) {
       throw ValidationError("unknown setting \"\(key)\" (see sluice serve --help)")
     }
@@ -86,6 +90,7 @@ struct Serve: AsyncParsableCommand {
       let value = explicit[setting.key] ?? environment[environmentName(setting.key)] ?? file[setting.key]
       if let value { try setting.apply(&brokerConfig, &serverConfig, value) }
     }
+    if let problem = brokerConfig.defaultOverflow.problem { throw ValidationError(problem) }
     let listenText = listen ?? environment["SLUICE_LISTEN"] ?? file["listen"] ?? "127.0.0.1:9092"
     let (host, port) = try parseHostPort(listenText, option: "--listen")
     let advertiseText = advertise ?? environment["SLUICE_ADVERTISE"] ?? file["advertise"]
@@ -98,6 +103,12 @@ struct Serve: AsyncParsableCommand {
     brokerConfig.advertisedPort = Int32(advertisedPort)
     serverConfig.host = host
     serverConfig.port = port
+    let metricsText =
+      metricsListen ?? explicit["metrics.listen"] ?? environment["SLUICE_METRICS_LISTEN"]
+      ?? file["metrics.listen"]
+    let metricsAddress = try metricsText.flatMap {
+      $0.isEmpty ? nil : try parseHostPort($0, option: "--metrics-listen")
+    }
 
     guard let level = Logger.Level(rawValue: logLevel) else {
       throw ValidationError("unknown log level \(logLevel)")
@@ -121,12 +132,20 @@ struct Serve: AsyncParsableCommand {
     )
     let group = MultiThreadedEventLoopGroup.singleton
     let server = KafkaServer(broker: broker, configuration: serverConfig, group: group, logger: logger)
-    let services = ServiceGroup(
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+      .init(service: server),
+      .init(service: HousekeepingService(broker: broker)),
+    ]
+    if let (metricsHost, metricsPort) = metricsAddress {
+      services.append(
+        .init(
+          service: MetricsServer(
+            broker: broker, host: metricsHost, port: metricsPort, group: group, logger: logger,
+            kafkaServer: server)))
+    }
+    let serviceGroup = ServiceGroup(
       configuration: .init(
-        services: [
-          .init(service: server),
-          .init(service: HousekeepingService(broker: broker)),
-        ],
+        services: services,
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     Task {
@@ -136,7 +155,7 @@ struct Serve: AsyncParsableCommand {
     }
     var failure: (any Error)?
     do {
-      try await services.run()
+      try await serviceGroup.run()
     } catch {
       failure = error
       logger.error("stopped with error: \(error)")

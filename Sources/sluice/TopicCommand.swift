@@ -77,11 +77,19 @@ struct TopicCommand: AsyncParsableCommand {
         for topic in topics {
           print("Topic: \(topic.name)\tId: \(topic.topicId)\tPartitions: \(topic.partitions.count)")
           let configs = try await admin.describeConfigs(.topic, name: topic.name)
-          let shown = configs.filter { allConfigs || !$0.isDefault }
+          // Sluice lists read-only `sluice.stats.*` figures (docs/overflow.md) among the configs.
+          let statistics = configs.filter { $0.name.hasPrefix("sluice.stats.") }
+          let shown = configs.filter { (allConfigs || !$0.isDefault) && !$0.name.hasPrefix("sluice.stats.") }
           if !shown.isEmpty {
             print(
               "\tConfigs: "
                 + shown.map { "\($0.name)=\($0.isSensitive ? "(sensitive)" : $0.value ?? "null")" }
+                .joined(separator: ","))
+          }
+          if !statistics.isEmpty {
+            print(
+              "\tStats: "
+                + statistics.map { "\($0.name.dropFirst("sluice.stats.".count))=\($0.value ?? "null")" }
                 .joined(separator: ","))
           }
           for partition in topic.partitions {

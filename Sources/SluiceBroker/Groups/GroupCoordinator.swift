@@ -315,6 +315,24 @@ package final class GroupCoordinator: Sendable {
   /// Periodic work (the broker's housekeeping, every second): a safety tick, expiry of
   /// offsets of groups that have been Empty for the retention time, and forgetting Empty
   /// groups that have no offsets.
+  /// The committed offsets that define a partition's backlog (docs/overflow.md): those of
+  /// groups with members, and of groups without members that committed this partition
+  /// within `activeMs`.
+  package func backlogPositions(topic: String, partition: Int32, activeMs: Int64) -> [(
+    group: String, offset: Int64
+  )] {
+    let commits = offsets.commits(for: .init(topic: topic, partition: partition))
+    guard !commits.isEmpty else { return [] }
+    let now = clock()
+    let live = registry.withLock { registry in
+      Set(registry.groups.compactMap { $0.value.memberCount > 0 ? $0.key : nil })
+    }
+    return commits.compactMap { entry in
+      live.contains(entry.group) || now - entry.committed.commitTimestamp <= activeMs
+        ? (entry.group, entry.committed.offset) : nil
+    }
+  }
+
   package func housekeeping() {
     tick()
     let now = clock()

@@ -95,6 +95,13 @@ package final class OffsetStore: Sendable {
 
   package func hasOffsets(_ group: String) -> Bool { state.withLock { $0.table[group] != nil } }
 
+  /// Every group's committed offset for one partition.
+  package func commits(for key: Key) -> [(group: String, committed: Committed)] {
+    state.withLock { state in
+      state.table.compactMap { group, offsets in offsets[key].map { (group, $0) } }
+    }
+  }
+
   // MARK: Writes
 
   /// Makes `changes` durable, then visible. Returns nil on success.

@@ -155,6 +155,25 @@ extension Broker {
     ]
   }
 
+  /// `sluice.stats.*`: the topic's overflow figures as DescribeConfigs entries.
+  func overflowStatisticEntries(_ topic: Topic) -> [(name: String, value: String)] {
+    let stats = overflowStatistics(topic)
+    let prefix = TopicConfig.statisticPrefix
+    var entries: [(name: String, value: String)] = [
+      (prefix + "backlog.bytes", String(stats.backlogBytes)),
+      (prefix + "dropped.bytes", String(stats.droppedBytes)),
+      (prefix + "dropped.records", String(stats.droppedRecords)),
+      (prefix + "rejected.requests", String(stats.rejectedRequests)),
+      (prefix + "throttled.requests", String(stats.throttledRequests)),
+      (prefix + "throttle.time.ms", String(stats.throttleMs)),
+      (prefix + "timed.out.requests", String(stats.timedOutRequests)),
+    ]
+    for (group, bytes) in stats.groupBacklogBytes.sorted(by: { $0.key < $1.key }) {
+      entries.append((prefix + "group.backlog.bytes." + group, String(bytes)))
+    }
+    return entries
+  }
+
   func describeConfigs(_ request: DescribeConfigsRequest, version: Int16) -> DescribeConfigsResponse {
     var response = DescribeConfigsResponse()
     for resource in request.resources {
@@ -181,6 +200,20 @@ extension Broker {
           if version >= 3 {
             config.configType = TopicConfig.typeCode(entry.name)
             if request.includeDocumentation { config.documentation = entry.doc }
+          }
+          result.configs.append(config)
+        }
+        // Read-only statistics of the overflow policy, beside the configs (docs/overflow.md).
+        for (name, value) in overflowStatisticEntries(topic) where wanted?.contains(name) ?? true {
+          var config = DescribeConfigsResponse.DescribeConfigsResourceResult(
+            name: name, value: value, readOnly: true)
+          if version == 0 { config.isDefault = false }
+          if version >= 1 { config.configSource = 5 }  // DEFAULT_CONFIG: not settable anywhere
+          if version >= 3 {
+            config.configType = 5
+            if request.includeDocumentation {
+              config.documentation = "Read-only statistic of the overflow policy; see docs/overflow.md."
+            }
           }
           result.configs.append(config)
         }

@@ -40,6 +40,9 @@ extension Broker {
     (.listGroups, 0...5),
     (.deleteGroups, 0...2),
     (.offsetDelete, 0...0),
+    // Client quotas (client-id entity only): Quotas.swift.
+    (.describeClientQuotas, 0...1),
+    (.alterClientQuotas, 0...1),
   ]
 
   public static func supportedVersions(_ key: ApiKey) -> ClosedRange<Int16>? {
@@ -56,6 +59,34 @@ extension Broker {
     return await handleForWire(request, context: plain)?.body
   }
 
+  /// Charges a Produce or Fetch to its client's byte-rate quota; returns the throttle (ms).
+  func chargeQuota(_ request: KafkaRequest, _ reply: inout WireReply, context: RequestContext) {
+    switch request.body {
+    case .produce:
+      let throttle = quotas.record(
+        clientId: request.header.clientId, kind: .produce, bytes: context.requestBytes)
+      guard throttle > 0 else { return }
+      reply.muteMs = throttle
+      if case .produce(var body)? = reply.body {
+        body.throttleTimeMs = max(body.throttleTimeMs, Int32(clamping: throttle))
+        reply.body = .produce(body)
+      }
+    case .fetch:
+      guard case .fetch(var body)? = reply.body else { return }
+      var bytes = reply.fileRecords.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.length } }
+      for topic in body.responses {
+        for partition in topic.partitions { bytes += partition.records?.readableBytes ?? 0 }
+      }
+      let throttle = quotas.record(clientId: request.header.clientId, kind: .fetch, bytes: bytes)
+      guard throttle > 0 else { return }
+      reply.muteMs = throttle
+      body.throttleTimeMs = max(body.throttleTimeMs, Int32(clamping: throttle))
+      reply.body = .fetch(body)
+    default:
+      return
+    }
+  }
+
   /// Handles one decoded request for the network layer: with `context.zeroCopy`, fetched
   /// record data stays in files (see ``WireReply``).
   public func handleForWire(_ request: KafkaRequest, context: RequestContext) async -> WireReply? {
@@ -64,9 +95,17 @@ extension Broker {
       var fileRecords: [UInt64: [LogChunk]] = [:]
       let response = await fetch(
         body, version: version, zeroCopy: context.zeroCopy, fileRecords: &fileRecords)
-      return WireReply(body: .fetch(response), fileRecords: fileRecords)
+      var reply = WireReply(body: .fetch(response), fileRecords: fileRecords)
+      chargeQuota(request, &reply, context: context)
+      return reply
     }
-    return await handleInMemory(request, context: context).map { WireReply(body: $0, fileRecords: [:]) }
+    let body = await handleInMemory(request, context: context)
+    if case .produce = request.body {
+      var reply = WireReply(body: body, fileRecords: [:])
+      chargeQuota(request, &reply, context: context)
+      return reply.body == nil && reply.muteMs == 0 ? nil : reply
+    }
+    return body.map { WireReply(body: $0, fileRecords: [:]) }
   }
 
   func handleInMemory(_ request: KafkaRequest, context: RequestContext = RequestContext()) async
@@ -103,6 +142,8 @@ extension Broker {
     case .listGroups(let body): return .listGroups(listGroups(body, version: version))
     case .describeGroups(let body): return .describeGroups(describeGroups(body, version: version))
     case .deleteGroups(let body): return .deleteGroups(await deleteGroups(body))
+    case .describeClientQuotas(let body): return .describeClientQuotas(quotas.describe(body))
+    case .alterClientQuotas(let body): return .alterClientQuotas(quotas.alter(body))
     default: return nil
     }
   }

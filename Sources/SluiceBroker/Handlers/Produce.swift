@@ -8,6 +8,28 @@ extension Broker {
   func produce(_ request: ProduceRequest, version: Int16) async -> ProduceResponse? {
     let acks = request.acks
     var response = ProduceResponse()
+    // backpressure: hold the request (before anything is appended) while a partition it
+    // writes is over its high-water mark.
+    var admitted: [ObjectIdentifier: Int64] = [:]
+    var timedOut: Set<ObjectIdentifier> = []
+    var heldMs: Int64 = 0
+    if acks == 0 || acks == 1 || acks == -1 {
+      for topicData in request.topicData {
+        guard let topic = self.topic(topicData.name) else { continue }
+        let overflow = topic.config.overflow
+        guard overflow.policy == .backpressure else { continue }
+        for data in topicData.partitionData {
+          guard let partition = topic.partition(data.index), let records = data.records else { continue }
+          let id = ObjectIdentifier(partition)
+          guard admitted[id] == nil, !timedOut.contains(id) else { continue }
+          let incoming = Int64(records.readableBytes)
+          let outcome = await awaitBackpressure(partition, overflow, incoming: incoming)
+          heldMs += outcome.heldMs
+          if outcome.admitted { admitted[id] = incoming } else { timedOut.insert(id) }
+        }
+      }
+    }
+    if heldMs > 0 { response.throttleTimeMs = Int32(clamping: heldMs) }
     var pending: [(topic: Int, partition: Int, partitionRef: Partition, append: PendingAppend)] = []
     for topicData in request.topicData {
       var topicResponse = ProduceResponse.TopicProduceResponse(name: topicData.name)
@@ -23,6 +45,13 @@ extension Broker {
           fail(ErrorCode.invalidRequiredAcks, "acks must be 0, 1 or -1")
         } else if request.transactionalId != nil {
           fail(ErrorCode.transactionalIdAuthorizationFailed, "Transactions are not supported by Sluice")
+        } else if let topic, let partition = topic.partition(data.index),
+          timedOut.contains(ObjectIdentifier(partition))
+        {
+          fail(
+            ErrorCode.requestTimedOut,
+            "Backlog of \(topic.name)-\(data.index) stayed above sluice.overflow.max.bytes for "
+              + "sluice.overflow.max.wait.ms (policy backpressure); nothing was appended, retry")
         } else if let topic, let partition = topic.partition(data.index) {
           switch appendPartition(partition, topic: topic, records: data.records, version: version) {
           case .failure(let code, let message):
@@ -31,6 +60,7 @@ extension Broker {
             result.baseOffset = firstOffset
             if version >= 5 { result.logStartOffset = partition.log.logStartOffset }
           case .appended(let append):
+            dropOldest(partition, topic.config.overflow)
             result.baseOffset = append.result.firstOffset
             if version >= 2 { result.logAppendTimeMs = append.result.logAppendTime }
             if version >= 5 { result.logStartOffset = append.result.logStartOffset }
@@ -43,6 +73,15 @@ extension Broker {
         topicResponse.partitionResponses.append(result)
       }
       response.responses.append(topicResponse)
+    }
+    // Appended (or refused): the backlog now counts these bytes itself.
+    for topicData in request.topicData where !admitted.isEmpty {
+      for data in topicData.partitionData {
+        guard let partition = self.topic(topicData.name)?.partition(data.index),
+          let incoming = admitted.removeValue(forKey: ObjectIdentifier(partition))
+        else { continue }
+        releaseBackpressure(partition, incoming: incoming)
+      }
     }
     // Durability: wait (concurrently across partitions) for the fsyncs the policies ask for.
     for entry in pending {
@@ -114,7 +153,12 @@ extension Broker {
           producerId: first.producerId, epoch: first.producerEpoch, firstSequence: first.baseSequence,
           count: first.recordsCount)
         {
-        case .append: break
+        case .append:
+          if let refusal = rejectsForOverflow(
+            partition, topicConfig.overflow, incoming: records.readableBytes)
+          {
+            return .failure(ErrorCode.policyViolation, refusal)
+          }
         case .duplicate(let firstOffset): return .duplicate(firstOffset: firstOffset)
         case .fencedEpoch:
           return .failure(
@@ -124,6 +168,11 @@ extension Broker {
           return .failure(
             ErrorCode.outOfOrderSequenceNumber, "Expected sequence \(expected), got \(first.baseSequence)")
         }
+      }
+      if first.producerId < 0,
+        let refusal = rejectsForOverflow(partition, topicConfig.overflow, incoming: records.readableBytes)
+      {
+        return .failure(ErrorCode.policyViolation, refusal)
       }
       do throws(StorageError) {
         let pending = try partition.log.appendBuffered(records, now: now)

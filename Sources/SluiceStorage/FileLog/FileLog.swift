@@ -72,6 +72,8 @@ public final class FileLog: PartitionLog {
     var flushing = false
     var directoryNeedsSync = false
     var checkpointNeeded = false
+    /// A log start moved by ``trim(toBytes:)``, to be written by the next flush.
+    var unwrittenLogStart: Int64?
     var waiters: [Waiter] = []
     var failure: StorageError?
     var closed = false
@@ -359,6 +361,7 @@ public final class FileLog: PartitionLog {
     var target: Int64
     var syncDirectory: Bool
     var checkpoint: Bool
+    var logStart: Int64? = nil
   }
 
   /// Writes the batches at the end of the log (no fsync). Returns the assigned offsets,
@@ -501,12 +504,14 @@ public final class FileLog: PartitionLog {
     let files = state.segments.indices.filter { state.segments[$0].needsSync }
     guard
       !files.isEmpty || state.directoryNeedsSync || state.checkpointNeeded
-        || state.durableOffset < state.logEndOffset
+        || state.durableOffset < state.logEndOffset || state.unwrittenLogStart != nil
     else { return nil }
     for index in files { state.segments[index].needsSync = false }
     let job = FlushJob(
       files: files.map { state.segments[$0].file }, target: state.logEndOffset,
-      syncDirectory: state.directoryNeedsSync, checkpoint: state.checkpointNeeded)
+      syncDirectory: state.directoryNeedsSync, checkpoint: state.checkpointNeeded,
+      logStart: state.unwrittenLogStart)
+    state.unwrittenLogStart = nil
     state.directoryNeedsSync = false
     state.checkpointNeeded = false
     state.flushing = true
@@ -536,6 +541,8 @@ public final class FileLog: PartitionLog {
     job.target = state.logEndOffset
     job.syncDirectory = job.syncDirectory || state.directoryNeedsSync
     job.checkpoint = job.checkpoint || state.checkpointNeeded
+    if let start = state.unwrittenLogStart { job.logStart = max(job.logStart ?? start, start) }
+    state.unwrittenLogStart = nil
     state.directoryNeedsSync = false
     state.checkpointNeeded = false
     state.unflushedMessages = 0
@@ -550,6 +557,7 @@ public final class FileLog: PartitionLog {
       for file in job.files { try file.sync() }
       if job.syncDirectory { try FileSystem.syncDirectory(directory) }
       if job.checkpoint { try Self.writeNumber(directory + "/" + Self.recoveryPointFile, job.target) }
+      if let start = job.logStart { try Self.writeNumber(directory + "/" + Self.logStartFile, start) }
     } catch let failure {
       error = failure
     }
@@ -607,7 +615,7 @@ public final class FileLog: PartitionLog {
   public func flushIfDue(now: Int64) {
     let job: FlushJob? = state.withLock { state in
       guard let oldest = state.oldestUnflushedMs, now - oldest >= state.config.flushMs else {
-        return state.checkpointNeeded ? prepareFlush(&state) : nil
+        return state.checkpointNeeded || state.unwrittenLogStart != nil ? prepareFlush(&state) : nil
       }
       state.checkpointNeeded = true
       return prepareFlush(&state)
@@ -778,10 +786,108 @@ public final class FileLog: PartitionLog {
       guard offset > state.logStartOffset else { return state.logStartOffset }
       try Self.writeNumber(directory + "/" + Self.logStartFile, offset)
       state.logStartOffset = offset
+      if let pending = state.unwrittenLogStart, pending <= offset { state.unwrittenLogStart = nil }
       try deleteSegments(&state) { segment, _ in segment.nextOffset <= offset }
       return state.logStartOffset
     }
     return newStart
+  }
+
+  public func retainedBytes(from offset: Int64) -> Int64 {
+    state.withLock { state in
+      let from = max(offset, state.logStartOffset)
+      if let exact = try? exactBytes(from: from, state) { return exact }
+      // The segment could not be read: answer at sparse-index granularity.
+      var total: Int64 = 0
+      for segment in state.segments.reversed() {
+        if segment.baseOffset <= from {
+          total += Int64(segment.size - segment.index.floorPosition(for: from))
+          break
+        }
+        total += Int64(segment.size)
+      }
+      return from < state.logEndOffset ? total : 0
+    }
+  }
+
+  @discardableResult
+  public func trim(toBytes maxBytes: Int64) throws(StorageError) -> TrimResult {
+    try state.withLock { (state: inout State) throws(StorageError) -> TrimResult in
+      if let failure = state.failure { throw failure }
+      if state.closed { throw StorageError(.closed, "\(directory) is closed") }
+      let oldStart = state.logStartOffset
+      guard oldStart < state.logEndOffset else { return TrimResult() }
+      let total = try exactBytes(from: oldStart, state)
+      var excess = total - max(0, maxBytes)
+      guard excess > 0 else { return TrimResult() }
+      // Whole remainders of segments first, then batch by batch in the segment where the
+      // cut falls.
+      var newStart = oldStart
+      var segmentIndex = state.segments.lastIndex { $0.baseOffset <= oldStart } ?? 0
+      var position = try exactBatch(containing: oldStart, in: state.segments[segmentIndex]).position
+      while segmentIndex < state.segments.count && excess > 0 {
+        let segment = state.segments[segmentIndex]
+        let remaining = Int64(segment.size - position)
+        if remaining <= excess {
+          excess -= remaining
+          newStart = max(newStart, segment.nextOffset)
+          segmentIndex += 1
+          position = 0
+          continue
+        }
+        var scanner = BatchScanner(
+          file: segment.file, from: position, end: segment.size, verifyCRC: false, windowSize: 65536)
+        scan: while excess > 0 {
+          switch try scanner.next() {
+          case .batch(let info):
+            excess -= Int64(info.size)
+            newStart = info.nextOffset
+          case .end, .corrupt:
+            break scan
+          }
+        }
+      }
+      // The newest batch stays, even when it alone is over the bound: only older data goes.
+      if newStart >= state.logEndOffset, let last = state.segments.last(where: { !$0.isEmpty }) {
+        newStart = try exactBatch(containing: state.logEndOffset - 1, in: last).baseOffset
+      }
+      guard newStart > oldStart else { return TrimResult() }
+      let kept = try exactBytes(from: newStart, state)
+      state.logStartOffset = newStart
+      state.unwrittenLogStart = newStart
+      state.checkpointNeeded = true
+      try deleteSegments(&state) { segment, _ in segment.nextOffset <= newStart }
+      return TrimResult(records: newStart - oldStart, bytes: total - kept)
+    }
+  }
+
+  /// Exact bytes of the batches from the one holding `offset` to the log end.
+  func exactBytes(from offset: Int64, _ state: State) throws(StorageError) -> Int64 {
+    guard offset < state.logEndOffset,
+      let index = state.segments.lastIndex(where: { $0.baseOffset <= offset })
+    else { return 0 }
+    let segment = state.segments[index]
+    var total = Int64(segment.size - (try exactBatch(containing: offset, in: segment).position))
+    for later in state.segments[(index + 1)...] { total += Int64(later.size) }
+    return total
+  }
+
+  /// The position and base offset of the batch holding `offset` in `segment` (scanning
+  /// from the sparse index's floor entry); the segment's end if no batch holds it.
+  func exactBatch(containing offset: Int64, in segment: Segment) throws(StorageError) -> (
+    position: Int, baseOffset: Int64
+  ) {
+    var scanner = BatchScanner(
+      file: segment.file, from: segment.index.floorPosition(for: offset), end: segment.size,
+      verifyCRC: false, windowSize: 16384)
+    while true {
+      switch try scanner.next() {
+      case .batch(let info):
+        if info.lastOffset >= offset { return (info.position, info.baseOffset) }
+      case .end, .corrupt:
+        return (segment.size, segment.nextOffset)
+      }
+    }
   }
 
   @discardableResult

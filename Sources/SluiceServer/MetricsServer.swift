@@ -1,0 +1,198 @@
+public import Logging
+import NIOCore
+import NIOHTTP1
+public import NIOPosix
+public import ServiceLifecycle
+public import SluiceBroker
+import Synchronization
+
+/// Prometheus metrics over HTTP: `GET /metrics` answers the text exposition format
+/// (version 0.0.4), computed from the broker's state at each scrape.
+public final class MetricsServer: Service, Sendable {
+  let broker: Broker
+  let host: String
+  let port: Int
+  let group: MultiThreadedEventLoopGroup
+  let logger: Logger
+  let kafkaServer: KafkaServer?
+  let boundPort = Mutex<Int?>(nil)
+
+  public init(
+    broker: Broker, host: String, port: Int, group: MultiThreadedEventLoopGroup, logger: Logger,
+    kafkaServer: KafkaServer? = nil
+  ) {
+    self.broker = broker
+    self.host = host
+    self.port = port
+    self.group = group
+    self.logger = logger
+    self.kafkaServer = kafkaServer
+  }
+
+  /// The port bound, once listening.
+  public var listeningPort: Int? { boundPort.withLock { $0 } }
+
+  public func run() async throws {
+    let render: @Sendable () -> String = { [broker, kafkaServer] in
+      MetricsRenderer.render(broker, connections: kafkaServer?.connectionCount)
+    }
+    let channel = try await ServerBootstrap(group: group)
+      .serverChannelOption(.backlog, value: 64)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+          try channel.pipeline.syncOperations.addHandler(MetricsHandler(render: render))
+        }
+      }
+      .bind(host: host, port: port).get()
+    boundPort.withLock { $0 = channel.localAddress?.port }
+    logger.info("metrics on http://\(host):\(channel.localAddress?.port ?? port)/metrics")
+    await withGracefulShutdownHandler {
+      try? await channel.closeFuture.get()
+    } onGracefulShutdown: {
+      channel.close(promise: nil)
+    }
+  }
+}
+
+final class MetricsHandler: ChannelInboundHandler {
+  typealias InboundIn = HTTPServerRequestPart
+  typealias OutboundOut = HTTPServerResponsePart
+
+  let render: @Sendable () -> String
+  var head: HTTPRequestHead?
+
+  init(render: @escaping @Sendable () -> String) { self.render = render }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch unwrapInboundIn(data) {
+    case .head(let request):
+      head = request
+    case .body:
+      break
+    case .end:
+      guard let request = head else { return }
+      head = nil
+      let found = request.method == .GET && request.uri.split(separator: "?").first == "/metrics"
+      let text = found ? render() : "Not found: try GET /metrics\n"
+      var headers = HTTPHeaders()
+      headers.add(
+        name: "Content-Type", value: found ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
+      headers.add(name: "Content-Length", value: String(text.utf8.count))
+      headers.add(name: "Connection", value: request.isKeepAlive ? "keep-alive" : "close")
+      let status: HTTPResponseStatus = found ? .ok : .notFound
+      context.write(
+        wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
+        promise: nil)
+      context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+      if request.isKeepAlive {
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+      } else {
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+      }
+    }
+  }
+}
+
+/// The exposition text.
+enum MetricsRenderer {
+  static func escape(_ value: String) -> String {
+    var out = ""
+    for character in value {
+      switch character {
+      case "\\": out += "\\\\"
+      case "\"": out += "\\\""
+      case "\n": out += "\\n"
+      default: out.append(character)
+      }
+    }
+    return out
+  }
+
+  struct Family {
+    var name: String
+    var type: String
+    var help: String
+    var samples: [(labels: [(String, String)], value: Int64)] = []
+  }
+
+  static func render(_ broker: Broker, connections: Int?) -> String {
+    var families: [String: Family] = [:]
+    var order: [String] = []
+    func add(_ name: String, _ type: String, _ help: String, _ labels: [(String, String)], _ value: Int64) {
+      if families[name] == nil {
+        families[name] = Family(name: name, type: type, help: help)
+        order.append(name)
+      }
+      families[name]!.samples.append((labels, value))
+    }
+    if let connections {
+      add("sluice_connections", "gauge", "Open client connections.", [], Int64(connections))
+    }
+    for topic in broker.allTopics {
+      let t = ("topic", topic.name)
+      for partition in topic.partitions {
+        let p = [t, ("partition", String(partition.index))]
+        add(
+          "sluice_partition_log_start_offset", "gauge", "First offset still in the log.", p,
+          partition.log.logStartOffset)
+        add(
+          "sluice_partition_log_end_offset", "gauge", "Offset the next record will get.", p,
+          partition.log.logEndOffset)
+        add(
+          "sluice_partition_high_watermark", "gauge", "Offset up to which consumers may read.", p,
+          partition.highWatermark)
+        add(
+          "sluice_partition_size_bytes", "gauge", "Bytes retained in the log.", p,
+          partition.log.retainedBytes(from: partition.log.logStartOffset))
+      }
+      let stats = broker.overflowStatistics(topic)
+      add(
+        "sluice_overflow_backlog_bytes", "gauge",
+        "Bytes between the slowest counted consumer group and the log end (docs/overflow.md).", [t],
+        stats.backlogBytes)
+      for (group, bytes) in stats.groupBacklogBytes.sorted(by: { $0.key < $1.key }) {
+        add(
+          "sluice_overflow_group_backlog_bytes", "gauge",
+          "Bytes between a consumer group's committed offsets and the log end.", [t, ("group", group)], bytes)
+      }
+      add(
+        "sluice_overflow_dropped_bytes_total", "counter", "Bytes dropped by the drop-oldest policy.", [t],
+        stats.droppedBytes)
+      add(
+        "sluice_overflow_dropped_records_total", "counter", "Records dropped by the drop-oldest policy.", [t],
+        stats.droppedRecords)
+      add(
+        "sluice_overflow_rejected_requests_total", "counter",
+        "Partition writes refused by the reject policy.", [t], stats.rejectedRequests)
+      add(
+        "sluice_overflow_throttled_requests_total", "counter",
+        "Partition writes held by the backpressure policy.", [t], stats.throttledRequests)
+      add(
+        "sluice_overflow_throttle_time_ms_total", "counter",
+        "Milliseconds produce requests were held by the backpressure policy.", [t], stats.throttleMs)
+      add(
+        "sluice_overflow_timed_out_requests_total", "counter",
+        "Partition writes held for sluice.overflow.max.wait.ms and then refused.", [t], stats.timedOutRequests
+      )
+    }
+    for entry in broker.quotas.throttleTotals() {
+      add(
+        "sluice_quota_throttle_time_ms_total", "counter",
+        "Milliseconds clients were throttled for exceeding a byte-rate quota.",
+        [("client_id", entry.clientId), ("quota", entry.kind == .produce ? "produce" : "fetch")], entry.ms)
+    }
+    var out = ""
+    for name in order {
+      let family = families[name]!
+      out += "# HELP \(name) \(family.help)\n# TYPE \(name) \(family.type)\n"
+      for sample in family.samples {
+        let labels = sample.labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",")
+        out += labels.isEmpty ? "\(name) \(sample.value)\n" : "\(name){\(labels)} \(sample.value)\n"
+      }
+    }
+    return out
+  }
+}
