@@ -68,6 +68,8 @@ public final class Broker: Sendable {
   package let groups: GroupCoordinator
   /// Client quotas (produce and fetch byte rates per client id).
   public let quotas: ClientQuotas
+  /// Set when a shutdown begins: requests held by backpressure give up.
+  let stopping = Atomic<Bool>(false)
 
   public static func systemClock() -> Int64 {
     var spec = timespec()
@@ -320,11 +322,13 @@ public final class Broker: Sendable {
   /// The start of a graceful shutdown: answers requests parked in the broker (JoinGroup,
   /// SyncGroup) so that connections can finish the request in hand.
   public func beginShutdown() {
+    stopping.store(true, ordering: .relaxed)
     groups.close()
   }
 
   /// Flushes and closes every log. The broker is unusable afterwards.
   public func shutdown() async {
+    stopping.store(true, ordering: .relaxed)
     groups.close()
     for topic in allTopics {
       for partition in topic.partitions {

@@ -90,10 +90,12 @@ extension Broker {
 
   /// backpressure: waits until the partition may take `incoming` more bytes — at once if
   /// the backlog is below the high-water mark, otherwise once it has fallen to the
-  /// low-water mark. Returns false if `maxWaitMs` passed first. An admitted caller must
-  /// call ``releaseBackpressure(_:incoming:)`` after appending.
-  func awaitBackpressure(_ partition: Partition, _ overflow: OverflowConfig, incoming: Int64) async
-    -> (admitted: Bool, heldMs: Int64)
+  /// low-water mark. Returns false if `maxWaitMs` passed first (never for acks=0, whose
+  /// producers hear of no error: they are held until there is room) or the broker is
+  /// stopping. An admitted caller must call ``releaseBackpressure(_:incoming:)`` after
+  /// appending.
+  func awaitBackpressure(_ partition: Partition, _ overflow: OverflowConfig, incoming: Int64, acks: Int16)
+    async -> (admitted: Bool, heldMs: Int64)
   {
     let started = ContinuousClock.now
     var counted = false
@@ -120,7 +122,7 @@ extension Broker {
         counted = true
         partition.overflow.throttledRequests.wrappingAdd(1, ordering: .relaxed)
       }
-      if held >= overflow.maxWaitMs {
+      if (held >= overflow.maxWaitMs && acks != 0) || stopping.load(ordering: .relaxed) {
         partition.overflow.throttleMs.wrappingAdd(held, ordering: .relaxed)
         partition.overflow.timedOutRequests.wrappingAdd(1, ordering: .relaxed)
         return (false, held)

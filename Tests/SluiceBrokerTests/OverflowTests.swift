@@ -184,6 +184,27 @@ import Testing
     #expect(Self.stat(broker, "b").timedOutRequests == 1)
   }
 
+  @Test func backpressureHoldsAcksZeroBeyondMaxWaitRatherThanDropSilently() async throws {
+    let (broker, _) = try BrokerTests.makeBroker()
+    try broker.createTopic(
+      name: "b", partitions: 1,
+      configs: [
+        "sluice.overflow.policy": "backpressure", "sluice.overflow.max.bytes": String(Self.batchSize),
+        "sluice.overflow.max.wait.ms": "50",
+      ])
+    #expect(
+      await BrokerTests.produce(broker, topic: "b", records: try BrokerTests.batch(["0123456789"]))?.errorCode
+        == 0)
+    let held = Task {
+      await BrokerTests.produce(broker, topic: "b", records: try BrokerTests.batch(["0123456789"]), acks: 0)
+    }
+    try await Task.sleep(for: .milliseconds(300))
+    #expect(broker.topic("b")!.partition(0)!.log.logEndOffset == 1)
+    try await Self.commit(broker, group: "g", topic: "b", offset: 1)
+    #expect(try await held.value == nil)  // acks=0: no response
+    #expect(broker.topic("b")!.partition(0)!.log.logEndOffset == 2)
+  }
+
   // MARK: Quotas
 
   static func alter(_ broker: Broker, _ clientId: String?, _ key: String, _ value: Double?) async -> Int16? {

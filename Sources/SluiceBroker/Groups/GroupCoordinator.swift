@@ -324,12 +324,12 @@ package final class GroupCoordinator: Sendable {
     let commits = offsets.commits(for: .init(topic: topic, partition: partition))
     guard !commits.isEmpty else { return [] }
     let now = clock()
-    let live = registry.withLock { registry in
-      Set(registry.groups.compactMap { $0.value.memberCount > 0 ? $0.key : nil })
-    }
-    return commits.compactMap { entry in
-      live.contains(entry.group) || now - entry.committed.commitTimestamp <= activeMs
-        ? (entry.group, entry.committed.offset) : nil
+    return registry.withLock { registry in
+      commits.compactMap { entry in
+        let live = (registry.groups[entry.group]?.memberCount ?? 0) > 0
+        return live || now - entry.committed.commitTimestamp <= activeMs
+          ? (entry.group, entry.committed.offset) : nil
+      }
     }
   }
 

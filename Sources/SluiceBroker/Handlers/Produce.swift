@@ -23,7 +23,7 @@ extension Broker {
           let id = ObjectIdentifier(partition)
           guard admitted[id] == nil, !timedOut.contains(id) else { continue }
           let incoming = Int64(records.readableBytes)
-          let outcome = await awaitBackpressure(partition, overflow, incoming: incoming)
+          let outcome = await awaitBackpressure(partition, overflow, incoming: incoming, acks: acks)
           heldMs += outcome.heldMs
           if outcome.admitted { admitted[id] = incoming } else { timedOut.insert(id) }
         }
