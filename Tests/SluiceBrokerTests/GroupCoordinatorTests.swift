@@ -174,7 +174,10 @@ final class FakeClock: Sendable {
     }
     #expect(before["g0"]?[3] == 1000 && before["g2"]?[3] == 1002)
     #expect(FileManager.default.fileExists(atPath: directory + "/group-offsets/offsets.snapshot"))
-    // No shutdown: a crash. Then a torn append at the tail of the log.
+    // No shutdown: a crash. (Once the writer is idle: the first broker lives on in this
+    // process, and a compaction it finished later would race the reopened one.) Then a
+    // torn append at the tail of the log.
+    await broker.groups.offsets.waitUntilIdle()
     let log = directory + "/group-offsets/offsets.log"
     let handle = try #require(FileHandle(forWritingAtPath: log))
     handle.seekToEndOfFile()

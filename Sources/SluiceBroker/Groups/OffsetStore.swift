@@ -102,6 +102,12 @@ package final class OffsetStore: Sendable {
     }
   }
 
+  /// Waits until the writer has finished everything queued, including the compaction that
+  /// may follow a write (tests simulating a crash with nothing in flight).
+  package func waitUntilIdle() async {
+    while state.withLock({ $0.writing }) { try? await Task.sleep(for: .milliseconds(1)) }
+  }
+
   // MARK: Writes
 
   /// Makes `changes` durable, then visible. Returns nil on success.
