@@ -364,6 +364,31 @@ public final class FileLog: PartitionLog {
     var logStart: Int64? = nil
   }
 
+  /// Writes `bytes` (whole batches starting at `batchStarts`) with each batch's first 8
+  /// bytes replaced by the matching big-endian `baseOffsets` entry, without copying `bytes`.
+  static func write(
+    _ bytes: ByteBuffer, batchStarts: [Int], baseOffsets: [Int64], to file: SegmentFile, at position: Int
+  ) throws(StorageError) {
+    let result: Result<Void, StorageError> = bytes.withUnsafeReadableBytes { data in
+      baseOffsets.withUnsafeBytes { offsets in
+        var pieces: [UnsafeRawBufferPointer] = []
+        pieces.reserveCapacity(batchStarts.count * 2)
+        for (index, start) in batchStarts.enumerated() {
+          let end = index + 1 < batchStarts.count ? batchStarts[index + 1] : data.count
+          pieces.append(UnsafeRawBufferPointer(rebasing: offsets[(index * 8)..<(index * 8 + 8)]))
+          pieces.append(UnsafeRawBufferPointer(rebasing: data[(start + 8)..<end]))
+        }
+        do throws(StorageError) {
+          try file.write(pieces: pieces, at: position)
+          return .success(())
+        } catch {
+          return .failure(error)
+        }
+      }
+    }
+    try result.get()
+  }
+
   /// Writes the batches at the end of the log (no fsync). Returns the assigned offsets,
   /// whether the caller must wait for a flush, and a flush to start (outside the lock).
   func appendToPageCache(_ input: ByteBuffer, now: Int64) throws(StorageError) -> (
@@ -415,12 +440,16 @@ public final class FileLog: PartitionLog {
         active = state.segments.count - 1
       }
 
-      // Assign offsets (and LogAppendTime) in place.
+      // Assign offsets: with LogAppendTime the batches are rewritten in place (a copy of the
+      // request's bytes); otherwise only the 8-byte base offsets are new, written from a
+      // side buffer with pwritev around the untouched batch bytes.
       let firstOffset = state.logEndOffset
       var next = firstOffset
+      var baseOffsets: [Int64] = []
+      if !config.logAppendTime { baseOffsets.reserveCapacity(batches.count) }
       for batch in batches {
-        bytes.setInteger(next, at: bytes.readerIndex + batch.offset)
         if config.logAppendTime {
+          bytes.setInteger(next, at: bytes.readerIndex + batch.offset)
           // Stamp the batch: attributes bit 3, max timestamp = now, CRC recomputed.
           let start = bytes.readerIndex + batch.offset
           let size = Int(bytes.getInteger(at: start + 8, as: Int32.self)!) + 12
@@ -428,6 +457,8 @@ public final class FileLog: PartitionLog {
             view.setMaxTimestamp(now, timestampType: .logAppendTime)
             bytes.setBuffer(view.buffer, at: start)
           }
+        } else {
+          baseOffsets.append(next.bigEndian)
         }
         next += batch.delta + 1
       }
@@ -435,7 +466,13 @@ public final class FileLog: PartitionLog {
       let segmentIndex = active
       let writePosition = state.segments[segmentIndex].size
       do throws(StorageError) {
-        try state.segments[segmentIndex].file.write(bytes, at: writePosition)
+        let file = state.segments[segmentIndex].file
+        if config.logAppendTime {
+          try file.write(bytes, at: writePosition)
+        } else {
+          try Self.write(
+            bytes, batchStarts: batches.map(\.offset), baseOffsets: baseOffsets, to: file, at: writePosition)
+        }
       } catch {
         // Take back any partial write so the file ends on a batch boundary again.
         do {

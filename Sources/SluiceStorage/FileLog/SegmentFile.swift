@@ -64,6 +64,43 @@ public final class SegmentFile: Sendable {
     }
   }
 
+  /// Linux's IOV_MAX (a macro Swift does not import).
+  static let maxVectors = 1024
+
+  /// Writes `pieces` back to back at `position` with `pwritev` (at most IOV_MAX pieces per
+  /// call), completing short writes. Same contract as ``write(_:at:)``.
+  func write(pieces: [UnsafeRawBufferPointer], at position: Int) throws(StorageError) {
+    var vectors = pieces.filter { $0.count > 0 }.map {
+      iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+    }
+    var first = 0
+    var offset = position
+    while first < vectors.count {
+      let count = min(vectors.count - first, Self.maxVectors)
+      let n = vectors.withUnsafeBufferPointer { all in
+        pwritev(descriptor, all.baseAddress! + first, Int32(count), off_t(offset))
+      }
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw StorageError.system("write", path: path, errno: errno)
+      }
+      if n == 0 { throw StorageError(.io, "write \(path): wrote 0 bytes") }
+      offset += n
+      // Skip what was written: whole vectors, then part of the next.
+      var left = n
+      while left > 0 && first < vectors.count {
+        if left >= vectors[first].iov_len {
+          left -= vectors[first].iov_len
+          first += 1
+        } else {
+          vectors[first].iov_base = vectors[first].iov_base! + left
+          vectors[first].iov_len -= left
+          left = 0
+        }
+      }
+    }
+  }
+
   func write(_ buffer: ByteBuffer, at position: Int) throws(StorageError) {
     let result: Result<Void, StorageError> = buffer.withUnsafeReadableBytes { bytes in
       do throws(StorageError) {
