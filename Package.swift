@@ -15,6 +15,7 @@ let package = Package(
     .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
     .library(name: "SluiceServer", targets: ["SluiceServer"]),
     .library(name: "KafkaClient", targets: ["KafkaClient"]),
+    .library(name: "SluiceEmbedded", targets: ["SluiceEmbedded"]),
     .executable(name: "sluice", targets: ["sluice"]),
   ],
   dependencies: [
@@ -22,6 +23,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: [
     // C helpers with no third-party headers: hardware CRC-32C and dlopen-based bindings to
@@ -79,6 +81,22 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict
+    ),
+    // The broker inside a Swift process, with in-process KafkaClient configurations.
+    .target(
+      name: "SluiceEmbedded",
+      dependencies: [
+        "KafkaClient",
+        "KafkaProtocol",
+        "SluiceBroker",
+        "SluiceServer",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: strict
     ),
@@ -158,7 +176,8 @@ let package = Package(
     .testTarget(
       name: "KafkaClientTests",
       dependencies: [
-        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer",
+        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),

@@ -3,7 +3,9 @@
 Records written by the Swift CLI are read intact by confluent-kafka and kcat; records written
 by them (every codec, headers, keys, tombstones) are read intact by `sluice consume --json`;
 keyed records from `sluice produce` land on the partitions confluent-kafka's `murmur2_random`
-partitioner picks; and the CLI runs its produce/consume/admin paths against Tansu.
+partitioner picks; a `sluice consume --group` member and a confluent-kafka member share a
+group and together read every record once; `sluice group` lists, describes, resets and
+deletes groups; and the CLI runs its produce/consume/admin/group paths against Tansu.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from conftest import free_port, sluice_binary
 from helpers import consume, create_topic, kcat, produce_all, producer
@@ -203,6 +207,196 @@ def test_bench_produce_and_consume(broker, names):
     assert b"20001 records" in out
 
 
+# --- Group consumption: Swift CLI member beside a confluent-kafka member ------
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class CliGroupMember:
+    """`sluice consume TOPIC --group G --json` in the background; records parsed as they come."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, *extra: str):
+        self.proc = subprocess.Popen(
+            [str(sluice_binary()), "consume", topic, "--group", group, "--json", "--from", "beginning",
+             "--bootstrap", bootstrap, *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "SWIFT_BACKTRACE": "enable=no"})
+        self.records: list[dict] = []
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            record = json.loads(line)
+            with self.lock:
+                self.records.append(record)
+
+    def keys(self) -> list[tuple[int, int]]:
+        with self.lock:
+            return [(r["partition"], r["offset"]) for r in self.records]
+
+    def values(self) -> list[bytes]:
+        with self.lock:
+            return [field_bytes(r, "value") for r in self.records]
+
+    def stop(self) -> int:
+        """SIGTERM: the member commits what it printed, leaves the group and exits 0."""
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        self.reader.join(10)
+        return code
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class ConfluentGroupMember:
+    def __init__(self, bootstrap: str, topic: str, group: str, **config):
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **config})
+        self.owned: list[int] = []
+        self.records: list[tuple[int, int, bytes]] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+        def on_assign(consumer, partitions):
+            with self.lock:
+                self.owned = sorted(set(self.owned) | {p.partition for p in partitions})
+
+        def on_revoke(consumer, partitions):
+            with self.lock:
+                self.owned = sorted(set(self.owned) - {p.partition for p in partitions})
+
+        self.consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            m = self.consumer.poll(0.05)
+            if m is None or m.error():
+                continue
+            with self.lock:
+                self.records.append((m.partition(), m.offset(), m.value()))
+
+    def assignment(self) -> list[int]:
+        with self.lock:
+            return list(self.owned)
+
+    def keys(self) -> list[tuple[int, int]]:
+        with self.lock:
+            return [(p, o) for p, o, _ in self.records]
+
+    def values(self) -> list[bytes]:
+        with self.lock:
+            return [v for _, _, v in self.records]
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(10)
+        self.consumer.close()
+
+
+def group_members(bootstrap: str, group: str) -> list[str]:
+    """Member lines of `sluice group describe` (one per member)."""
+    result = sluice("group", "describe", group, bootstrap=bootstrap, check=False)
+    if result.returncode != 0:
+        return []  # not created yet
+    out = result.stdout.decode()
+    lines = out.split("\n\n")[1].splitlines()[1:] if "MEMBER" in out else []
+    return [l for l in lines if l.strip()]
+
+
+@pytest.mark.timeout(120)
+def test_cli_group_member_and_confluent_member_share_every_record_once(broker, names):
+    topic, group = names(), names("g")
+    create_topic(broker.bootstrap, topic, partitions=4)
+    swift = CliGroupMember(broker.bootstrap, topic, group, "--session-timeout-ms", "6000")
+    theirs = ConfluentGroupMember(broker.bootstrap, topic, group)
+    try:
+        def split():
+            members = group_members(broker.bootstrap, group)
+            return len(members) == 2 and all(not m.endswith("\t-") for m in members) and len(theirs.assignment()) == 2
+
+        wait_until(split, 40, "a 2+2 split between the Swift and the confluent-kafka member")
+        p = producer(broker.bootstrap)
+        expected = [f"shared-{i}".encode() for i in range(400)]
+        for i, value in enumerate(expected):
+            p.produce(topic, value=value, key=f"k{i}".encode())
+        assert p.flush(30) == 0
+        wait_until(lambda: len(swift.keys()) + len(theirs.keys()) >= 400, 30, "400 records between the members")
+        time.sleep(0.5)  # anything delivered twice would show up now
+        keys = swift.keys() + theirs.keys()
+        assert len(keys) == 400 and len(set(keys)) == 400, "a record was read twice"
+        assert sorted(swift.values() + theirs.values()) == sorted(expected)
+        assert swift.keys() and theirs.keys(), "one member read nothing"
+        assert {p for p, _ in swift.keys()}.isdisjoint({p for p, _ in theirs.keys()})
+
+        # The Swift member leaves (commit + LeaveGroup): the confluent member takes over.
+        assert swift.stop() == 0, swift.proc.stderr.read().decode()[-2000:]
+        wait_until(lambda: theirs.assignment() == [0, 1, 2, 3], 30, "the confluent member to own every partition")
+        more = [f"after-{i}".encode() for i in range(100)]
+        for i, value in enumerate(more):
+            p.produce(topic, value=value, key=f"a{i}".encode())
+        assert p.flush(30) == 0
+        wait_until(lambda: len(theirs.keys()) + len(swift.keys()) >= 500, 30, "the 100 later records")
+        time.sleep(0.5)
+        keys = swift.keys() + theirs.keys()
+        assert len(keys) == 500 and len(set(keys)) == 500, "a record was read twice after the hand-over"
+    finally:
+        swift.kill()
+        theirs.close()
+
+
+def test_cli_group_commands(broker, names):
+    topic, group = names(), names("g")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    p = producer(broker.bootstrap)
+    for i in range(10):
+        p.produce(topic, value=b"v", partition=i % 2)
+    p.flush(30)
+    # A Swift member reads 6 records, commits them and leaves.
+    out = sluice("consume", topic, "--group", group, "--from", "beginning", "--count", "6", bootstrap=broker.bootstrap).stdout
+    assert out.decode().splitlines() == ["v"] * 6
+    listed = sluice("group", "list", bootstrap=broker.bootstrap).stdout.decode().splitlines()
+    assert f"{group}\tconsumer\tEmpty" in listed
+    described = sluice("group", "describe", group, bootstrap=broker.bootstrap).stdout.decode()
+    assert f"group {group}  state Empty" in described
+    rows = [l.split("\t") for l in described.splitlines() if l.startswith(topic + "\t")]
+    assert sum(int(r[2]) for r in rows) == 6 and all(r[3] == "5" for r in rows)
+    assert sum(int(r[4]) for r in rows) == 4
+    # A confluent consumer in the group resumes after the committed records.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    seen = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 4 and time.monotonic() < deadline:
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            seen.append((m.partition(), m.offset()))
+    c.close()
+    assert len(seen) == 4
+    reset = sluice("group", "reset-offsets", group, "--topic", topic, "--to", "beginning", bootstrap=broker.bootstrap)
+    assert reset.stdout.decode().splitlines() == [f"{topic}\t0\t0", f"{topic}\t1\t0"]
+    shifted = sluice("group", "reset-offsets", group, "--topic", topic, "--partition", "1", "--to", "3", bootstrap=broker.bootstrap)
+    assert shifted.stdout.decode().splitlines() == [f"{topic}\t1\t3"]
+    sluice("group", "delete", group, bootstrap=broker.bootstrap)
+    assert not any(l.startswith(group + "\t") for l in sluice("group", "list", bootstrap=broker.bootstrap).stdout.decode().splitlines())
+    missing = sluice("group", "describe", group, bootstrap=broker.bootstrap, check=False)
+    assert missing.returncode == 2 and b"GROUP_ID_NOT_FOUND" in missing.stderr
+
+
 # --- Tansu -------------------------------------------------------------------
 
 
@@ -265,3 +459,39 @@ def test_swift_client_against_tansu(tansu, names):
     assert described.returncode == 0, described.stderr
     assert "Partitions: 3" in described.stdout.decode()
     sluice("topic", "delete", topic, bootstrap=tansu)
+
+
+@pytest.mark.timeout(120)
+def test_swift_group_consumption_against_tansu(tansu, names):
+    topic, group = names(), names("g")
+    sluice("topic", "create", topic, "--partitions", "2", bootstrap=tansu)
+    expected = [f"t-{i}" for i in range(200)]
+    sluice("produce", topic, "--key-separator", ":", bootstrap=tansu,
+           input=("\n".join(f"k{i}:{v}" for i, v in enumerate(expected)) + "\n").encode())
+    # Tansu holds the first join of a group for part of the rebalance timeout (librdkafka
+    # sees the same), so the members ask for a short one.
+    timeouts = ("--session-timeout-ms", "6000", "--rebalance-timeout-ms", "6000")
+    a = CliGroupMember(tansu, topic, group, *timeouts)
+    b = CliGroupMember(tansu, topic, group, *timeouts)
+    try:
+        wait_until(lambda: len(a.keys()) + len(b.keys()) >= 200, 60, "200 records between two Swift members on Tansu")
+        time.sleep(0.5)
+        keys = a.keys() + b.keys()
+        assert len(set(keys)) == 200
+        assert sorted(v.decode() for v in a.values() + b.values()) == sorted(expected)
+        assert a.stop() == 0 and b.stop() == 0
+    finally:
+        a.kill()
+        b.kill()
+    # Committed offsets survive: a new member of the group has nothing left to read.
+    sluice("produce", topic, "--partition", "0", bootstrap=tansu, input=b"late\n")
+    out = sluice("consume", topic, "--group", group, "--count", "1", *timeouts, bootstrap=tansu, timeout=90).stdout
+    assert out == b"late\n"
+    listed = sluice("group", "list", bootstrap=tansu).stdout.decode()
+    assert group in listed
+    # Tansu limitation: its DescribeGroups response carries a null array where the protocol
+    # does not allow one, so `sluice group describe` reports a protocol error there.
+    described = sluice("group", "describe", group, bootstrap=tansu, check=False)
+    if described.returncode != 0:
+        assert b"null array" in described.stderr, described.stderr
+        pytest.xfail("Tansu's DescribeGroups answer has a null array in a non-nullable field")

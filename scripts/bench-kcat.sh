@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kcat throughput against a release build of sluice: 1M × 100-byte records produced with
-# `kcat -P -l FILE` and consumed with `kcat -C -e -o beginning -q | wc -l`.
+# `kcat -P -l FILE` and consumed with `kcat -C -e -o beginning -q | wc -l`; then the Swift
+# client's (`sluice bench produce|consume`) on the same broker, for comparison.
 #   swift build -c release --product sluice --scratch-path .build-release
 #   scripts/bench-kcat.sh [SLUICE_BIN] [RECORDS]
 # The consume is also run with larger client queues (queued.min.messages): with defaults,
@@ -35,3 +36,10 @@ echo "consume (kcat -C -e -o beginning -q): $(rate $C "$e-$s")"
 s=$(date +%s.%N); C=$(kcat -C -b $B -t $T -p 0 -e -o beginning -q -X queued.min.messages=2000000 \
   -X queued.max.messages.kbytes=2000000 | wc -l); e=$(date +%s.%N)
 echo "consume, larger client queues:        $(rate $C "$e-$s")"
+# The Swift client on the same broker in the same run (`sluice bench`, 100-byte values, one
+# partition, idempotent acks=all producer).
+python3 -c "
+from confluent_kafka.admin import AdminClient, NewTopic
+a = AdminClient({'bootstrap.servers': '$B'}); a.create_topics([NewTopic('$T-swift', 1)])['$T-swift'].result(15)"
+echo "produce (sluice bench produce):       $("$BIN" bench produce --bootstrap $B --topic $T-swift --records $N --record-size 100)"
+echo "consume (sluice bench consume):       $("$BIN" bench consume --bootstrap $B --topic $T-swift --records $N)"

@@ -5,8 +5,11 @@ public import KafkaProtocol
 public enum KafkaConfiguration {
   /// A bootstrap broker.
   public struct BrokerAddress: Hashable, Sendable, CustomStringConvertible {
+    /// A host name or IP address.
     public var host: String
+    /// The TCP port.
     public var port: Int
+    /// A broker at `host:port`.
     public init(host: String, port: Int) {
       self.host = host
       self.port = port
@@ -22,6 +25,14 @@ public enum KafkaConfiguration {
       self.init(host: host, port: port)
     }
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+  }
+
+  /// What a consumer reads of transactional records.
+  public enum IsolationLevel: Int8, Sendable, Hashable {
+    /// Every record, including those of open and aborted transactions.
+    case readUncommitted = 0
+    /// Only committed records, up to the last stable offset.
+    case readCommitted = 1
   }
 
   /// Which replicas must have a record before the broker acknowledges it.
@@ -42,6 +53,7 @@ public enum KafkaConfiguration {
     public var requestTimeout: Duration = .seconds(30)
     /// First delay before reconnecting; doubles up to ``reconnectBackoffMax``.
     public var reconnectBackoff: Duration = .milliseconds(100)
+    /// Longest delay between reconnection attempts.
     public var reconnectBackoffMax: Duration = .seconds(2)
     /// Give up reaching any broker after this long.
     public var connectTimeout: Duration = .seconds(10)
@@ -49,18 +61,25 @@ public enum KafkaConfiguration {
     public var metadataMaxAge: Duration = .seconds(300)
     /// Largest response frame accepted.
     public var maximumFrameSize = 104_857_600
+    /// TCP (the default), or a broker embedded in this process (see ``Transport``).
+    public var transport: Transport = .tcp
+    /// Kafka's defaults, TCP transport.
     public init() {}
   }
 }
 
 /// Producer settings (names after swift-kafka-client's `KafkaProducerConfiguration`).
 public struct KafkaProducerConfiguration: Sendable {
+  /// Brokers to fetch metadata from first (any one is enough; others are tried in turn).
   public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  /// Connection settings.
   public var connection = KafkaConfiguration.Connection()
+  /// Which replicas must have a record before it counts as sent (`acks`).
   public var acks: KafkaConfiguration.Acks = .all
   /// Producer id + per-partition sequence numbers, so a retried batch is written once
   /// (Kafka's `enable.idempotence`, on by default). Takes effect only with `acks = .all`.
   public var enableIdempotence = true
+  /// Codec for record batches (`compression.type`).
   public var compression: CompressionCodec = .none
   /// How long a partition's batch waits for more records (`linger.ms`).
   public var linger: Duration = .milliseconds(5)
@@ -77,6 +96,7 @@ public struct KafkaProducerConfiguration: Sendable {
   /// Test hook: send every produce request twice, as a lost response followed by a retry would.
   package var duplicateEveryProduceRequest = false
 
+  /// Kafka's defaults; set the bootstrap addresses (or an in-process transport).
   public init(bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []) {
     self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
   }
@@ -116,26 +136,43 @@ public struct KafkaConsumptionStrategy: Sendable {
 
 /// Consumer settings (names after swift-kafka-client's `KafkaConsumerConfiguration`).
 public struct KafkaConsumerConfiguration: Sendable {
+  /// Partitions by assignment, or a group subscription.
   public var consumptionStrategy: KafkaConsumptionStrategy
+  /// Brokers to fetch metadata from first.
   public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  /// Connection settings.
   public var connection = KafkaConfiguration.Connection()
   /// Where to start when there is no committed offset or the position is out of range.
   public var autoOffsetReset: KafkaOffset = .end
   /// Long-poll time of each fetch.
   public var fetchMaxWait: Duration = .milliseconds(500)
+  /// A fetch returns once this many bytes are available (or ``fetchMaxWait`` passed).
   public var fetchMinBytes: Int32 = 1
+  /// Most bytes one fetch response may carry (`fetch.max.bytes`).
   public var fetchMaxBytes: Int32 = 52_428_800
+  /// Most bytes per partition in one fetch (`max.partition.fetch.bytes`).
   public var fetchPartitionMaxBytes: Int32 = 1_048_576
   /// Largest decompressed size of one record batch accepted.
   public var maxDecompressedBatchSize = 256 << 20
-  /// Group membership (group strategy only).
+  /// Whether transactional records of aborted transactions are returned
+  /// (`isolation.level`).
+  public var isolationLevel: KafkaConfiguration.IsolationLevel = .readUncommitted
+  /// Group membership (group strategy only): the coordinator removes a member it has not
+  /// heard from for `sessionTimeout` (the broker bounds it, 6 s to 30 min by default).
   public var sessionTimeout: Duration = .seconds(45)
+  /// How often a member tells the coordinator it is alive, and learns of rebalances.
   public var heartbeatInterval: Duration = .seconds(3)
+  /// How long the coordinator waits for every member to rejoin during a rebalance.
   public var rebalanceTimeout: Duration = .seconds(60)
+  /// Static membership (KIP-345, `group.instance.id`): a member that restarts with the same
+  /// id within the session timeout gets its partitions back without a rebalance. Such a
+  /// member does not leave the group on ``KafkaConsumer/close()``.
+  public var groupInstanceId: String?
   /// Partition assignors offered to the group, preferred first.
   public var partitionAssignors: [KafkaPartitionAssignor] = [.range, .roundRobin]
-  /// Commit the position of delivered messages every `autoCommitInterval` (nil: only
-  /// explicit `commit()`).
+  /// Commit the position of delivered messages every `autoCommitInterval`, before a
+  /// rebalance takes partitions away, and on close (nil: only explicit `commit()`; Kafka's
+  /// `enable.auto.commit` and `auto.commit.interval.ms`).
   public var autoCommitInterval: Duration? = .seconds(5)
 
   public init(

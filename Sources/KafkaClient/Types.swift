@@ -31,7 +31,10 @@ extension Never: KafkaContiguousBytes {
 }
 
 extension KafkaContiguousBytes {
-  var byteBuffer: ByteBuffer {
+  /// The bytes as a `ByteBuffer` (no copy when they already are one). Inlinable, so that in
+  /// a caller's specialized code the type check folds away.
+  @inlinable
+  var kafkaByteBuffer: ByteBuffer {
     if let buffer = self as? ByteBuffer { return buffer }
     return withUnsafeBytes { ByteBuffer(bytes: $0) }
   }
@@ -141,6 +144,22 @@ public struct KafkaConsumerMessage: Hashable, Sendable {
   /// Milliseconds since the epoch.
   public var timestamp: Int64
   public var timestampType: KafkaTimestampType
+
+  public init(
+    topic: String, partition: KafkaPartition, headers: [KafkaHeader] = [], key: ByteBuffer? = nil,
+    value: ByteBuffer, isTombstone: Bool = false, offset: KafkaOffset, timestamp: Int64 = 0,
+    timestampType: KafkaTimestampType = .createTime
+  ) {
+    self.topic = topic
+    self.partition = partition
+    self.headers = headers
+    self.key = key
+    self.value = value
+    self.isTombstone = isTombstone
+    self.offset = offset
+    self.timestamp = timestamp
+    self.timestampType = timestampType
+  }
 
   public var topicPartition: KafkaTopicPartition { KafkaTopicPartition(topic: topic, partition: partition) }
 }

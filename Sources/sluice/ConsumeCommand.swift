@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KafkaClient
 import KafkaProtocol
+import Logging
 import NIOCore
 
 /// `sluice consume TOPIC`.
@@ -12,6 +13,11 @@ struct ConsumeCommand: AsyncParsableCommand {
     discussion: """
       Stops after --count records, or (without --count and --follow) at the end of the partitions as \
       they were at start. --follow waits for new records.
+
+      --group G joins consumer group G instead: the group's members share the topic's partitions, \
+      reading starts at the group's committed offsets (else at --from beginning|end) and positions are \
+      committed as records are printed. It stops after --count records, or on SIGINT/SIGTERM, when \
+      it commits and leaves the group.
 
       --format tokens: %s value, %k key, %t topic, %p partition, %o offset, %T timestamp (ms), \
       %h headers (k=v,…), %S value size, %K key size, %% a percent sign; \\n \\t \\\\ escapes. \
@@ -29,6 +35,11 @@ struct ConsumeCommand: AsyncParsableCommand {
   @Flag(help: "Keep waiting for new records at the end of the partitions.") var follow = false
   @Option(help: "Output template (see below).") var format: String?
   @Flag(help: "One JSON object per record.") var json = false
+  @Option(help: "Consume as a member of this consumer group (see below).") var group: String?
+  @Option(help: "With --group: static membership (group.instance.id).") var instanceId: String?
+  @Option(help: "With --group: range or roundrobin (default: both, range preferred).") var assignor: String?
+  @Option(help: "With --group: session timeout in milliseconds.") var sessionTimeoutMs: Int = 45_000
+  @Option(help: "With --group: rebalance timeout in milliseconds.") var rebalanceTimeoutMs: Int = 60_000
 
   enum Start {
     case offset(KafkaOffset)
@@ -55,6 +66,15 @@ struct ConsumeCommand: AsyncParsableCommand {
       let addresses = try options.addresses()
       let connection = try options.connection()
       let logger = try options.logger()
+      if let group {
+        try await consumeAsGroupMember(
+          group, start: start, template: template, addresses: addresses, connection: connection,
+          logger: logger)
+        return
+      }
+      if instanceId != nil || assignor != nil {
+        throw ValidationError("--instance-id and --assignor need --group")
+      }
 
       var adminConfiguration = KafkaAdminConfiguration(bootstrapBrokerAddresses: addresses)
       adminConfiguration.connection = connection
@@ -133,6 +153,74 @@ struct ConsumeCommand: AsyncParsableCommand {
         await consumer.close()
         throw error
       }
+    }
+  }
+}
+
+extension ConsumeCommand {
+  /// `--group`: a group member that prints what it is given until --count or a signal.
+  func consumeAsGroupMember(
+    _ group: String, start: Start, template: FormatTemplate, addresses: [KafkaConfiguration.BrokerAddress],
+    connection: KafkaConfiguration.Connection, logger: Logger
+  ) async throws {
+    guard partitions.isEmpty else { throw ValidationError("--partition and --group exclude each other") }
+    guard case .offset(let offset) = start, offset == .beginning || offset == .end else {
+      throw ValidationError("with --group, --from must be beginning or end")
+    }
+    var configuration = KafkaConsumerConfiguration(
+      consumptionStrategy: .group(id: group, topics: [topic]), bootstrapBrokerAddresses: addresses)
+    configuration.connection = connection
+    configuration.autoOffsetReset = offset
+    configuration.groupInstanceId = instanceId
+    configuration.autoCommitInterval = .seconds(1)
+    guard sessionTimeoutMs > 0, rebalanceTimeoutMs > 0 else {
+      throw ValidationError("--session-timeout-ms and --rebalance-timeout-ms must be positive")
+    }
+    configuration.sessionTimeout = .milliseconds(sessionTimeoutMs)
+    configuration.rebalanceTimeout = .milliseconds(rebalanceTimeoutMs)
+    configuration.heartbeatInterval = .milliseconds(max(100, min(3000, sessionTimeoutMs / 3)))
+    if let assignor {
+      switch assignor.lowercased() {
+      case "range": configuration.partitionAssignors = [.range]
+      case "roundrobin", "round-robin": configuration.partitionAssignors = [.roundRobin]
+      default: throw ValidationError("--assignor must be range or roundrobin")
+      }
+    }
+    let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+    let signals = [SIGINT, SIGTERM].map { number in
+      signal(number, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: number)
+      source.setEventHandler { consumer.triggerGracefulShutdown() }
+      source.resume()
+      return source
+    }
+    defer { for source in signals { source.cancel() } }
+    var out = OutputBuffer()
+    var printed = 0
+    do {
+      if count == 0 {
+        await consumer.close()
+        return
+      }
+      reading: while let batch = try await consumer.nextBatch() {
+        for (index, message) in batch.enumerated() {
+          if json { out.append(jsonLine(message)) } else { template.render(message, into: &out) }
+          printed += 1
+          out.flushIfLarge()
+          if let count, printed >= count {
+            // Only what was printed counts as delivered (and is committed on close).
+            consumer.markDelivered(batch, count: index + 1)
+            break reading
+          }
+        }
+        out.flush()
+      }
+      out.flush()
+      await consumer.close()
+    } catch {
+      out.flush()
+      await consumer.close()
+      throw error
     }
   }
 }

@@ -29,7 +29,10 @@ struct Sluice: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sluice",
     abstract: "Sluice: a single-binary, Kafka-compatible event-streaming broker.",
-    subcommands: [Serve.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, BenchCommand.self]
+    subcommands: [
+      Serve.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self,
+      BenchCommand.self,
+    ]
   )
 }
 

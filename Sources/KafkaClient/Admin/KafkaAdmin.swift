@@ -5,9 +5,11 @@ public import Logging
 /// describe/alter configs, describe the cluster. Requests go to the controller when
 /// metadata names one, else to any broker.
 public final class KafkaAdmin: Sendable {
+  /// The configuration the admin client was created with.
   public let configuration: KafkaAdminConfiguration
   let cluster: KafkaCluster
 
+  /// Creates an admin client; connections open on first use.
   public init(configuration: KafkaAdminConfiguration, logger: Logger = Logger(label: "KafkaAdmin")) throws {
     self.configuration = configuration
     self.cluster = try KafkaCluster(
@@ -16,10 +18,13 @@ public final class KafkaAdmin: Sendable {
 
   /// A topic to create.
   public struct NewTopic: Sendable, Hashable {
+    /// The topic's name.
     public var name: String
     /// -1: the broker's default.
     public var partitions: Int32
+    /// -1: the broker's default.
     public var replicationFactor: Int16
+    /// Topic configs (`retention.ms`, `cleanup.policy`, …).
     public var configs: [String: String]
     public init(
       name: String, partitions: Int32 = -1, replicationFactor: Int16 = -1, configs: [String: String] = [:]
@@ -31,6 +36,7 @@ public final class KafkaAdmin: Sendable {
     }
   }
 
+  /// One partition of a described topic: leader, replicas, in-sync replicas.
   public struct PartitionDescription: Sendable, Hashable {
     public var partition: Int32
     public var leader: Int32
@@ -39,6 +45,7 @@ public final class KafkaAdmin: Sendable {
     public var error: ErrorCode
   }
 
+  /// A topic as Metadata describes it.
   public struct TopicDescription: Sendable, Hashable {
     public var name: String
     public var topicId: KafkaUUID
@@ -46,6 +53,7 @@ public final class KafkaAdmin: Sendable {
     public var partitions: [PartitionDescription]
   }
 
+  /// The cluster: its id, controller and brokers.
   public struct ClusterDescription: Sendable, Hashable {
     public var clusterId: String?
     public var controllerId: Int32
@@ -61,6 +69,7 @@ public final class KafkaAdmin: Sendable {
     }
   }
 
+  /// One config of a topic or broker, as DescribeConfigs reports it.
   public struct ConfigEntry: Sendable, Hashable {
     public var name: String
     public var value: String?
@@ -125,6 +134,7 @@ public final class KafkaAdmin: Sendable {
     }
   }
 
+  /// Creates one topic (see ``createTopics(_:validateOnly:timeout:)``).
   public func createTopic(
     _ name: String, partitions: Int32 = -1, replicationFactor: Int16 = -1, configs: [String: String] = [:]
   )
@@ -135,6 +145,7 @@ public final class KafkaAdmin: Sendable {
     ])
   }
 
+  /// Deletes topics; throws the first per-topic error (UNKNOWN_TOPIC_OR_PARTITION, …).
   public func deleteTopics(_ names: [String], timeout: Duration = .seconds(30)) async throws {
     var request = DeleteTopicsRequest()
     request.timeoutMs = Int32(clamping: timeout.milliseconds)
@@ -280,6 +291,7 @@ public final class KafkaAdmin: Sendable {
       brokers: await cluster.knownBrokers)
   }
 
+  /// Closes the connections; later calls fail with `.closed`.
   public func close() async {
     await cluster.close()
   }

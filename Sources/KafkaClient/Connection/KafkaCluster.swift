@@ -39,8 +39,11 @@ actor KafkaCluster {
   init(bootstrap: [KafkaConfiguration.BrokerAddress], settings: KafkaConfiguration.Connection, logger: Logger)
     throws(KafkaError)
   {
-    guard !bootstrap.isEmpty else { throw KafkaError(.config, "no bootstrap broker addresses") }
-    self.bootstrap = bootstrap
+    if bootstrap.isEmpty && !settings.transport.isInProcess {
+      throw KafkaError(.config, "no bootstrap broker addresses")
+    }
+    self.bootstrap =
+      bootstrap.isEmpty ? [KafkaConfiguration.BrokerAddress(host: "in-process", port: 1)] : bootstrap
     self.settings = settings
     self.group = MultiThreadedEventLoopGroup.singleton
     self.logger = logger
@@ -109,6 +112,15 @@ actor KafkaCluster {
       return try await open(nodeId, address)
     }
     return try await open(nodeId, address)
+  }
+
+  /// A connection to broker `nodeId` at `address` (a group coordinator from
+  /// FindCoordinator), remembering the address when metadata has not named the node yet.
+  func connection(node nodeId: Int32, address: KafkaConfiguration.BrokerAddress) async throws
+    -> KafkaConnection
+  {
+    if brokers[nodeId] == nil { brokers[nodeId] = address }
+    return try await connection(node: nodeId)
   }
 
   private func open(_ nodeId: Int32, _ address: KafkaConfiguration.BrokerAddress) async throws

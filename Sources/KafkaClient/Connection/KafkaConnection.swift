@@ -71,37 +71,69 @@ final class ResponseMatcher: ChannelDuplexHandler {
   }
 }
 
-/// One TCP connection to one broker: frames requests with fresh correlation ids, pipelines
+/// One connection to one broker: frames requests with fresh correlation ids, pipelines
 /// them, and hands each caller its own response. API versions are negotiated once on
 /// connect (ApiVersions); ``version(for:)`` picks the highest version both sides support.
+///
+/// Usually a TCP channel; with an in-process transport, requests go straight to a
+/// ``KafkaRequestHandler`` as values (no encoding, no socket).
 final class KafkaConnection: Sendable {
-  let channel: any Channel
+  enum Link: Sendable {
+    case channel(any Channel)
+    case inProcess(any KafkaRequestHandler)
+  }
+  let link: Link
   let address: KafkaConfiguration.BrokerAddress
   let clientId: String
   let requestTimeout: Duration
   private let nextCorrelationId = Atomic<Int32>(1)
   private let brokerVersions: Mutex<[Int16: ClosedRange<Int16>]> = Mutex([:])
+  private let closedInProcess = Atomic<Bool>(false)
 
-  private init(
-    channel: any Channel, address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection
-  ) {
-    self.channel = channel
+  private init(link: Link, address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection)
+  {
+    self.link = link
     self.address = address
     self.clientId = settings.clientId
     self.requestTimeout = settings.requestTimeout
   }
 
-  var isActive: Bool { channel.isActive }
+  var isActive: Bool {
+    switch link {
+    case .channel(let channel): channel.isActive
+    case .inProcess: !closedInProcess.load(ordering: .relaxed)
+    }
+  }
 
   /// Connects and negotiates API versions.
   static func connect(
     to address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection,
     group: any EventLoopGroup, logger: Logger
   ) async throws -> KafkaConnection {
-    let maximumFrameSize = settings.maximumFrameSize
-    let channel: any Channel
+    let link: Link
+    if let handler = settings.transport.handler {
+      link = .inProcess(handler)
+    } else {
+      link = .channel(try await openChannel(to: address, settings: settings, group: group))
+    }
+    let connection = KafkaConnection(link: link, address: address, settings: settings)
     do {
-      channel = try await ClientBootstrap(group: group)
+      try await connection.negotiateVersions()
+    } catch {
+      connection.close()
+      throw error
+    }
+    logger.debug("connected to \(address) (\(settings.transport))")
+    return connection
+  }
+
+  private static func openChannel(
+    to address: KafkaConfiguration.BrokerAddress, settings: KafkaConfiguration.Connection,
+    group: any EventLoopGroup
+  ) async throws -> any Channel {
+    let maximumFrameSize = settings.maximumFrameSize
+    do {
+      return try await ClientBootstrap(group: group)
         .connectTimeout(settings.requestTimeout.timeAmount)
         .channelOption(.socketOption(.tcp_nodelay), value: 1)
         .channelInitializer { channel in
@@ -115,15 +147,6 @@ final class KafkaConnection: Sendable {
     } catch {
       throw KafkaError(.connectionFailed, "cannot connect to \(address): \(error)")
     }
-    let connection = KafkaConnection(channel: channel, address: address, settings: settings)
-    do {
-      try await connection.negotiateVersions()
-    } catch {
-      connection.close()
-      throw error
-    }
-    logger.debug("connected to \(address)")
-    return connection
   }
 
   private func negotiateVersions() async throws {
@@ -177,11 +200,27 @@ final class KafkaConnection: Sendable {
     let correlationId = nextCorrelationId.wrappingAdd(1, ordering: .relaxed).oldValue
     let request = KafkaRequest(
       correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
+    let channel: any Channel
+    switch link {
+    case .inProcess(let handler):
+      guard !closedInProcess.load(ordering: .relaxed) else {
+        throw KafkaError(.connectionClosed, "connection closed")
+      }
+      let response: KafkaResponseBody?
+      do {
+        response = try await handler.handleKafkaRequest(request)
+      } catch {
+        throw error as? KafkaError ?? KafkaError(.connectionClosed, "in-process broker: \(error)")
+      }
+      guard let response else { throw KafkaError(.protocolError, "no response to \(body.apiKey.name)") }
+      return response
+    case .channel(let c):
+      channel = c
+    }
     var buffer = channel.allocator.buffer(capacity: 256)
     do { try request.encodeFrame(into: &buffer) } catch { throw KafkaError(error) }
     let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
     let limit = timeout ?? requestTimeout
-    let channel = self.channel
     let apiName = body.apiKey.name
     let timer = channel.eventLoop.scheduleTask(in: limit.timeAmount) {
       channel.pipeline.fireErrorCaught(KafkaError(.timedOut, "\(apiName) request timed out after \(limit)"))
@@ -208,14 +247,29 @@ final class KafkaConnection: Sendable {
     let correlationId = nextCorrelationId.wrappingAdd(1, ordering: .relaxed).oldValue
     let request = KafkaRequest(
       correlationId: correlationId, clientId: clientId, apiVersion: version, body: body)
-    var buffer = channel.allocator.buffer(capacity: 256)
-    do { try request.encodeFrame(into: &buffer) } catch { throw KafkaError(error) }
-    try await channel.writeAndFlush(
-      OutboundRequest(frame: buffer, correlationId: correlationId, promise: nil))
+    switch link {
+    case .inProcess(let handler):
+      guard !closedInProcess.load(ordering: .relaxed) else {
+        throw KafkaError(.connectionClosed, "connection closed")
+      }
+      do {
+        _ = try await handler.handleKafkaRequest(request)
+      } catch {
+        throw error as? KafkaError ?? KafkaError(.connectionClosed, "in-process broker: \(error)")
+      }
+    case .channel(let channel):
+      var buffer = channel.allocator.buffer(capacity: 256)
+      do { try request.encodeFrame(into: &buffer) } catch { throw KafkaError(error) }
+      try await channel.writeAndFlush(
+        OutboundRequest(frame: buffer, correlationId: correlationId, promise: nil))
+    }
   }
 
   func close() {
-    channel.close(promise: nil)
+    switch link {
+    case .channel(let channel): channel.close(promise: nil)
+    case .inProcess: closedInProcess.store(true, ordering: .relaxed)
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 import KafkaProtocol
 public import Logging
-import NIOCore
+public import NIOCore
 import NIOPosix
+public import ServiceLifecycle
 import Synchronization
 
 /// A record awaiting its acknowledgement: its index in the batch and who waits for it.
@@ -33,10 +34,37 @@ struct ProducerState: Sendable {
     var ready: [ProducerBatch] = []
     var inFlight = false
     var nextSequence: Int32 = 0
+
+    /// Appends to the open batch in place (starting one if needed). Returns whether the
+    /// sender must be woken and whether the batch filled up (and moved to `ready`).
+    mutating func append(
+      _ topicPartition: KafkaTopicPartition, key: ByteBuffer?, value: ByteBuffer?, headers: [RecordHeader],
+      timestamp: Int64, size: Int, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?,
+      batchSize: Int, compression: CompressionCodec
+    ) -> (wake: Bool, full: Bool) {
+      var started = false
+      if open == nil {
+        open = ProducerBatch(
+          topicPartition: topicPartition,
+          builder: RecordBatchBuilder(compression: compression, capacity: min(batchSize + 1024, 1 << 16)),
+          created: .now)
+        started = true
+      }
+      open!.builder.append(key: key, value: value, headers: headers, timestamp: timestamp)
+      if let waiter { open!.waiters.append((open!.count, waiter)) }
+      open!.count += 1
+      open!.bytes += size
+      if open!.bytes >= batchSize {
+        ready.append(open.take()!)
+        return (true, true)
+      }
+      return (started, false)
+    }
   }
-  var partitionCounts: [String: Int] = [:]
+  /// Per topic: partition count (from metadata) and the sticky partition for records
+  /// without a key (one lookup per record).
+  var topics: [String: (partitionCount: Int, sticky: Int?)] = [:]
   var queues: [KafkaTopicPartition: PartitionQueue] = [:]
-  var sticky: [String: Int] = [:]
   var bufferedBytes = 0
   var pendingRecords = 0
   var spaceWaiters: [CheckedContinuation<Void, Never>] = []
@@ -66,13 +94,19 @@ struct ProducerState: Sendable {
 ///
 /// ``send(_:)`` waits for the acknowledgement; ``enqueue(_:)`` returns once the record is
 /// buffered and reports failures from ``flush()`` — the fast path for bulk loads.
-public final class KafkaProducer: Sendable {
+///
+/// As a swift-service-lifecycle `Service`, ``run()`` waits for graceful shutdown and then
+/// closes the producer (flushing what is buffered).
+public final class KafkaProducer: Service, Sendable {
+  /// The configuration the producer was created with.
   public let configuration: KafkaProducerConfiguration
   let cluster: KafkaCluster
   let logger: Logger
   let state: Mutex<ProducerState>
   private let sender: Mutex<Task<Void, Never>?> = Mutex(nil)
 
+  /// Creates a producer and starts its sender task; connections open on first use.
+  /// Throws `.config` for an invalid configuration.
   public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer"))
     throws
   {
@@ -99,28 +133,45 @@ public final class KafkaProducer: Sendable {
   // MARK: Sending
 
   /// Sends one record and waits until the broker acknowledges it (or it fails for good).
+  @inlinable
   @discardableResult
   public func send<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws
     -> KafkaAcknowledgedMessage
   {
-    let (topicPartition, key, value, size) = try await prepare(message)
-    let timestamp = message.timestamp ?? Self.nowMillis()
-    let headers = message.headers.map { RecordHeader(key: $0.key, value: $0.value) }
+    let record = PendingRecord(
+      topic: message.topic, partition: message.partition, key: message.key?.kafkaByteBuffer,
+      value: message.value?.kafkaByteBuffer, headers: message.headers, timestamp: message.timestamp)
     return try await withCheckedThrowingContinuation { continuation in
-      append(
-        topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
-        headers: headers, timestamp: timestamp, size: size, waiter: continuation)
+      do {
+        if try tryAppend(record, waiter: continuation) { return }
+      } catch {
+        continuation.resume(throwing: error)
+        return
+      }
+      // Metadata or buffer space needed first. Nothing was appended, so exactly one of
+      // `add` (through the batch) or the catch below resumes the continuation.
+      Task { [self] in
+        do {
+          try await add(record, waiter: continuation)
+        } catch {
+          continuation.resume(throwing: error)
+        }
+      }
     }
   }
 
   /// Buffers one record and returns without waiting for the broker. A failure to deliver
   /// it is thrown by the next ``flush()`` (or ``close()``).
+  ///
+  /// The common case — topic metadata known, buffer not full — appends under one lock
+  /// acquisition without suspending.
+  @inlinable
   public func enqueue<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws {
-    let (topicPartition, key, value, size) = try await prepare(message)
-    let headers = message.headers.map { RecordHeader(key: $0.key, value: $0.value) }
-    append(
-      topicPartition, explicit: message.partition != .unassigned || key != nil, key: key, value: value,
-      headers: headers, timestamp: message.timestamp ?? Self.nowMillis(), size: size, waiter: nil)
+    let record = PendingRecord(
+      topic: message.topic, partition: message.partition, key: message.key?.kafkaByteBuffer,
+      value: message.value?.kafkaByteBuffer, headers: message.headers, timestamp: message.timestamp)
+    if try tryAppend(record, waiter: nil) { return }
+    try await add(record, waiter: nil)
   }
 
   /// Sends every buffered record now and waits until all are acknowledged or failed; throws
@@ -161,42 +212,119 @@ public final class KafkaProducer: Sendable {
     if let flushError { throw flushError }
   }
 
+  /// Waits for graceful shutdown (or cancellation), then closes the producer
+  /// (swift-service-lifecycle). Throws a delivery failure found while flushing.
+  public func run() async throws {
+    try? await gracefulShutdown()
+    try await close()
+  }
+
+  /// Starts closing the producer without waiting (swift-kafka-client's name).
+  public func triggerGracefulShutdown() {
+    Task { try? await close() }
+  }
+
   // MARK: Appending
 
-  private func prepare<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws -> (
-    KafkaTopicPartition, ByteBuffer?, ByteBuffer?, Int
-  ) {
-    if state.withLock({ $0.closing }) { throw KafkaError(.closed, "producer is closed") }
-    let key = message.key?.byteBuffer
-    let value = message.value?.byteBuffer
-    var size = 24 + (key?.readableBytes ?? 0) + (value?.readableBytes ?? 0)
-    for header in message.headers { size += header.key.utf8.count + (header.value?.readableBytes ?? 0) + 4 }
-    let count = try await partitionCount(message.topic)
-    let partition: Int
-    if message.partition != .unassigned {
-      guard message.partition.rawValue >= 0, message.partition.rawValue < count else {
-        throw KafkaError.broker(
-          .unknownTopicOrPartition, "topic \(message.topic) has \(count) partitions, not \(message.partition)"
-        )
-      }
-      partition = message.partition.rawValue
-    } else if let key {
-      partition = kafkaPartition(forKey: key, partitionCount: count).rawValue
-    } else {
-      partition = -1  // sticky, chosen under the lock
+  /// A record on its way into a batch, with its key and value as buffers.
+  @usableFromInline
+  struct PendingRecord: Sendable {
+    var topic: String
+    var partition: KafkaPartition
+    var key: ByteBuffer?
+    var value: ByteBuffer?
+    var headers: [KafkaHeader]
+    var timestamp: Int64?
+    var size: Int
+
+    @usableFromInline
+    init(
+      topic: String, partition: KafkaPartition, key: ByteBuffer?, value: ByteBuffer?, headers: [KafkaHeader],
+      timestamp: Int64?
+    ) {
+      self.topic = topic
+      self.partition = partition
+      self.key = key
+      self.value = value
+      self.headers = headers
+      self.timestamp = timestamp
+      var size = 24 + (key?.readableBytes ?? 0) + (value?.readableBytes ?? 0)
+      for header in headers { size += header.key.utf8.count + (header.value?.readableBytes ?? 0) + 4 }
+      self.size = size
     }
-    try await waitForSpace(size)
-    return (
-      KafkaTopicPartition(topic: message.topic, partition: KafkaPartition(rawValue: partition)), key, value,
-      size
-    )
+  }
+
+  /// The fast path: appends under one lock when the topic's partition count is known and
+  /// the buffer has room. False when the slow path (metadata, waiting for space) is needed.
+  @usableFromInline
+  func tryAppend(
+    _ record: PendingRecord, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?
+  ) throws(KafkaError) -> Bool {
+    let timestamp = record.timestamp ?? Self.nowMillis()
+    let outcome = state.withLock { s -> AppendOutcome in
+      if s.closing { return .closed }
+      guard let topic = s.topics[record.topic] else { return .slow }
+      let count = topic.partitionCount
+      guard s.bufferedBytes == 0 || s.bufferedBytes + record.size <= configuration.bufferMemory else {
+        return .slow
+      }
+      let partition: Int
+      if record.partition != .unassigned {
+        guard record.partition.rawValue >= 0, record.partition.rawValue < count else {
+          return .badPartition(count)
+        }
+        partition = record.partition.rawValue
+      } else if let key = record.key {
+        partition = kafkaPartition(forKey: key, partitionCount: count).rawValue
+      } else {
+        partition = topic.sticky ?? -1
+      }
+      return .appended(
+        sealed: appendLocked(&s, record, partition: partition, timestamp: timestamp, waiter: waiter))
+    }
+    switch outcome {
+    case .appended(let sealed):
+      if sealed { wake() }
+      return true
+    case .slow:
+      return false
+    case .closed:
+      throw KafkaError(.closed, "producer is closed")
+    case .badPartition(let count):
+      throw KafkaError.broker(
+        .unknownTopicOrPartition, "topic \(record.topic) has \(count) partitions, not \(record.partition)")
+    }
+  }
+
+  @usableFromInline
+  enum AppendOutcome {
+    case appended(sealed: Bool)
+    case slow
+    case closed
+    case badPartition(Int)
+  }
+
+  /// The slow path: fetches the topic's metadata and waits for buffer space as needed, then
+  /// appends.
+  @usableFromInline
+  func add(_ record: PendingRecord, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?)
+    async throws
+  {
+    while true {
+      if state.withLock({ $0.closing }) { throw KafkaError(.closed, "producer is closed") }
+      _ = try await partitionCount(record.topic)
+      if try tryAppend(record, waiter: waiter) { return }
+      try await waitForSpace(record.size)
+    }
   }
 
   private func partitionCount(_ topic: String) async throws -> Int {
-    if let count = state.withLock({ $0.partitionCounts[topic] }) { return count }
+    if let count = state.withLock({ $0.topics[topic]?.partitionCount }) { return count }
     let metadata = try await cluster.topic(
       topic, allowAutoTopicCreation: configuration.allowAutoTopicCreation)
-    state.withLock { $0.partitionCounts[topic] = metadata.partitionCount }
+    state.withLock { s in
+      if s.topics[topic] == nil { s.topics[topic] = (metadata.partitionCount, nil) }
+    }
     return metadata.partitionCount
   }
 
@@ -220,49 +348,33 @@ public final class KafkaProducer: Sendable {
     }
   }
 
-  private func append(
-    _ requested: KafkaTopicPartition, explicit: Bool, key: ByteBuffer?, value: ByteBuffer?,
-    headers: [RecordHeader],
-    timestamp: Int64, size: Int, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?
-  ) {
-    let sealed = state.withLock { s -> Bool in
-      var topicPartition = requested
-      if requested.partition == .unassigned {
-        let count = s.partitionCounts[requested.topic] ?? 1
-        let chosen = s.sticky[requested.topic] ?? Int.random(in: 0..<count)
-        s.sticky[requested.topic] = chosen
-        topicPartition.partition = KafkaPartition(rawValue: chosen)
-      }
-      var queue = s.queues.removeValue(forKey: topicPartition) ?? ProducerState.PartitionQueue()
-      var batch =
-        queue.open
-        ?? ProducerBatch(
-          topicPartition: topicPartition,
-          builder: RecordBatchBuilder(
-            compression: configuration.compression, capacity: min(configuration.batchSize + 1024, 1 << 16)),
-          created: .now)
-      queue.open = nil
-      batch.builder.append(key: key, value: value, headers: headers, timestamp: timestamp)
-      if let waiter { batch.waiters.append((batch.count, waiter)) }
-      batch.count += 1
-      batch.bytes += size
-      s.bufferedBytes += size
-      s.pendingRecords += 1
-      // A new batch needs the sender to start its linger timer; a full one, to send it.
-      var sealed = batch.count == 1
-      if batch.bytes >= configuration.batchSize {
-        queue.ready.append(batch)
-        sealed = true
-        if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue {
-          s.sticky[topicPartition.topic] = nil
-        }
-      } else {
-        queue.open = batch
-      }
-      s.queues[topicPartition] = queue
-      return sealed
+  /// Appends to the partition's open batch in place (one dictionary access; a record without
+  /// key or partition, `requested` -1, gets a new sticky partition); true when the
+  /// sender must be woken (a new batch starts its linger timer, a full one can leave).
+  private func appendLocked(
+    _ s: inout ProducerState, _ record: PendingRecord, partition requested: Int, timestamp: Int64,
+    waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?
+  ) -> Bool {
+    var partition = requested
+    if partition < 0 {
+      partition = Int.random(in: 0..<(s.topics[record.topic]?.partitionCount ?? 1))
+      s.topics[record.topic]?.sticky = partition
     }
-    if sealed { wake() }
+    let topicPartition = KafkaTopicPartition(
+      topic: record.topic, partition: KafkaPartition(rawValue: partition))
+    let headers =
+      record.headers.isEmpty ? [] : record.headers.map { RecordHeader(key: $0.key, value: $0.value) }
+    let batchSize = configuration.batchSize
+    let compression = configuration.compression
+    let (sealed, full) = s.queues[topicPartition, default: ProducerState.PartitionQueue()].append(
+      topicPartition, key: record.key, value: record.value, headers: headers, timestamp: timestamp,
+      size: record.size, waiter: waiter, batchSize: batchSize, compression: compression)
+    s.bufferedBytes += record.size
+    s.pendingRecords += 1
+    if full && s.topics[record.topic]?.sticky == partition {
+      s.topics[record.topic]?.sticky = nil
+    }
+    return sealed
   }
 
   // MARK: Sender
@@ -322,8 +434,8 @@ public final class KafkaProducer: Sendable {
           }
           batch = open
           queue.open = nil
-          if s.sticky[topicPartition.topic] == topicPartition.partition.rawValue {
-            s.sticky[topicPartition.topic] = nil
+          if s.topics[topicPartition.topic]?.sticky == topicPartition.partition.rawValue {
+            s.topics[topicPartition.topic]?.sticky = nil
           }
         } else {
           continue
