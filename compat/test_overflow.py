@@ -437,13 +437,13 @@ def set_quota(bootstrap: str, client_id: str | None, key: str, value: float | No
     assert response.entries[0].error_code == 0, response
 
 
-def describe_quotas(bootstrap: str) -> dict:
+def describe_quotas(bootstrap: str, match_type: int | None = None) -> dict:
+    """All client quotas (no filter), or those a client-id filter of `match_type` selects."""
     from kafka.protocol.admin.client_quotas import DescribeClientQuotasRequest
 
     D = DescribeClientQuotasRequest
-    response = quota_request(
-        bootstrap, D(components=[D.ComponentData(entity_type="client-id", match_type=2, match=None)], strict=False)
-    )
+    components = [] if match_type is None else [D.ComponentData(entity_type="client-id", match_type=match_type, match=None)]
+    response = quota_request(bootstrap, D(components=components, strict=False))
     assert response.error_code == 0, response
     return {e.entity[0].entity_name: {v.key: v.value for v in e.values} for e in response.entries}
 
@@ -462,13 +462,16 @@ def test_client_quotas_are_stored_described_and_survive_restarts(make_broker):
                 E(entity=[E.EntityData(entity_type="user", entity_name="u")], ops=[E.OpData(key="producer_byte_rate", value=1.0, remove=False)]),
                 E(entity=[E.EntityData(entity_type="client-id", entity_name="x")], ops=[E.OpData(key="request_percentage", value=1.0, remove=False)]),
                 E(entity=[E.EntityData(entity_type="client-id", entity_name="x")], ops=[E.OpData(key="producer_byte_rate", value=-5.0, remove=False)]),
+                E(entity=[E.EntityData(entity_type="client-id", entity_name="x")], ops=[E.OpData(key="producer_byte_rate", value=1e-6, remove=False)]),
             ],
             validate_only=False,
         ),
     )
-    assert [e.error_code for e in bad.entries] == [42, 42, 42]  # INVALID_REQUEST, with messages
+    assert [e.error_code for e in bad.entries] == [42, 42, 42, 42]  # INVALID_REQUEST, with messages
     assert all(e.error_message for e in bad.entries)
     assert describe_quotas(b.bootstrap) == {"alpha": {"producer_byte_rate": 1000.0}, None: {"consumer_byte_rate": 5000.0}}
+    assert describe_quotas(b.bootstrap, match_type=2) == {"alpha": {"producer_byte_rate": 1000.0}}  # any named
+    assert describe_quotas(b.bootstrap, match_type=1) == {None: {"consumer_byte_rate": 5000.0}}  # the default
     b.restart()
     assert describe_quotas(b.bootstrap) == {"alpha": {"producer_byte_rate": 1000.0}, None: {"consumer_byte_rate": 5000.0}}
     set_quota(b.bootstrap, "alpha", "producer_byte_rate", None)

@@ -34,10 +34,17 @@ public struct RequestContext: Sendable {
   public var zeroCopy: Bool
   /// The size of the request's frame (what a produce quota is charged).
   public var requestBytes: Int
-  public init(clientHost: String = "", zeroCopy: Bool = false, requestBytes: Int = 0) {
+  /// Whether the client is still connected (a request held by backpressure gives up when
+  /// it is not).
+  public var connectionOpen: @Sendable () -> Bool
+  public init(
+    clientHost: String = "", zeroCopy: Bool = false, requestBytes: Int = 0,
+    connectionOpen: @escaping @Sendable () -> Bool = { true }
+  ) {
     self.clientHost = clientHost
     self.zeroCopy = zeroCopy
     self.requestBytes = requestBytes
+    self.connectionOpen = connectionOpen
   }
 }
 

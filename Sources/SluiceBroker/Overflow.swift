@@ -88,51 +88,96 @@ extension Broker {
     partition.notifyAppended()
   }
 
-  /// backpressure: waits until the partition may take `incoming` more bytes — at once if
-  /// the backlog is below the high-water mark, otherwise once it has fallen to the
-  /// low-water mark. Returns false if `maxWaitMs` passed first (never for acks=0, whose
-  /// producers hear of no error: they are held until there is room) or the broker is
-  /// stopping. An admitted caller must call ``releaseBackpressure(_:incoming:)`` after
-  /// appending.
-  func awaitBackpressure(_ partition: Partition, _ overflow: OverflowConfig, incoming: Int64, acks: Int16)
-    async -> (admitted: Bool, heldMs: Int64)
+  /// One partition a produce request writes to a backpressure topic, with the bytes it
+  /// writes there (summed, should the partition appear more than once).
+  struct BackpressureClaim {
+    let topic: Topic
+    let partition: Partition
+    let incoming: Int64
+  }
+
+  /// What ``awaitBackpressure(_:acks:connectionOpen:)`` decided: partitions admitted (with
+  /// bytes reserved, to be released by ``releaseBackpressure(_:)`` after appending) and
+  /// partitions refused.
+  struct BackpressureOutcome {
+    var reserved: [BackpressureClaim] = []
+    var refused: [Partition] = []
+    var heldMs: Int64 = 0
+  }
+
+  /// backpressure: waits until every claimed partition may take its bytes — at once if its
+  /// backlog is below the high-water mark, otherwise once it has fallen to the low-water
+  /// mark. All at once or none: a request does not keep bytes reserved on one partition
+  /// while it waits for another. Gives up on the partitions still over after
+  /// `sluice.overflow.max.wait.ms` (never for acks=0, whose producers hear of no error: they
+  /// are held until there is room), when the client disconnects, or when the broker stops.
+  /// The topic's current config is read at every check, so a changed policy or bound, or a
+  /// deleted topic, applies to held requests too.
+  func awaitBackpressure(_ claims: [BackpressureClaim], acks: Int16, connectionOpen: () -> Bool) async
+    -> BackpressureOutcome
   {
     let started = ContinuousClock.now
-    var counted = false
+    var blocked: Set<ObjectIdentifier> = []
     while true {
-      let backlog = backlogBytes(partition)
-      let admitted = partition.overflow.marks.withLock { marks -> Bool in
-        let pending = backlog + marks.reserved
-        if marks.throttled {
-          guard pending <= overflow.lowWaterMark else { return false }
-          marks.throttled = false
-        } else if pending + incoming > overflow.maxBytes && pending > 0 {
-          marks.throttled = true
-          return false
-        }
-        marks.reserved += incoming
-        return true
+      // Claims that still need admission: same topic object, still backpressure.
+      var live: [(claim: BackpressureClaim, overflow: OverflowConfig)] = []
+      for claim in claims where self.topic(claim.topic.name) === claim.topic {
+        let overflow = claim.topic.config.overflow
+        if overflow.policy == .backpressure { live.append((claim, overflow)) }
+      }
+      var reserved: [BackpressureClaim] = []
+      var refused: [(claim: BackpressureClaim, overflow: OverflowConfig)] = []
+      for (claim, overflow) in live {
+        if tryReserve(claim, overflow) { reserved.append(claim) } else { refused.append((claim, overflow)) }
       }
       let held = (ContinuousClock.now - started).milliseconds
-      if admitted {
-        if counted { partition.overflow.throttleMs.wrappingAdd(held, ordering: .relaxed) }
-        return (true, held)
+      if refused.isEmpty {
+        account(claims, blocked: blocked, heldMs: held, timedOut: [])
+        return BackpressureOutcome(reserved: reserved, heldMs: held)
       }
-      if !counted {
-        counted = true
-        partition.overflow.throttledRequests.wrappingAdd(1, ordering: .relaxed)
+      for (claim, _) in refused where blocked.insert(ObjectIdentifier(claim.partition)).inserted {
+        claim.partition.overflow.throttledRequests.wrappingAdd(1, ordering: .relaxed)
       }
-      if (held >= overflow.maxWaitMs && acks != 0) || stopping.load(ordering: .relaxed) {
-        partition.overflow.throttleMs.wrappingAdd(held, ordering: .relaxed)
-        partition.overflow.timedOutRequests.wrappingAdd(1, ordering: .relaxed)
-        return (false, held)
+      let maxWait = refused.map(\.overflow.maxWaitMs).min() ?? 0
+      if (acks != 0 && held >= maxWait) || stopping.load(ordering: .relaxed) || !connectionOpen() {
+        // Give up on what is still over; what got through this round goes ahead.
+        let timedOut = refused.map(\.claim.partition)
+        account(claims, blocked: blocked, heldMs: held, timedOut: timedOut)
+        return BackpressureOutcome(reserved: reserved, refused: timedOut, heldMs: held)
       }
+      releaseBackpressure(reserved)
       try? await Task.sleep(for: .milliseconds(5))
     }
   }
 
-  func releaseBackpressure(_ partition: Partition, incoming: Int64) {
-    partition.overflow.marks.withLock { $0.reserved -= incoming }
+  /// Under the partition's marks: admits `claim` (reserving its bytes) or not.
+  func tryReserve(_ claim: BackpressureClaim, _ overflow: OverflowConfig) -> Bool {
+    let backlog = backlogBytes(claim.partition)
+    return claim.partition.overflow.marks.withLock { marks -> Bool in
+      let pending = backlog + marks.reserved
+      if marks.throttled {
+        guard pending <= overflow.lowWaterMark else { return false }
+        marks.throttled = false
+      } else if pending + claim.incoming > overflow.maxBytes && pending > 0 {
+        marks.throttled = true
+        return false
+      }
+      marks.reserved += claim.incoming
+      return true
+    }
+  }
+
+  private func account(
+    _ claims: [BackpressureClaim], blocked: Set<ObjectIdentifier>, heldMs: Int64, timedOut: [Partition]
+  ) {
+    for claim in claims where blocked.contains(ObjectIdentifier(claim.partition)) {
+      claim.partition.overflow.throttleMs.wrappingAdd(heldMs, ordering: .relaxed)
+    }
+    for partition in timedOut { partition.overflow.timedOutRequests.wrappingAdd(1, ordering: .relaxed) }
+  }
+
+  func releaseBackpressure(_ reserved: [BackpressureClaim]) {
+    for claim in reserved { claim.partition.overflow.marks.withLock { $0.reserved -= claim.incoming } }
   }
 }
 
@@ -140,5 +185,9 @@ extension Duration {
   var milliseconds: Int64 {
     let (seconds, attoseconds) = components
     return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+  }
+
+  var inSeconds: Double {
+    Double(components.seconds) + Double(components.attoseconds) / 1e18
   }
 }

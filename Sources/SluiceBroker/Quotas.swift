@@ -37,7 +37,14 @@ public final class ClientQuotas: Sendable {
   static let burst: Duration = .milliseconds(200)
   /// Kafka's cap on one throttle (quota.window.num × quota.window.size.seconds ≈ 11 s).
   static let maxThrottle: Duration = .seconds(10)
-  static let maxTrackedClients = 100_000
+  static let maxDebt: Duration = burst + maxThrottle
+  static let maxTrackedClients = 10_000
+  /// Client ids are tracked (and labelled in metrics) by at most this many characters.
+  static let maxTrackedIdLength = 256
+  /// The smallest rate AlterClientQuotas accepts, in bytes/s.
+  static let minimumRate = 1.0
+  /// Entries per AlterClientQuotas request.
+  static let maxAlterEntries = 1000
 
   init(metadata: MetadataStore) {
     self.metadata = metadata
@@ -60,19 +67,25 @@ public final class ClientQuotas: Sendable {
   }
 
   /// Records `bytes` of traffic; returns how long the client must be throttled (ms).
+  ///
+  /// A client is never more than `burst + maxThrottle` in debt: what it sent beyond that is
+  /// forgiven, so trackers go idle (and can be pruned) within ~10 s of a client's last
+  /// request. Past `maxTrackedClients` ids, new ones share one tracker.
   public func record(clientId: String?, kind: Kind, bytes: Int) -> Int64 {
     let id = clientId ?? ""
     let key = kind == .produce ? Self.producerByteRate : Self.consumerByteRate
     return state.withLock { state -> Int64 in
-      guard let rate = rate(key, clientId: id, state), rate > 0 else { return 0 }
+      guard let rate = rate(key, clientId: id, state), rate >= Self.minimumRate else { return 0 }
       let now = ContinuousClock.now
-      let trackerKey = (kind == .produce ? "p" : "f") + id
+      var trackerKey = (kind == .produce ? "p" : "f") + id.prefix(Self.maxTrackedIdLength)
       if state.trackers[trackerKey] == nil && state.trackers.count >= Self.maxTrackedClients {
         state.trackers = state.trackers.filter { $0.value.theoretical > now }
+        if state.trackers.count >= Self.maxTrackedClients { trackerKey = kind == .produce ? "p*" : "f*" }
       }
       var tracker = state.trackers[trackerKey] ?? Tracker(theoretical: now)
       if tracker.theoretical < now { tracker.theoretical = now }
-      tracker.theoretical += .nanoseconds(Int64(Double(bytes) / rate * 1e9))
+      let cost = min(Double(bytes) / rate, Self.maxDebt.inSeconds)  // seconds; rate >= 1, so finite
+      tracker.theoretical = min(tracker.theoretical + .nanoseconds(Int64(cost * 1e9)), now + Self.maxDebt)
       state.trackers[trackerKey] = tracker
       let ahead = tracker.theoretical - now - Self.burst
       guard ahead > .zero else { return 0 }
@@ -100,6 +113,12 @@ public final class ClientQuotas: Sendable {
     response.errorMessage = nil
     // Components: entity type, and match type 0 (exact name), 1 (the default), 2 (any).
     var wantsClientId: (matchType: Int8, name: String?)?
+    if Set(request.components.map(\.entityType)).count != request.components.count {
+      response.errorCode = ErrorCode.invalidRequest.rawValue
+      response.errorMessage = "An entity type appears twice in the filter"
+      response.entries = nil
+      return response
+    }
     for component in request.components {
       guard component.entityType == "client-id" else {
         if component.entityType == "user" {
@@ -120,6 +139,12 @@ public final class ClientQuotas: Sendable {
       }
       wantsClientId = (component.matchType, component.match)
     }
+    // strict: only entities made of exactly the filtered types; every entity here is a
+    // client-id one.
+    if request.strict && wantsClientId == nil {
+      response.entries = []
+      return response
+    }
     let configured = state.withLock { $0.configured }
     response.entries = configured.sorted { ($0.key.clientId ?? "") < ($1.key.clientId ?? "") }.compactMap {
       entity, values -> DescribeClientQuotasResponse.EntryData? in
@@ -127,7 +152,7 @@ public final class ClientQuotas: Sendable {
         switch filter.matchType {
         case 0: if entity.clientId == nil || entity.clientId != filter.name { return nil }
         case 1: if entity.clientId != nil { return nil }
-        default: break
+        default: if entity.clientId == nil { return nil }  // 2: any specified name, not the default
         }
       }
       return .init(
@@ -155,8 +180,14 @@ public final class ClientQuotas: Sendable {
         fail(
           .invalidRequest,
           "Unsupported quota \(bad.key): Sluice enforces \(Self.supportedKeys.joined(separator: ", "))")
-      } else if let bad = entry.ops.first(where: { !$0.remove && !($0.value > 0 && $0.value.isFinite) }) {
-        fail(.invalidRequest, "Quota \(bad.key) must be a positive number, got \(bad.value)")
+      } else if let bad = entry.ops.first(where: {
+        !$0.remove && !($0.value >= Self.minimumRate && $0.value.isFinite)
+      }) {
+        fail(.invalidRequest, "Quota \(bad.key) must be a number of bytes/s >= 1, got \(bad.value)")
+      } else if Set(entry.ops.map(\.key)).count != entry.ops.count {
+        fail(.invalidRequest, "A quota key appears twice for one entity")
+      } else if response.entries.count >= Self.maxAlterEntries {
+        fail(.invalidRequest, "At most \(Self.maxAlterEntries) entries per request")
       } else if !request.validateOnly {
         let entity = EntityKey(clientId: entry.entity[0].entityName)
         do {

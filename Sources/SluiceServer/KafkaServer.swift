@@ -144,7 +144,7 @@ public final class KafkaServer: Service, Sendable {
     connections.withLock { $0[id] = channel }
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
-    let context = RequestContext(clientHost: peer, zeroCopy: true)
+    let context = RequestContext(clientHost: peer, zeroCopy: true, connectionOpen: { channel.isActive })
     let idle = IdleTimer(channel: channel, limit: .milliseconds(configuration.maximumIdleMs), logger: logger)
     idle.start()
     defer { idle.stop() }

@@ -205,6 +205,69 @@ import Testing
     #expect(broker.topic("b")!.partition(0)!.log.logEndOffset == 2)
   }
 
+  @Test func backpressureAdmitsARequestForAllItsPartitionsAtOnceAndFollowsTopicChanges() async throws {
+    let (broker, _) = try BrokerTests.makeBroker()
+    let configs = [
+      "sluice.overflow.policy": "backpressure", "sluice.overflow.max.bytes": String(Self.batchSize),
+      "sluice.overflow.max.wait.ms": "10000",
+    ]
+    var roomy = configs
+    roomy["sluice.overflow.max.bytes"] = String(2 * Self.batchSize)
+    try broker.createTopic(name: "a", partitions: 1, configs: roomy)
+    try broker.createTopic(name: "b", partitions: 1, configs: configs)
+    #expect(
+      await BrokerTests.produce(broker, topic: "b", records: try BrokerTests.batch(["0123456789"]))?.errorCode
+        == 0)
+    // One request for a (room for 2 batches) and b (full): held, reserving nothing on a
+    // meanwhile, so two other batches fit in a.
+    let both = ProduceRequest(
+      acks: -1, timeoutMs: 1000,
+      topicData: [
+        .init(name: "a", partitionData: [.init(index: 0, records: try BrokerTests.batch(["0123456789"]))]),
+        .init(name: "b", partitionData: [.init(index: 0, records: try BrokerTests.batch(["0123456789"]))]),
+      ])
+    let held = Task {
+      await broker.handle(KafkaRequest(correlationId: 1, clientId: "t", apiVersion: 9, body: .produce(both)))
+    }
+    try await Task.sleep(for: .milliseconds(150))
+    for _ in 0..<2 {
+      let other = await BrokerTests.produce(
+        broker, topic: "a", records: try BrokerTests.batch(["0123456789"]))
+      #expect(other?.errorCode == 0)
+    }
+    // Lifting a's bound, then switching b to buffer, releases the held request.
+    roomy["sluice.overflow.max.bytes"] = String(10 * Self.batchSize)
+    try broker.setTopicConfigs("a", roomy, validateOnly: false)
+    try broker.setTopicConfigs("b", [:], validateOnly: false)
+    guard case .produce(let response)? = await held.value else {
+      Issue.record("no produce response")
+      return
+    }
+    #expect(response.responses.map { $0.partitionResponses[0].errorCode } == [0, 0])
+    #expect(broker.topic("b")!.partition(0)!.log.logEndOffset == 2)
+    #expect(broker.topic("a")!.partition(0)!.log.logEndOffset == 3)
+  }
+
+  @Test func aHeldRequestGivesUpWhenItsTopicIsDeleted() async throws {
+    let (broker, _) = try BrokerTests.makeBroker()
+    try broker.createTopic(
+      name: "d", partitions: 1,
+      configs: [
+        "sluice.overflow.policy": "backpressure", "sluice.overflow.max.bytes": String(Self.batchSize),
+        "sluice.overflow.max.wait.ms": "60000",
+      ])
+    #expect(
+      await BrokerTests.produce(broker, topic: "d", records: try BrokerTests.batch(["0123456789"]))?.errorCode
+        == 0)
+    let held = Task {
+      await BrokerTests.produce(broker, topic: "d", records: try BrokerTests.batch(["0123456789"]))
+    }
+    try await Task.sleep(for: .milliseconds(100))
+    _ = try broker.deleteTopic("d")
+    let answer = try await held.value
+    #expect(answer?.errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+  }
+
   // MARK: Quotas
 
   static func alter(_ broker: Broker, _ clientId: String?, _ key: String, _ value: Double?) async -> Int16? {
@@ -224,6 +287,11 @@ import Testing
     #expect(await Self.alter(broker, "slow", ClientQuotas.producerByteRate, 10_000) == 0)
     #expect(await Self.alter(broker, nil, ClientQuotas.producerByteRate, 1_000_000) == 0)
     #expect(await Self.alter(broker, "slow", "request_percentage", 10) == ErrorCode.invalidRequest.rawValue)
+    // A rate so low that one request would be centuries of debt is refused, not a crash.
+    #expect(
+      await Self.alter(broker, "tiny", ClientQuotas.producerByteRate, 1e-6)
+        == ErrorCode.invalidRequest.rawValue)
+    #expect(await Self.alter(broker, "tiny", ClientQuotas.producerByteRate, .leastNonzeroMagnitude) != 0)
     // 1 KB is within the 200 ms burst at 10 KB/s; 5 KB more puts "slow" 0.4 s past it.
     #expect(broker.quotas.record(clientId: "slow", kind: .produce, bytes: 1000) == 0)
     let throttle = broker.quotas.record(clientId: "slow", kind: .produce, bytes: 5000)

@@ -75,6 +75,43 @@ import Testing
     }
   }
 
+  @Test func aTrimmedStartSurvivesACleanCloseAndNeverGoesBackBehindDeleteRecords() async throws {
+    try await withTemporaryDirectory { directory in
+      let (log, batchSize) = try await Self.filledLog(directory)
+      try log.trim(toBytes: Int64(30 * batchSize))  // start 50, not yet written
+      #expect(log.logStartOffset == 50)
+      _ = try log.deleteRecords(before: 120)  // written at once
+      try await log.flush()  // a flush job must not write 50 over 120
+      try log.close()
+      var reopened = try FileLog(directory: directory, config: log.config, threadPool: pool, now: 0)
+      #expect(reopened.logStartOffset == 120)
+      // Trim alone, then a clean close: the new start is written by close.
+      try reopened.trim(toBytes: Int64(10 * batchSize))
+      #expect(reopened.logStartOffset == 150)
+      try reopened.close()
+      reopened = try FileLog(directory: directory, config: log.config, threadPool: pool, now: 0)
+      #expect(reopened.logStartOffset == 150)
+    }
+  }
+
+  @Test func trimNeverPassesTheDurableEndOfAnFsyncEveryAppendLog() async throws {
+    try await withTemporaryDirectory { directory in
+      var config = LogConfig()
+      config.flushMessages = 1
+      let log = try FileLog(directory: directory, config: config, threadPool: pool, now: 0)
+      _ = try await log.append(makeBatch(prefix: "a", count: 5, valueSize: 100), now: 0)
+      #expect(log.durableEndOffset == 5)
+      // Appended but not yet fsynced: above the high watermark, so it cannot be the start.
+      let pending = try log.appendBuffered(makeBatch(prefix: "b", count: 5, valueSize: 100), now: 0)
+      let trimmed = try log.trim(toBytes: 0)
+      #expect(log.logStartOffset <= log.durableEndOffset)
+      #expect(trimmed.records <= 5)
+      try await log.awaitDurable(pending)
+      try log.trim(toBytes: 0)
+      #expect(log.logStartOffset == 5)
+    }
+  }
+
   @Test func memoryLogTrim() async throws {
     let log = MemoryLog(config: LogConfig())
     let size = makeBatch(prefix: "m0", count: 2, valueSize: 100).readableBytes

@@ -115,7 +115,10 @@ extension Broker {
     switch request.body {
     case .apiVersions: return .apiVersions(apiVersions(errorCode: .none))
     case .metadata(let body): return .metadata(metadata(body, version: version))
-    case .produce(let body): return await produce(body, version: version).map { .produce($0) }
+    case .produce(let body):
+      return await produce(body, version: version, connectionOpen: context.connectionOpen).map {
+        .produce($0)
+      }
     case .fetch(let body):
       var unused: [UInt64: [LogChunk]] = [:]
       return .fetch(await fetch(body, version: version, zeroCopy: false, fileRecords: &unused))

@@ -5,30 +5,40 @@ import SluiceStorage
 extension Broker {
   /// Produce (CLIENTS.md §3): validate every batch, check idempotent sequences, append, and
   /// — for acks≠0 — answer once the append is as durable as the topic's flush policy asks.
-  func produce(_ request: ProduceRequest, version: Int16) async -> ProduceResponse? {
+  func produce(_ request: ProduceRequest, version: Int16, connectionOpen: () -> Bool = { true }) async
+    -> ProduceResponse?
+  {
     let acks = request.acks
     var response = ProduceResponse()
     // backpressure: hold the request (before anything is appended) while a partition it
     // writes is over its high-water mark.
-    var admitted: [ObjectIdentifier: Int64] = [:]
-    var timedOut: Set<ObjectIdentifier> = []
-    var heldMs: Int64 = 0
-    if acks == 0 || acks == 1 || acks == -1 {
+    var claims: [BackpressureClaim] = []
+    if acks == 0 || acks == 1 || acks == -1, request.transactionalId == nil {
+      var bytes: [ObjectIdentifier: (topic: Topic, partition: Partition, incoming: Int64)] = [:]
+      var order: [ObjectIdentifier] = []
       for topicData in request.topicData {
-        guard let topic = self.topic(topicData.name) else { continue }
-        let overflow = topic.config.overflow
-        guard overflow.policy == .backpressure else { continue }
+        guard let topic = self.topic(topicData.name), topic.config.overflow.policy == .backpressure else {
+          continue
+        }
         for data in topicData.partitionData {
           guard let partition = topic.partition(data.index), let records = data.records else { continue }
           let id = ObjectIdentifier(partition)
-          guard admitted[id] == nil, !timedOut.contains(id) else { continue }
-          let incoming = Int64(records.readableBytes)
-          let outcome = await awaitBackpressure(partition, overflow, incoming: incoming, acks: acks)
-          heldMs += outcome.heldMs
-          if outcome.admitted { admitted[id] = incoming } else { timedOut.insert(id) }
+          if bytes[id] == nil { order.append(id) }
+          bytes[id, default: (topic, partition, 0)].incoming += Int64(records.readableBytes)
         }
       }
+      claims = order.map {
+        BackpressureClaim(
+          topic: bytes[$0]!.topic, partition: bytes[$0]!.partition, incoming: bytes[$0]!.incoming)
+      }
     }
+    var backpressure = BackpressureOutcome()
+    if !claims.isEmpty {
+      backpressure = await awaitBackpressure(claims, acks: acks, connectionOpen: connectionOpen)
+    }
+    // The claims keep their partitions alive, so these identifiers stay unique meanwhile.
+    let timedOut = Set(backpressure.refused.map(ObjectIdentifier.init))
+    let heldMs = backpressure.heldMs
     if heldMs > 0 { response.throttleTimeMs = Int32(clamping: heldMs) }
     var pending: [(topic: Int, partition: Int, partitionRef: Partition, append: PendingAppend)] = []
     for topicData in request.topicData {
@@ -75,14 +85,7 @@ extension Broker {
       response.responses.append(topicResponse)
     }
     // Appended (or refused): the backlog now counts these bytes itself.
-    for topicData in request.topicData where !admitted.isEmpty {
-      for data in topicData.partitionData {
-        guard let partition = self.topic(topicData.name)?.partition(data.index),
-          let incoming = admitted.removeValue(forKey: ObjectIdentifier(partition))
-        else { continue }
-        releaseBackpressure(partition, incoming: incoming)
-      }
-    }
+    releaseBackpressure(backpressure.reserved)
     // Durability: wait (concurrently across partitions) for the fsyncs the policies ask for.
     for entry in pending {
       do {

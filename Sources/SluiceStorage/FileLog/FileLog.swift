@@ -84,6 +84,9 @@ public final class FileLog: PartitionLog {
   public let directory: String
   let threadPool: NIOThreadPool
   let state: Mutex<State>
+  /// Serialises writes of the log-start file (flush jobs on pool threads, DeleteRecords,
+  /// close) and remembers the last value written, so an older value never replaces a newer.
+  let logStartWritten = Mutex<Int64>(Int64.min)
 
   static let cleanShutdownFile = ".clean-shutdown"
   static let recoveryPointFile = "recovery-point"
@@ -364,6 +367,15 @@ public final class FileLog: PartitionLog {
     var logStart: Int64? = nil
   }
 
+  /// Writes the log-start file, unless a value at least as high was written already.
+  func persistLogStart(_ value: Int64) throws(StorageError) {
+    try logStartWritten.withLock { (written: inout Int64) throws(StorageError) in
+      guard value > written else { return }
+      try Self.writeNumber(directory + "/" + Self.logStartFile, value)
+      written = value
+    }
+  }
+
   /// Writes `bytes` (whole batches starting at `batchStarts`) with each batch's first 8
   /// bytes replaced by the matching big-endian `baseOffsets` entry, without copying `bytes`.
   static func write(
@@ -594,7 +606,7 @@ public final class FileLog: PartitionLog {
       for file in job.files { try file.sync() }
       if job.syncDirectory { try FileSystem.syncDirectory(directory) }
       if job.checkpoint { try Self.writeNumber(directory + "/" + Self.recoveryPointFile, job.target) }
-      if let start = job.logStart { try Self.writeNumber(directory + "/" + Self.logStartFile, start) }
+      if let start = job.logStart { try persistLogStart(start) }
     } catch let failure {
       error = failure
     }
@@ -821,7 +833,7 @@ public final class FileLog: PartitionLog {
         throw StorageError(.offsetOutOfRange, "offset \(offset) is past the log end \(state.logEndOffset)")
       }
       guard offset > state.logStartOffset else { return state.logStartOffset }
-      try Self.writeNumber(directory + "/" + Self.logStartFile, offset)
+      try persistLogStart(offset)
       state.logStartOffset = offset
       if let pending = state.unwrittenLogStart, pending <= offset { state.unwrittenLogStart = nil }
       try deleteSegments(&state) { segment, _ in segment.nextOffset <= offset }
@@ -883,11 +895,15 @@ public final class FileLog: PartitionLog {
             break scan
           }
         }
+        break  // the cut is in this segment (or it cannot be read further: stop there)
       }
       // The newest batch stays, even when it alone is over the bound: only older data goes.
       if newStart >= state.logEndOffset, let last = state.segments.last(where: { !$0.isEmpty }) {
         newStart = try exactBatch(containing: state.logEndOffset - 1, in: last).baseOffset
       }
+      // Never past what consumers may read: for fsync-every-append logs the high watermark
+      // is the durable end.
+      if state.config.flushesEveryAppend { newStart = min(newStart, state.durableOffset) }
       guard newStart > oldStart else { return TrimResult() }
       let kept = try exactBytes(from: newStart, state)
       state.logStartOffset = newStart
@@ -996,6 +1012,7 @@ public final class FileLog: PartitionLog {
       }
       let end = segments.last!.nextOffset
       try Self.writeNumber(directory + "/" + Self.recoveryPointFile, end)
+      if let start = state.withLock({ $0.unwrittenLogStart }) { try persistLogStart(start) }
       try FileSystem.writeAtomically(directory + "/" + Self.cleanShutdownFile, [])
     } catch {
       result = .failure(
