@@ -397,6 +397,24 @@ def test_cli_group_commands(broker, names):
     assert missing.returncode == 2 and b"GROUP_ID_NOT_FOUND" in missing.stderr
 
 
+def test_cli_group_reset_offsets_to_a_time(broker, names):
+    topic, group = names(), names("g")
+    create_topic(broker.bootstrap, topic)
+    p = producer(broker.bootstrap)
+    base = 1_700_000_000_000
+    for i in range(10):
+        p.produce(topic, value=b"v%d" % i, partition=0, timestamp=base + i * 1000)
+    p.flush(30)
+    at = sluice("group", "reset-offsets", group, "--topic", topic, "--to", f"@{base + 4500}", bootstrap=broker.bootstrap)
+    assert at.stdout.decode().splitlines() == [f"{topic}\t0\t5"]  # the first record at or after the time
+    iso = sluice("group", "reset-offsets", group, "--topic", topic, "--to", "2023-11-14T22:13:22Z", bootstrap=broker.bootstrap)
+    assert iso.stdout.decode().splitlines() == [f"{topic}\t0\t2"]  # base is 22:13:20 UTC
+    later = sluice("group", "reset-offsets", group, "--topic", topic, "--to", "2030-01-01T00:00:00Z", bootstrap=broker.bootstrap)
+    assert later.stdout.decode().splitlines() == [f"{topic}\t0\t10"]  # nothing that recent: the end
+    bad = sluice("group", "reset-offsets", group, "--topic", topic, "--to", "yesterday", bootstrap=broker.bootstrap, check=False)
+    assert bad.returncode != 0 and b"ISO 8601" in bad.stderr
+
+
 # --- Tansu -------------------------------------------------------------------
 
 

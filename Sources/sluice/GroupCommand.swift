@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import KafkaClient
 import KafkaProtocol
 
@@ -117,19 +118,28 @@ struct GroupCommand: AsyncParsableCommand {
     @Option(name: .customLong("partition"), help: "Partition; repeatable (default: all).") var partitions:
       [Int] =
         []
-    @Option(help: "beginning, end or an OFFSET.") var to: String
+    @Option(
+      help: "beginning, end, an OFFSET, or a time (@EPOCH_MS or ISO 8601): the first offset at or after it.")
+    var to: String
 
     func run() async throws {
       try await runClientCommand {
-        let target: KafkaOffset
+        var target: KafkaOffset = .end
+        var timestamp: Int64?
         switch to.lowercased() {
         case "beginning", "earliest": target = .beginning
         case "end", "latest": target = .end
         default:
-          guard let offset = Int(to), offset >= 0 else {
-            throw ValidationError("--to must be beginning, end or an offset, not \"\(to)\"")
+          if let offset = Int(to), offset >= 0 {
+            target = KafkaOffset(rawValue: offset)
+          } else if to.hasPrefix("@"), let ms = Int64(to.dropFirst()), ms >= 0 {
+            timestamp = ms
+          } else if let date = try? Date(to, strategy: .iso8601) {
+            timestamp = Int64(date.timeIntervalSince1970 * 1000)
+          } else {
+            throw ValidationError(
+              "--to must be beginning, end, an offset, @EPOCH_MS or an ISO 8601 time, not \"\(to)\"")
           }
-          target = KafkaOffset(rawValue: offset)
         }
         let admin = try TopicCommand.admin(options)
         do {
@@ -144,6 +154,9 @@ struct GroupCommand: AsyncParsableCommand {
           for partition in partitions.isEmpty ? all : partitions {
             offsets[KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: partition))] =
               target
+          }
+          if let timestamp {
+            offsets = try await admin.offsets(forTimestamp: timestamp, partitions: Array(offsets.keys))
           }
           try await admin.resetOffsets(group: group, to: offsets)
           let now = try await admin.committedOffsets(group: group, partitions: Array(offsets.keys))

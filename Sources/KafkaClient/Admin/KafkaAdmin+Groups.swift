@@ -142,6 +142,25 @@ extension KafkaAdmin {
       .mapValues { KafkaOffset(rawValue: Int($0)) }
   }
 
+  /// For each partition, the first offset whose record timestamp is at or after `timestamp`
+  /// (epoch milliseconds), or the log end where no record is that recent (ListOffsets; as
+  /// `kafka-consumer-groups --reset-offsets --to-datetime`).
+  public func offsets(forTimestamp timestamp: Int64, partitions: [KafkaTopicPartition]) async throws
+    -> [KafkaTopicPartition: KafkaOffset]
+  {
+    let found = try await listOffsets(
+      cluster, Dictionary(uniqueKeysWithValues: partitions.map { ($0, max(0, timestamp)) }))
+    let missing = found.filter { $0.value < 0 }.map(\.key)
+    let ends =
+      missing.isEmpty
+      ? [:] : try await listOffsets(cluster, Dictionary(uniqueKeysWithValues: missing.map { ($0, -1) }))
+    return found.mapValues { KafkaOffset(rawValue: Int($0)) }.merging(
+      ends.mapValues { KafkaOffset(rawValue: Int($0)) }
+    ) {
+      _, end in end
+    }
+  }
+
   /// Sets a group's committed offsets (`kafka-consumer-groups --reset-offsets`). The
   /// group must have no active members (the coordinator refuses a commit from outside a
   /// live generation). Logical offsets (`.beginning`, `.end`) are resolved first.
