@@ -139,6 +139,14 @@ let package = Package(
       swiftSettings: strict
     ),
     .executableTarget(
+      name: "FuzzProduce",
+      dependencies: [
+        "KafkaProtocol", "SluiceBroker", "SluiceStorage", .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      path: "Fuzz/FuzzProduce",
+      swiftSettings: strict
+    ),
+    .executableTarget(
       name: "CodecBench",
       dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
       path: "Benchmarks/CodecBench",

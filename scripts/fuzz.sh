@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 TARGETS=("$@")
-if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(FuzzRequest FuzzRecordBatch FuzzDecompress); fi
+if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(FuzzRequest FuzzRecordBatch FuzzDecompress FuzzProduce); fi
 mkdir -p fuzz-artifacts
 for target in "${TARGETS[@]}"; do
   # swiftc keeps only the last -sanitize flag for Swift code, so coverage for the fuzzer is
@@ -28,7 +28,9 @@ for target in "${TARGETS[@]}"; do
     echo "fuzz: $target found a failure (input saved in fuzz-artifacts/)" >&2
     status=1
   else
-    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|cov:' "$work.log" | tail -3 || true
+    # Executions, time, peak memory, final coverage, and the target's own summary if any.
+    grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|Fuzz[A-Za-z]+: )' "$work.log" || true
+    grep 'cov:' "$work.log" | tail -1 || true
   fi
   rm -rf "$work" "$work.log"
 done

@@ -4,7 +4,9 @@
 # again when everything is already there. Prints one summary line at the end.
 #
 #   kcat            Debian package (librdkafka 2.0.2)
-#   fiu-utils       Debian package: fiu-run, fault injection (EIO on fdatasync) for storage tests
+#   fiu-utils       Debian package: fiu-run/fiu-ctrl, fault injection (EIO on fdatasync) for storage
+#                   and broker disk-fault tests
+#   e2fsprogs       Debian package: mkfs.ext4/e2fsck for the read-only file-system test
 #   confluent-kafka PyPI wheel (bundles a recent librdkafka)
 #   kafka-python    PyPI
 #   aiokafka        PyPI
@@ -29,7 +31,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages -------------------------------------------------------
 need_apt=()
-for pkg in kcat fiu-utils; do
+for pkg in kcat fiu-utils e2fsprogs; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
