@@ -54,6 +54,27 @@ public final class KafkaServer: Service, Sendable {
     self.logger = logger
   }
 
+  /// Set by graceful shutdown: a connection that registers afterwards closes its input at once.
+  let shuttingDown = Mutex(false)
+
+  /// Connection tasks still running, and who waits for them all to end.
+  let running = Mutex<(count: Int, drained: CheckedContinuation<Void, Never>?)>((0, nil))
+
+  func connectionTaskEnded() {
+    let drained: CheckedContinuation<Void, Never>? = running.withLock { state in
+      state.count -= 1
+      guard state.count == 0, let waiting = state.drained else { return nil }
+      state.drained = nil
+      return waiting
+    }
+    drained?.resume()
+  }
+
+  func closeAllConnections() {
+    let open = connections.withLock { Array($0.values) }
+    for channel in open { channel.close(promise: nil) }
+  }
+
   /// Connections currently admitted.
   public var connectionCount: Int { admitted.withLock { $0.total } }
 
@@ -94,43 +115,69 @@ public final class KafkaServer: Service, Sendable {
     for continuation in waiting { continuation.resume(returning: port) }
     logger.info("Kafka listener on \(configuration.host):\(port)")
 
+    // One unstructured task per connection, counted, rather than a child of one task group:
+    // the runtime removes a finished child from its group by walking the list of children,
+    // which with thousands of idle connections made every connection close cost O(n)
+    // (9% of broker CPU under a reconnect storm, scripts/abuse-latency.py).
     try await withGracefulShutdownHandler {
-      try await withThrowingDiscardingTaskGroup { group in
-        try await listener.executeThenClose { inbound in
-          for try await connection in inbound {
-            let host = connection.channel.remoteAddress?.ipAddress ?? ""
-            let refusal: String? = admitted.withLock { state in
-              if state.total >= configuration.maximumConnections {
-                return "connection limit \(configuration.maximumConnections) reached"
-              }
-              if state.perHost[host, default: 0] >= configuration.maximumConnectionsPerHost {
-                return
-                  "connection limit per address \(configuration.maximumConnectionsPerHost) reached for \(host)"
-              }
-              state.total += 1
-              state.perHost[host, default: 0] += 1
-              return nil
-            }
-            if let refusal {
-              logger.warning("\(refusal); closing new connection")
-              try? await connection.channel.close()
-              continue
-            }
-            group.addTask {
-              defer {
-                self.admitted.withLock { state in
-                  state.total -= 1
-                  let left = state.perHost[host, default: 1] - 1
-                  state.perHost[host] = left > 0 ? left : nil
+      try await withTaskCancellationHandler {
+        var failure: (any Error)?
+        do {
+          try await listener.executeThenClose { inbound in
+            for try await connection in inbound {
+              let host = connection.channel.remoteAddress?.ipAddress ?? ""
+              let refusal: String? = admitted.withLock { state in
+                if state.total >= configuration.maximumConnections {
+                  return "connection limit \(configuration.maximumConnections) reached"
                 }
+                if state.perHost[host, default: 0] >= configuration.maximumConnectionsPerHost {
+                  return
+                    "connection limit per address \(configuration.maximumConnectionsPerHost) reached for \(host)"
+                }
+                state.total += 1
+                state.perHost[host, default: 0] += 1
+                return nil
               }
-              await self.serve(connection)
+              if let refusal {
+                logger.warning("\(refusal); closing new connection")
+                try? await connection.channel.close()
+                continue
+              }
+              running.withLock { $0.count += 1 }
+              Task {
+                defer {
+                  self.admitted.withLock { state in
+                    state.total -= 1
+                    let left = state.perHost[host, default: 1] - 1
+                    state.perHost[host] = left > 0 ? left : nil
+                  }
+                  self.connectionTaskEnded()
+                }
+                await self.serve(connection)
+              }
             }
           }
+        } catch {
+          failure = error
+          closeAllConnections()
         }
+        // The listener is closed: wait for every connection to finish its request in hand.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+          let idle = running.withLock { state -> Bool in
+            if state.count == 0 { return true }
+            state.drained = continuation
+            return false
+          }
+          if idle { continuation.resume() }
+        }
+        if let failure { throw failure }
+      } onCancel: {
+        listener.channel.close(promise: nil)
+        self.closeAllConnections()
       }
     } onGracefulShutdown: {
       // Stop accepting; close every connection's input so each finishes its current request.
+      self.shuttingDown.withLock { $0 = true }
       listener.channel.close(promise: nil)
       self.broker.beginShutdown()  // parked JoinGroup/SyncGroup requests end now
       let open = self.connections.withLock { Array($0.values) }
@@ -140,8 +187,18 @@ public final class KafkaServer: Service, Sendable {
 
   func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
     let channel = connection.channel
+    // Move this task onto the event loop that owns the channel. With NIO as the global
+    // executor, a task is enqueued on the loop it is resumed from (`any()` is sticky), so
+    // without this hop every connection's task stays on the accepting loop: one thread does
+    // nearly all the work while the other idles, and abusive connections delay good ones
+    // (scripts/abuse-latency.py). Resumed from the channel's loop, it stays there.
+    try? await channel.eventLoop.submit {}.get()
     let id = ObjectIdentifier(channel)
-    connections.withLock { $0[id] = channel }
+    let late = connections.withLock { open -> Bool in
+      open[id] = channel
+      return shuttingDown.withLock { $0 }
+    }
+    if late { channel.close(mode: .input, promise: nil) }
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
     let context = RequestContext(clientHost: peer, zeroCopy: true, connectionOpen: { channel.isActive })
