@@ -1,6 +1,11 @@
-import Foundation
 public import KafkaProtocol
 import Synchronization
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
 
 /// What the broker knows of one topic, persisted across restarts.
 public struct TopicRecord: Hashable, Sendable, Codable {

@@ -1,8 +1,13 @@
 import ArgumentParser
-import Foundation
 import KafkaClient
 import KafkaProtocol
 import NIOCore
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
 
 /// `sluice bench produce|consume`: a load generator.
 struct BenchCommand: AsyncParsableCommand {
@@ -14,10 +19,9 @@ struct BenchCommand: AsyncParsableCommand {
     let elapsed = ContinuousClock.now - start
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     print(
-      String(
-        format: "%d records, %.0f bytes in %.3f s: %.0f records/s, %.2f MB/s", records, Double(bytes),
-        seconds,
-        Double(records) / seconds, Double(bytes) / seconds / 1_000_000))
+      "\(records) records, \(bytes) bytes in \(fixed(seconds, 3)) s: "
+        + "\(fixed(Double(records) / seconds, 0)) records/s, \(fixed(Double(bytes) / seconds / 1_000_000, 2)) MB/s"
+    )
   }
 
   struct Produce: AsyncParsableCommand {

@@ -1,8 +1,18 @@
 import ArgumentParser
-import Foundation
 import KafkaClient
 import KafkaProtocol
 import Logging
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
 
 /// Options shared by the client commands (`topic`, `produce`, `consume`, `bench`).
 struct ClientOptions: ParsableArguments {
@@ -17,7 +27,7 @@ struct ClientOptions: ParsableArguments {
 
   func addresses() throws -> [KafkaConfiguration.BrokerAddress] {
     let text = bootstrap ?? ProcessInfo.processInfo.environment["SLUICE_BOOTSTRAP"] ?? "127.0.0.1:9092"
-    let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+    let parts = text.split(separator: ",").map { $0.trimmed() }.filter {
       !$0.isEmpty
     }
     guard !parts.isEmpty else { throw ValidationError("--bootstrap: no address given") }
@@ -79,7 +89,41 @@ struct UsageError: Error {
 }
 
 func printError(_ text: String) {
-  FileHandle.standardError.write(Data((text + "\n").utf8))
+  var bytes = Array((text + "\n").utf8)
+  var done = 0
+  while done < bytes.count {
+    let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + done, $0.count - done) }
+    if n < 0 && errno == EINTR { continue }
+    if n <= 0 { return }
+    done += n
+  }
+}
+
+extension StringProtocol {
+  /// Without leading and trailing spaces, tabs and line breaks.
+  func trimmed() -> String {
+    let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }
+    guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) })
+    else {
+      return ""
+    }
+    return String(self[first...last])
+  }
+}
+
+/// `value` with `digits` decimals (what `String(format: "%.Nf")` printed).
+func fixed(_ value: Double, _ digits: Int) -> String {
+  guard value.isFinite else { return String(value) }
+  var scale = 1.0
+  for _ in 0..<digits { scale *= 10 }
+  let scaled = (abs(value) * scale).rounded()
+  guard scaled < 9e18 else { return String(value) }
+  let units = Int64(scaled)
+  let whole = units / Int64(scale)
+  let sign = value < 0 && units != 0 ? "-" : ""
+  guard digits > 0 else { return sign + String(whole) }
+  let fraction = String(units % Int64(scale))
+  return sign + String(whole) + "." + String(repeating: "0", count: digits - fraction.count) + fraction
 }
 
 func parseCompression(_ name: String) throws -> CompressionCodec {
@@ -137,7 +181,7 @@ extension Sluice {
       let code = exitCode(for: error)
       if code == .validationFailure {
         printError(fullMessage(for: error))
-        Foundation.exit(1)
+        Glibc.exit(1)
       }
       exit(withError: error)
     }

@@ -1,9 +1,20 @@
 import ArgumentParser
-import Foundation
+import Dispatch
 import KafkaClient
 import KafkaProtocol
 import Logging
 import NIOCore
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
 
 /// `sluice consume TOPIC`.
 struct ConsumeCommand: AsyncParsableCommand {

@@ -1,7 +1,12 @@
 import ArgumentParser
-import Foundation
 import KafkaClient
 import KafkaProtocol
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
 
 /// `sluice group list|describe|reset-offsets|delete`.
 struct GroupCommand: AsyncParsableCommand {

@@ -1,8 +1,18 @@
 import ArgumentParser
-import Foundation
 import KafkaClient
 import KafkaProtocol
 import NIOCore
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
 
 /// `sluice produce TOPIC`: each input line is one record.
 struct ProduceCommand: AsyncParsableCommand {

@@ -1,6 +1,11 @@
-import Foundation
 import SluiceBroker
 import SluiceServer
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
 
 /// The broker settings `sluice serve` understands, with Kafka's names where Kafka has one.
 /// Each can come from (strongest first) `--set KEY=VALUE`, the environment
@@ -18,7 +23,7 @@ struct ConfigurationError: Error, CustomStringConvertible {
 }
 
 func parseInt<T: FixedWidthInteger>(_ key: String, _ value: String, min: T) throws -> T {
-  guard let number = T(value.trimmingCharacters(in: .whitespaces)), number >= min else {
+  guard let number = T(value.trimmed()), number >= min else {
     throw ConfigurationError(description: "\(key): \"\(value)\" is not an integer >= \(min)")
   }
   return number
@@ -206,7 +211,7 @@ let serveSettings: [ServeSetting] = [
 ]
 
 func environmentName(_ key: String) -> String {
-  "SLUICE_" + key.uppercased().replacingOccurrences(of: ".", with: "_")
+  "SLUICE_" + String(key.uppercased().map { $0 == "." ? "_" : $0 })
 }
 
 /// Reads a Java-properties style file: `key=value` (or `key: value`), `#`/`!` comments.
@@ -216,13 +221,13 @@ func readProperties(_ path: String) throws -> [String: String] {
   }
   var result: [String: String] = [:]
   for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-    let line = raw.trimmingCharacters(in: .whitespaces)
+    let line = raw.trimmed()
     if line.isEmpty || line.hasPrefix("#") || line.hasPrefix("!") { continue }
     guard let separator = line.firstIndex(where: { $0 == "=" || $0 == ":" }) else {
       throw ConfigurationError(description: "\(path):\(number + 1): expected key=value")
     }
-    let key = line[..<separator].trimmingCharacters(in: .whitespaces)
-    let value = line[line.index(after: separator)...].trimmingCharacters(in: .whitespaces)
+    let key = line[..<separator].trimmed()
+    let value = line[line.index(after: separator)...].trimmed()
     result[key] = value
   }
   return result

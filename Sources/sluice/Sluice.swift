@@ -1,11 +1,17 @@
 import ArgumentParser
-import Foundation
+import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SluiceBroker
 import SluiceServer
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
 
 /// Entry point. SwiftNIO's event loops are installed as Swift Concurrency's global executor
 /// before any task runs, so the broker's connection tasks run on the event loop threads and
