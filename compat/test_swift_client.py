@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from conftest import free_port, sluice_binary
 from helpers import consume, create_topic, kcat, produce_all, producer
@@ -501,10 +501,19 @@ def test_swift_group_consumption_against_tansu(tansu, names):
     finally:
         a.kill()
         b.kill()
-    # Committed offsets survive: a new member of the group has nothing left to read.
-    sluice("produce", topic, "--partition", "0", bootstrap=tansu, input=b"late\n")
-    out = sluice("consume", topic, "--group", group, "--count", "1", *timeouts, bootstrap=tansu, timeout=90).stdout
-    assert out == b"late\n"
+    # The members committed what they printed before leaving: Tansu returns those offsets.
+    # (Not checked with a third member joining: Tansu sometimes keeps a member that left as the
+    # group's leader - its JoinGroup answers name it - so a new member's SyncGroup never gets
+    # an assignment; seen under CPU load, and librdkafka members would wait the same way.)
+    ends: dict[int, int] = {}
+    for partition, offset in keys:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    c = Consumer({"bootstrap.servers": tansu, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = c.committed([TopicPartition(topic, p) for p in sorted(ends)], timeout=30)
+    finally:
+        c.close()
+    assert {tp.partition: tp.offset for tp in committed} == ends
     listed = sluice("group", "list", bootstrap=tansu).stdout.decode()
     assert group in listed
     # Tansu limitation: its DescribeGroups response carries a null array where the protocol
