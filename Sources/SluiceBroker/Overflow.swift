@@ -39,10 +39,14 @@ extension Broker {
   /// offset to the log end, or the whole retained log when no counted group has committed
   /// an offset for it (docs/overflow.md).
   func backlogBytes(_ partition: Partition) -> Int64 {
-    let positions = groups.backlogPositions(
-      topic: partition.topic, partition: partition.index, activeMs: config.overflowGroupActiveMs)
-    let from = positions.map(\.offset).min() ?? partition.log.logStartOffset
+    let from = backlogPositions(partition).map(\.offset).min() ?? partition.log.logStartOffset
     return partition.log.retainedBytes(from: from)
+  }
+
+  /// The committed offsets of the groups counted in the partition's backlog.
+  func backlogPositions(_ partition: Partition) -> [(group: String, offset: Int64)] {
+    groups.backlogPositions(
+      topic: partition.topic, partition: partition.index, activeMs: config.overflowGroupActiveMs)
   }
 
   /// The figures DescribeConfigs and the metrics endpoint report for a topic.
@@ -56,13 +60,17 @@ extension Broker {
       stats.throttledRequests += counters.throttledRequests.load(ordering: .relaxed)
       stats.throttleMs += counters.throttleMs.load(ordering: .relaxed)
       stats.timedOutRequests += counters.timedOutRequests.load(ordering: .relaxed)
-      stats.backlogBytes += backlogBytes(partition)
-      for position in groups.backlogPositions(
-        topic: topic.name, partition: partition.index, activeMs: config.overflowGroupActiveMs)
-      {
-        stats.groupBacklogBytes[position.group, default: 0] += partition.log.retainedBytes(
-          from: position.offset)
+      // The partition's backlog is its slowest counted group's (the most bytes), or the
+      // whole log when no group is counted.
+      var slowest = Int64(0)
+      let positions = backlogPositions(partition)
+      for position in positions {
+        let bytes = partition.log.retainedBytes(from: position.offset)
+        stats.groupBacklogBytes[position.group, default: 0] += bytes
+        slowest = max(slowest, bytes)
       }
+      stats.backlogBytes +=
+        positions.isEmpty ? partition.log.retainedBytes(from: partition.log.logStartOffset) : slowest
     }
     return stats
   }
@@ -93,7 +101,7 @@ extension Broker {
   struct BackpressureClaim {
     let topic: Topic
     let partition: Partition
-    let incoming: Int64
+    var incoming: Int64
   }
 
   /// What ``awaitBackpressure(_:acks:connectionOpen:)`` decided: partitions admitted (with
@@ -182,11 +190,6 @@ extension Broker {
 }
 
 extension Duration {
-  var milliseconds: Int64 {
-    let (seconds, attoseconds) = components
-    return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-  }
-
   var inSeconds: Double {
     Double(components.seconds) + Double(components.attoseconds) / 1e18
   }

@@ -14,22 +14,21 @@ extension Broker {
     // writes is over its high-water mark.
     var claims: [BackpressureClaim] = []
     if acks == 0 || acks == 1 || acks == -1, request.transactionalId == nil {
-      var bytes: [ObjectIdentifier: (topic: Topic, partition: Partition, incoming: Int64)] = [:]
-      var order: [ObjectIdentifier] = []
+      var claimOf: [ObjectIdentifier: Int] = [:]  // a partition named twice is one claim
       for topicData in request.topicData {
         guard let topic = self.topic(topicData.name), topic.config.overflow.policy == .backpressure else {
           continue
         }
         for data in topicData.partitionData {
           guard let partition = topic.partition(data.index), let records = data.records else { continue }
-          let id = ObjectIdentifier(partition)
-          if bytes[id] == nil { order.append(id) }
-          bytes[id, default: (topic, partition, 0)].incoming += Int64(records.readableBytes)
+          let incoming = Int64(records.readableBytes)
+          if let index = claimOf[ObjectIdentifier(partition)] {
+            claims[index].incoming += incoming
+          } else {
+            claimOf[ObjectIdentifier(partition)] = claims.count
+            claims.append(BackpressureClaim(topic: topic, partition: partition, incoming: incoming))
+          }
         }
-      }
-      claims = order.map {
-        BackpressureClaim(
-          topic: bytes[$0]!.topic, partition: bytes[$0]!.partition, incoming: bytes[$0]!.incoming)
       }
     }
     var backpressure = BackpressureOutcome()

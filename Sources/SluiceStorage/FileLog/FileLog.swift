@@ -866,14 +866,13 @@ public final class FileLog: PartitionLog {
       if state.closed { throw StorageError(.closed, "\(directory) is closed") }
       let oldStart = state.logStartOffset
       guard oldStart < state.logEndOffset else { return TrimResult() }
-      let total = try exactBytes(from: oldStart, state)
+      guard var (segmentIndex, position) = try exactStart(of: oldStart, state) else { return TrimResult() }
+      let total = Self.bytes(fromSegment: segmentIndex, position: position, state)
       var excess = total - max(0, maxBytes)
       guard excess > 0 else { return TrimResult() }
       // Whole remainders of segments first, then batch by batch in the segment where the
       // cut falls.
       var newStart = oldStart
-      var segmentIndex = state.segments.lastIndex { $0.baseOffset <= oldStart } ?? 0
-      var position = try exactBatch(containing: oldStart, in: state.segments[segmentIndex]).position
       while segmentIndex < state.segments.count && excess > 0 {
         let segment = state.segments[segmentIndex]
         let remaining = Int64(segment.size - position)
@@ -916,11 +915,21 @@ public final class FileLog: PartitionLog {
 
   /// Exact bytes of the batches from the one holding `offset` to the log end.
   func exactBytes(from offset: Int64, _ state: State) throws(StorageError) -> Int64 {
+    guard let (segment, position) = try exactStart(of: offset, state) else { return 0 }
+    return Self.bytes(fromSegment: segment, position: position, state)
+  }
+
+  /// The segment and position of the batch holding `offset`, or nil at or past the end.
+  func exactStart(of offset: Int64, _ state: State) throws(StorageError) -> (segment: Int, position: Int)? {
     guard offset < state.logEndOffset,
       let index = state.segments.lastIndex(where: { $0.baseOffset <= offset })
-    else { return 0 }
-    let segment = state.segments[index]
-    var total = Int64(segment.size - (try exactBatch(containing: offset, in: segment).position))
+    else { return nil }
+    return (index, try exactBatch(containing: offset, in: state.segments[index]).position)
+  }
+
+  /// Bytes from `position` in segment `index` to the log end.
+  static func bytes(fromSegment index: Int, position: Int, _ state: State) -> Int64 {
+    var total = Int64(state.segments[index].size - position)
     for later in state.segments[(index + 1)...] { total += Int64(later.size) }
     return total
   }
