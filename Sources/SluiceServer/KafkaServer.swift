@@ -70,9 +70,10 @@ public final class KafkaServer: Service, Sendable {
     drained?.resume()
   }
 
-  func closeAllConnections() {
+  /// Closes every open connection (`.input`: lets each finish the request in hand).
+  func closeAllConnections(mode: CloseMode = .all) {
     let open = connections.withLock { Array($0.values) }
-    for channel in open { channel.close(promise: nil) }
+    for channel in open { channel.close(mode: mode, promise: nil) }
   }
 
   /// Connections currently admitted.
@@ -180,8 +181,7 @@ public final class KafkaServer: Service, Sendable {
       self.shuttingDown.withLock { $0 = true }
       listener.channel.close(promise: nil)
       self.broker.beginShutdown()  // parked JoinGroup/SyncGroup requests end now
-      let open = self.connections.withLock { Array($0.values) }
-      for channel in open { channel.close(mode: .input, promise: nil) }
+      self.closeAllConnections(mode: .input)
     }
   }
 
