@@ -133,6 +133,8 @@ def consumer_main(bootstrap: str, topic: str, ready, stop, results):
 
 
 def producer_main(bootstrap: str, topic: str, rate: int, value_size: int, stop, results):
+    import threading
+
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
@@ -147,6 +149,18 @@ def producer_main(bootstrap: str, topic: str, rate: int, value_size: int, stop, 
             sent = struct.unpack_from(">q", msg.value())[0]
             samples.append((sent, now - sent))
 
+    # Delivery reports are served by a thread blocked in poll(), so each is timed the moment
+    # librdkafka has it, and the pacing loop sleeps instead of spinning: poll(timeout)
+    # truncates to whole milliseconds, so a pacing loop built on it spins for sub-millisecond
+    # waits and keeps a core busy, which on 2 cores is load the broker then competes with.
+    polling = threading.Event()
+
+    def poller():
+        while not polling.is_set():
+            p.poll(0.05)
+
+    thread = threading.Thread(target=poller, daemon=True)
+    thread.start()
     padding = b"x" * max(0, value_size - 8)
     start = time.perf_counter()
     sent = 0
@@ -157,14 +171,15 @@ def producer_main(bootstrap: str, topic: str, rate: int, value_size: int, stop, 
                 p.produce(topic, value=struct.pack(">q", time.time_ns()) + padding, partition=0,
                           on_delivery=on_delivery)
             except BufferError:
-                p.poll(0.001)
+                time.sleep(0.001)
                 continue
             sent += 1
-        p.poll(0)
         delay = start + sent / rate - time.perf_counter()
         if delay > 0:
-            p.poll(delay)  # serve delivery reports while waiting: their time is the ack time
+            time.sleep(delay)
     left = p.flush(30)
+    polling.set()
+    thread.join()
     results.put(("ack", samples))
     results.put(("sent", sent))
     results.put(("errors", [str(e) for e in errors[:5]] + ([f"{len(errors)} delivery errors, {left} undelivered"]

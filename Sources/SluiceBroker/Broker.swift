@@ -1,5 +1,5 @@
 public import KafkaProtocol
-import NIOCore
+public import NIOCore
 import NIOPosix
 public import SluiceStorage
 import Synchronization
@@ -37,14 +37,20 @@ public struct RequestContext: Sendable {
   /// Whether the client is still connected (a request held by backpressure gives up when
   /// it is not).
   public var connectionOpen: @Sendable () -> Bool
+  /// The event loop that owns the connection, if there is one. A parked Fetch then times
+  /// out with a timer on this loop and is resumed on it, rather than through a Swift
+  /// Concurrency sleep (a libdispatch timer and its threads) and on whichever loop the
+  /// append that woke it ran on.
+  public var eventLoop: (any EventLoop)?
   public init(
     clientHost: String = "", zeroCopy: Bool = false, requestBytes: Int = 0,
-    connectionOpen: @escaping @Sendable () -> Bool = { true }
+    connectionOpen: @escaping @Sendable () -> Bool = { true }, eventLoop: (any EventLoop)? = nil
   ) {
     self.clientHost = clientHost
     self.zeroCopy = zeroCopy
     self.requestBytes = requestBytes
     self.connectionOpen = connectionOpen
+    self.eventLoop = eventLoop
   }
 }
 

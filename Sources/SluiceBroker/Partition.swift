@@ -1,3 +1,4 @@
+import NIOCore
 public import SluiceStorage
 import Synchronization
 
@@ -53,6 +54,13 @@ final class FetchWaiter: Sendable {
   }
 
   let state = Mutex(State())
+  /// The waiting connection's event loop: `wake()` resumes the fetch there, so it goes on
+  /// on its own connection's thread rather than on the thread of the append that woke it.
+  let eventLoop: (any EventLoop)?
+
+  init(eventLoop: (any EventLoop)? = nil) {
+    self.eventLoop = eventLoop
+  }
 
   /// Suspends until `wake()` (or returns at once if it already happened).
   func wait() async {
@@ -74,6 +82,11 @@ final class FetchWaiter: Sendable {
       state.continuation = nil
       return taken
     }
-    pending?.resume()
+    guard let pending else { return }
+    if let eventLoop, !eventLoop.inEventLoop {
+      eventLoop.execute { pending.resume() }
+    } else {
+      pending.resume()
+    }
   }
 }

@@ -201,7 +201,8 @@ public final class KafkaServer: Service, Sendable {
     if late { channel.close(mode: .input, promise: nil) }
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
-    let context = RequestContext(clientHost: peer, zeroCopy: true, connectionOpen: { channel.isActive })
+    let context = RequestContext(
+      clientHost: peer, zeroCopy: true, connectionOpen: { channel.isActive }, eventLoop: channel.eventLoop)
     let idle = IdleTimer(channel: channel, limit: .milliseconds(configuration.maximumIdleMs), logger: logger)
     idle.start()
     defer { idle.stop() }

@@ -94,7 +94,8 @@ extension Broker {
     if case .fetch(let body) = request.body {
       var fileRecords: [UInt64: [LogChunk]] = [:]
       let response = await fetch(
-        body, version: version, zeroCopy: context.zeroCopy, fileRecords: &fileRecords)
+        body, version: version, zeroCopy: context.zeroCopy, eventLoop: context.eventLoop,
+        fileRecords: &fileRecords)
       var reply = WireReply(body: .fetch(response), fileRecords: fileRecords)
       chargeQuota(request, &reply, context: context)
       return reply

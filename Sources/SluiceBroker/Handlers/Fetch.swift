@@ -7,11 +7,14 @@ extension Broker {
   /// KIP-74 soft limits, and long polling that parks until MinBytes arrive or MaxWaitMs
   /// passes — woken by appends, not by polling.
   func fetch(
-    _ request: FetchRequest, version: Int16, zeroCopy: Bool, fileRecords: inout [UInt64: [LogChunk]]
+    _ request: FetchRequest, version: Int16, zeroCopy: Bool, eventLoop: (any EventLoop)? = nil,
+    fileRecords: inout [UInt64: [LogChunk]]
   ) async -> FetchResponse {
-    let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, request.maxWaitMs)))
+    let wait = Int64(max(0, request.maxWaitMs))
+    let deadline = ContinuousClock.now + .milliseconds(wait)
+    let loopDeadline = NIODeadline.now() + .milliseconds(wait)
     while true {
-      let waiter = FetchWaiter()
+      let waiter = FetchWaiter(eventLoop: eventLoop)
       fileRecords.removeAll()
       let (response, bytes, hasError, partitions) = fetchOnce(
         request, version: version, waiter: waiter, zeroCopy: zeroCopy, fileRecords: &fileRecords)
@@ -23,12 +26,18 @@ extension Broker {
         return response
       }
       // Park: woken by an append to any requested partition, or by the deadline.
-      let timer = Task {
-        try? await Task.sleep(until: deadline, clock: .continuous)
-        waiter.wake()
+      if let eventLoop {
+        let timer = eventLoop.scheduleTask(deadline: loopDeadline) { waiter.wake() }
+        await waiter.wait()
+        timer.cancel()
+      } else {
+        let timer = Task {
+          try? await Task.sleep(until: deadline, clock: .continuous)
+          waiter.wake()
+        }
+        await waiter.wait()
+        timer.cancel()
       }
-      await waiter.wait()
-      timer.cancel()
       for partition in partitions { partition.removeWaiter(waiter) }
     }
   }
