@@ -178,6 +178,7 @@ let package = Package(
       dependencies: [
         "SluiceBroker", "SluiceStorage", "KafkaProtocol",
         .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strict
     ),

@@ -58,6 +58,12 @@ def start_sluice(binary: str, data_dir: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit("sluice did not start")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, from /proc/PID/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def consumer_main(bootstrap: str, topic: str, expected: int, ready, results, timeout: float, config: dict):
     from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
@@ -163,8 +169,10 @@ def main():
             raise SystemExit("consumer did not become ready")
         prod = ctx.Process(target=producer_main,
                            args=(bootstrap, topic, args.rate, args.seconds, args.value_size, extra))
+        cpu0, t0 = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
         prod.start()
         latencies = results.get(timeout=args.seconds + 60)
+        cpu_pct = ((cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0) * 100) if proc else None
         prod.join()
         cons.join()
 
@@ -177,6 +185,8 @@ def main():
         print("  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms" % (
             percentile(ms, 50), percentile(ms, 90), percentile(ms, 99), percentile(ms, 99.9),
             ms[-1] if ms else float("nan")))
+        if cpu_pct is not None:
+            print(f"  broker CPU {cpu_pct:.1f}% of a core while producing and consuming")
         if len(latencies) < total:
             sys.exit(1)
     finally:

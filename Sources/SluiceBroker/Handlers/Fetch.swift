@@ -1,6 +1,7 @@
 import KafkaProtocol
 import NIOCore
 import SluiceStorage
+import Synchronization
 
 extension Broker {
   /// Fetch (CLIENTS.md §3): whole batches from each requested partition in request order,
@@ -54,6 +55,7 @@ extension Broker {
     var total = 0
     var hasError = false
     var registered: [Partition] = []
+    var copied = 0  // record bytes loaded into memory for this response
     let maxBytes = version >= 3 ? Int(request.maxBytes) : Int(Int32.max)
     for requested in request.topics {
       let topic = version >= 13 ? self.topic(id: requested.topicId) : self.topic(requested.topic)
@@ -91,17 +93,23 @@ extension Broker {
               from: wanted.fetchOffset, maxBytes: limit, upTo: highWatermark, minOneBatch: total == 0)
             total += read.byteCount
             if zeroCopy && version >= 10
+              && (read.byteCount > Self.copyBelowBytes || copied + read.byteCount > Self.copyBudgetBytes)
               && read.chunks.contains(where: { if case .file = $0 { true } else { false } })
             {
               // Leave the bytes in the segment file: an 8-byte marker stands in for them.
-              var marker = UInt64.random(in: 1...UInt64.max)
-              while fileRecords[marker] != nil { marker = UInt64.random(in: 1...UInt64.max) }
+              var marker = FetchMarkers.next()
+              while fileRecords[marker] != nil { marker = FetchMarkers.next() }
               fileRecords[marker] = read.chunks
               var placeholder = ByteBuffer()
               placeholder.writeInteger(marker)
               data.records = placeholder
             } else {
+              // Small reads are copied: one pread and the response goes out in one write,
+              // where sendfile would cost a dup, a writev, a sendfile, a write and a close
+              // (and three TCP segments) per partition. A tailing consumer's fetches are
+              // nearly all small.
               var records = try read.loadBytes()
+              copied += records.readableBytes
               if version < 10, containsZstd(records) {
                 data.errorCode = ErrorCode.unsupportedCompressionType.rawValue
                 total -= records.readableBytes
@@ -122,11 +130,32 @@ extension Broker {
     return (response, total, hasError, registered)
   }
 
+  /// Zero-copy fetches still copy a partition's records when they are at most this many
+  /// bytes, up to `copyBudgetBytes` per response.
+  static let copyBelowBytes = 32 * 1024
+  static let copyBudgetBytes = 1024 * 1024
+
   func containsZstd(_ records: ByteBuffer) -> Bool {
     var splitter = RecordBatchSplitter(records)
     while let batch = try? splitter.next() {
       if batch.compression == .zstd { return true }
     }
     return false
+  }
+}
+
+/// Placeholders for zero-copy record data: a counter run through the SplitMix64 finalizer
+/// from a random start, so a fetch does not pay a getrandom system call per partition.
+/// Unpredictable enough that response bytes a client controls (topic names) will not
+/// contain one by accident; `KafkaServer.splice` also checks the length prefix before it.
+enum FetchMarkers {
+  static let counter = Atomic<UInt64>(UInt64.random(in: 1...UInt64.max))
+
+  static func next() -> UInt64 {
+    var z = counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return z == 0 ? 1 : z
   }
 }

@@ -51,6 +51,14 @@ struct BatchScanner {
     return window.readableBytes >= count
   }
 
+  /// The bytes [position, position + length) if the window already holds them, without a read.
+  func bytesInWindow(at position: Int, length: Int) -> ByteBuffer? {
+    guard length > 0, position >= windowStart, position + length <= windowStart + window.readableBytes else {
+      return nil
+    }
+    return window.getSlice(at: window.readerIndex + position - windowStart, length: length)
+  }
+
   mutating func next() throws(StorageError) -> Step {
     if position >= end { return .end }
     guard try ensure(Self.headerBytes) else {

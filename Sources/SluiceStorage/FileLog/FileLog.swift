@@ -750,7 +750,10 @@ public final class FileLog: PartitionLog {
         }
       }
     }
-    if end > first.position {
+    if let bytes = scanner.bytesInWindow(at: first.position, length: end - first.position) {
+      // Already read while looking for the first batch (a tailing reader's usual case).
+      result.chunks = [.bytes(bytes)]
+    } else if end > first.position {
       result.chunks = [.file(segment.file, position: first.position, length: end - first.position)]
     }
     return result

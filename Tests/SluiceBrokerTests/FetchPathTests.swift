@@ -1,0 +1,78 @@
+import Foundation
+import KafkaProtocol
+import NIOCore
+import NIOPosix
+import SluiceBroker
+import Testing
+
+/// Fetch as the network layer drives it: zero-copy decisions, and parked fetches timed and
+/// resumed on the connection's event loop.
+@Suite struct FetchPathTests {
+  static func fetchRequest(topic: String, offset: Int64, maxWaitMs: Int32) -> KafkaRequest {
+    let request = FetchRequest(
+      maxWaitMs: maxWaitMs, minBytes: 1, maxBytes: 50 << 20,
+      topics: [
+        .init(
+          topic: topic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])
+      ])
+    return KafkaRequest(correlationId: 3, clientId: "t", apiVersion: 12, body: .fetch(request))
+  }
+
+  static func partition(_ reply: WireReply?) -> FetchResponse.PartitionData? {
+    guard case .fetch(let body)? = reply?.body else { return nil }
+    return body.responses.first?.partitions.first
+  }
+
+  @Test func zeroCopyFetchCopiesSmallReadsAndLeavesLargeOnesInTheFile() async throws {
+    let (broker, _) = try BrokerTests.makeBroker()
+    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    _ = await BrokerTests.produce(broker, topic: "t", records: try BrokerTests.batch(["a", "b", "c"]))
+    let context = RequestContext(zeroCopy: true)
+
+    // A small read: its bytes come back inline, nothing is left for sendfile.
+    let small = await broker.handleForWire(
+      Self.fetchRequest(topic: "t", offset: 0, maxWaitMs: 0), context: context)
+    #expect(small?.fileRecords.isEmpty == true)
+    #expect(try BrokerTests.values(Self.partition(small)?.records) == ["a", "b", "c"])
+
+    let big = String(repeating: "x", count: 20_000)
+    _ = await BrokerTests.produce(broker, topic: "t", records: try BrokerTests.batch([big, big, big]))
+    // From offset 3 the read is the big batch alone (60 KB > 32 KiB): an 8-byte marker stands
+    // in for it and the file region goes out with sendfile.
+    let large = await broker.handleForWire(
+      Self.fetchRequest(topic: "t", offset: 3, maxWaitMs: 0), context: context)
+    let chunks = try #require(large?.fileRecords.values.first)
+    #expect(large?.fileRecords.count == 1)
+    #expect(chunks.reduce(0) { $0 + $1.length } > 60_000)
+    #expect(Self.partition(large)?.records?.readableBytes == 8)
+    await broker.shutdown()
+  }
+
+  @Test func parkedFetchOnAnEventLoopTimesOutThenIsWokenOnItsLoop() async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let loop = group.next()
+    let (broker, _) = try BrokerTests.makeBroker()
+    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    let context = RequestContext(zeroCopy: false, eventLoop: loop)
+
+    // Nothing to read: the loop's timer ends the wait, not before MaxWaitMs.
+    let started = ContinuousClock.now
+    let empty = await broker.handleForWire(
+      Self.fetchRequest(topic: "t", offset: 0, maxWaitMs: 300), context: context)
+    let elapsed = ContinuousClock.now - started
+    #expect(Self.partition(empty)?.errorCode == 0 && Self.partition(empty)?.records?.readableBytes == 0)
+    #expect(elapsed >= .milliseconds(280) && elapsed < .seconds(10))
+
+    // Parked with a 5 s deadline, woken by an append made off the loop.
+    async let parked = broker.handleForWire(
+      Self.fetchRequest(topic: "t", offset: 0, maxWaitMs: 5000), context: context)
+    try await Task.sleep(for: .milliseconds(100))
+    let appendedAt = ContinuousClock.now
+    _ = await BrokerTests.produce(broker, topic: "t", records: try BrokerTests.batch(["wake"]))
+    let data = await parked
+    #expect(try BrokerTests.values(Self.partition(data)?.records) == ["wake"])
+    #expect(ContinuousClock.now - appendedAt < .milliseconds(2000), "woken by the append, not the deadline")
+    await broker.shutdown()
+    try await group.shutdownGracefully()
+  }
+}
