@@ -212,3 +212,60 @@ class RawClient:
                     rpos += 12 + blen
                 result[(topic, part)] = (err, hw, batches)
         return size, result
+
+
+# ---------------------------------------------------------------------------
+# Client quotas through kafka-python's protocol classes (confluent-kafka has no client-quota
+# admin API): the client-id byte rates (test_overflow.py) and the ip connection creation
+# rate (test_connection_rate.py).
+
+
+def quota_request(bootstrap: str, request):
+    from kafka.admin import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+
+        async def send():
+            return await a._manager.send(request)
+
+        return a._manager.run(send)
+    finally:
+        a.close()
+
+
+def set_quota(bootstrap: str, name: str | None, key: str, value: float | None, entity_type: str = "client-id"):
+    """Sets (value None: removes) one quota of the entity `entity_type` `name` (None: the default)."""
+    from kafka.protocol.admin.client_quotas import AlterClientQuotasRequest
+
+    E = AlterClientQuotasRequest.EntryData
+    request = AlterClientQuotasRequest(
+        entries=[
+            E(
+                entity=[E.EntityData(entity_type=entity_type, entity_name=name)],
+                ops=[E.OpData(key=key, value=value or 0.0, remove=value is None)],
+            )
+        ],
+        validate_only=False,
+    )
+    response = quota_request(bootstrap, request)
+    assert response.entries[0].error_code == 0, response
+
+
+def describe_quotas(
+    bootstrap: str, match_type: int | None = None, entity_type: str = "client-id", match: str | None = None
+) -> dict:
+    """The quotas of `entity_type` entities, by entity name (None: the default entity): all of
+    them (no filter in the request), or those one filter component selects (`match_type` 0: the
+    entity named `match`, 1: the default, 2: any named one)."""
+    from kafka.protocol.admin.client_quotas import DescribeClientQuotasRequest
+
+    D = DescribeClientQuotasRequest
+    components = [] if match_type is None else [D.ComponentData(entity_type=entity_type, match_type=match_type, match=match)]
+    response = quota_request(bootstrap, D(components=components, strict=False))
+    assert response.error_code == 0, response
+    return {
+        e.entity[0].entity_name: {v.key: v.value for v in e.values}
+        for e in response.entries
+        if e.entity[0].entity_type == entity_type
+    }

@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from conftest import free_port, sluice_binary
-from helpers import consume, create_topic, partition_files_size, produce_all, producer
+from helpers import consume, create_topic, describe_quotas, partition_files_size, produce_all, producer, quota_request, set_quota
 
 RECORD = 1000  # value bytes per record in these tests
 
@@ -404,48 +404,6 @@ def test_backpressure_slows_the_producer_to_the_consumers_pace(make_broker, name
     assert s["rejected.requests"] == 0 and s["dropped.records"] == 0
     values = [v for _, _, v in slow.seen]
     assert sorted(set(values)) == sorted(v for _, v in p.delivered), "some acknowledged record was not consumed"
-
-
-def quota_request(bootstrap: str, request):
-    from kafka.admin import KafkaAdminClient
-
-    a = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-
-        async def send():
-            return await a._manager.send(request)
-
-        return a._manager.run(send)
-    finally:
-        a.close()
-
-
-def set_quota(bootstrap: str, client_id: str | None, key: str, value: float | None):
-    from kafka.protocol.admin.client_quotas import AlterClientQuotasRequest
-
-    E = AlterClientQuotasRequest.EntryData
-    request = AlterClientQuotasRequest(
-        entries=[
-            E(
-                entity=[E.EntityData(entity_type="client-id", entity_name=client_id)],
-                ops=[E.OpData(key=key, value=value or 0.0, remove=value is None)],
-            )
-        ],
-        validate_only=False,
-    )
-    response = quota_request(bootstrap, request)
-    assert response.entries[0].error_code == 0, response
-
-
-def describe_quotas(bootstrap: str, match_type: int | None = None) -> dict:
-    """All client quotas (no filter), or those a client-id filter of `match_type` selects."""
-    from kafka.protocol.admin.client_quotas import DescribeClientQuotasRequest
-
-    D = DescribeClientQuotasRequest
-    components = [] if match_type is None else [D.ComponentData(entity_type="client-id", match_type=match_type, match=None)]
-    response = quota_request(bootstrap, D(components=components, strict=False))
-    assert response.error_code == 0, response
-    return {e.entity[0].entity_name: {v.key: v.value for v in e.values} for e in response.entries}
 
 
 def test_client_quotas_are_stored_described_and_survive_restarts(make_broker):

@@ -1,21 +1,37 @@
 import KafkaProtocol
+import NIOCore
 import SluiceStorage
 import Synchronization
 
-/// Kafka's client quotas for the `client-id` entity: produce and fetch byte rates per
-/// client id (or the default for every client id without its own), enforced by throttling
-/// (docs/overflow.md). Configured through AlterClientQuotas, kept in the crash-safe
-/// metadata, read back by DescribeClientQuotas.
+/// Kafka's client quotas: produce and fetch byte rates per `client-id` entity (or the
+/// default for every client id without its own), enforced here by throttling
+/// (docs/overflow.md), and KIP-612's connection creation rate per `ip` entity (or the
+/// default for every address without its own), enforced by the listener when it accepts
+/// (docs/broker.md). Configured through AlterClientQuotas, kept in the crash-safe metadata,
+/// read back by DescribeClientQuotas.
 public final class ClientQuotas: Sendable {
   /// The quota keys Sluice enforces.
   public static let producerByteRate = "producer_byte_rate"
   public static let consumerByteRate = "consumer_byte_rate"
-  static let supportedKeys = [producerByteRate, consumerByteRate]
+  /// KIP-612: new connections per second from one client address.
+  public static let connectionCreationRate = "connection_creation_rate"
+  static let clientIdKeys = [producerByteRate, consumerByteRate]
+  static let ipKeys = [connectionCreationRate]
+  static let supportedKeys = clientIdKeys + ipKeys
 
   public enum Kind: Sendable { case produce, fetch }
 
-  /// nil client id: the default entity.
-  struct EntityKey: Hashable { var clientId: String? }
+  /// The entity types Sluice has quotas for (no `user`: Sluice has no authentication).
+  enum EntityType: String {
+    case clientId = "client-id"
+    case ip
+  }
+
+  /// nil name: the default entity of its type.
+  struct EntityKey: Hashable {
+    var type: EntityType
+    var name: String?
+  }
 
   /// A generic cell rate algorithm per (client id, kind): `theoretical` is when the client
   /// will have "paid" for everything it sent at the quota rate; up to `burst` ahead of now
@@ -29,9 +45,14 @@ public final class ClientQuotas: Sendable {
     var trackers: [String: Tracker] = [:]
     /// Milliseconds of throttle applied, per (kind, client id); bounded like `trackers`.
     var throttled: [String: Int64] = [:]
+
+    var hasIPQuotas: Bool { configured.keys.contains { $0.type == .ip } }
   }
 
   let state: Mutex<State>
+  /// Whether any ip entity has a quota (`State.hasIPQuotas`, kept outside the lock): without
+  /// one, accepting a connection costs one atomic load.
+  let hasIPQuotas = Atomic<Bool>(false)
   let metadata: MetadataStore
   /// Sending this far ahead of the quota is not throttled.
   static let burst: Duration = .milliseconds(200)
@@ -41,8 +62,10 @@ public final class ClientQuotas: Sendable {
   static let maxTrackedClients = 10_000
   /// Client ids are tracked (and labelled in metrics) by at most this many characters.
   static let maxTrackedIdLength = 256
-  /// The smallest rate AlterClientQuotas accepts, in bytes/s.
+  /// The smallest rate AlterClientQuotas accepts, in bytes/s (or connections/s).
   static let minimumRate = 1.0
+  /// Kafka's type for `connection_creation_rate` is INT.
+  static let maximumConnectionRate = Double(Int32.max)
   /// Entries per AlterClientQuotas request.
   static let maxAlterEntries = 1000
 
@@ -50,20 +73,66 @@ public final class ClientQuotas: Sendable {
     self.metadata = metadata
     var configured: [EntityKey: [String: Double]] = [:]
     for key in Self.supportedKeys {
-      for (entity, text) in metadata.snapshot.sections["quota." + key] ?? [:] {
-        guard let value = Double(text) else { continue }
-        let clientId: String? = entity.hasPrefix("=") ? String(entity.dropFirst()) : nil
-        configured[EntityKey(clientId: clientId), default: [:]][key] = value
+      for (stored, text) in metadata.snapshot.sections["quota." + key] ?? [:] {
+        guard let value = Double(text), let entity = Self.entity(stored: stored) else { continue }
+        configured[entity, default: [:]][key] = value
       }
     }
-    state = Mutex(State(configured: configured))
+    let initial = State(configured: configured)
+    hasIPQuotas.store(initial.hasIPQuotas, ordering: .relaxed)
+    state = Mutex(initial)
   }
 
-  static func storedEntity(_ key: EntityKey) -> String { key.clientId.map { "=" + $0 } ?? "default" }
+  /// How an entity is named in the stored `quota.KEY` sections. Client ids keep the original
+  /// encoding, "=ID" or "default"; addresses are "ip=ADDRESS" or "ip:default", which neither
+  /// start with "=" nor equal "default", so a client id that looks like an address is never
+  /// read back as an ip entity (or the other way round).
+  static func storedEntity(_ key: EntityKey) -> String {
+    switch key.type {
+    case .clientId: key.name.map { "=" + $0 } ?? "default"
+    case .ip: key.name.map { "ip=" + $0 } ?? "ip:default"
+    }
+  }
+
+  static func entity(stored: String) -> EntityKey? {
+    if stored == "default" { return EntityKey(type: .clientId, name: nil) }
+    if stored.hasPrefix("=") { return EntityKey(type: .clientId, name: String(stored.dropFirst())) }
+    if stored == "ip:default" { return EntityKey(type: .ip, name: nil) }
+    if stored.hasPrefix("ip=") { return EntityKey(type: .ip, name: String(stored.dropFirst(3))) }
+    return nil
+  }
 
   /// The byte rate that applies to `clientId`: its own quota, else the default one.
   func rate(_ key: String, clientId: String, _ state: State) -> Double? {
-    state.configured[EntityKey(clientId: clientId)]?[key] ?? state.configured[EntityKey(clientId: nil)]?[key]
+    state.configured[EntityKey(type: .clientId, name: clientId)]?[key]
+      ?? state.configured[EntityKey(type: .clientId, name: nil)]?[key]
+  }
+
+  /// Whether any ip entity has a `connection_creation_rate` quota.
+  public var hasConnectionCreationQuotas: Bool { hasIPQuotas.load(ordering: .relaxed) }
+
+  /// The connection creation rate (connections/s) that applies to a client address (as
+  /// `canonicalIPAddress` writes it): its own quota, else the default ip one; nil: unlimited.
+  public func connectionCreationRate(ip: String) -> Double? {
+    state.withLock { state in
+      state.configured[EntityKey(type: .ip, name: ip)]?[Self.connectionCreationRate]
+        ?? state.configured[EntityKey(type: .ip, name: nil)]?[Self.connectionCreationRate]
+    }
+  }
+
+  /// The canonical text of a numeric IPv4 or IPv6 address (as the listener sees client
+  /// addresses: IPv4-mapped IPv6 as plain IPv4); nil if `text` is not one. Host names are
+  /// not resolved.
+  public static func canonicalIPAddress(_ text: String) -> String? {
+    guard let address = try? SocketAddress(ipAddress: text, port: 0), let canonical = address.ipAddress else {
+      return nil
+    }
+    return unmapped(canonical)
+  }
+
+  /// "::ffff:1.2.3.4" (an IPv4 client of a dual-stack listener) as "1.2.3.4".
+  public static func unmapped(_ ipAddress: String) -> String {
+    ipAddress.hasPrefix("::ffff:") && ipAddress.contains(".") ? String(ipAddress.dropFirst(7)) : ipAddress
   }
 
   /// Records `bytes` of traffic; returns how long the client must be throttled (ms).
@@ -111,55 +180,114 @@ public final class ClientQuotas: Sendable {
   func describe(_ request: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
     var response = DescribeClientQuotasResponse()
     response.errorMessage = nil
-    // Components: entity type, and match type 0 (exact name), 1 (the default), 2 (any).
-    var wantsClientId: (matchType: Int8, name: String?)?
-    if Set(request.components.map(\.entityType)).count != request.components.count {
+    func fail(_ message: String) -> DescribeClientQuotasResponse {
       response.errorCode = ErrorCode.invalidRequest.rawValue
-      response.errorMessage = "An entity type appears twice in the filter"
+      response.errorMessage = message
       response.entries = nil
       return response
     }
+    // Components: entity type, and match type 0 (exact name), 1 (the default), 2 (any).
+    var filters: [(type: EntityType, matchType: Int8, name: String?)] = []
+    if Set(request.components.map(\.entityType)).count != request.components.count {
+      return fail("An entity type appears twice in the filter")
+    }
     for component in request.components {
-      guard component.entityType == "client-id" else {
+      guard let type = EntityType(rawValue: component.entityType) else {
         if component.entityType == "user" {
           // Sluice has no authentication, so no user quotas: a filter on users matches nothing.
           response.entries = []
-        } else {
-          response.errorCode = ErrorCode.invalidRequest.rawValue
-          response.errorMessage = "Unknown entity type \(component.entityType)"
-          response.entries = nil
+          return response
         }
-        return response
+        return fail("Unknown entity type \(component.entityType)")
       }
       guard (0...2).contains(component.matchType) else {
-        response.errorCode = ErrorCode.invalidRequest.rawValue
-        response.errorMessage = "Unknown match type \(component.matchType)"
-        response.entries = nil
-        return response
+        return fail("Unknown match type \(component.matchType)")
       }
-      wantsClientId = (component.matchType, component.match)
+      var name = component.match
+      if type == .ip, let text = name, let canonical = Self.canonicalIPAddress(text) { name = canonical }
+      filters.append((type, component.matchType, name))
     }
-    // strict: only entities made of exactly the filtered types; every entity here is a
-    // client-id one.
-    if request.strict && wantsClientId == nil {
+    // strict: only entities made of exactly the filtered types. Every entity here has one
+    // type, and a filter component must match it, so a filter on two types matches nothing.
+    if request.strict && filters.isEmpty {
       response.entries = []
       return response
     }
     let configured = state.withLock { $0.configured }
-    response.entries = configured.sorted { ($0.key.clientId ?? "") < ($1.key.clientId ?? "") }.compactMap {
-      entity, values -> DescribeClientQuotasResponse.EntryData? in
-      if let filter = wantsClientId {
+    let ordered = configured.sorted {
+      ($0.key.type == .clientId ? 0 : 1, $0.key.name ?? "") < (
+        $1.key.type == .clientId ? 0 : 1, $1.key.name ?? ""
+      )
+    }
+    response.entries = ordered.compactMap { entity, values -> DescribeClientQuotasResponse.EntryData? in
+      for filter in filters {
+        guard filter.type == entity.type else { return nil }
         switch filter.matchType {
-        case 0: if entity.clientId == nil || entity.clientId != filter.name { return nil }
-        case 1: if entity.clientId != nil { return nil }
-        default: if entity.clientId == nil { return nil }  // 2: any specified name, not the default
+        case 0: if entity.name == nil || entity.name != filter.name { return nil }
+        case 1: if entity.name != nil { return nil }
+        default: if entity.name == nil { return nil }  // 2: any specified name, not the default
         }
       }
       return .init(
-        entity: [.init(entityType: "client-id", entityName: entity.clientId)],
+        entity: [.init(entityType: entity.type.rawValue, entityName: entity.name)],
         values: values.sorted { $0.key < $1.key }.map { .init(key: $0.key, value: $0.value) })
     }
     return response
+  }
+
+  /// Why an AlterClientQuotas entry is refused, nil if it is valid; `entity` is where it
+  /// applies (an ip entity's address in canonical form).
+  static func validate(_ entry: AlterClientQuotasRequest.EntryData) -> (entity: EntityKey?, refusal: String?)
+  {
+    let types = entry.entity.map(\.entityType)
+    if types.count > 1 && types.contains(EntityType.ip.rawValue) {
+      return (nil, "The ip entity cannot be combined with other entity types (as in Kafka)")
+    }
+    guard types.count == 1, let type = EntityType(rawValue: types[0]) else {
+      return (
+        nil,
+        "Only the client-id and ip entities are supported, one per entry (Sluice has no authentication, so no users)"
+      )
+    }
+    var name = entry.entity[0].entityName
+    if type == .ip, let text = name {
+      guard let canonical = canonicalIPAddress(text) else {
+        return (
+          nil,
+          "\(text) is not an IP address: the ip entity takes a numeric IPv4 or IPv6 address, or null for the default"
+        )
+      }
+      name = canonical
+    }
+    let keys = type == .ip ? ipKeys : clientIdKeys
+    if let bad = entry.ops.first(where: { !keys.contains($0.key) }) {
+      let supported = keys.joined(separator: ", ")
+      return (nil, "Unsupported quota \(bad.key) for the \(type.rawValue) entity: it takes \(supported)")
+    }
+    if Set(entry.ops.map(\.key)).count != entry.ops.count {
+      return (nil, "A quota key appears twice for one entity")
+    }
+    for op in entry.ops where !op.remove {
+      switch type {
+      case .clientId:
+        guard op.value >= minimumRate && op.value.isFinite else {
+          return (nil, "Quota \(op.key) must be a number of bytes/s >= 1, got \(op.value)")
+        }
+      case .ip:
+        // Kafka's type for it is INT. Below 1/s, one connection would need more than the
+        // one second of credit the limiter's bucket holds (and 0 would lock the address out).
+        guard op.value >= minimumRate && op.value <= maximumConnectionRate && op.value.rounded() == op.value
+        else {
+          return (
+            nil,
+            "Quota \(op.key) must be a whole number of connections/s from 1 to \(Int32.max), got \(op.value) "
+              + "(Kafka's type for it is INT; below 1/s, a single connection would need more than the one "
+              + "second of the rate that an address may use at once)"
+          )
+        }
+      }
+    }
+    return (EntityKey(type: type, name: name), nil)
   }
 
   func alter(_ request: AlterClientQuotasRequest) -> AlterClientQuotasResponse {
@@ -172,24 +300,12 @@ public final class ClientQuotas: Sendable {
         result.errorCode = code.rawValue
         result.errorMessage = message
       }
-      if entry.entity.count != 1 || entry.entity[0].entityType != "client-id" {
-        fail(
-          .invalidRequest,
-          "Only the client-id entity is supported (Sluice has no authentication, so no users)")
-      } else if let bad = entry.ops.first(where: { !Self.supportedKeys.contains($0.key) }) {
-        fail(
-          .invalidRequest,
-          "Unsupported quota \(bad.key): Sluice enforces \(Self.supportedKeys.joined(separator: ", "))")
-      } else if let bad = entry.ops.first(where: {
-        !$0.remove && !($0.value >= Self.minimumRate && $0.value.isFinite)
-      }) {
-        fail(.invalidRequest, "Quota \(bad.key) must be a number of bytes/s >= 1, got \(bad.value)")
-      } else if Set(entry.ops.map(\.key)).count != entry.ops.count {
-        fail(.invalidRequest, "A quota key appears twice for one entity")
+      let (entity, refusal) = Self.validate(entry)
+      if let refusal {
+        fail(.invalidRequest, refusal)
       } else if response.entries.count >= Self.maxAlterEntries {
         fail(.invalidRequest, "At most \(Self.maxAlterEntries) entries per request")
-      } else if !request.validateOnly {
-        let entity = EntityKey(clientId: entry.entity[0].entityName)
+      } else if !request.validateOnly, let entity {
         do {
           try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
             for op in entry.ops {
@@ -202,6 +318,7 @@ public final class ClientQuotas: Sendable {
               state.configured[entity, default: [:]][op.key] = op.remove ? nil : op.value
             }
             if state.configured[entity]?.isEmpty == true { state.configured[entity] = nil }
+            hasIPQuotas.store(state.hasIPQuotas, ordering: .relaxed)
           }
         } catch {
           fail(.kafkaStorageError, error.message)

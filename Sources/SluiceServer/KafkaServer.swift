@@ -32,6 +32,10 @@ public final class KafkaServer: Service, Sendable {
     /// long (and has none in progress) is closed. Only complete requests reset the timer:
     /// partial frames (a sender trickling bytes) do not. Kafka's default, 10 minutes.
     public var maximumIdleMs: Int64 = 600_000
+    /// `max.connection.creation.rate`: new connections per second, broker-wide; beyond it
+    /// the listener pauses accepting until the rate allows (Int.max: unlimited, Kafka's
+    /// default). Per client address, the `ip` quotas' `connection_creation_rate` applies.
+    public var maximumConnectionCreationRate = Int.max
     public init() {}
   }
 
@@ -44,6 +48,8 @@ public final class KafkaServer: Service, Sendable {
   let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
   /// Admitted connections, counted at accept time (total and per client address).
   let admitted = Mutex<(total: Int, perHost: [String: Int])>((0, [:]))
+  /// Connections refused or delayed by the connection creation rates.
+  public let connectionRates = ConnectionRateCounters()
 
   public init(
     broker: Broker, configuration: Configuration, group: MultiThreadedEventLoopGroup, logger: Logger
@@ -94,9 +100,19 @@ public final class KafkaServer: Service, Sendable {
 
   public func run() async throws {
     let maximumFrameSize = configuration.maximumFrameSize
+    let (brokerRate, quotas, counters, logger) = (
+      configuration.maximumConnectionCreationRate, broker.quotas, connectionRates, logger
+    )
     let listener = try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 1024)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      // The connection creation rates, applied to each accepted socket before it is set up.
+      .serverChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(
+            ConnectionRateHandler(brokerRate: brokerRate, quotas: quotas, counters: counters, logger: logger))
+        }
+      }
       .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelOption(.maxMessagesPerRead, value: 16)
       .bind(host: configuration.host, port: configuration.port) { channel in

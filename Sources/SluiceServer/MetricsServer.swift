@@ -34,7 +34,8 @@ public final class MetricsServer: Service, Sendable {
 
   public func run() async throws {
     let render: @Sendable () -> String = { [broker, kafkaServer] in
-      MetricsRenderer.render(broker, connections: kafkaServer?.connectionCount)
+      MetricsRenderer.render(
+        broker, connections: kafkaServer?.connectionCount, connectionRates: kafkaServer?.connectionRates)
     }
     let channel = try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 64)
@@ -118,7 +119,8 @@ enum MetricsRenderer {
     var samples: [(labels: [(String, String)], value: Int64)] = []
   }
 
-  static func render(_ broker: Broker, connections: Int?) -> String {
+  static func render(_ broker: Broker, connections: Int?, connectionRates: ConnectionRateCounters?) -> String
+  {
     var families: [String: Family] = [:]
     var order: [String] = []
     func add(_ name: String, _ type: String, _ help: String, _ labels: [(String, String)], _ value: Int64) {
@@ -130,6 +132,17 @@ enum MetricsRenderer {
     }
     if let connections {
       add("sluice_connections", "gauge", "Open client connections.", [], Int64(connections))
+    }
+    if let connectionRates {
+      // No address label: its cardinality would be the attacker's to choose.
+      add(
+        "sluice_connections_throttled_total", "counter",
+        "Connections closed because their client address exceeded its connection_creation_rate quota.", [],
+        Int64(connectionRates.throttledConnections))
+      add(
+        "sluice_connections_delayed_total", "counter",
+        "Connections whose setup waited for the broker-wide max.connection.creation.rate.", [],
+        Int64(connectionRates.delayedConnections))
     }
     for topic in broker.allTopics {
       let t = ("topic", topic.name)

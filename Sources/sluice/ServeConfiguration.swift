@@ -68,6 +68,14 @@ let serveSettings: [ServeSetting] = [
     server.maximumConnectionsPerHost = try parseInt("max.connections.per.ip", value, min: 1)
   },
   ServeSetting(
+    key: "max.connection.creation.rate", defaultValue: String(Int.max),
+    help:
+      "New connections per second, broker-wide (the default means unlimited); beyond, accepting pauses until the rate allows. Per client address: ip quotas (connection_creation_rate)."
+  ) {
+    _, server, value in
+    server.maximumConnectionCreationRate = try parseInt("max.connection.creation.rate", value, min: 1)
+  },
+  ServeSetting(
     key: "connections.max.idle.ms", defaultValue: "600000",
     help: "Close a connection that has completed no request for this long (partial frames do not count)."
   ) {

@@ -15,7 +15,7 @@ final class InProcessBroker: Sendable {
 
   var address: KafkaConfiguration.BrokerAddress { .init(host: "127.0.0.1", port: port) }
 
-  init() async throws {
+  init(configure: (inout KafkaServer.Configuration) -> Void = { _ in }) async throws {
     directory = NSTemporaryDirectory() + "kafka-client-tests-" + UUID().uuidString
     // The broker advertises its configured port, so bind to a port known in advance.
     let port = try Self.freePort()
@@ -28,6 +28,7 @@ final class InProcessBroker: Sendable {
     var serverConfiguration = KafkaServer.Configuration()
     serverConfiguration.host = "127.0.0.1"
     serverConfiguration.port = port
+    configure(&serverConfiguration)
     var logger = Logger(label: "test-broker")
     logger.logLevel = .warning
     server = KafkaServer(
