@@ -1,5 +1,6 @@
 """Hostile and broken clients on raw sockets: oversized and garbage frames, truncated
-frames, unknown APIs, absurd counts inside valid-looking frames, connection caps
+frames, unknown APIs, absurd counts inside valid-looking frames, record batches with a valid
+CRC but garbage records, connection caps
 (`max.connections`, `max.connections.per.ip`) and the idle timeout
 (`connections.max.idle.ms`, which only complete requests reset). After each abuse the
 broker must still be running and serve a well-behaved client."""
@@ -12,7 +13,7 @@ import socket
 import struct
 import time
 
-from helpers import RawClient, admin, create_topic, producer, produce_all
+from helpers import RawClient, admin, consume, create_topic, producer, produce_all
 
 # ---------------------------------------------------------------------------
 
@@ -248,6 +249,73 @@ def test_huge_counts_and_lengths_inside_valid_frames(broker, names):
     print(f"RSS before {before} kB, after absurd counts {after} kB")
     assert after - before < 50_000, f"RSS jumped {before} -> {after} kB"
     assert_serving(broker, names)
+
+
+# ---------------------------------------------------------------------------
+# Record batches that are well-framed but whose records are not
+
+
+def record_batch_v2(section: bytes, count: int, attributes: int = 0) -> bytes:
+    """A v2 RecordBatch around `section` (the records, compressed already if `attributes`
+    names a codec) with a valid CRC-32C: it passes every header check."""
+    from kafka.record.util import calc_crc32c
+
+    after_crc = struct.pack(">hiqqqhii", attributes, count - 1, 1000, 1000, -1, -1, -1, count) + section
+    batch_length = 4 + 1 + 4 + len(after_crc)  # partition leader epoch, magic, CRC, the rest
+    return struct.pack(">qiibI", 0, batch_length, -1, 2, calc_crc32c(after_crc)) + after_crc
+
+
+def produce_v8(raw: RawClient, topic: str, records: bytes) -> tuple[int, str | None]:
+    """Produce v8 (acks=all) of `records` to partition 0; returns (error code, error message)."""
+    name = topic.encode()
+    body = struct.pack(">hhii", -1, -1, 10_000, 1) + struct.pack(">h", len(name)) + name
+    body += struct.pack(">iii", 1, 0, len(records)) + records
+    reply = raw.request(0, 8, body)
+    at = 4  # responses count
+    (name_len,) = struct.unpack_from(">h", reply, at)
+    at += 2 + name_len + 4  # name, partitions count
+    _, error, _, _, _, record_errors = struct.unpack_from(">ihqqqi", reply, at)
+    at += 4 + 2 + 8 + 8 + 8 + 4
+    for _ in range(record_errors):
+        at += 4
+        (n,) = struct.unpack_from(">h", reply, at)
+        at += 2 + max(n, 0)
+    (n,) = struct.unpack_from(">h", reply, at)
+    message = reply[at + 2 : at + 2 + n].decode() if n >= 0 else None
+    return error, message
+
+
+def test_batch_of_garbage_records_refused(broker, names):
+    """A batch with a correct CRC but garbage records (plain, or gzip that decompresses to
+    garbage, or gzip that is not gzip) is refused with CORRUPT_MESSAGE and a message, nothing
+    is appended, and a consumer of the partition reads everything else."""
+    import gzip
+
+    t = names()
+    create_topic(broker.bootstrap, t)
+    p = producer(broker.bootstrap, acks="all")
+    produce_all(p, t, [b"before-%d" % i for i in range(5)])
+    rng = random.Random(87)
+    garbage = b"\x01" + bytes(rng.randrange(256) for _ in range(300))  # first length: -1
+    bad_batches = {
+        "plain garbage": record_batch_v2(garbage, count=4),
+        "gzip of garbage": record_batch_v2(gzip.compress(garbage), count=4, attributes=1),
+        "not gzip at all": record_batch_v2(garbage, count=4, attributes=1),
+    }
+    raw = RawClient(broker.bootstrap)
+    try:
+        for label, batch in bad_batches.items():
+            error, message = produce_v8(raw, t, batch)
+            assert error == 2, f"{label}: error {error} ({message}), expected CORRUPT_MESSAGE"
+            assert message, f"{label}: no error message"
+            print(f"{label}: CORRUPT_MESSAGE: {message}")
+    finally:
+        raw.close()
+    produce_all(p, t, [b"after-%d" % i for i in range(5)])
+    got = consume(broker.bootstrap, t)
+    assert [r.value for r in got] == [b"before-%d" % i for i in range(5)] + [b"after-%d" % i for i in range(5)]
+    assert [r.offset for r in got] == list(range(10)), "the refused batches took offsets"
+    assert_serving(broker)
 
 
 # ---------------------------------------------------------------------------

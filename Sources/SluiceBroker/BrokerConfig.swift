@@ -14,6 +14,10 @@ public struct BrokerConfig: Sendable {
   public var defaultPartitions: Int32 = 1
   /// `message.max.bytes`: default `max.message.bytes` for topics.
   public var maxMessageBytes: Int = 1_048_588
+  /// Produce decompresses a compressed batch to check its records (it is stored as it came);
+  /// one that expands beyond this is refused with MESSAGE_TOO_LARGE, and no more than this
+  /// is ever allocated for it (decompression bombs). See docs/compression.md.
+  public var maxDecompressedBatchBytes: Int = 64 << 20
   /// Topic-level defaults (retention, segments, flushing, storage kind).
   public var defaultLog = LogConfig()
   /// Topic-level defaults of the overflow policy (`sluice.overflow.*`).

@@ -53,6 +53,14 @@ let serveSettings: [ServeSetting] = [
     broker, _, value in broker.maxMessageBytes = try parseInt("message.max.bytes", value, min: 0)
   },
   ServeSetting(
+    key: "sluice.max.decompressed.batch.bytes", defaultValue: "67108864",
+    help: "Produce decompresses compressed batches to check their records; one expanding beyond "
+      + "this is refused (MESSAGE_TOO_LARGE)."
+  ) {
+    broker, _, value in
+    broker.maxDecompressedBatchBytes = try parseInt("sluice.max.decompressed.batch.bytes", value, min: 1024)
+  },
+  ServeSetting(
     key: "socket.request.max.bytes", defaultValue: "104857600", help: "Largest request frame accepted."
   ) {
     _, server, value in server.maximumFrameSize = try parseInt("socket.request.max.bytes", value, min: 1024)

@@ -16,6 +16,7 @@ public struct KafkaProtocolError: Error, Hashable, Sendable, CustomStringConvert
       case trailingBytes
       case unknownApiKey
       case corruptRecordBatch
+      case invalidRecord
       case crcMismatch
       case unsupportedMagic
       case unsupportedCompression
@@ -44,6 +45,8 @@ public struct KafkaProtocolError: Error, Hashable, Sendable, CustomStringConvert
     public static let unknownApiKey = Code(base: .unknownApiKey)
     /// A record batch or record is structurally invalid.
     public static let corruptRecordBatch = Code(base: .corruptRecordBatch)
+    /// A record decodes but breaks a rule of its batch (offset deltas out of order).
+    public static let invalidRecord = Code(base: .invalidRecord)
     /// A record batch's CRC-32C does not match its contents.
     public static let crcMismatch = Code(base: .crcMismatch)
     /// A record batch has a magic byte other than 2.

@@ -225,6 +225,19 @@ extension RecordBatch {
   public func makeRecordIterator(
     maxDecompressedSize: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()
   ) throws(KafkaProtocolError) -> RecordIterator {
+    let (records, count) = try recordsSection(maxDecompressedSize: maxDecompressedSize, allocator: allocator)
+    return RecordIterator(
+      records: records, count: count, baseOffset: baseOffset, baseTimestamp: baseTimestamp,
+      logAppendTime: timestampType == .logAppendTime ? maxTimestamp : nil)
+  }
+
+  /// The records section (decompressed when the batch is compressed, at most
+  /// `maxDecompressedSize` bytes) and `recordsCount`, after the checks records decoding
+  /// needs: magic 2, a `batchLength` within the buffer, a known codec, and a count that is
+  /// not negative and fits the section at 7 bytes a record.
+  func recordsSection(
+    maxDecompressedSize: Int, allocator: ByteBufferAllocator
+  ) throws(KafkaProtocolError) -> (records: ByteBuffer, count: Int) {
     guard magic == Self.currentMagic else {
       throw KafkaProtocolError(.unsupportedMagic, "record batch magic \(magic), expected 2")
     }
@@ -252,9 +265,7 @@ extension RecordBatch {
       throw KafkaProtocolError(
         .corruptRecordBatch, "recordsCount \(count) cannot fit in \(records.readableBytes) bytes of records")
     }
-    return RecordIterator(
-      records: records, count: count, baseOffset: baseOffset, baseTimestamp: baseTimestamp,
-      logAppendTime: timestampType == .logAppendTime ? maxTimestamp : nil)
+    return (records, count)
   }
 
   /// Decodes every record (see `makeRecordIterator(maxDecompressedSize:allocator:)`).

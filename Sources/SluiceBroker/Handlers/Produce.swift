@@ -107,6 +107,25 @@ extension Broker {
     case failure(ErrorCode, String)
   }
 
+  /// Walks every record of a client batch (decompressed, bounded, when compressed; the
+  /// batch is stored as it came either way). Undecodable records or compressed data are
+  /// CORRUPT_MESSAGE, offset deltas out of order INVALID_RECORD, more decompressed bytes
+  /// than `maxDecompressedBatchBytes` MESSAGE_TOO_LARGE; nil when every record is sound.
+  private func validateRecords(_ batch: RecordBatch, index: Int) -> AppendOutcome? {
+    do throws(KafkaProtocolError) {
+      try batch.validateRecords(.clientProduce, maxDecompressedSize: config.maxDecompressedBatchBytes)
+      return nil
+    } catch {
+      let message = "Batch \(index): \(error.message)"
+      switch error.code {
+      case .invalidRecord: return .failure(ErrorCode.invalidRecord, message)
+      case .decompressedSizeExceeded: return .failure(ErrorCode.messageTooLarge, message)
+      case .unsupportedCompression: return .failure(ErrorCode.unsupportedCompressionType, message)
+      default: return .failure(.corruptMessage, message)
+      }
+    }
+  }
+
   /// Validates the records of one partition and appends them (page cache).
   func appendPartition(_ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16)
     -> AppendOutcome
@@ -132,6 +151,7 @@ extension Broker {
           return .failure(ErrorCode.unsupportedCompressionType, "zstd needs Produce v7 or later")
         }
         try batch.validate(.clientProduce)
+        if let refusal = validateRecords(batch, index: batches.count) { return refusal }
         batches.append(batch)
       }
     } catch {
