@@ -115,14 +115,31 @@ public final class KafkaServer: Service, Sendable {
       }
       .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelOption(.maxMessagesPerRead, value: 16)
-      .bind(host: configuration.host, port: configuration.port) { channel in
+      // Runs on the accepted channel's own event loop, before it is registered: admission,
+      // the frame decoder, and the connection's task, started right here so that it runs
+      // on this loop from its first step (no hop from an accepting task on another loop).
+      // A thrown error makes NIO close the channel.
+      .childChannelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(
-            ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)))
-          return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+          let host = channel.remoteAddress?.ipAddress ?? ""
+          if let refusal = admit(host) {
+            logger.warning("\(refusal); closing new connection")
+            throw ConnectionRefused()
+          }
+          do {
+            try channel.pipeline.syncOperations.addHandler(
+              ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)))
+            let connection = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+              wrappingChannelSynchronously: channel)
+            startConnection(connection, host: host)
+          } catch {
+            release(host)
+            throw error
+          }
         }
       }
-    let port = listener.channel.localAddress?.port ?? configuration.port
+      .bind(host: configuration.host, port: configuration.port).get()
+    let port = listener.localAddress?.port ?? configuration.port
     let waiting = bound.withLock { waiting in
       boundPort.withLock { $0 = port }
       let all = waiting
@@ -132,53 +149,12 @@ public final class KafkaServer: Service, Sendable {
     for continuation in waiting { continuation.resume(returning: port) }
     logger.info("Kafka listener on \(configuration.host):\(port)")
 
-    // One unstructured task per connection, counted, rather than a child of one task group:
-    // the runtime removes a finished child from its group by walking the list of children,
-    // which with thousands of idle connections made every connection close cost O(n)
-    // (9% of broker CPU under a reconnect storm, scripts/abuse-latency.py).
-    try await withGracefulShutdownHandler {
-      try await withTaskCancellationHandler {
-        var failure: (any Error)?
-        do {
-          try await listener.executeThenClose { inbound in
-            for try await connection in inbound {
-              let host = connection.channel.remoteAddress?.ipAddress ?? ""
-              let refusal: String? = admitted.withLock { state in
-                if state.total >= configuration.maximumConnections {
-                  return "connection limit \(configuration.maximumConnections) reached"
-                }
-                if state.perHost[host, default: 0] >= configuration.maximumConnectionsPerHost {
-                  return
-                    "connection limit per address \(configuration.maximumConnectionsPerHost) reached for \(host)"
-                }
-                state.total += 1
-                state.perHost[host, default: 0] += 1
-                return nil
-              }
-              if let refusal {
-                logger.warning("\(refusal); closing new connection")
-                try? await connection.channel.close()
-                continue
-              }
-              running.withLock { $0.count += 1 }
-              Task {
-                defer {
-                  self.admitted.withLock { state in
-                    state.total -= 1
-                    let left = state.perHost[host, default: 1] - 1
-                    state.perHost[host] = left > 0 ? left : nil
-                  }
-                  self.connectionTaskEnded()
-                }
-                await self.serve(connection)
-              }
-            }
-          }
-        } catch {
-          failure = error
-          closeAllConnections()
-        }
-        // The listener is closed: wait for every connection to finish its request in hand.
+    // Connections are unstructured, counted tasks (see `startConnection`). This task waits
+    // for the listener to close (graceful shutdown or cancellation closes it), then for every
+    // connection to finish its request in hand.
+    await withGracefulShutdownHandler {
+      await withTaskCancellationHandler {
+        try? await listener.closeFuture.get()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
           let idle = running.withLock { state -> Bool in
             if state.count == 0 { return true }
@@ -187,28 +163,69 @@ public final class KafkaServer: Service, Sendable {
           }
           if idle { continuation.resume() }
         }
-        if let failure { throw failure }
       } onCancel: {
-        listener.channel.close(promise: nil)
+        listener.close(promise: nil)
         self.closeAllConnections()
       }
     } onGracefulShutdown: {
       // Stop accepting; close every connection's input so each finishes its current request.
       self.shuttingDown.withLock { $0 = true }
-      listener.channel.close(promise: nil)
+      listener.close(promise: nil)
       self.broker.beginShutdown()  // parked JoinGroup/SyncGroup requests end now
       self.closeAllConnections(mode: .input)
     }
   }
 
+  struct ConnectionRefused: Error {}
+
+  /// Counts a new connection from `host` against the caps; the refusal, if over one.
+  func admit(_ host: String) -> String? {
+    admitted.withLock { state in
+      if state.total >= configuration.maximumConnections {
+        return "connection limit \(configuration.maximumConnections) reached"
+      }
+      if state.perHost[host, default: 0] >= configuration.maximumConnectionsPerHost {
+        return "connection limit per address \(configuration.maximumConnectionsPerHost) reached for \(host)"
+      }
+      state.total += 1
+      state.perHost[host, default: 0] += 1
+      return nil
+    }
+  }
+
+  /// Uncounts a connection `admit` counted.
+  func release(_ host: String) {
+    admitted.withLock { state in
+      state.total -= 1
+      let left = state.perHost[host, default: 1] - 1
+      state.perHost[host] = left > 0 ? left : nil
+    }
+  }
+
+  /// One unstructured task per connection, counted, rather than a child of one task group:
+  /// the runtime removes a finished child from its group by walking the list of children,
+  /// which with thousands of idle connections made every connection close cost O(n) (9% of
+  /// broker CPU under a reconnect storm, scripts/abuse-latency.py). Called on the
+  /// connection's event loop, so the task starts there (NIO is the global executor, and it
+  /// enqueues a new task on the loop it is created from).
+  func startConnection(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, host: String) {
+    running.withLock { $0.count += 1 }
+    Task {
+      defer {
+        self.release(host)
+        self.connectionTaskEnded()
+      }
+      await self.serve(connection)
+    }
+  }
+
   func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
     let channel = connection.channel
-    // Move this task onto the event loop that owns the channel. With NIO as the global
-    // executor, a task is enqueued on the loop it is resumed from (`any()` is sticky), so
-    // without this hop every connection's task stays on the accepting loop: one thread does
-    // nearly all the work while the other idles, and abusive connections delay good ones
-    // (scripts/abuse-latency.py). Resumed from the channel's loop, it stays there.
-    try? await channel.eventLoop.submit {}.get()
+    // The task should run on the event loop that owns the channel: with NIO as the global
+    // executor a task is enqueued on the loop it is resumed from (`any()` is sticky), and a
+    // task on another loop would pay a thread hop for every write. `startConnection` creates
+    // it on the channel's loop; with the default executor (embedding), hop there once.
+    if !channel.eventLoop.inEventLoop { try? await channel.eventLoop.submit {}.get() }
     let id = ObjectIdentifier(channel)
     let late = connections.withLock { open -> Bool in
       open[id] = channel
