@@ -21,9 +21,16 @@ First alone (baseline), then while an abuse process runs from other loopback add
 The good client runs throughout; phases alternate (baseline, abuse, baseline, ...) and each
 record counts for the phase it was sent in, so load elsewhere on the machine (a build)
 tends to hit both sides alike. Prints p50/p99/p99.9 over all baseline records and over all
-records sent under abuse, and the ratio of the p99s (target: <= 2), plus per-round ratios. The abuse process runs
-at nice 10: the abusers stand for other machines, and the point is whether the *broker*
-keeps serving the good client, not whether one core can run both load generators.
+records sent under abuse, and the ratio of the p99s (target: <= 2), plus per-round ratios.
+
+The abusers stand for other machines: the point is whether the *broker* keeps serving the
+good client, not whether two cores can also run the load generators. So the abuse process
+runs under SCHED_IDLE by default: it gets the CPU only when nothing else wants it, yet it
+still delivers the configured abuse (its counts are printed; compare them across modes).
+At nice 10 it does not stay out of the way: Linux's EEVDF scheduler lets it finish its slice
+before a woken client thread runs, and 200 tricklers alone (2,000 asyncio wake-ups/s) then
+gave 3.3x at nice 10 against 1.03x under SCHED_IDLE, with the same bytes delivered and the
+broker's CPU unchanged. `--abuse-sched nice` shows that figure.
 
     scripts/abuse-latency.py                 # 6 rounds of 8 s each way
     scripts/abuse-latency.py --rounds 2 --seconds 5 --idle 2000
@@ -411,7 +418,7 @@ def main():
     ap.add_argument("--garbage-rate", type=float, default=100, help="garbage connections per second")
     ap.add_argument("--oversized-rate", type=float, default=100, help="oversized-frame connections per second")
     ap.add_argument("--storm-rate", type=float, default=300, help="connect/ApiVersions/close per second")
-    ap.add_argument("--abuse-sched", choices=["idle", "nice", "normal"], default="nice",
+    ap.add_argument("--abuse-sched", choices=["idle", "nice", "normal"], default="idle",
                     help="CPU priority of the abuse process: SCHED_IDLE, nice 10 or normal")
     ap.add_argument("--ip-rate", type=int, default=0,
                     help="set the default ip entity's connection_creation_rate quota (KIP-612) to this many "
