@@ -287,7 +287,7 @@ def produce_v8(raw: RawClient, topic: str, records: bytes) -> tuple[int, str | N
 
 def test_batch_of_garbage_records_refused(broker, names):
     """A batch with a correct CRC but garbage records (plain, or gzip that decompresses to
-    garbage, or gzip that is not gzip) is refused with CORRUPT_MESSAGE and a message, nothing
+    garbage, or gzip that is not gzip) is refused with INVALID_RECORD and a message, nothing
     is appended, and a consumer of the partition reads everything else."""
     import gzip
 
@@ -306,9 +306,9 @@ def test_batch_of_garbage_records_refused(broker, names):
     try:
         for label, batch in bad_batches.items():
             error, message = produce_v8(raw, t, batch)
-            assert error == 2, f"{label}: error {error} ({message}), expected CORRUPT_MESSAGE"
+            assert error == 87, f"{label}: error {error} ({message}), expected INVALID_RECORD (not CORRUPT_MESSAGE, which clients retry)"
             assert message, f"{label}: no error message"
-            print(f"{label}: CORRUPT_MESSAGE: {message}")
+            print(f"{label}: INVALID_RECORD: {message}")
     finally:
         raw.close()
     produce_all(p, t, [b"after-%d" % i for i in range(5)])

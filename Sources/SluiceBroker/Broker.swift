@@ -337,6 +337,10 @@ public final class Broker: Sendable {
   public func beginShutdown() {
     stopping.store(true, ordering: .relaxed)
     groups.close()
+    // Parked fetches answer now (with what they have) instead of at their MaxWaitMs.
+    for topic in allTopics {
+      for partition in topic.partitions { partition.notifyAppended() }
+    }
   }
 
   /// Flushes and closes every log. The broker is unusable afterwards.

@@ -106,9 +106,13 @@ public final class KafkaServer: Service, Sendable {
     let listener = try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 1024)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-      // The connection creation rates, applied to each accepted socket before it is set up.
+      // AcceptBackoffHandler: when accept fails (EMFILE, ENFILE), stop accepting for a while
+      // rather than retry in a loop that spins the listener's event loop (NIO adds it only
+      // on its async bind). Then the connection creation rates, applied to each accepted
+      // socket before it is set up.
       .serverChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
           try channel.pipeline.syncOperations.addHandler(
             ConnectionRateHandler(brokerRate: brokerRate, quotas: quotas, counters: counters, logger: logger))
         }
@@ -208,6 +212,9 @@ public final class KafkaServer: Service, Sendable {
   /// broker CPU under a reconnect storm, scripts/abuse-latency.py). Called on the
   /// connection's event loop, so the task starts there (NIO is the global executor, and it
   /// enqueues a new task on the loop it is created from).
+  /// A socket accepted just before the listener closed can get here after `run` has seen
+  /// no connections left and returned; its task then finds `shuttingDown` set and ends at
+  /// once, releasing its counts.
   func startConnection(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, host: String) {
     running.withLock { $0.count += 1 }
     Task {
@@ -406,17 +413,16 @@ public final class KafkaServer: Service, Sendable {
     var found = 0
     var index = cursor
     let end = frame.writerIndex
+    let prefixLength = flexible ? 1 : 4
+    // A marker follows its records length prefix: the byte before it is 9 (compact length
+    // 8 + 1) or 8 (the last byte of an int32 8). That one-byte test comes first, so record
+    // bytes copied into the response (up to 1 MiB) cost a compare each, not a lookup.
+    let lastPrefixByte: UInt8 = flexible ? 9 : 8
     while index + 8 <= end {
-      guard let value = frame.getInteger(at: index, as: UInt64.self), let chunks = fileRecords[value] else {
-        index += 1
-        continue
-      }
-      let prefixLength = flexible ? 1 : 4
-      let prefixOK =
-        flexible
-        ? frame.getInteger(at: index - 1, as: UInt8.self) == 9
-        : frame.getInteger(at: index - 4, as: Int32.self) == 8
-      guard prefixOK else {
+      guard frame.getInteger(at: index - 1, as: UInt8.self) == lastPrefixByte,
+        flexible || frame.getInteger(at: index - 4, as: Int32.self) == 8,
+        let value = frame.getInteger(at: index, as: UInt64.self), let chunks = fileRecords[value]
+      else {
         index += 1
         continue
       }

@@ -128,6 +128,7 @@ struct Serve: AsyncParsableCommand {
       return handler
     }
     let logger = Logger(label: "sluice")
+    raiseFileDescriptorLimit(wanted: serverConfig.maximumConnections, logger: logger)
     let started = ContinuousClock.now
     let broker: Broker
     do {
@@ -173,5 +174,25 @@ struct Serve: AsyncParsableCommand {
     logger.info("stopped")
     // A failure to serve (e.g. the address is in use) must not look like a clean stop.
     if failure != nil { throw ExitCode(1) }
+  }
+}
+
+/// Raises the soft limit on open files to the hard limit (as Go's runtime and many servers
+/// do): every connection and every segment takes a descriptor, and a soft limit of 1024
+/// would make accept fail long before `max.connections`. Warns when even the hard limit is
+/// below what the connection cap needs.
+func raiseFileDescriptorLimit(wanted connections: Int, logger: Logger) {
+  var limit = rlimit()
+  guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+  if limit.rlim_cur < limit.rlim_max {
+    var raised = limit
+    raised.rlim_cur = limit.rlim_max
+    if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+  }
+  let headroom = 256  // segments, index files, metadata, the listeners
+  if limit.rlim_cur != rlim_t.max && Int(clamping: limit.rlim_cur) < connections + headroom {
+    logger.warning(
+      "open-file limit \(limit.rlim_cur) is below max.connections \(connections) + \(headroom): raise it (ulimit -n) or lower max.connections"
+    )
   }
 }

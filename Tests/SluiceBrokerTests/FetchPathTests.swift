@@ -3,6 +3,7 @@ import KafkaProtocol
 import NIOCore
 import NIOPosix
 import SluiceBroker
+import Synchronization
 import Testing
 
 /// Fetch as the network layer drives it: zero-copy decisions, and parked fetches timed and
@@ -74,5 +75,35 @@ import Testing
     #expect(ContinuousClock.now - appendedAt < .milliseconds(2000), "woken by the append, not the deadline")
     await broker.shutdown()
     try await group.shutdownGracefully()
+  }
+}
+
+extension FetchPathTests {
+  @Test func parkedFetchEndsAtShutdownAndWhenItsClientHasGone() async throws {
+    let (broker, _) = try BrokerTests.makeBroker()
+    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+
+    // A client gone: the fetch looks again within a park slice (5 s), not at MaxWaitMs (1 h).
+    let open = Mutex(true)
+    let gone = RequestContext(zeroCopy: false, connectionOpen: { open.withLock { $0 } })
+    let started = ContinuousClock.now
+    async let abandoned = broker.handleForWire(
+      Self.fetchRequest(topic: "t", offset: 0, maxWaitMs: 3_600_000), context: gone)
+    try await Task.sleep(for: .milliseconds(100))
+    open.withLock { $0 = false }
+    let answer = await abandoned
+    #expect(Self.partition(answer)?.records?.readableBytes == 0)
+    #expect(ContinuousClock.now - started < .seconds(30), "returned after \(ContinuousClock.now - started)")
+
+    // Graceful shutdown: a fetch parked for an hour answers at once.
+    let parkedAt = ContinuousClock.now
+    async let parked = broker.handleForWire(
+      Self.fetchRequest(topic: "t", offset: 0, maxWaitMs: 3_600_000), context: RequestContext())
+    try await Task.sleep(for: .milliseconds(100))
+    broker.beginShutdown()
+    let data = await parked
+    #expect(Self.partition(data)?.errorCode == 0)
+    #expect(ContinuousClock.now - parkedAt < .seconds(3), "returned after \(ContinuousClock.now - parkedAt)")
+    await broker.shutdown()
   }
 }

@@ -63,15 +63,15 @@ import Testing
     let garbage: [UInt8] = (0..<40).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
     let zeros = [UInt8](repeating: 0, count: 1 << 20)
     let refusals: [(String, ByteBuffer, ErrorCode, String)] = [
-      ("garbage records", try Self.rawBatch(garbage, count: 2), .corruptMessage, "record 0 of 2"),
+      ("garbage records", try Self.rawBatch(garbage, count: 2), .invalidRecord, "record 0 of 2"),
       (
-        "garbage gzip payload", try Self.rawBatch([0x00] + garbage, count: 2, codec: .gzip), .corruptMessage,
+        "garbage gzip payload", try Self.rawBatch([0x00] + garbage, count: 2, codec: .gzip), .invalidRecord,
         "gzip"
       ),
       (
         "zstd payload of garbage",
         try Self.rawBatch(try Self.compressed(.zstd, garbage), count: 2, codec: .zstd),
-        .corruptMessage, "record 0 of 2"
+        .invalidRecord, "record 0 of 2"
       ),
       (
         "offsets out of order", try Self.rawBatch(Self.records(["x", "y"], deltas: [1, 0]), count: 2),
@@ -80,11 +80,11 @@ import Testing
       (
         "a record missing",
         try Self.rawBatch(Self.records(["xxxxxxxxxx", "yyyyyyyyyy"], deltas: [0, 1]), count: 3),
-        .corruptMessage, "recordsCount 3"
+        .invalidRecord, "recordsCount 3"
       ),
       (
         "trailing bytes", try Self.rawBatch(Self.records(["x", "y"], deltas: [0, 1]) + [0], count: 2),
-        .corruptMessage, "1 bytes after the last"
+        .invalidRecord, "1 bytes after the last"
       ),
       (
         "decompression bomb", try Self.rawBatch(try Self.compressed(.gzip, zeros), count: 1, codec: .gzip),
@@ -108,7 +108,7 @@ import Testing
     var bad = try Self.rawBatch(garbage, count: 2)
     both.writeBuffer(&bad)
     let mixed = await BrokerTests.produce(broker, topic: "t", records: both)
-    #expect(mixed?.errorCode == ErrorCode.corruptMessage.rawValue)
+    #expect(mixed?.errorCode == ErrorCode.invalidRecord.rawValue)
     #expect(mixed?.errorMessage?.hasPrefix("Batch 1: ") == true, "\(String(describing: mixed?.errorMessage))")
     #expect(broker.topic("t")?.partition(0)?.log.logEndOffset == 2)
 

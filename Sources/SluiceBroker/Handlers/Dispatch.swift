@@ -95,7 +95,7 @@ extension Broker {
       var fileRecords: [UInt64: [LogChunk]] = [:]
       let response = await fetch(
         body, version: version, zeroCopy: context.zeroCopy, eventLoop: context.eventLoop,
-        fileRecords: &fileRecords)
+        connectionOpen: context.connectionOpen, fileRecords: &fileRecords)
       var reply = WireReply(body: .fetch(response), fileRecords: fileRecords)
       chargeQuota(request, &reply, context: context)
       return reply

@@ -7,9 +7,14 @@ extension Broker {
   /// Fetch (CLIENTS.md §3): whole batches from each requested partition in request order,
   /// KIP-74 soft limits, and long polling that parks until MinBytes arrive or MaxWaitMs
   /// passes — woken by appends, not by polling.
+  /// A parked fetch wakes at least this often to see whether its client is still connected
+  /// and the broker still running: MaxWaitMs is the client's (up to 24 days), and a fetch
+  /// parked for a client that has gone would hold its connection's task and counts.
+  static let parkSliceSeconds: Int64 = 5
+
   func fetch(
     _ request: FetchRequest, version: Int16, zeroCopy: Bool, eventLoop: (any EventLoop)? = nil,
-    fileRecords: inout [UInt64: [LogChunk]]
+    connectionOpen: @escaping @Sendable () -> Bool = { true }, fileRecords: inout [UInt64: [LogChunk]]
   ) async -> FetchResponse {
     let wait = Int64(max(0, request.maxWaitMs))
     let deadline = ContinuousClock.now + .milliseconds(wait)
@@ -21,19 +26,22 @@ extension Broker {
         request, version: version, waiter: waiter, zeroCopy: zeroCopy, fileRecords: &fileRecords)
       let done =
         hasError || bytes >= Int(request.minBytes) || request.maxWaitMs <= 0
-        || ContinuousClock.now >= deadline
+        || ContinuousClock.now >= deadline || stopping.load(ordering: .relaxed) || !connectionOpen()
       if done {
         for partition in partitions { partition.removeWaiter(waiter) }
         return response
       }
-      // Park: woken by an append to any requested partition, or by the deadline.
+      // Park: woken by an append to any requested partition, by the deadline, or after a
+      // slice (to look at the connection and the broker again).
       if let eventLoop {
-        let timer = eventLoop.scheduleTask(deadline: loopDeadline) { waiter.wake() }
+        let wake = min(loopDeadline, NIODeadline.now() + .seconds(Self.parkSliceSeconds))
+        let timer = eventLoop.scheduleTask(deadline: wake) { waiter.wake() }
         await waiter.wait()
         timer.cancel()
       } else {
+        let wake = min(deadline, ContinuousClock.now + .seconds(Self.parkSliceSeconds))
         let timer = Task {
-          try? await Task.sleep(until: deadline, clock: .continuous)
+          try? await Task.sleep(until: wake, clock: .continuous)
           waiter.wake()
         }
         await waiter.wait()

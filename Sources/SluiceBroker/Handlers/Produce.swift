@@ -108,9 +108,12 @@ extension Broker {
   }
 
   /// Walks every record of a client batch (decompressed, bounded, when compressed; the
-  /// batch is stored as it came either way). Undecodable records or compressed data are
-  /// CORRUPT_MESSAGE, offset deltas out of order INVALID_RECORD, more decompressed bytes
-  /// than `maxDecompressedBatchBytes` MESSAGE_TOO_LARGE; nil when every record is sound.
+  /// batch is stored as it came either way). Undecodable records or compressed data and
+  /// offset deltas out of order are INVALID_RECORD, more decompressed bytes than
+  /// `maxDecompressedBatchBytes` MESSAGE_TOO_LARGE; nil when every record is sound. Not
+  /// CORRUPT_MESSAGE: clients retry that one (it means damage in transit, and the CRC has
+  /// already passed), so a producer would resend the same bytes until its delivery timeout;
+  /// Kafka's record parser fails with InvalidRecordException too.
   private func validateRecords(_ batch: RecordBatch, index: Int) -> AppendOutcome? {
     do throws(KafkaProtocolError) {
       try batch.validateRecords(.clientProduce, maxDecompressedSize: config.maxDecompressedBatchBytes)
@@ -118,10 +121,9 @@ extension Broker {
     } catch {
       let message = "Batch \(index): \(error.message)"
       switch error.code {
-      case .invalidRecord: return .failure(ErrorCode.invalidRecord, message)
       case .decompressedSizeExceeded: return .failure(ErrorCode.messageTooLarge, message)
       case .unsupportedCompression: return .failure(ErrorCode.unsupportedCompressionType, message)
-      default: return .failure(.corruptMessage, message)
+      default: return .failure(ErrorCode.invalidRecord, message)
       }
     }
   }
