@@ -1,4 +1,5 @@
 public import KafkaProtocol
+import Logging
 public import NIOCore
 import NIOPosix
 public import SluiceStorage
@@ -83,6 +84,7 @@ public final class Broker: Sendable {
   public let quotas: ClientQuotas
   /// Set when a shutdown begins: requests held by backpressure give up.
   let stopping = Atomic<Bool>(false)
+  let logger = Logger(label: "sluice.broker")
 
   public static func systemClock() -> Int64 {
     var spec = timespec()
@@ -327,9 +329,30 @@ public final class Broker: Sendable {
         dropOldest(partition, overflow)
         partition.log.flushIfDue(now: now)
         _ = try? partition.log.enforceRetention(now: now)
+        reportIfOffline(topic.name, partition)
       }
     }
     groups.housekeeping()
+  }
+
+  /// Partitions whose log is offline, with the reason (`sluice_partition_offline`).
+  public func offlinePartitions() -> [(topic: String, partition: Int32, reason: String)] {
+    allTopics.flatMap { topic in
+      topic.partitions.compactMap { partition in
+        partition.log.failure.map { (topic.name, partition.index, $0.message) }
+      }
+    }
+  }
+
+  /// Logs, once, that a partition's log has gone offline: its producers get
+  /// KAFKA_STORAGE_ERROR from then on, and an operator has a disk to look at.
+  func reportIfOffline(_ topic: String, _ partition: Partition) {
+    guard let failure = partition.log.failure,
+      partition.reportedOffline.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+    else { return }
+    logger.error(
+      "partition \(topic)-\(partition.index) is offline: \(failure.message). Produce to it fails with KAFKA_STORAGE_ERROR; the other partitions keep serving. Fix the disk, then restart the broker."
+    )
   }
 
   /// The start of a graceful shutdown: answers requests parked in the broker (JoinGroup,

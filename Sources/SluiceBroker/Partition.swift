@@ -13,6 +13,8 @@ public final class Partition: Sendable {
   let producers: Mutex<ProducerStateTable>
   let waiters = Mutex<[FetchWaiter]>([])
   let overflow = OverflowState()
+  /// Whether the broker has logged this partition going offline (it does so once).
+  let reportedOffline = Atomic<Bool>(false)
 
   init(topic: String, index: Int32, log: any PartitionLog, producers: ProducerStateTable) {
     self.topic = topic

@@ -160,6 +160,10 @@ enum MetricsRenderer {
         add(
           "sluice_partition_size_bytes", "gauge", "Bytes retained in the log.", p,
           partition.log.retainedBytes(from: partition.log.logStartOffset))
+        add(
+          "sluice_partition_offline", "gauge",
+          "1 when the partition's log has failed (write or fsync error, corruption) and refuses appends.", p,
+          partition.log.failure == nil ? 0 : 1)
       }
       let stats = broker.overflowStatistics(topic)
       add(

@@ -42,6 +42,9 @@ public final class MemoryLog: PartitionLog {
   public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
   public var durableEndOffset: Int64 { logEndOffset }
 
+  /// Memory does not fail.
+  public var failure: StorageError? { nil }
+
   static func maxBytes(_ config: LogConfig) -> Int64 {
     config.retentionBytes >= 0 ? config.retentionBytes : config.memoryDefaultMaxBytes
   }

@@ -133,6 +133,10 @@ public protocol PartitionLog: AnyObject, Sendable {
   /// Starts a background flush if unflushed data is older than `flush.ms`.
   func flushIfDue(now: Int64)
 
+  /// Why the log is offline (a failed write or fsync, corruption found at open), or nil
+  /// while it serves. An offline log refuses appends until the broker restarts.
+  var failure: StorageError? { get }
+
   /// Flushes and closes; a later open finds a clean log.
   func close() throws(StorageError)
 

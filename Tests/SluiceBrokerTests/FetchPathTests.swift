@@ -107,3 +107,41 @@ extension FetchPathTests {
     await broker.shutdown()
   }
 }
+
+/// A partition whose log fails is reported: once in the log, and by `offlinePartitions`.
+@Suite struct OfflinePartitionTests {
+  @Test func corruptionFoundAtOpenTakesThePartitionOfflineAndIsReported() async throws {
+    let (broker, directory) = try BrokerTests.makeBroker()
+    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try broker.createTopic(name: "u", partitions: 1, configs: [:])
+    for values in [["a", "b"], ["c"]] {
+      _ = await BrokerTests.produce(broker, topic: "t", records: try BrokerTests.batch(values))
+    }
+    #expect(broker.offlinePartitions().isEmpty)
+    await broker.shutdown()  // checkpoints the recovery point at the log end
+
+    // Damage the first batch, below the recovery point, and drop the clean-shutdown marker
+    // so that the next open verifies every batch (as after a crash).
+    let partitionDirectory = directory + "/t-0/"
+    let handle = try #require(
+      FileHandle(forUpdatingAtPath: partitionDirectory + String(repeating: "0", count: 20) + ".log"))
+    try handle.seek(toOffset: 70)
+    try handle.write(contentsOf: Data([0xFF, 0xEE, 0xDD]))
+    try handle.close()
+    try? FileManager.default.removeItem(atPath: partitionDirectory + ".clean-shutdown")
+
+    var config = BrokerConfig()
+    config.dataDirectory = directory
+    let reopened = try Broker(config: config)
+    let offline = reopened.offlinePartitions()
+    #expect(offline.count == 1 && offline.first?.topic == "t" && offline.first?.partition == 0)
+    #expect(offline.first?.reason.contains("corrupt") == true, "\(String(describing: offline.first?.reason))")
+    reopened.housekeeping()  // logs it (once)
+    let refused = await BrokerTests.produce(reopened, topic: "t", records: try BrokerTests.batch(["d"]))
+    #expect(refused?.errorCode == ErrorCode.kafkaStorageError.rawValue)
+    // The other topic keeps serving.
+    let other = await BrokerTests.produce(reopened, topic: "u", records: try BrokerTests.batch(["x"]))
+    #expect(other?.errorCode == 0)
+    await reopened.shutdown()
+  }
+}

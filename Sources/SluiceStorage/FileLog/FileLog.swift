@@ -116,6 +116,8 @@ public final class FileLog: PartitionLog {
   public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
   public var durableEndOffset: Int64 { state.withLock { $0.durableOffset } }
 
+  public var failure: StorageError? { state.withLock { $0.failure } }
+
   /// How many flush rounds (group commits) have run.
   package var flushCount: Int { state.withLock { $0.flushCount } }
 
