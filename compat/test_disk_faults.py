@@ -211,6 +211,13 @@ def test_fsync_eio_gives_storage_error_and_loses_nothing_acknowledged(tmp_path, 
         assert broker.proc.poll() is None
         _assert_acked_present(bs, d, durable, 1)
         _assert_acked_present(bs, d, other, 0)
+        # The operator is told, once, within the housekeeping interval (1 s).
+        deadline = time.monotonic() + 5
+        while f"partition {durable}-0 is offline" not in broker.log_path.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"no offline report in the log:\n{broker.log_tail()}"
+            time.sleep(0.2)
+        time.sleep(1.5)
+        assert broker.log_path.read_text(errors="replace").count(f"partition {durable}-0 is offline") == 1
 
         # A restart (without the fault) brings the partition back with everything acknowledged.
         status = broker.stop()
