@@ -46,6 +46,8 @@ public final class KafkaServer: Service, Sendable {
   let boundPort = Mutex<Int?>(nil)
   let bound = Mutex<[CheckedContinuation<Int, any Error>]>([])
   let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+  /// Encoded ApiVersions responses by version (correlation id 0), see `apiVersionsReply`.
+  let apiVersionsFrames = Mutex<[Int16: ByteBuffer]>([:])
   /// Admitted connections, counted at accept time (total and per client address).
   let admitted = Mutex<(total: Int, perHost: [String: Int])>((0, [:]))
   /// Connections refused or delayed by the connection creation rates.
@@ -388,6 +390,9 @@ public final class KafkaServer: Service, Sendable {
     } catch {
       return .close("malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)")
     }
+    if prefix.apiKey == .apiVersions {
+      return apiVersionsReply(version: prefix.apiVersion, prefix.correlationId)
+    }
     guard let reply = await broker.handleForWire(request, context: context) else { return nil }
     muteMs = reply.muteMs
     guard let body = reply.body else { return nil }
@@ -462,6 +467,24 @@ public final class KafkaServer: Service, Sendable {
 
   struct SpliceError: Error {
     var message: String
+  }
+
+  /// Every connection starts with ApiVersions, and its answer never changes while the broker
+  /// runs: it is encoded once per version, then copied with the request's correlation id.
+  func apiVersionsReply(version: Int16, _ correlationId: Int32) -> Reply {
+    var frame: ByteBuffer? = apiVersionsFrames.withLock { $0[version] }
+    if frame == nil {
+      let body = broker.apiVersions(errorCode: .none)
+      guard
+        case .send(let encoded) = encode(
+          .apiVersions(body), correlationId: 0, apiKey: .apiVersions, version: version)
+      else { return .close("response encoding failed") }
+      apiVersionsFrames.withLock { $0[version] = encoded }
+      frame = encoded
+    }
+    guard var reply = frame else { return .close("response encoding failed") }
+    reply.setInteger(correlationId, at: reply.readerIndex + 4)  // after the frame size
+    return .send(reply)
   }
 
   func encode(_ body: KafkaResponseBody, correlationId: Int32, apiKey: ApiKey, version: Int16) -> Reply {
