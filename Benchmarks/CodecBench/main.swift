@@ -125,6 +125,15 @@ for target in [1024, 16 * 1024] {
   }
   report("iterate records, \(label)", "\(fmt(Double(iterations / 4 * records) / iterate / 1e6)) M records/s")
 
+  let walk = median(iterations: iterations / 4) { n in
+    for _ in 0..<n {
+      do { try batch.validateRecords(maxDecompressedSize: 1 << 20) } catch { fatalError("\(error)") }
+    }
+  }
+  report(
+    "walk records, \(label)",
+    "\(fmt(Double(iterations / 4 * records) / walk / 1e6)) M records/s")
+
   let keys = (0..<records).map { ByteBuffer(integer: UInt32($0)) }
   let value = ByteBuffer(repeating: UInt8(ascii: "x"), count: 100)
   let build = median(iterations: iterations / 4) { n in
