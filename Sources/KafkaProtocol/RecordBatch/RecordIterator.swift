@@ -107,8 +107,9 @@ public struct RecordIterator: Sendable {
 }
 
 /// Where the fields of one encoded record lie, relative to the record's first byte (its
-/// length varint). Found in a single bounds-checked pass over raw bytes.
-private struct RecordLayout {
+/// length varint). Found in a single bounds-checked pass over raw bytes; shared by
+/// `RecordIterator` (which then slices the fields) and `RecordWalker` (which only checks).
+struct RecordLayout {
   var attributes: Int8
   var timestampDelta: Int64
   var offsetDelta: Int32
@@ -120,6 +121,8 @@ private struct RecordLayout {
   var valueLength: Int
   var headerCount: Int
   var headersStart: Int
+  /// The first byte after the length varint: the record's declared length runs from here.
+  var fieldsStart: Int
   /// One past the record's last byte.
   var end: Int
 
@@ -128,7 +131,8 @@ private struct RecordLayout {
     case endsEarly(field: StaticString)
     case overlong(field: StaticString)
     case badLength(field: StaticString, value: Int64, available: Int)
-    case leftover(Int)
+    /// The record's fields end before its declared length.
+    case leftover(consumed: Int, declared: Int)
 
     func error(remainingCount: Int) -> KafkaProtocolError {
       switch self {
@@ -139,12 +143,13 @@ private struct RecordLayout {
         KafkaProtocolError(.invalidVarint, "record \(field) varint is overlong")
       case .badLength(let field, let value, let available):
         KafkaProtocolError(.corruptRecordBatch, "record \(field) \(value) with \(available) bytes left")
-      case .leftover(let count):
-        KafkaProtocolError(.corruptRecordBatch, "\(count) bytes left over inside a record")
+      case .leftover(let consumed, let declared):
+        KafkaProtocolError(.corruptRecordBatch, "\(declared - consumed) bytes left over inside a record")
       }
     }
   }
 
+  @inline(__always)
   static func parse(_ raw: UnsafeRawBufferPointer) throws(Failure) -> RecordLayout {
     var cursor = Cursor(raw: raw, position: 0, end: raw.count)
     let length = try cursor.varint32("length")
@@ -153,7 +158,8 @@ private struct RecordLayout {
     guard length >= 6, Int(length) <= available else {
       throw .badLength(field: "length", value: Int64(length), available: available)
     }
-    cursor.end = cursor.position + Int(length)
+    let fieldsStart = cursor.position
+    cursor.end = fieldsStart + Int(length)
     let attributes = Int8(bitPattern: raw[cursor.position])
     cursor.position += 1
     let timestampDelta = try cursor.varint64("timestampDelta")
@@ -166,15 +172,17 @@ private struct RecordLayout {
     guard headerCount >= 0, Int(headerCount) <= left / 2 else {
       throw .badLength(field: "header count", value: Int64(headerCount), available: left)
     }
-    if headerCount == 0 && left != 0 { throw .leftover(left) }
+    if headerCount == 0 && left != 0 {
+      throw .leftover(consumed: cursor.position - fieldsStart, declared: Int(length))
+    }
     return RecordLayout(
       attributes: attributes, timestampDelta: timestampDelta, offsetDelta: offsetDelta, keyStart: keyStart,
       keyLength: keyLength, valueStart: valueStart, valueLength: valueLength, headerCount: Int(headerCount),
-      headersStart: cursor.position, end: cursor.end)
+      headersStart: cursor.position, fieldsStart: fieldsStart, end: cursor.end)
   }
 
   /// Reads varints and length-prefixed fields, never past `end`.
-  private struct Cursor {
+  struct Cursor {
     let raw: UnsafeRawBufferPointer
     var position: Int
     var end: Int
@@ -182,6 +190,11 @@ private struct RecordLayout {
     @inline(__always)
     mutating func varUInt(_ field: StaticString, maxBytes: Int, lastByteMax: UInt8) throws(Failure) -> UInt64
     {
+      // Most varints in records are one byte.
+      if position < end, raw[position] < 0x80 {
+        defer { position += 1 }
+        return UInt64(raw[position])
+      }
       let (value, length) = ByteBuffer._decodeVarUInt(
         raw, at: position, end: end, maxBytes: maxBytes, lastByteMax: lastByteMax)
       if length <= 0 { throw length == 0 ? .endsEarly(field: field) : .overlong(field: field) }
@@ -212,6 +225,18 @@ private struct RecordLayout {
       }
       defer { position += Int(length) }
       return (position, Int(length))
+    }
+
+    /// A varint length (-1 = null where allowed) and that many bytes, skipped.
+    @inline(__always)
+    mutating func skipBytes(_ field: StaticString, allowNull: Bool) throws(Failure) {
+      let length = try varint32(field)
+      if length == -1 && allowNull { return }
+      let left = end - position
+      guard length >= 0, Int(length) <= left else {
+        throw .badLength(field: field, value: Int64(length), available: left)
+      }
+      position += Int(length)
     }
   }
 }

@@ -55,13 +55,8 @@ enum RecordWalker {
   enum Problem: Error {
     /// The bytes end before record `index` starts (fewer records than `recordsCount`).
     case missingRecord
-    /// The record (or the bytes) end inside `field`.
-    case endsEarly(field: StaticString)
-    case overlong(field: StaticString)
-    /// A length or count outside -1 (where null is allowed), 0...available.
-    case badLength(field: StaticString, value: Int64, available: Int)
-    /// The record's fields end before its declared length.
-    case leftover(consumed: Int, declared: Int)
+    /// The record itself does not decode (`RecordLayout.parse`, or its headers).
+    case record(RecordLayout.Failure)
     case offsetDelta(value: Int32, expected: Int32)
     case offsetDeltaOrder(value: Int32, previous: Int32, last: Int32)
     /// The last record's offsetDelta is not the batch's lastOffsetDelta.
@@ -80,10 +75,10 @@ enum RecordWalker {
     while index < count {
       guard position < raw.count else { throw Failure(index: index, problem: .missingRecord) }
       let offsetDelta: Int32
-      do throws(Problem) {
+      do throws(RecordLayout.Failure) {
         offsetDelta = try record(raw, at: &position)
       } catch {
-        throw Failure(index: index, problem: error)
+        throw Failure(index: index, problem: .record(error))
       }
       if requireDenseOffsets {
         guard Int(offsetDelta) == index else {
@@ -107,83 +102,26 @@ enum RecordWalker {
     }
   }
 
-  /// Checks the record at `position` and moves past it; returns its offsetDelta.
+  /// Checks the record at `position` and moves past it; returns its offsetDelta. The
+  /// fixed fields are `RecordLayout.parse`'s (as the iterator reads them); the headers are
+  /// skipped here rather than decoded.
   @inline(__always)
-  private static func record(_ raw: UnsafeRawBufferPointer, at position: inout Int) throws(Problem) -> Int32 {
-    var cursor = Cursor(raw: raw, position: position, end: raw.count)
-    let length = try cursor.varint32("length")
-    let available = raw.count - cursor.position
-    // attributes, timestampDelta, offsetDelta, key and value lengths, header count.
-    guard length >= 6, Int(length) <= available else {
-      throw .badLength(field: "length", value: Int64(length), available: available)
-    }
-    let start = cursor.position
-    cursor.end = start + Int(length)
-    cursor.position += 1  // attributes
-    try cursor.skipVarint("timestampDelta", maxBytes: 10, lastByteMax: 0x01)
-    let offsetDelta = try cursor.varint32("offsetDelta")
-    try cursor.skipBytes("key length", allowNull: true)
-    try cursor.skipBytes("value length", allowNull: true)
-    let headerCount = try cursor.varint32("header count")
-    let left = cursor.end - cursor.position
-    // A header takes at least two bytes (key length and value length).
-    guard headerCount >= 0, Int(headerCount) <= left / 2 else {
-      throw .badLength(field: "header count", value: Int64(headerCount), available: left)
-    }
-    for _ in 0..<Int(headerCount) {
+  private static func record(_ raw: UnsafeRawBufferPointer, at position: inout Int)
+    throws(RecordLayout.Failure) -> Int32
+  {
+    let rest = UnsafeRawBufferPointer(rebasing: raw[position...])
+    let layout = try RecordLayout.parse(rest)
+    var cursor = RecordLayout.Cursor(raw: rest, position: layout.headersStart, end: layout.end)
+    for _ in 0..<layout.headerCount {
       try cursor.skipBytes("header key length", allowNull: false)
       try cursor.skipBytes("header value length", allowNull: true)
     }
     guard cursor.position == cursor.end else {
-      throw .leftover(consumed: cursor.position - start, declared: Int(length))
+      throw .leftover(
+        consumed: cursor.position - layout.fieldsStart, declared: layout.end - layout.fieldsStart)
     }
-    position = cursor.end
-    return offsetDelta
-  }
-
-  /// Reads varints and skips length-prefixed fields, never past `end`.
-  private struct Cursor {
-    let raw: UnsafeRawBufferPointer
-    var position: Int
-    var end: Int
-
-    @inline(__always)
-    mutating func varUInt(_ field: StaticString, maxBytes: Int, lastByteMax: UInt8) throws(Problem) -> UInt64
-    {
-      // Most varints in records are one byte.
-      if position < end, raw[position] < 0x80 {
-        defer { position += 1 }
-        return UInt64(raw[position])
-      }
-      let (value, length) = ByteBuffer._decodeVarUInt(
-        raw, at: position, end: end, maxBytes: maxBytes, lastByteMax: lastByteMax)
-      if length <= 0 { throw length == 0 ? .endsEarly(field: field) : .overlong(field: field) }
-      position += length
-      return value
-    }
-
-    @inline(__always)
-    mutating func skipVarint(_ field: StaticString, maxBytes: Int, lastByteMax: UInt8) throws(Problem) {
-      _ = try varUInt(field, maxBytes: maxBytes, lastByteMax: lastByteMax)
-    }
-
-    @inline(__always)
-    mutating func varint32(_ field: StaticString) throws(Problem) -> Int32 {
-      let u = UInt32(truncatingIfNeeded: try varUInt(field, maxBytes: 5, lastByteMax: 0x0F))
-      return Int32(bitPattern: (u >> 1) ^ (0 &- (u & 1)))
-    }
-
-    /// A varint length (-1 = null where allowed) and that many bytes, skipped.
-    @inline(__always)
-    mutating func skipBytes(_ field: StaticString, allowNull: Bool) throws(Problem) {
-      let length = try varint32(field)
-      if length == -1 && allowNull { return }
-      let left = end - position
-      guard length >= 0, Int(length) <= left else {
-        throw .badLength(field: field, value: Int64(length), available: left)
-      }
-      position += Int(length)
-    }
+    position += layout.end
+    return layout.offsetDelta
   }
 }
 
@@ -195,14 +133,14 @@ extension RecordWalker.Failure {
     case .missingRecord:
       return KafkaProtocolError(
         .corruptRecordBatch, "recordsCount \(count) but the records end after \(index) of them")
-    case .endsEarly(let field):
+    case .record(.endsEarly(let field)):
       return KafkaProtocolError(.corruptRecordBatch, "\(record) ends inside its \(field)")
-    case .overlong(let field):
+    case .record(.overlong(let field)):
       return KafkaProtocolError(.invalidVarint, "\(record): \(field) varint is overlong")
-    case .badLength(let field, let value, let available):
+    case .record(.badLength(let field, let value, let available)):
       return KafkaProtocolError(
         .corruptRecordBatch, "\(record): \(field) \(value) with \(available) bytes left")
-    case .leftover(let consumed, let declared):
+    case .record(.leftover(let consumed, let declared)):
       return KafkaProtocolError(
         .corruptRecordBatch, "\(record): fields take \(consumed) bytes but its length is \(declared)")
     case .offsetDelta(let value, let expected):
