@@ -48,7 +48,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -58,6 +57,8 @@ import time
 import uuid
 from pathlib import Path
 
+from sluiceproc import cpu_seconds, free_port, percentile, start_sluice
+
 REPO = Path(__file__).resolve().parent.parent
 ABUSE_SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
 
@@ -66,43 +67,11 @@ ABUSE_SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
 # Broker
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_sluice(binary: str, data_dir: str, settings: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    cmd = [binary, "serve", "--listen", bootstrap, "--data-dir", data_dir]
-    for k, v in settings.items():
-        cmd += ["--set", f"{k}={v}"]
-    log = open(os.path.join(data_dir, "..", "sluice.log"), "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, bootstrap
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"sluice exited with {proc.returncode}")
-            time.sleep(0.02)
-    proc.kill()
-    raise SystemExit("sluice did not start")
-
-
 def rss_mib(pid: int) -> float:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------
@@ -200,13 +169,6 @@ def summarize(samples: list[tuple[int, int]], windows: list[tuple[int, int]]) ->
     out["max"] = ms[-1] if ms else float("nan")
     out["n"] = len(ms)
     return out
-
-
-def percentile(sorted_values, q):
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values))) - 1))
-    return sorted_values[index]
 
 
 # ---------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -30,38 +29,9 @@ import time
 import uuid
 from pathlib import Path
 
+from sluiceproc import cpu_seconds, percentile, start_sluice
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_sluice(binary: str, data_dir: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [binary, "serve", "--listen", bootstrap, "--data-dir", data_dir],
-        stdout=subprocess.DEVNULL, stderr=open(os.path.join(data_dir, "..", "sluice.log"), "wb"))
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, bootstrap
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"sluice exited with {proc.returncode}")
-            time.sleep(0.02)
-    proc.kill()
-    raise SystemExit("sluice did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc/PID/stat."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def consumer_main(bootstrap: str, topic: str, expected: int, ready, results, timeout: float, config: dict):
@@ -123,13 +93,6 @@ def producer_main(bootstrap: str, topic: str, rate: int, seconds: float, value_s
     if remaining:
         print(f"producer: {remaining} records not delivered", file=sys.stderr)
     print(f"producer: {total} records in {elapsed:.2f} s ({total / elapsed:,.0f}/s)")
-
-
-def percentile(sorted_values, q):
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values))) - 1))
-    return sorted_values[index]
 
 
 def main():
