@@ -48,6 +48,8 @@ public final class KafkaServer: Service, Sendable {
   let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
   /// Encoded ApiVersions responses by version (correlation id 0), see `apiVersionsReply`.
   let apiVersionsFrames = Mutex<[Int16: ByteBuffer]>([:])
+  /// `connections.max.idle.ms`: one sweeper per event loop, for the connections on it.
+  let idleSweepers = Mutex<[ObjectIdentifier: IdleSweeper]>([:])
   /// Admitted connections, counted at accept time (total and per client address).
   let admitted = Mutex<(total: Int, perHost: [String: Int])>((0, [:]))
   /// Connections refused or delayed by the connection creation rates.
@@ -161,6 +163,10 @@ public final class KafkaServer: Service, Sendable {
     await withGracefulShutdownHandler {
       await withTaskCancellationHandler {
         try? await listener.closeFuture.get()
+        // A socket accepted just before the close has its set-up (and `startConnection`)
+        // queued on its own loop: one empty task through every loop runs those first, so
+        // that the count below includes them.
+        for loop in group.makeIterator() { try? await loop.submit {}.get() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
           let idle = running.withLock { state -> Bool in
             if state.count == 0 { return true }
@@ -183,6 +189,16 @@ public final class KafkaServer: Service, Sendable {
   }
 
   struct ConnectionRefused: Error {}
+
+  /// The idle sweeper of `loop`'s connections, created on first use.
+  func idleSweeper(for loop: any EventLoop) -> IdleSweeper {
+    idleSweepers.withLock { sweepers in
+      if let sweeper = sweepers[ObjectIdentifier(loop)] { return sweeper }
+      let sweeper = IdleSweeper(loop: loop, limitMs: configuration.maximumIdleMs, logger: logger)
+      sweepers[ObjectIdentifier(loop)] = sweeper
+      return sweeper
+    }
+  }
 
   /// Counts a new connection from `host` against the caps; the refusal, if over one.
   func admit(_ host: String) -> String? {
@@ -214,9 +230,9 @@ public final class KafkaServer: Service, Sendable {
   /// broker CPU under a reconnect storm, scripts/abuse-latency.py). Called on the
   /// connection's event loop, so the task starts there (NIO is the global executor, and it
   /// enqueues a new task on the loop it is created from).
-  /// A socket accepted just before the listener closed can get here after `run` has seen
-  /// no connections left and returned; its task then finds `shuttingDown` set and ends at
-  /// once, releasing its counts.
+  /// A socket accepted just before the listener closed gets here before `run` counts the
+  /// tasks left (it flushes every loop first); its task then finds `shuttingDown` set and
+  /// ends at once, releasing its counts.
   func startConnection(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, host: String) {
     running.withLock { $0.count += 1 }
     Task {
@@ -245,14 +261,14 @@ public final class KafkaServer: Service, Sendable {
     let peer = channel.remoteAddress?.ipAddress ?? ""
     let context = RequestContext(
       clientHost: peer, zeroCopy: true, connectionOpen: { channel.isActive }, eventLoop: channel.eventLoop)
-    let idle = IdleTimer(channel: channel, limit: .milliseconds(configuration.maximumIdleMs), logger: logger)
-    idle.start()
-    defer { idle.stop() }
+    let idle = idleSweeper(for: channel.eventLoop)
+    let watched = idle.add(channel)
+    defer { idle.remove(watched) }
     do {
       try await connection.executeThenClose { inbound, _ in
         for try await frame in inbound {
-          idle.requestStarted()
-          defer { idle.requestEnded() }
+          idle.requestStarted(watched)
+          defer { idle.requestEnded(watched) }
           var requestContext = context
           requestContext.requestBytes = frame.readableBytes
           guard let (reply, muteMs) = await respond(to: frame, context: requestContext) else { continue }
@@ -279,78 +295,6 @@ public final class KafkaServer: Service, Sendable {
       }
     } catch {
       logger.debug("connection from \(peer) ended: \(error)")
-    }
-  }
-
-  /// `connections.max.idle.ms` for one connection: one timer at a time, armed for the
-  /// moment the connection would become idle; it closes the channel if, when it fires, no
-  /// request is in progress and none has completed for the limit; otherwise it re-arms.
-  /// Only complete requests count as activity (the frame decoder yields whole frames), so
-  /// a client trickling a frame byte by byte is closed after the limit too.
-  final class IdleTimer: Sendable {
-    struct State {
-      var inFlight = false
-      var lastActivity = NIODeadline.now()
-      var scheduled: Scheduled<Void>?
-      var stopped = false
-    }
-    let channel: any Channel
-    let limit: TimeAmount
-    let logger: Logger
-    let state = Mutex(State())
-
-    init(channel: any Channel, limit: TimeAmount, logger: Logger) {
-      self.channel = channel
-      self.limit = limit
-      self.logger = logger
-    }
-
-    func start() {
-      state.withLock { state in arm(&state, at: state.lastActivity + limit) }
-    }
-
-    func stop() {
-      let scheduled = state.withLock { state in
-        state.stopped = true
-        defer { state.scheduled = nil }
-        return state.scheduled
-      }
-      scheduled?.cancel()
-    }
-
-    func requestStarted() { state.withLock { $0.inFlight = true } }
-
-    func requestEnded() {
-      state.withLock { state in
-        state.inFlight = false
-        state.lastActivity = .now()
-      }
-    }
-
-    private func arm(_ state: inout State, at deadline: NIODeadline) {
-      guard !state.stopped else { return }
-      state.scheduled = channel.eventLoop.scheduleTask(deadline: deadline) { [self] in fire() }
-    }
-
-    private func fire() {
-      let expired: Bool = state.withLock { state in
-        guard !state.stopped else { return false }
-        let now = NIODeadline.now()
-        if state.inFlight {
-          arm(&state, at: now + limit)
-          return false
-        }
-        if now >= state.lastActivity + limit {
-          state.scheduled = nil
-          return true
-        }
-        arm(&state, at: state.lastActivity + limit)
-        return false
-      }
-      if expired {
-        logger.debug("closing connection idle for \(limit.nanoseconds / 1_000_000) ms")
-        channel.close(promise: nil)
-      }
     }
   }
 
