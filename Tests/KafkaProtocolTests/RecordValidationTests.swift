@@ -301,6 +301,37 @@ private let limit = 1 << 20
         == code, "\(name)")
   }
 
+  /// `recordIndex` names the record at fault (Produce v8+ reports it as a record error),
+  /// and nothing when the batch as a whole is at fault.
+  @Test func recordIndexNamesTheRecordAtFault() throws {
+    func index(_ batch: RecordBatch) -> Int?? {
+      thrown { () throws(KafkaProtocolError) in try batch.validateRecords(maxDecompressedSize: limit) }
+        .map(\.recordIndex)
+    }
+    var longer = records([0, 1, 2, 3])
+    longer[records([0, 1]).count] += 2  // record 2's length takes in a byte of record 3
+    let cases: [(String, RecordBatch, Int?)] = [
+      ("offsets out of order", try batch(records: records([0, 2, 1]), count: 3), 1),
+      ("record 2 too long", try batch(section: longer, count: 4), 2),
+      ("compressed, out of order", try batch(records: records([0, 1, 2, 4]), count: 4, codec: .gzip), 3),
+      (
+        "last offsetDelta short",
+        try batch(
+          section: records([0, 1]), count: 2, lastOffsetDelta: 2, skipValidate: true), 1
+      ),
+      ("a record missing", try batch(records: records([0, 1]), count: 3), nil),
+      ("trailing bytes", try batch(records: records([0, 1]) + [0], count: 2), nil),
+    ]
+    for (name, bad, expected) in cases {
+      #expect(index(bad) == .some(expected), "\(name)")
+    }
+    let swapped = try batch(records: records([0, 2, 1]), count: 3)
+    let failure = thrown { () throws(KafkaProtocolError) in
+      try swapped.validateRecords(maxDecompressedSize: limit)
+    }
+    #expect(failure == KafkaProtocolError(.invalidRecord, failure?.message ?? "", recordIndex: 1))
+  }
+
   /// Random corruption of valid batches (CRC repaired) never traps, and the walk agrees
   /// with decoding: it passes exactly when every record decodes.
   @Test func agreesWithTheIteratorOnMutations() throws {

@@ -54,6 +54,80 @@ import Testing
     Array(try codec.compress(ByteBuffer(bytes: bytes)).readableBytesView)
   }
 
+  /// Produce v8+ names the record at fault in `record_errors` (KIP-467), beside the
+  /// partition's error message; before v8 the field does not exist, only the code is sent.
+  @Test func recordErrorsNameTheRecordAtFault() async throws {
+    let (broker, _) = try BrokerTests.makeBroker()
+    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    let values = ["a", "b", "c", "d", "e"]
+    var section = Self.records(values, deltas: [0, 1, 2, 3, 4])
+    // The third record's value length (one byte, after its 1-byte length, attributes,
+    // timestampDelta, offsetDelta and null key) runs past the record.
+    let third = Self.records(Array(values[0..<2]), deltas: [0, 1]).count
+    #expect(section[third + 5] == 2)  // zigzag 1
+    section[third + 5] = 40
+    let malformed = try Self.rawBatch(section, count: 5)
+    let unordered = try Self.rawBatch(
+      try Self.compressed(.gzip, Self.records(values, deltas: [0, 1, 3, 2, 4])), count: 5, codec: .gzip)
+
+    for (name, records, fragment) in [
+      ("malformed", malformed, "record 2 of 5: value length 20"),
+      ("unordered", unordered, "record 2 of 5: offsetDelta 3"),
+    ] {
+      for version: Int16 in [8, 9, 10] {
+        let response = try await Self.produceResponse(broker, records: records, version: version)
+        let answer = try #require(response.responses.first?.partitionResponses.first)
+        #expect(answer.errorCode == ErrorCode.invalidRecord.rawValue, "\(name) v\(version)")
+        #expect(answer.errorMessage?.hasPrefix("Batch 0: \(fragment)") == true, "\(name): \(answer)")
+        #expect(answer.recordErrors.count == 1, "\(name) v\(version)")
+        let recordError = answer.recordErrors.first
+        #expect(recordError?.batchIndex == 2, "\(name) v\(version)")
+        #expect(recordError?.batchIndexErrorMessage?.hasPrefix(fragment) == true, "\(name): \(answer)")
+        // The record error survives the wire.
+        var wire = ByteBuffer()
+        try response.encode(to: &wire, version: version)
+        let decoded = try ProduceResponse(from: &wire, version: version)
+        #expect(decoded.responses.first?.partitionResponses.first?.recordErrors == answer.recordErrors)
+      }
+      let old = try await Self.produceResponse(broker, records: records, version: 7)
+      let answer = try #require(old.responses.first?.partitionResponses.first)
+      #expect(answer.errorCode == ErrorCode.invalidRecord.rawValue, "\(name) v7")
+      #expect(answer.errorMessage == nil && answer.recordErrors.isEmpty, "\(name) v7")
+      var wire = ByteBuffer()
+      try old.encode(to: &wire, version: 7)
+      #expect(try ProduceResponse(from: &wire, version: 7) == old)
+    }
+    // A batch at fault as a whole (a record missing, trailing bytes, undecodable
+    // compressed data) names no record.
+    let whole = [
+      try Self.rawBatch(Self.records(["xxxxxxxxxx", "yyyyyyyyyy"], deltas: [0, 1]), count: 3),
+      try Self.rawBatch(Self.records(["x", "y"], deltas: [0, 1]) + [0], count: 2),
+      try Self.rawBatch([0x00] + Array("not gzip at all, not at all".utf8), count: 2, codec: .gzip),
+    ]
+    for records in whole {
+      let answer = await BrokerTests.produce(broker, topic: "t", records: records, version: 9)
+      #expect(answer?.errorCode == ErrorCode.invalidRecord.rawValue, "\(String(describing: answer))")
+      #expect(answer?.recordErrors == [], "\(String(describing: answer))")
+    }
+    #expect(broker.topic("t")?.partition(0)?.log.logEndOffset == 0)
+    await broker.shutdown()
+  }
+
+  /// The whole Produce response to one batch for partition 0 of topic t.
+  static func produceResponse(_ broker: Broker, records: ByteBuffer, version: Int16) async throws
+    -> ProduceResponse
+  {
+    let request = ProduceRequest(
+      acks: -1, timeoutMs: 1000,
+      topicData: [.init(name: "t", partitionData: [.init(index: 0, records: records)])])
+    let reply = await broker.handle(
+      KafkaRequest(correlationId: 1, clientId: "t", apiVersion: version, body: .produce(request)))
+    guard case .produce(let response) = reply else {
+      throw KafkaProtocolError(.unknownApiKey, "no Produce response")
+    }
+    return response
+  }
+
   @Test func refusedBatchesAppendNothing() async throws {
     let (broker, _) = try BrokerTests.makeBroker { $0.maxDecompressedBatchBytes = 256 << 10 }
     try broker.createTopic(name: "t", partitions: 1, configs: [:])

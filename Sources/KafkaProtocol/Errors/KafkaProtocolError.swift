@@ -64,10 +64,15 @@ public struct KafkaProtocolError: Error, Hashable, Sendable, CustomStringConvert
   public var code: Code
   /// Human-readable detail: which field, which length, which limit.
   public var message: String
+  /// The record the error is about, as its index within its batch, when it is about one
+  /// record (`RecordBatch.validateRecords`); nil otherwise. Produce v8+ reports it to the
+  /// client as a `record_errors` entry (KIP-467).
+  public var recordIndex: Int?
 
-  public init(_ code: Code, _ message: String = "") {
+  public init(_ code: Code, _ message: String = "", recordIndex: Int? = nil) {
     self.code = code
     self.message = message
+    self.recordIndex = recordIndex
   }
 
   public var description: String {

@@ -23,7 +23,9 @@ extension RecordBatch {
   /// - Throws: `.corruptRecordBatch` for records that cannot be decoded, `.invalidVarint`
   ///   for an overlong varint, `.invalidRecord` for offset deltas breaking the rule above,
   ///   and, from decompression, `.compressionFailed`, `.decompressedSizeExceeded` or
-  ///   `.unsupportedCompression` (runtime library missing). Messages name the record.
+  ///   `.unsupportedCompression` (runtime library missing). Messages name the record; when
+  ///   one record is at fault (not for a missing record or bytes after the last one),
+  ///   `recordIndex` is its index in the batch.
   public func validateRecords(
     _ policy: ValidationPolicy = .clientProduce, maxDecompressedSize: Int,
     allocator: ByteBufferAllocator = ByteBufferAllocator()
@@ -126,8 +128,23 @@ enum RecordWalker {
 }
 
 extension RecordWalker.Failure {
+  /// The record at fault, if one is: a missing record or bytes after the last one are the
+  /// batch's fault, not a record's.
+  var recordIndex: Int? {
+    switch problem {
+    case .missingRecord, .trailing: return nil
+    case .record, .offsetDelta, .offsetDeltaOrder, .lastOffsetDelta: return index
+    }
+  }
+
   /// The error `validateRecords` throws; `count` is the batch's recordsCount.
   func protocolError(count: Int) -> KafkaProtocolError {
+    var error = describe(count: count)
+    error.recordIndex = recordIndex
+    return error
+  }
+
+  private func describe(count: Int) -> KafkaProtocolError {
     let record = "record \(index) of \(count)"
     switch problem {
     case .missingRecord:

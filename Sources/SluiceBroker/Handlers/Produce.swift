@@ -1,5 +1,6 @@
 import KafkaProtocol
 import NIOCore
+import NIOPosix
 import SluiceStorage
 
 extension Broker {
@@ -62,9 +63,10 @@ extension Broker {
             "Backlog of \(topic.name)-\(data.index) stayed above sluice.overflow.max.bytes for "
               + "sluice.overflow.max.wait.ms (policy backpressure); nothing was appended, retry")
         } else if let topic, let partition = topic.partition(data.index) {
-          switch appendPartition(partition, topic: topic, records: data.records, version: version) {
-          case .failure(let code, let message):
+          switch await appendPartition(partition, topic: topic, records: data.records, version: version) {
+          case .failure(let code, let message, let recordErrors):
             fail(code, message)
+            if version >= 8 { result.recordErrors = recordErrors }
           case .duplicate(let firstOffset):
             result.baseOffset = firstOffset
             if version >= 5 { result.logStartOffset = partition.log.logStartOffset }
@@ -104,8 +106,19 @@ extension Broker {
   enum AppendOutcome {
     case appended(PendingAppend)
     case duplicate(firstOffset: Int64)
-    case failure(ErrorCode, String)
+    /// `recordErrors`: the record at fault, when one is (Produce v8+ reports it).
+    case failure(ErrorCode, String, recordErrors: [ProduceResponse.BatchIndexAndErrorMessage] = [])
   }
+
+  /// Decompressed bytes a batch may expand to while its records are walked on the task that
+  /// handles the request — an event loop thread in the `sluice` binary, where NIO is the
+  /// global executor, shared with every other connection on it. Inflating 1 MiB holds the
+  /// loop for a few milliseconds at most; a few-KB batch may expand to
+  /// `maxDecompressedBatchBytes` (64 MiB by default), tens of milliseconds of zstd or gzip
+  /// during which that loop would serve no one. A batch that expands past the budget is
+  /// walked again, with the configured bound, on `NIOThreadPool.singleton` (not the
+  /// broker's pool, whose two threads flush logs and must not queue behind it).
+  package static let inlineDecompressionBudget = 1 << 20
 
   /// Walks every record of a client batch (decompressed, bounded, when compressed; the
   /// batch is stored as it came either way). Undecodable records or compressed data and
@@ -114,22 +127,52 @@ extension Broker {
   /// CORRUPT_MESSAGE: clients retry that one (it means damage in transit, and the CRC has
   /// already passed), so a producer would resend the same bytes until its delivery timeout;
   /// Kafka's record parser fails with InvalidRecordException too.
-  private func validateRecords(_ batch: RecordBatch, index: Int) -> AppendOutcome? {
+  ///
+  /// Decompression beyond `inlineDecompressionBudget` happens off the calling thread.
+  private func validateRecords(_ batch: RecordBatch, index: Int) async -> AppendOutcome? {
+    let bound = config.maxDecompressedBatchBytes
+    let budget = min(bound, Self.inlineDecompressionBudget)
     do throws(KafkaProtocolError) {
-      try batch.validateRecords(.clientProduce, maxDecompressedSize: config.maxDecompressedBatchBytes)
+      try batch.validateRecords(.clientProduce, maxDecompressedSize: budget)
       return nil
+    } catch let error where error.code == .decompressedSizeExceeded && bound > budget {
+      // Expands past the budget: walk it again, with the whole bound, on a pool thread.
     } catch {
-      let message = "Batch \(index): \(error.message)"
-      switch error.code {
-      case .decompressedSizeExceeded: return .failure(ErrorCode.messageTooLarge, message)
-      case .unsupportedCompression: return .failure(ErrorCode.unsupportedCompressionType, message)
-      default: return .failure(ErrorCode.invalidRecord, message)
+      return Self.refusal(error, batch: index)
+    }
+    let walked: Result<Void, KafkaProtocolError>
+    do {
+      walked = try await NIOThreadPool.singleton.runIfActive {
+        Result { () throws(KafkaProtocolError) in
+          try batch.validateRecords(.clientProduce, maxDecompressedSize: bound)
+        }
       }
+    } catch {
+      // Cancelled (the connection is gone) before a pool thread took it.
+      return .failure(ErrorCode.unknownServerError, "Batch \(index): records not validated (\(error))")
+    }
+    guard case .failure(let error) = walked else { return nil }
+    return Self.refusal(error, batch: index)
+  }
+
+  /// The answer to a batch whose records `validateRecords` refused (see there).
+  private static func refusal(_ error: KafkaProtocolError, batch index: Int) -> AppendOutcome {
+    let message = "Batch \(index): \(error.message)"
+    switch error.code {
+    case .decompressedSizeExceeded: return .failure(ErrorCode.messageTooLarge, message)
+    case .unsupportedCompression: return .failure(ErrorCode.unsupportedCompressionType, message)
+    default:
+      var recordErrors: [ProduceResponse.BatchIndexAndErrorMessage] = []
+      if let record = error.recordIndex {
+        recordErrors.append(.init(batchIndex: Int32(record), batchIndexErrorMessage: error.message))
+      }
+      return .failure(ErrorCode.invalidRecord, message, recordErrors: recordErrors)
     }
   }
 
-  /// Validates the records of one partition and appends them (page cache).
-  func appendPartition(_ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16)
+  /// Validates the records of one partition and appends them (page cache). Suspends only
+  /// while validating (see `validateRecords`), never once the producer table is locked.
+  func appendPartition(_ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16) async
     -> AppendOutcome
   {
     guard let records, records.readableBytes > 0 else {
@@ -153,7 +196,7 @@ extension Broker {
           return .failure(ErrorCode.unsupportedCompressionType, "zstd needs Produce v7 or later")
         }
         try batch.validate(.clientProduce)
-        if let refusal = validateRecords(batch, index: batches.count) { return refusal }
+        if let refusal = await validateRecords(batch, index: batches.count) { return refusal }
         batches.append(batch)
       }
     } catch {
