@@ -35,6 +35,7 @@ broker's CPU unchanged. `--abuse-sched nice` shows that figure.
     scripts/abuse-latency.py                 # 6 rounds of 8 s each way
     scripts/abuse-latency.py --rounds 2 --seconds 5 --idle 2000
     scripts/abuse-latency.py --sluice-bin .build/debug/sluice --no-build
+    scripts/abuse-latency.py --abuse-elsewhere   # the same abuse, at a second broker
 Exit status 1 if a ratio exceeds --max-ratio (default 2) or the broker dies.
 """
 
@@ -385,6 +386,10 @@ def main():
     ap.add_argument("--ip-rate", type=int, default=0,
                     help="set the default ip entity's connection_creation_rate quota (KIP-612) to this many "
                          "connections/s before the run (0: no quota)")
+    ap.add_argument("--abuse-elsewhere", action="store_true",
+                    help="aim the abuse at a second broker process instead: the machine carries the same load "
+                         "(abusers, kernel, a broker serving them) but the measured broker serves only the good "
+                         "client, which shows how much of the ratio the machine's contention alone makes")
     ap.add_argument("--max-ratio", type=float, default=2.0)
     args = ap.parse_args()
 
@@ -414,6 +419,13 @@ def main():
         except Exception as e:  # report, do not fail the run for it
             return f"? ({e})"
     port = int(bootstrap.rsplit(":", 1)[1])
+    other = None
+    if args.abuse_elsewhere:
+        os.makedirs(os.path.join(tmp, "other", "data"))
+        other, other_bootstrap = start_sluice(args.sluice_bin, os.path.join(tmp, "other", "data"),
+                                              {"max.connections": settings["max.connections"]})
+        port = int(other_bootstrap.rsplit(":", 1)[1])
+        print(f"abuse aimed at a second broker on {other_bootstrap}, not at the measured one")
     opts = {"idle": args.idle, "tricklers": args.tricklers, "trickle_interval": args.trickle_interval,
             "garbage_rate": args.garbage_rate, "oversized_rate": args.oversized_rate, "storm_rate": args.storm_rate,
             "sched": args.abuse_sched}
@@ -512,6 +524,9 @@ def main():
             if ratio > args.max_ratio:
                 ok = False
     finally:
+        if other is not None:
+            other.kill()
+            other.wait()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
