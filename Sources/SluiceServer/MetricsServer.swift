@@ -49,14 +49,25 @@ public final class MetricsServer: Service, Sendable {
       .bind(host: host, port: port).get()
     boundPort.withLock { $0 = channel.localAddress?.port }
     logger.info("metrics on http://\(host):\(channel.localAddress?.port ?? port)/metrics")
+    // Ends on graceful shutdown and on cancellation (a ServiceGroup cancels its services
+    // when one of them fails).
     await withGracefulShutdownHandler {
-      try? await channel.closeFuture.get()
+      await withTaskCancellationHandler {
+        try? await channel.closeFuture.get()
+      } onCancel: {
+        channel.close(promise: nil)
+      }
     } onGracefulShutdown: {
       channel.close(promise: nil)
     }
   }
 }
 
+/// Answers `GET /metrics`. The text is computed on a thread-pool thread, not on the event
+/// loop: it walks every topic, partition and group, which with many of them takes long
+/// enough to hold up the Kafka connections that share the loop. HTTP pipelining assistance
+/// (`configureHTTPServerPipeline`) holds a connection's next request until this response
+/// has ended, so answers stay in order.
 final class MetricsHandler: ChannelInboundHandler {
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundOut = HTTPServerResponsePart
@@ -75,24 +86,42 @@ final class MetricsHandler: ChannelInboundHandler {
     case .end:
       guard let request = head else { return }
       head = nil
-      let found = request.method == .GET && request.uri.split(separator: "?").first == "/metrics"
-      let text = found ? render() : "Not found: try GET /metrics\n"
-      var headers = HTTPHeaders()
-      headers.add(
-        name: "Content-Type", value: found ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
-      headers.add(name: "Content-Length", value: String(text.utf8.count))
-      headers.add(name: "Connection", value: request.isKeepAlive ? "keep-alive" : "close")
-      let status: HTTPResponseStatus = found ? .ok : .notFound
-      context.write(
-        wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
-        promise: nil)
-      context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-      if request.isKeepAlive {
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-      } else {
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+      guard request.method == .GET && request.uri.split(separator: "?").first == "/metrics" else {
+        respond(context: context, to: request, status: .notFound, text: "Not found: try GET /metrics\n")
+        return
       }
+      let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+      NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop, render).whenComplete { result in
+        let (handler, context) = bound.value
+        switch result {
+        case .success(let text):
+          handler.respond(context: context, to: request, status: .ok, text: text)
+        case .failure(let error):
+          handler.respond(
+            context: context, to: request, status: .serviceUnavailable,
+            text: "metrics unavailable: \(error)\n")
+        }
+      }
+    }
+  }
+
+  func respond(
+    context: ChannelHandlerContext, to request: HTTPRequestHead, status: HTTPResponseStatus, text: String
+  ) {
+    var headers = HTTPHeaders()
+    headers.add(
+      name: "Content-Type", value: status == .ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
+    headers.add(name: "Content-Length", value: String(text.utf8.count))
+    headers.add(name: "Connection", value: request.isKeepAlive ? "keep-alive" : "close")
+    context.write(
+      wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
+      promise: nil)
+    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+    if request.isKeepAlive {
+      context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    } else {
+      let channel = context.channel
+      context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
   }
 }

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import NIOPosix
+import SluiceBroker
+import SluiceServer
+import Testing
+
+/// The metrics endpoint over a real socket: the exposition is computed off the event loop,
+/// and pipelined requests on one connection are still answered in order.
+@Suite struct MetricsServerTests {
+  /// Sends `request` on a new connection to `port` and reads until the server closes it.
+  static func exchange(port: Int, _ request: String) async -> String {
+    await withCheckedContinuation { continuation in
+      Thread {
+        guard let fd = IdleConnectionTests.connect(port) else {
+          continuation.resume(returning: "")
+          return
+        }
+        defer { close(fd) }
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+          let got = recv(fd, &chunk, chunk.count, 0)
+          guard got > 0 else { break }
+          received += chunk[0..<got]
+        }
+        continuation.resume(returning: String(decoding: received, as: UTF8.self))
+      }.start()
+    }
+  }
+
+  @Test func pipelinedScrapesAreAnsweredInOrder() async throws {
+    let directory = NSTemporaryDirectory() + "metrics-tests-" + UUID().uuidString
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var config = BrokerConfig()
+    config.dataDirectory = directory
+    let broker = try Broker(config: config)
+    try broker.createTopic(name: "scraped", partitions: 3, configs: [:])
+    var logger = Logger(label: "metrics-test")
+    logger.logLevel = .warning
+    let server = MetricsServer(
+      broker: broker, host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton, logger: logger
+    )
+    let task = Task { try await server.run() }
+    var port = server.listeningPort
+    let deadline = ContinuousClock.now + .seconds(10)
+    while port == nil, ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(10))
+      port = server.listeningPort
+    }
+    let bound = try #require(port)
+
+    // Three requests in one write: a scrape, a wrong path, a scrape that closes.
+    let answer = await Self.exchange(
+      port: bound,
+      "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+        + "GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    // Each response's status line (a body does not end with a line break).
+    let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map {
+      "HTTP/1.1 " + ($0.components(separatedBy: "\r\n").first ?? "")
+    }
+    #expect(
+      statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"], "\(answer.prefix(300))")
+    // Both scrapes have the exposition, with one line per partition of the topic.
+    let partitionLines = answer.components(separatedBy: "\n").filter {
+      $0.hasPrefix("sluice_partition_log_end_offset{") && $0.contains("topic=\"scraped\"")
+    }
+    #expect(partitionLines.count == 6, "\(partitionLines)")
+    #expect(answer.contains("Not found: try GET /metrics"))
+
+    task.cancel()
+    _ = try? await task.value
+    await broker.shutdown()
+  }
+}
