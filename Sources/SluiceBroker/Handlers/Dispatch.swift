@@ -117,7 +117,9 @@ extension Broker {
     case .apiVersions: return .apiVersions(apiVersions(errorCode: .none))
     case .metadata(let body): return .metadata(metadata(body, version: version))
     case .produce(let body):
-      return await produce(body, version: version, connectionOpen: context.connectionOpen).map {
+      return await produce(
+        body, version: version, connectionOpen: context.connectionOpen, eventLoop: context.eventLoop
+      ).map {
         .produce($0)
       }
     case .fetch(let body):

@@ -6,7 +6,13 @@ import SluiceStorage
 extension Broker {
   /// Produce (CLIENTS.md §3): validate every batch, check idempotent sequences, append, and
   /// — for acks≠0 — answer once the append is as durable as the topic's flush policy asks.
-  func produce(_ request: ProduceRequest, version: Int16, connectionOpen: () -> Bool = { true }) async
+  ///
+  /// `eventLoop`: the connection's loop, where the request resumes after a batch was walked
+  /// on the thread pool (see `validateRecords`).
+  func produce(
+    _ request: ProduceRequest, version: Int16, connectionOpen: () -> Bool = { true },
+    eventLoop: (any EventLoop)? = nil
+  ) async
     -> ProduceResponse?
   {
     let acks = request.acks
@@ -63,7 +69,9 @@ extension Broker {
             "Backlog of \(topic.name)-\(data.index) stayed above sluice.overflow.max.bytes for "
               + "sluice.overflow.max.wait.ms (policy backpressure); nothing was appended, retry")
         } else if let topic, let partition = topic.partition(data.index) {
-          switch await appendPartition(partition, topic: topic, records: data.records, version: version) {
+          switch await appendPartition(
+            partition, topic: topic, records: data.records, version: version, eventLoop: eventLoop)
+          {
           case .failure(let code, let message, let recordErrors):
             fail(code, message)
             if version >= 8 { result.recordErrors = recordErrors }
@@ -129,7 +137,9 @@ extension Broker {
   /// Kafka's record parser fails with InvalidRecordException too.
   ///
   /// Decompression beyond `inlineDecompressionBudget` happens off the calling thread.
-  private func validateRecords(_ batch: RecordBatch, index: Int) async -> AppendOutcome? {
+  private func validateRecords(_ batch: RecordBatch, index: Int, eventLoop: (any EventLoop)?) async
+    -> AppendOutcome?
+  {
     let bound = config.maxDecompressedBatchBytes
     let budget = min(bound, Self.inlineDecompressionBudget)
     do throws(KafkaProtocolError) {
@@ -142,10 +152,18 @@ extension Broker {
     }
     let walked: Result<Void, KafkaProtocolError>
     do {
-      walked = try await NIOThreadPool.singleton.runIfActive {
+      let walk: @Sendable () -> Result<Void, KafkaProtocolError> = {
         Result { () throws(KafkaProtocolError) in
           try batch.validateRecords(.clientProduce, maxDecompressedSize: bound)
         }
+      }
+      if let eventLoop {
+        // Completed on the connection's loop, so the request resumes there (with NIO as the
+        // global executor a task resumed from a pool thread would go to any loop, and its
+        // response would then hop back to the channel's).
+        walked = try await NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop, walk).get()
+      } else {
+        walked = try await NIOThreadPool.singleton.runIfActive(walk)
       }
     } catch {
       // Cancelled (the connection is gone) before a pool thread took it.
@@ -172,7 +190,10 @@ extension Broker {
 
   /// Validates the records of one partition and appends them (page cache). Suspends only
   /// while validating (see `validateRecords`), never once the producer table is locked.
-  func appendPartition(_ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16) async
+  func appendPartition(
+    _ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16,
+    eventLoop: (any EventLoop)? = nil
+  ) async
     -> AppendOutcome
   {
     guard let records, records.readableBytes > 0 else {
@@ -196,7 +217,9 @@ extension Broker {
           return .failure(ErrorCode.unsupportedCompressionType, "zstd needs Produce v7 or later")
         }
         try batch.validate(.clientProduce)
-        if let refusal = await validateRecords(batch, index: batches.count) { return refusal }
+        if let refusal = await validateRecords(batch, index: batches.count, eventLoop: eventLoop) {
+          return refusal
+        }
         batches.append(batch)
       }
     } catch {
