@@ -463,7 +463,11 @@ actor ConsumerGroupMember {
   /// can come back without a rebalance).
   func close(delivered: [KafkaTopicPartition: Int64]) async {
     guard !closed else { return }
-    if !needsRejoin && !assigned.isEmpty && configuration.autoCommitInterval != nil {
+    // As before a rebalance (`rejoin`): commit unless the membership is lost. A rebalance
+    // in progress does not stop it: the coordinator takes commits of the current generation
+    // while it prepares the rebalance (as Kafka's does), and this member's last records
+    // would otherwise be read again by the next owner of its partitions.
+    if !membershipLost && !assigned.isEmpty && configuration.autoCommitInterval != nil {
       do {
         try await commit(delivered)
       } catch {
