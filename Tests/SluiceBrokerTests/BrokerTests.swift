@@ -146,7 +146,10 @@ import Testing
     let data = await parked
     let woke = ContinuousClock.now
     #expect(try Self.values(data?.records) == ["wake"])
-    #expect(woke - appendedAt < .milliseconds(200), "woken \(woke - appendedAt) after the append")
+    // Woken by the append, not by a poll or the deadline. The bound leaves room for the
+    // cooperative pool's two threads being busy with the other suites running meanwhile
+    // (295 ms seen once with 200 ms); it is still far below the 5 s deadline.
+    #expect(woke - appendedAt < .milliseconds(1000), "woken \(woke - appendedAt) after the append")
     #expect(woke - started < .milliseconds(4000), "the fetch returned by its 5 s deadline, not the append")
     await broker.shutdown()
   }

@@ -136,11 +136,16 @@ import Testing
         await BrokerTests.produce(broker, topic: "b", records: try BrokerTests.batch(["0123456789"]))?
           .errorCode == 0)
     }
-    // The fourth would pass the high-water mark: it waits.
-    let started = ContinuousClock.now
+    // The fourth would pass the high-water mark: it waits. Timed from when the broker has
+    // counted it as held (the task may start late on a loaded machine).
     let held = Task {
       await BrokerTests.produce(broker, topic: "b", records: try BrokerTests.batch(["0123456789"]))
     }
+    let deadline = ContinuousClock.now + .seconds(10)
+    while Self.stat(broker, "b").throttledRequests == 0, ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(2))
+    }
+    let started = ContinuousClock.now
     try await Task.sleep(for: .milliseconds(200))
     #expect(broker.topic("b")!.partition(0)!.log.logEndOffset == 3)
     // Consumers reach offset 1: backlog 2 batches, still above the low mark (1 batch).
