@@ -64,8 +64,10 @@ public final class KafkaServer: Service, Sendable {
     self.logger = logger
   }
 
-  /// Set by graceful shutdown: a connection that registers afterwards closes its input at once.
-  let shuttingDown = Mutex(false)
+  /// Set when the server stops: how a connection that registers afterwards is closed at once
+  /// (`.input` on graceful shutdown, letting it finish a request in hand; `.all` when `run` is
+  /// cancelled).
+  let shuttingDown = Mutex<CloseMode?>(nil)
 
   /// Connection tasks still running, and who waits for them all to end.
   let running = Mutex<(count: Int, drained: CheckedContinuation<Void, Never>?)>((0, nil))
@@ -166,7 +168,7 @@ public final class KafkaServer: Service, Sendable {
         // A socket accepted just before the close has its set-up (and `startConnection`)
         // queued on its own loop: one empty task through every loop runs those first, so
         // that the count below includes them.
-        for loop in group.makeIterator() { try? await loop.submit {}.get() }
+        await flushEventLoops()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
           let idle = running.withLock { state -> Bool in
             if state.count == 0 { return true }
@@ -176,12 +178,13 @@ public final class KafkaServer: Service, Sendable {
           if idle { continuation.resume() }
         }
       } onCancel: {
+        self.shuttingDown.withLock { $0 = .all }
         listener.close(promise: nil)
         self.closeAllConnections()
       }
     } onGracefulShutdown: {
       // Stop accepting; close every connection's input so each finishes its current request.
-      self.shuttingDown.withLock { $0 = true }
+      self.shuttingDown.withLock { $0 = $0 ?? .input }
       listener.close(promise: nil)
       self.broker.beginShutdown()  // parked JoinGroup/SyncGroup requests end now
       self.closeAllConnections(mode: .input)
@@ -189,6 +192,26 @@ public final class KafkaServer: Service, Sendable {
   }
 
   struct ConnectionRefused: Error {}
+
+  /// Runs an empty task through every event loop of the group, so that what they had queued
+  /// has run. A loop that has shut down drops the task; each is waited for at most a second.
+  func flushEventLoops() async {
+    final class Once: Sendable {
+      let continuation: Mutex<CheckedContinuation<Void, Never>?>
+      init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = Mutex(continuation) }
+      func resume() { continuation.withLock { $0.take() }?.resume() }
+    }
+    for loop in group.makeIterator() {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let once = Once(continuation)
+        loop.execute { once.resume() }
+        Task {
+          try? await Task.sleep(for: .seconds(1))
+          once.resume()
+        }
+      }
+    }
+  }
 
   /// The idle sweeper of `loop`'s connections, created on first use.
   func idleSweeper(for loop: any EventLoop) -> IdleSweeper {
@@ -252,11 +275,11 @@ public final class KafkaServer: Service, Sendable {
     // it on the channel's loop; with the default executor (embedding), hop there once.
     if !channel.eventLoop.inEventLoop { try? await channel.eventLoop.submit {}.get() }
     let id = ObjectIdentifier(channel)
-    let late = connections.withLock { open -> Bool in
+    let late = connections.withLock { open -> CloseMode? in
       open[id] = channel
       return shuttingDown.withLock { $0 }
     }
-    if late { channel.close(mode: .input, promise: nil) }
+    if let late { channel.close(mode: late, promise: nil) }
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
     let context = RequestContext(

@@ -40,6 +40,9 @@ public final class MetricsServer: Service, Sendable {
     let channel = try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 64)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      // A client may shut down its sending side after the request (`nc -N`): the answer,
+      // rendered off the loop, must still go out before the connection closes.
+      .childChannelOption(.allowRemoteHalfClosure, value: true)
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.configureHTTPServerPipeline()

@@ -8,8 +8,9 @@ import Testing
 /// The metrics endpoint over a real socket: the exposition is computed off the event loop,
 /// and pipelined requests on one connection are still answered in order.
 @Suite struct MetricsServerTests {
-  /// Sends `request` on a new connection to `port` and reads until the server closes it.
-  static func exchange(port: Int, _ request: String) async -> String {
+  /// Sends `request` on a new connection to `port` (then shuts down the sending side, if
+  /// `halfClose`) and reads until the server closes it.
+  static func exchange(port: Int, _ request: String, halfClose: Bool = false) async -> String {
     await withCheckedContinuation { continuation in
       Thread {
         guard let fd = IdleConnectionTests.connect(port) else {
@@ -19,6 +20,7 @@ import Testing
         defer { close(fd) }
         let bytes = Array(request.utf8)
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -31,7 +33,9 @@ import Testing
     }
   }
 
-  @Test func pipelinedScrapesAreAnsweredInOrder() async throws {
+  /// Runs `body` against a metrics server (on a free port) of a broker with one
+  /// three-partition topic.
+  static func withServer(_ body: (Int) async throws -> Void) async throws {
     let directory = NSTemporaryDirectory() + "metrics-tests-" + UUID().uuidString
     defer { try? FileManager.default.removeItem(atPath: directory) }
     var config = BrokerConfig()
@@ -50,28 +54,51 @@ import Testing
       try await Task.sleep(for: .milliseconds(10))
       port = server.listeningPort
     }
-    let bound = try #require(port)
-
-    // Three requests in one write: a scrape, a wrong path, a scrape that closes.
-    let answer = await Self.exchange(
-      port: bound,
-      "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
-        + "GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    // Each response's status line (a body does not end with a line break).
-    let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map {
-      "HTTP/1.1 " + ($0.components(separatedBy: "\r\n").first ?? "")
+    do {
+      try await body(try #require(port))
+    } catch {
+      task.cancel()
+      await broker.shutdown()
+      throw error
     }
-    #expect(
-      statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"], "\(answer.prefix(300))")
-    // Both scrapes have the exposition, with one line per partition of the topic.
-    let partitionLines = answer.components(separatedBy: "\n").filter {
-      $0.hasPrefix("sluice_partition_log_end_offset{") && $0.contains("topic=\"scraped\"")
-    }
-    #expect(partitionLines.count == 6, "\(partitionLines)")
-    #expect(answer.contains("Not found: try GET /metrics"))
-
     task.cancel()
     _ = try? await task.value
     await broker.shutdown()
+  }
+
+  /// Lines of the exposition for the test topic's partitions.
+  static func partitionLines(_ answer: String) -> [String] {
+    answer.components(separatedBy: "\n").filter {
+      $0.hasPrefix("sluice_partition_log_end_offset{") && $0.contains("topic=\"scraped\"")
+    }
+  }
+
+  @Test func pipelinedScrapesAreAnsweredInOrder() async throws {
+    try await Self.withServer { port in
+      // Three requests in one write: a scrape, a wrong path, a scrape that closes.
+      let answer = await Self.exchange(
+        port: port,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n" + "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+          + "GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+      // Each response's status line (a body does not end with a line break).
+      let statuses = answer.components(separatedBy: "HTTP/1.1 ").dropFirst().map {
+        "HTTP/1.1 " + ($0.components(separatedBy: "\r\n").first ?? "")
+      }
+      #expect(
+        statuses == ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"], "\(answer.prefix(300))")
+      // Both scrapes have the exposition, with one line per partition of the topic.
+      #expect(Self.partitionLines(answer).count == 6, "\(Self.partitionLines(answer))")
+      #expect(answer.contains("Not found: try GET /metrics"))
+    }
+  }
+
+  /// A client that shuts down its sending side after the request (`nc -N`) still gets the
+  /// answer, though it is rendered off the event loop after the end of input arrived.
+  @Test func aHalfClosingClientStillGetsItsAnswer() async throws {
+    try await Self.withServer { port in
+      let answer = await Self.exchange(port: port, "GET /metrics HTTP/1.0\r\n\r\n", halfClose: true)
+      #expect(answer.hasPrefix("HTTP/1.0 200 OK"), "\(answer.prefix(200))")
+      #expect(Self.partitionLines(answer).count == 3)
+    }
   }
 }
