@@ -39,7 +39,6 @@ final class IdleSweeper: Sendable {
   struct List {
     var head: Entry?
     var tail: Entry?
-    var count = 0
 
     mutating func append(_ entry: Entry) {
       entry.previous = tail
@@ -47,7 +46,6 @@ final class IdleSweeper: Sendable {
       if let tail { tail.next = entry } else { head = entry }
       tail = entry
       entry.listed = true
-      count += 1
     }
 
     mutating func remove(_ entry: Entry) {
@@ -57,7 +55,6 @@ final class IdleSweeper: Sendable {
       entry.previous = nil
       entry.next = nil
       entry.listed = false
-      count -= 1
     }
   }
 
@@ -86,9 +83,6 @@ final class IdleSweeper: Sendable {
     self.slack = .milliseconds(min(max(ms / 20, 1), 250))
     self.logger = logger
   }
-
-  /// Connections on the list.
-  var count: Int { state.withLock { $0.list.count } }
 
   /// Starts watching a new connection: idle from now.
   func add(_ channel: any Channel) -> Entry {

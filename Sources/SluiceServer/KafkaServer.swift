@@ -439,17 +439,18 @@ public final class KafkaServer: Service, Sendable {
   /// Every connection starts with ApiVersions, and its answer never changes while the broker
   /// runs: it is encoded once per version, then copied with the request's correlation id.
   func apiVersionsReply(version: Int16, _ correlationId: Int32) -> Reply {
-    var frame: ByteBuffer? = apiVersionsFrames.withLock { $0[version] }
-    if frame == nil {
+    var reply: ByteBuffer
+    if let cached = apiVersionsFrames.withLock({ $0[version] }) {
+      reply = cached
+    } else {
       let body = broker.apiVersions(errorCode: .none)
       guard
         case .send(let encoded) = encode(
           .apiVersions(body), correlationId: 0, apiKey: .apiVersions, version: version)
       else { return .close("response encoding failed") }
       apiVersionsFrames.withLock { $0[version] = encoded }
-      frame = encoded
+      reply = encoded
     }
-    guard var reply = frame else { return .close("response encoding failed") }
     reply.setInteger(correlationId, at: reply.readerIndex + 4)  // after the frame size
     return .send(reply)
   }

@@ -4,21 +4,20 @@ import SluiceStorage
 import Synchronization
 
 extension Broker {
-  /// Fetch (CLIENTS.md §3): whole batches from each requested partition in request order,
-  /// KIP-74 soft limits, and long polling that parks until MinBytes arrive or MaxWaitMs
-  /// passes — woken by appends, not by polling.
   /// A parked fetch wakes at least this often to see whether its client is still connected
   /// and the broker still running: MaxWaitMs is the client's (up to 24 days), and a fetch
   /// parked for a client that has gone would hold its connection's task and counts.
   static let parkSliceSeconds: Int64 = 5
 
+  /// Fetch (CLIENTS.md §3): whole batches from each requested partition in request order,
+  /// KIP-74 soft limits, and long polling that parks until MinBytes arrive or MaxWaitMs
+  /// passes — woken by appends, not by polling.
   func fetch(
     _ request: FetchRequest, version: Int16, zeroCopy: Bool, eventLoop: (any EventLoop)? = nil,
     connectionOpen: @escaping @Sendable () -> Bool = { true }, fileRecords: inout [UInt64: [LogChunk]]
   ) async -> FetchResponse {
     let wait = Int64(max(0, request.maxWaitMs))
     let deadline = ContinuousClock.now + .milliseconds(wait)
-    let loopDeadline = NIODeadline.now() + .milliseconds(wait)
     while true {
       let waiter = FetchWaiter(eventLoop: eventLoop)
       fileRecords.removeAll()
@@ -33,15 +32,14 @@ extension Broker {
       }
       // Park: woken by an append to any requested partition, by the deadline, or after a
       // slice (to look at the connection and the broker again).
+      let slice = min(deadline - ContinuousClock.now, .seconds(Self.parkSliceSeconds))
       if let eventLoop {
-        let wake = min(loopDeadline, NIODeadline.now() + .seconds(Self.parkSliceSeconds))
-        let timer = eventLoop.scheduleTask(deadline: wake) { waiter.wake() }
+        let timer = eventLoop.scheduleTask(in: TimeAmount(slice)) { waiter.wake() }
         await waiter.wait()
         timer.cancel()
       } else {
-        let wake = min(deadline, ContinuousClock.now + .seconds(Self.parkSliceSeconds))
         let timer = Task {
-          try? await Task.sleep(until: wake, clock: .continuous)
+          try? await Task.sleep(for: slice)
           waiter.wake()
         }
         await waiter.wait()
