@@ -12,10 +12,17 @@ public struct LogConfig: Hashable, Sendable, Codable {
   public var segmentBytes: Int = 1_073_741_824
   /// `segment.ms`: roll the active segment when its first batch is older than this.
   public var segmentMs: Int64 = 604_800_000
-  /// `retention.ms`: delete segments whose newest record is older than this; -1 keeps forever.
+  /// `segment.jitter.ms`: each segment rolls a random time in [0, min(this, segment.ms))
+  /// early, so that partitions created together do not all roll at once.
+  public var segmentJitterMs: Int64 = 0
+  /// `retention.ms`: delete segments whose newest record is older than this, counted from
+  /// the newer of its timestamp and when it was appended; -1 keeps forever.
   public var retentionMs: Int64 = 604_800_000
   /// `retention.bytes`: delete oldest segments while the log is larger than this; -1: no limit.
   public var retentionBytes: Int64 = -1
+  /// Whether `retention.ms` and `retention.bytes` apply at all: false for topics whose
+  /// `cleanup.policy` lacks "delete" (compact-only topics keep everything, as in Kafka).
+  public var retentionApplies = true
   /// `flush.messages`: fsync after this many records; 1 makes every append durable before it
   /// is acknowledged (with group commit). `Int64.max` leaves it to `flush.ms` and the OS.
   public var flushMessages: Int64 = Int64.max

@@ -10,6 +10,9 @@ public final class MemoryLog: PartitionLog {
     var baseOffset: Int64
     var lastOffset: Int64
     var maxTimestamp: Int64
+    /// The broker's clock at append: retention counts from the newer of this and
+    /// `maxTimestamp`, as for disk segments (`Segment.retentionAge`).
+    var appendedMs: Int64
     var bytes: ByteBuffer
   }
 
@@ -46,7 +49,8 @@ public final class MemoryLog: PartitionLog {
   public var failure: StorageError? { nil }
 
   static func maxBytes(_ config: LogConfig) -> Int64 {
-    config.retentionBytes >= 0 ? config.retentionBytes : config.memoryDefaultMaxBytes
+    config.retentionApplies && config.retentionBytes >= 0
+      ? config.retentionBytes : config.memoryDefaultMaxBytes
   }
 
   /// Drops the oldest batches beyond the byte bound (always keeping the newest one).
@@ -97,7 +101,7 @@ public final class MemoryLog: PartitionLog {
         state.batches.append(
           StoredBatch(
             baseOffset: next, lastOffset: batch.lastOffset, maxTimestamp: batch.maxTimestamp,
-            bytes: batch.buffer))
+            appendedMs: now, bytes: batch.buffer))
         state.size += batch.size
         next = batch.nextOffset
       }
@@ -213,9 +217,9 @@ public final class MemoryLog: PartitionLog {
   @discardableResult
   public func enforceRetention(now: Int64) throws(StorageError) -> Int {
     state.withLock { state in
-      guard state.config.retentionMs >= 0 else { return 0 }
-      let cutoff = now - state.config.retentionMs
-      let drop = state.batches.prefix { $0.maxTimestamp < cutoff }.count
+      guard state.config.retentionApplies, state.config.retentionMs >= 0 else { return 0 }
+      let cutoff = now &- state.config.retentionMs
+      let drop = state.batches.prefix { max($0.maxTimestamp, $0.appendedMs) < cutoff }.count
       let bytes = state.batches.prefix(drop).reduce(0) { $0 + $1.bytes.readableBytes }
       if drop > 0 {
         Self.removeFirst(&state, drop)

@@ -196,6 +196,94 @@ import Testing
     }
   }
 
+  /// Retention counts from the newer of a segment's record timestamps and its last append:
+  /// records a producer stamped 0, -1 (none) or long ago stay `retention.ms` after they were
+  /// written, and go at the first check after that.
+  @Test func retentionNeverDeletesBeforeRetentionAfterTheAppend() async throws {
+    try await withTemporaryDirectory { dir in
+      let one = makeBatch(["x-0"], timestamps: [0]).readableBytes
+      let settings = config {
+        $0.segmentBytes = 2 * one
+        $0.retentionMs = 1000
+      }
+      let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 10_000)
+      _ = try await log.append(makeBatch(["x-0"], timestamps: [0]), now: 10_000)
+      _ = try await log.append(makeBatch(["x-1"], timestamps: [-1]), now: 10_000)
+      _ = try await log.append(makeBatch(["x-2"], timestamps: [5_000]), now: 10_500)
+      _ = try await log.append(makeBatch(["x-3"], timestamps: [-1]), now: 10_500)
+      _ = try await log.append(makeBatch(["x-4"], timestamps: [10_600]), now: 10_600)
+      #expect(listLogFiles(dir) == [0, 2, 4].map { segmentName($0) })
+      // Kafka would delete the first two segments at once (their timestamps are 0, -1 and
+      // 5000); here they are 10000 and 10500 old.
+      #expect(try log.enforceRetention(now: 10_999) == 0)
+      #expect(try log.enforceRetention(now: 11_000) == 0)  // exactly retention.ms: kept (Kafka's >)
+      #expect(try log.enforceRetention(now: 11_001) == 2 * one)
+      #expect(log.logStartOffset == 2)
+      #expect(try log.enforceRetention(now: 11_500) == 0)
+      #expect(try log.enforceRetention(now: 11_501) == 2 * one)
+      #expect(try readAll(log).map(\.value) == ["x-4"])
+      #expect(try log.enforceRetention(now: 11_600) == 0)
+      #expect(try log.enforceRetention(now: 11_601) == one)
+      #expect(log.logStartOffset == 5 && log.logEndOffset == 5)
+      try log.close()
+    }
+  }
+
+  /// A future timestamp keeps its segment until it too is `retention.ms` old (Kafka's rule;
+  /// the broker bounds how far ahead a producer may stamp: message.timestamp.after.max.ms).
+  @Test func aFutureTimestampCountsAsTheSegmentsAge() async throws {
+    try await withTemporaryDirectory { dir in
+      let log = try FileLog(
+        directory: dir, config: config { $0.retentionMs = 1000 }, threadPool: pool, now: 0)
+      _ = try await log.append(makeBatch(["later"], timestamps: [50_000]), now: 10_000)
+      #expect(try log.enforceRetention(now: 50_900) == 0)
+      #expect(try log.enforceRetention(now: 51_001) > 0)
+      try log.close()
+    }
+  }
+
+  /// After a restart the last append is the segment file's modification time: old-stamped
+  /// records written just before the restart are not deleted by the first check after it.
+  @Test func afterARestartTheFileTimeIsTheLastAppend() async throws {
+    try await withTemporaryDirectory { dir in
+      let settings = config { $0.retentionMs = 60_000 }
+      var log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      _ = try await log.append(makeBatch(["old"], timestamps: [0]), now: 0)
+      _ = try await log.append(makeBatch(["none"], timestamps: [-1]), now: 0)
+      try log.close()
+      let wallClock = Int64(Date().timeIntervalSince1970 * 1000)
+      for clean in [true, false] {
+        if !clean { try? FileManager.default.removeItem(atPath: dir + "/.clean-shutdown") }
+        log = try FileLog(directory: dir, config: settings, threadPool: pool, now: wallClock)
+        #expect(try log.enforceRetention(now: wallClock + 30_000) == 0)
+        #expect(try readAll(log).map(\.value) == ["old", "none"])
+        try log.close()
+      }
+      log = try FileLog(directory: dir, config: settings, threadPool: pool, now: wallClock)
+      #expect(try log.enforceRetention(now: wallClock + 120_000) > 0)
+      #expect(try readAll(log).isEmpty)
+      try log.close()
+    }
+  }
+
+  /// `cleanup.policy` without "delete": neither time nor size retention applies.
+  @Test func retentionDoesNotApplyWithoutTheDeletePolicy() async throws {
+    try await withTemporaryDirectory { dir in
+      let one = makeBatch(["k-0"], timestamps: [0]).readableBytes
+      let settings = config {
+        $0.segmentBytes = one
+        $0.retentionMs = 1
+        $0.retentionBytes = 0
+        $0.retentionApplies = false
+      }
+      let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      for index in 0..<3 { _ = try await log.append(makeBatch(["k-\(index)"], timestamps: [0]), now: 0) }
+      #expect(try log.enforceRetention(now: 1_000_000) == 0)
+      #expect(try readAll(log).count == 3)
+      try log.close()
+    }
+  }
+
   @Test func retentionBySize() async throws {
     try await withTemporaryDirectory { dir in
       let one = makeBatch(["s-0"]).readableBytes

@@ -81,6 +81,24 @@ import Testing
     #expect(try await log.append(makeBatch(["m-10"]), now: 0).firstOffset == 10)
   }
 
+  /// As for disk logs: a batch goes no earlier than `retention.ms` after its append,
+  /// whatever timestamps its producer wrote; a compact-only topic keeps it.
+  @Test func retentionCountsFromTheAppend() async throws {
+    let log = MemoryLog(config: config { $0.retentionMs = 1000 })
+    _ = try await log.append(makeBatch(["zero"], timestamps: [0]), now: 10_000)
+    _ = try await log.append(makeBatch(["none"], timestamps: [-1]), now: 10_500)
+    #expect(try log.enforceRetention(now: 11_000) == 0)
+    #expect(try log.enforceRetention(now: 11_001) > 0)
+    #expect(try readAll(log).map(\.value) == ["none"])
+    log.updateConfig(
+      config {
+        $0.retentionMs = 1000
+        $0.retentionApplies = false
+      })
+    #expect(try log.enforceRetention(now: 100_000) == 0)
+    #expect(try readAll(log).map(\.value) == ["none"])
+  }
+
   @Test func dataIsGoneAfterRestart() async throws {
     var log = MemoryLog(config: config())
     _ = try await log.append(makeBatch(values("gone", 5)), now: 0)

@@ -18,16 +18,41 @@ struct Segment {
   var size: Int
   /// The offset after the last batch (the base offset when empty).
   var nextOffset: Int64
+  /// The largest record timestamp in the segment (batch headers, which the broker
+  /// recomputes from the records at append); -1 when no record has one.
   var maxTimestamp: Int64 = -1
   var maxTimestampOffset: Int64 = -1
+  /// The broker's wall-clock time of the last append (after a restart, the file's
+  /// modification time). Retention never deletes a segment until `retention.ms` after
+  /// this, whatever timestamps the producers wrote (see ``retentionAge``).
+  var lastAppendMs: Int64 = 0
   /// Wall-clock time of the first append (or, after a restart, the first batch's
   /// timestamp): `segment.ms` counts from here.
   var createdMs: Int64?
+  /// How much earlier than `segment.ms` this segment rolls (`segment.jitter.ms`).
+  var rollJitterMs: Int64 = 0
   var bytesSinceIndexEntry = 0
   /// Written since its last fsync.
   var needsSync = false
 
   var isEmpty: Bool { size == 0 }
+
+  /// The time time-based retention counts from: the newer of the largest record timestamp
+  /// (Kafka's rule) and the last append. Kafka falls back to the file's modification time
+  /// only when no record has a timestamp, so a producer's timestamps of 0 or an hour ago
+  /// expire records at once; here nothing goes before `retention.ms` after it was written.
+  var retentionAge: Int64 { max(maxTimestamp, lastAppendMs) }
+
+  /// Whether time-based retention deletes the segment at `now`.
+  func expired(now: Int64, retentionMs: Int64) -> Bool {
+    retentionMs >= 0 && !isEmpty && retentionAge < now &- retentionMs
+  }
+
+  /// A random roll jitter for a new segment: in [0, min(`segment.jitter.ms`, `segment.ms`)).
+  static func rollJitter(_ config: LogConfig) -> Int64 {
+    let bound = min(config.segmentJitterMs, config.segmentMs)
+    return bound > 0 ? Int64.random(in: 0..<bound) : 0
+  }
 
   static func fileName(_ baseOffset: Int64, _ suffix: String) -> String {
     let digits = String(baseOffset)
@@ -237,6 +262,8 @@ public final class FileLog: PartitionLog {
           consistent = false
         }
         if consistent && segment.size == fileSize {
+          segment.lastAppendMs = try segment.file.modifiedMs()
+          segment.rollJitterMs = Segment.rollJitter(config)
           segment.createdMs = segment.maxTimestamp >= 0 ? min(segment.maxTimestamp, now) : now
           try? segment.index.persist()
           segments.append(segment)
@@ -292,6 +319,8 @@ public final class FileLog: PartitionLog {
         try segment.file.truncate(to: at)
         try segment.file.sync()
       }
+      segment.lastAppendMs = try segment.file.modifiedMs()
+      segment.rollJitterMs = Segment.rollJitter(config)
       segment.createdMs = segment.maxTimestamp >= 0 ? min(segment.maxTimestamp, now) : now
       try? segment.index.persist()
       segments.append(segment)
@@ -301,6 +330,8 @@ public final class FileLog: PartitionLog {
       let base = max(storedStart, 0)
       var segment = try openSegment(directory: directory, baseOffset: base, create: true)
       segment.createdMs = now
+      segment.lastAppendMs = now
+      segment.rollJitterMs = Segment.rollJitter(config)
       segments.append(segment)
       try FileSystem.syncDirectory(directory)
     }
@@ -444,11 +475,13 @@ public final class FileLog: PartitionLog {
       var active = state.segments.count - 1
       // Only the fields: a copy of the whole segment would share its index arrays, and the
       // next index entry would then copy them (every few appends: quadratic).
-      let (activeSize, activeCreated) = (state.segments[active].size, state.segments[active].createdMs)
+      let (activeSize, activeCreated, jitter) = (
+        state.segments[active].size, state.segments[active].createdMs, state.segments[active].rollJitterMs
+      )
       // Index positions are 32-bit, as in Kafka: a segment never grows past Int32.max.
       if activeSize > 0
         && (activeSize + bytes.readableBytes > min(config.segmentBytes, Int(Int32.max))
-          || now - (activeCreated ?? now) >= config.segmentMs)
+          || now - (activeCreated ?? now) >= config.segmentMs - jitter)
       {
         try roll(&state, now: now)
         active = state.segments.count - 1
@@ -514,6 +547,7 @@ public final class FileLog: PartitionLog {
         }
         segment.size = writePosition + bytes.readableBytes
         segment.nextOffset = next
+        segment.lastAppendMs = max(segment.lastAppendMs, now)
         segment.needsSync = true
       }
       account(&state.segments[segmentIndex])
@@ -541,6 +575,8 @@ public final class FileLog: PartitionLog {
     try? state.segments[last].index.persist()
     var segment = try Self.openSegment(directory: directory, baseOffset: state.logEndOffset, create: true)
     segment.createdMs = now
+    segment.lastAppendMs = now
+    segment.rollJitterMs = Segment.rollJitter(state.config)
     state.segments.append(segment)
     state.directoryNeedsSync = true
     state.checkpointNeeded = true
@@ -962,23 +998,25 @@ public final class FileLog: PartitionLog {
     try state.withLock { (state: inout State) throws(StorageError) -> Int in
       if let failure = state.failure { throw failure }
       let config = state.config
+      guard config.retentionApplies else { return 0 }
       var deleted = 0
+      // Only what consumers may have read goes: for fsync-every-append logs the high
+      // watermark is the durable end (Kafka deletes only below the high watermark too).
+      let readable = config.flushesEveryAppend ? state.durableOffset : state.logEndOffset
       if config.retentionMs >= 0 {
-        let last = state.segments.count - 1
-        if !state.segments[last].isEmpty && state.segments[last].maxTimestamp >= 0
-          && state.segments[last].maxTimestamp < now - config.retentionMs
-        {
+        let active = state.segments[state.segments.count - 1]
+        if active.expired(now: now, retentionMs: config.retentionMs) && active.nextOffset <= readable {
           // Everything is expired: roll so the active segment can go too.
           try roll(&state, now: now)
         }
         deleted += try deleteSegments(&state) { segment, _ in
-          segment.maxTimestamp >= 0 && segment.maxTimestamp < now - config.retentionMs
+          segment.expired(now: now, retentionMs: config.retentionMs) && segment.nextOffset <= readable
         }
       }
       if config.retentionBytes >= 0 {
         var excess = Int64(state.segments.reduce(0) { $0 + $1.size }) - config.retentionBytes
         deleted += try deleteSegments(&state) { segment, _ in
-          guard excess - Int64(segment.size) >= 0 else { return false }
+          guard excess - Int64(segment.size) >= 0, segment.nextOffset <= readable else { return false }
           excess -= Int64(segment.size)
           return true
         }

@@ -49,6 +49,14 @@ public final class SegmentFile: Sendable {
     return Int(info.st_size)
   }
 
+  /// The file's last-modification time in epoch milliseconds: after a restart, when the
+  /// segment was last appended to (retention counts from it; see `FileLog.Segment`).
+  func modifiedMs() throws(StorageError) -> Int64 {
+    var info = stat()
+    guard fstat(descriptor, &info) == 0 else { throw StorageError.system("fstat", path: path, errno: errno) }
+    return Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+  }
+
   /// Writes all of `bytes` at `position`. A short write that cannot be completed throws;
   /// the caller truncates back so no partial batch stays in the log.
   func write(_ bytes: UnsafeRawBufferPointer, at position: Int) throws(StorageError) {
