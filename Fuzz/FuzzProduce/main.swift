@@ -8,7 +8,8 @@
 //   bit 1     recompute each batch's CRC first (so mutations get past the CRC check)
 //   bits 2-3  acks: -1, 1, 0, or an invalid value (5)
 //   bits 4-5  Produce version: 10, 9, 7, 3 (zstd needs v7+)
-//   bit 6     the same records also go to a partition the topic does not have
+//   bit 6     the same records also go to a partition the topic does not have (without
+//             bit 7); with bit 7, a topic with compression.type=zstd instead
 //   bit 7     the topic uses LogAppendTime and max.message.bytes=2048
 //
 // Checked on every input: no crash or sanitizer report; the response's shape; a rejected
@@ -16,6 +17,8 @@
 // one advances the log end by exactly its offsets, is stored byte for byte (bar the base
 // offset and, for LogAppendTime, the stamped timestamp), passes stored-batch validation,
 // and its records decode: exactly recordsCount of them, at consecutive offsets (the broker
+// recomputes a CreateTime batch's max timestamp from its records, and recompresses batches
+// for a compression.type=zstd topic: the stored records must then equal the produced ones
 // walks every record before appending; its decompression limit is 1 MiB here). Every 256
 // inputs the whole log is read back and must hold exactly the accepted batches. The seed
 // corpus (Fuzz/corpus/FuzzProduce) holds batches captured from real clients in every codec
@@ -71,6 +74,8 @@ private final class Harness: @unchecked Sendable {
       Flavour(name: "disk", configs: [:]),
       Flavour(name: "mem-lat", configs: lat.merging(["sluice.storage": "memory"]) { $1 }),
       Flavour(name: "disk-lat", configs: lat),
+      Flavour(name: "mem-zstd", configs: ["sluice.storage": "memory", "compression.type": "zstd"]),
+      Flavour(name: "disk-zstd", configs: ["compression.type": "zstd"]),
     ]
     for flavour in flavours { create(flavour) }
     harnessDirectory = directory
@@ -232,10 +237,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   let control = data[0]
   var records = ByteBuffer(bytes: UnsafeBufferPointer(start: data + 1, count: size - 1))
   if control & 0x02 != 0 { fixCRCs(&records) }
-  let flavour = harness.flavours[Int(control & 0x01) | Int(control >> 7) << 1]
+  let recompressing = control & 0xC0 == 0xC0
+  let flavour = harness.flavours[Int(control & 0x01) | (recompressing ? 4 : Int(control >> 7) << 1)]
   let acks: Int16 = [-1, 1, 0, 5][Int(control >> 2) & 0x03]
   let version: Int16 = [10, 9, 7, 3][Int(control >> 4) & 0x03]
-  let alsoUnknownPartition = control & 0x40 != 0
+  let alsoUnknownPartition = control & 0xC0 == 0x40
 
   // The input's own batches, for the checks below (and decoded, like a consumer would).
   var inputBatches: [RecordBatch] = []
@@ -308,8 +314,31 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
       expected.setBaseOffset(output.baseOffset)
       if flavour.configs["message.timestamp.type"] == "LogAppendTime" {
         expected.setMaxTimestamp(output.maxTimestamp, timestampType: .logAppendTime)
+      } else {
+        // The max timestamp is the records' (Kafka's rule), whatever the header said.
+        guard let summary = try? input.validateRecords(maxDecompressedSize: maxDecompressedSize) else {
+          fatalError("an appended batch does not pass the record walk")
+        }
+        precondition(
+          output.maxTimestamp == summary.maxTimestamp,
+          "stored max timestamp \(output.maxTimestamp), records say \(summary.maxTimestamp)")
+        if input.maxTimestamp != summary.maxTimestamp {
+          expected.setMaxTimestamp(summary.maxTimestamp, timestampType: .createTime)
+        }
       }
-      precondition(expected.buffer == output.buffer, "a stored batch differs from the one produced")
+      if flavour.configs["compression.type"] == "zstd" && input.compression != .zstd {
+        precondition(output.compression == .zstd, "a batch was not recompressed to the topic's codec")
+        let same =
+          (try? output.records(maxDecompressedSize: maxDecompressedSize))
+          == (try? expected.records(maxDecompressedSize: maxDecompressedSize))
+        precondition(same, "recompression changed the records")
+        precondition(
+          output.producerId == input.producerId && output.baseSequence == input.baseSequence
+            && output.baseTimestamp == input.baseTimestamp && output.recordsCount == input.recordsCount,
+          "recompression changed the header")
+      } else {
+        precondition(expected.buffer == output.buffer, "a stored batch differs from the one produced")
+      }
       do {
         try output.validate(.stored)
       } catch {

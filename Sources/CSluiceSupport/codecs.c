@@ -262,7 +262,7 @@ size_t sluice_lz4_compress_frame_bound(size_t size) {
 }
 
 int sluice_lz4_compress_frame(void *dst, size_t dst_capacity, const void *src, size_t src_size,
-                              size_t *written, const char **error) {
+                              int level, size_t *written, const char **error) {
   *written = 0;
   if (!sluice_lz4_ready()) {
     *error = sluice_lz4.reason;
@@ -270,6 +270,7 @@ int sluice_lz4_compress_frame(void *dst, size_t dst_capacity, const void *src, s
   }
   sluice_lz4f_preferences_t prefs;
   sluice_lz4_kafka_preferences(&prefs);
+  prefs.compression_level = level;
   size_t rc = sluice_lz4.compress_frame(dst, dst_capacity, src, src_size, &prefs);
   if (sluice_lz4.is_error(rc)) {
     *error = sluice_lz4.get_error_name(rc);

@@ -362,3 +362,88 @@ private let limit = 1 << 20
     }
   }
 }
+
+/// What the walk reports about timestamps, and the broker's rewrites of a batch (max
+/// timestamp, recompression) that rest on it.
+@Suite struct RecordTimestampAndRecompressionTests {
+  let limit = 1 << 20
+
+  func built(_ timestamps: [Int64], codec: CompressionCodec = .none, producerId: Int64 = -1) throws
+    -> RecordBatch
+  {
+    var builder = RecordBatchBuilder(
+      producerId: producerId, producerEpoch: producerId >= 0 ? 3 : -1, baseSequence: producerId >= 0 ? 7 : -1,
+      compression: codec)
+    for (index, timestamp) in timestamps.enumerated() {
+      builder.append(
+        key: ByteBuffer(string: "k\(index)"), value: ByteBuffer(string: String(repeating: "v", count: 100)),
+        headers: [RecordHeader(key: "h", value: ByteBuffer(string: "\(index)"))], timestamp: timestamp)
+    }
+    return try builder.build()
+  }
+
+  @Test func summaryIsTheLargestTimestampIgnoringNone() throws {
+    #expect(
+      try built([5, 9, 7]).validateRecords(maxDecompressedSize: limit)
+        == RecordsSummary(maxTimestamp: 9, maxTimestampOffsetDelta: 1))
+    #expect(
+      try built([-1, -1]).validateRecords(maxDecompressedSize: limit)
+        == RecordsSummary(maxTimestamp: -1, maxTimestampOffsetDelta: -1))
+    // First record without a timestamp, later ones with: base -1, deltas from it.
+    #expect(try built([-1, 4000, 3000]).validateRecords(maxDecompressedSize: limit).maxTimestamp == 4000)
+    // The first of equal maxima.
+    #expect(try built([8, 8]).validateRecords(maxDecompressedSize: limit).maxTimestampOffsetDelta == 0)
+    #expect(try built([1, 2, 3], codec: .gzip).validateRecords(maxDecompressedSize: limit).maxTimestamp == 3)
+  }
+
+  @Test func timestampsOutsideTheBoundsNameTheRecord() throws {
+    let batch = try built([1000, 1500, 900, -1])
+    #expect(
+      try batch.validateRecords(maxDecompressedSize: limit, timestampBounds: 900...1500).maxTimestamp == 1500)
+    do {
+      try batch.validateRecords(maxDecompressedSize: limit, timestampBounds: 950...2000)
+      Issue.record("expected invalidTimestamp")
+    } catch {
+      #expect(error.code == .invalidTimestamp && error.recordIndex == 2, "\(error)")
+      #expect(
+        error.message.contains("timestamp 900 is out of range") && error.message.contains("[950, 2000]"))
+    }
+    // -1 is "no timestamp": never out of range.
+    try built([-1, -1]).validateRecords(maxDecompressedSize: limit, timestampBounds: 0...0)
+  }
+
+  @Test(arguments: [CompressionCodec.none, .gzip, .snappy, .lz4, .zstd])
+  func recompressionKeepsRecordsAndHeader(from source: CompressionCodec) throws {
+    let original = try built([100, 300, 200], codec: source, producerId: 42)
+    for target in CompressionCodec.allCases where target != source {
+      let converted = try original.recompressed(to: target, maxDecompressedSize: limit)
+      try converted.validate()
+      #expect(converted.compression == target)
+      #expect(converted.buffer.readableBytes == converted.declaredSize)
+      #expect(try converted.validateRecords(maxDecompressedSize: limit).maxTimestamp == 300)
+      #expect(
+        try converted.records(maxDecompressedSize: limit) == original.records(maxDecompressedSize: limit))
+      for field in [
+        \RecordBatch.baseOffset, \.baseTimestamp, \.maxTimestamp, \.producerId,
+      ] {
+        #expect(converted[keyPath: field] == original[keyPath: field])
+      }
+      #expect(converted.producerEpoch == 3 && converted.baseSequence == 7)
+      #expect(converted.recordsCount == 3 && converted.lastOffsetDelta == 2)
+      #expect(converted.timestampType == original.timestampType)
+    }
+  }
+
+  @Test func compressionLevelsChangeTheOutputNotTheRecords() throws {
+    let original = try built(Array(0..<50).map { Int64($0) })
+    for (codec, levels) in [(CompressionCodec.gzip, [1, 9]), (.zstd, [1, 19]), (.lz4, [1, 12])] {
+      let sizes = try levels.map { level -> Int in
+        let converted = try original.recompressed(to: codec, level: Int32(level), maxDecompressedSize: limit)
+        #expect(
+          try converted.records(maxDecompressedSize: limit) == original.records(maxDecompressedSize: limit))
+        return converted.size
+      }
+      #expect(sizes[1] <= sizes[0], "\(codec): \(sizes)")
+    }
+  }
+}

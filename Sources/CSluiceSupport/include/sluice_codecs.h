@@ -54,9 +54,10 @@ const char *sluice_lz4_unavailable_reason(void);
 /// Worst-case size of a frame produced by sluice_lz4_compress_frame; 0 when unavailable.
 size_t sluice_lz4_compress_frame_bound(size_t size);
 /// Compresses into one LZ4 frame (64 KiB independent blocks, as Kafka's Java reader
-/// expects). Returns 0 and sets *written, or -1 and sets *error.
+/// expects) at `level` (0: the library's fast default; 3 and above: LZ4 HC). Returns 0 and
+/// sets *written, or -1 and sets *error.
 int sluice_lz4_compress_frame(void *dst, size_t dst_capacity, const void *src, size_t src_size,
-                              size_t *written, const char **error);
+                              int level, size_t *written, const char **error);
 
 typedef struct sluice_lz4_dctx sluice_lz4_dctx;
 /// NULL when unavailable or out of memory.

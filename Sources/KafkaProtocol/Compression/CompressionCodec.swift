@@ -32,20 +32,23 @@ extension CompressionCodec {
 
   /// Compresses the readable bytes of `input`. `.none` returns the input unchanged.
   ///
-  /// - gzip: one gzip member (zlib, default level).
-  /// - snappy: the raw (unframed) format, which every Kafka client reads.
-  /// - lz4: one LZ4 frame with 64 KiB independent blocks.
-  /// - zstd: one frame at level 3.
+  /// - gzip: one gzip member (zlib; `level` 1–9, default zlib's 6).
+  /// - snappy: the raw (unframed) format, which every Kafka client reads; no levels.
+  /// - lz4: one LZ4 frame with 64 KiB independent blocks (`level` 1–17; 3 and above is
+  ///   LZ4 HC; default the library's fast mode).
+  /// - zstd: one frame (`level` as zstd numbers them; default 3).
+  ///
+  /// `level` nil is each codec's default (Kafka's `compression.<codec>.level`, KIP-390).
   public func compress(
-    _ input: ByteBuffer,
+    _ input: ByteBuffer, level: Int32? = nil,
     allocator: ByteBufferAllocator = ByteBufferAllocator()
   ) throws(KafkaProtocolError) -> ByteBuffer {
     switch self {
     case .none: input
-    case .gzip: try GzipCodec.compress(input, allocator: allocator)
+    case .gzip: try GzipCodec.compress(input, level: level ?? -1, allocator: allocator)
     case .snappy: SnappyCodec.compress(input, allocator: allocator)
-    case .lz4: try LZ4FrameCodec.compress(input, allocator: allocator)
-    case .zstd: try ZstdCodec.compress(input, allocator: allocator)
+    case .lz4: try LZ4FrameCodec.compress(input, level: level ?? 0, allocator: allocator)
+    case .zstd: try ZstdCodec.compress(input, level: level ?? ZstdCodec.level, allocator: allocator)
     }
   }
 

@@ -8,8 +8,10 @@ enum GzipCodec {
   /// windowBits for inflate: 15 + 32 (detect gzip or zlib wrapper automatically).
   private static let autoDetectWindowBits: Int32 = 47
 
-  static func compress(_ input: ByteBuffer, allocator: ByteBufferAllocator) throws(KafkaProtocolError)
-    -> ByteBuffer
+  static func compress(
+    _ input: ByteBuffer, level: Int32 = Z_DEFAULT_COMPRESSION, allocator: ByteBufferAllocator
+  )
+    throws(KafkaProtocolError) -> ByteBuffer
   {
     let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
     stream.initialize(to: z_stream())
@@ -18,7 +20,7 @@ enum GzipCodec {
       stream.deallocate()
     }
     let rc = deflateInit2_(
-      stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzipWindowBits, 8, Z_DEFAULT_STRATEGY,
+      stream, level, Z_DEFLATED, gzipWindowBits, 8, Z_DEFAULT_STRATEGY,
       zlibVersion(), Int32(MemoryLayout<z_stream>.size))
     guard rc == Z_OK else {
       throw KafkaProtocolError(.compressionFailed, "gzip: deflateInit2 failed (\(rc))")

@@ -9,8 +9,8 @@ enum LZ4FrameCodec {
     return KafkaProtocolError(.unsupportedCompression, "lz4: runtime library unavailable (\(reason))")
   }
 
-  static func compress(_ input: ByteBuffer, allocator: ByteBufferAllocator) throws(KafkaProtocolError)
-    -> ByteBuffer
+  static func compress(_ input: ByteBuffer, level: Int32 = 0, allocator: ByteBufferAllocator)
+    throws(KafkaProtocolError) -> ByteBuffer
   {
     guard sluice_lz4_available() != 0 else { throw unavailable() }
     let bound = sluice_lz4_compress_frame_bound(input.readableBytes)
@@ -23,7 +23,8 @@ enum LZ4FrameCodec {
       try output.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) {
         (region) throws(KafkaProtocolError) -> Int in
         var written = 0
-        let rc = sluice_lz4_compress_frame(region.baseAddress, region.count, src, count, &written, &failure)
+        let rc = sluice_lz4_compress_frame(
+          region.baseAddress, region.count, src, count, level, &written, &failure)
         guard rc == 0 else {
           let reason = failure.map { String(cString: $0) } ?? "unknown error"
           throw KafkaProtocolError(.compressionFailed, "lz4: \(reason)")

@@ -10,8 +10,8 @@ enum ZstdCodec {
     return KafkaProtocolError(.unsupportedCompression, "zstd: runtime library unavailable (\(reason))")
   }
 
-  static func compress(_ input: ByteBuffer, allocator: ByteBufferAllocator) throws(KafkaProtocolError)
-    -> ByteBuffer
+  static func compress(_ input: ByteBuffer, level: Int32 = Self.level, allocator: ByteBufferAllocator)
+    throws(KafkaProtocolError) -> ByteBuffer
   {
     guard sluice_zstd_available() != 0 else { throw unavailable() }
     let bound = sluice_zstd_compress_bound(input.readableBytes)

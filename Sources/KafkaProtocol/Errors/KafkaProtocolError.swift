@@ -22,6 +22,7 @@ public struct KafkaProtocolError: Error, Hashable, Sendable, CustomStringConvert
       case unsupportedCompression
       case compressionFailed
       case decompressedSizeExceeded
+      case invalidTimestamp
     }
     let base: Base
 
@@ -57,6 +58,9 @@ public struct KafkaProtocolError: Error, Hashable, Sendable, CustomStringConvert
     public static let compressionFailed = Code(base: .compressionFailed)
     /// Decompression would produce more bytes than the caller allowed.
     public static let decompressedSizeExceeded = Code(base: .decompressedSizeExceeded)
+    /// A record's timestamp lies outside the bounds the caller allowed, or a producer set
+    /// the LogAppendTime bit (Kafka's INVALID_TIMESTAMP).
+    public static let invalidTimestamp = Code(base: .invalidTimestamp)
 
     public var description: String { base.rawValue }
   }

@@ -26,20 +26,43 @@ extension RecordBatch {
   ///   `.unsupportedCompression` (runtime library missing). Messages name the record; when
   ///   one record is at fault (not for a missing record or bytes after the last one),
   ///   `recordIndex` is its index in the batch.
+  ///
+  /// With `timestampBounds`, every record timestamp other than -1 (none given) must lie in
+  /// them (`.invalidTimestamp`, naming the record), as Kafka checks CreateTime records
+  /// against `message.timestamp.before.max.ms` / `after.max.ms`. Returns the largest record
+  /// timestamp and where it is, which the broker writes into the header when the producer's
+  /// `maxTimestamp` differs (Kafka recomputes it the same way).
+  @discardableResult
   public func validateRecords(
     _ policy: ValidationPolicy = .clientProduce, maxDecompressedSize: Int,
+    timestampBounds: ClosedRange<Int64>? = nil,
     allocator: ByteBufferAllocator = ByteBufferAllocator()
-  ) throws(KafkaProtocolError) {
+  ) throws(KafkaProtocolError) -> RecordsSummary {
     let (records, count) = try recordsSection(maxDecompressedSize: maxDecompressedSize, allocator: allocator)
-    let lastOffsetDelta = self.lastOffsetDelta
-    let dense = policy.requireDenseOffsets
+    let rules = RecordWalker.Rules(
+      count: count, lastOffsetDelta: lastOffsetDelta, requireDenseOffsets: policy.requireDenseOffsets,
+      baseTimestamp: baseTimestamp, timestampBounds: timestampBounds)
     do throws(RecordWalker.Failure) {
-      try records.withUnsafeReadableBytes { (raw) throws(RecordWalker.Failure) -> Void in
-        try RecordWalker.walk(raw, count: count, lastOffsetDelta: lastOffsetDelta, requireDenseOffsets: dense)
+      return try records.withUnsafeReadableBytes { (raw) throws(RecordWalker.Failure) -> RecordsSummary in
+        try RecordWalker.walk(raw, rules)
       }
     } catch {
       throw error.protocolError(count: count)
     }
+  }
+}
+
+/// What a record walk found out besides the records being sound.
+public struct RecordsSummary: Hashable, Sendable {
+  /// The largest record timestamp (`baseTimestamp + timestampDelta`), ignoring records
+  /// without one (-1); -1 when no record has one. Kafka's recomputed batch max timestamp.
+  public var maxTimestamp: Int64
+  /// The offsetDelta of the first record with `maxTimestamp`; -1 when there is none.
+  public var maxTimestampOffsetDelta: Int32
+
+  public init(maxTimestamp: Int64 = -1, maxTimestampOffsetDelta: Int32 = -1) {
+    self.maxTimestamp = maxTimestamp
+    self.maxTimestampOffsetDelta = maxTimestampOffsetDelta
   }
 }
 
@@ -65,51 +88,76 @@ enum RecordWalker {
     case lastOffsetDelta(value: Int32, last: Int32)
     /// Bytes after the last of `recordsCount` records.
     case trailing(bytes: Int)
+    /// A record timestamp outside the allowed bounds.
+    case timestamp(value: Int64, bounds: ClosedRange<Int64>)
+  }
+
+  /// What a walk checks beyond the record format.
+  struct Rules {
+    var count: Int
+    var lastOffsetDelta: Int32
+    var requireDenseOffsets: Bool
+    /// The batch's first timestamp, to which each record's timestampDelta is added.
+    var baseTimestamp: Int64 = -1
+    /// Record timestamps other than -1 must lie in these, when given.
+    var timestampBounds: ClosedRange<Int64>? = nil
   }
 
   /// Walks `count` records filling `raw` exactly (see `RecordBatch.validateRecords`).
-  static func walk(
-    _ raw: UnsafeRawBufferPointer, count: Int, lastOffsetDelta: Int32, requireDenseOffsets: Bool
-  ) throws(Failure) {
+  static func walk(_ raw: UnsafeRawBufferPointer, _ rules: Rules) throws(Failure) -> RecordsSummary {
     var position = 0
     var previous: Int32 = -1
     var index = 0
-    while index < count {
+    var summary = RecordsSummary()
+    while index < rules.count {
       guard position < raw.count else { throw Failure(index: index, problem: .missingRecord) }
-      let offsetDelta: Int32
+      let layout: RecordLayout
       do throws(RecordLayout.Failure) {
-        offsetDelta = try record(raw, at: &position)
+        layout = try record(raw, at: &position)
       } catch {
         throw Failure(index: index, problem: .record(error))
       }
-      if requireDenseOffsets {
+      let offsetDelta = layout.offsetDelta
+      if rules.requireDenseOffsets {
         guard Int(offsetDelta) == index else {
           throw Failure(index: index, problem: .offsetDelta(value: offsetDelta, expected: Int32(index)))
         }
       } else {
-        guard offsetDelta > previous, offsetDelta <= lastOffsetDelta else {
+        guard offsetDelta > previous, offsetDelta <= rules.lastOffsetDelta else {
           throw Failure(
             index: index,
-            problem: .offsetDeltaOrder(value: offsetDelta, previous: previous, last: lastOffsetDelta))
+            problem: .offsetDeltaOrder(value: offsetDelta, previous: previous, last: rules.lastOffsetDelta))
+        }
+      }
+      let timestamp = rules.baseTimestamp &+ layout.timestampDelta
+      if timestamp != -1 {
+        if let bounds = rules.timestampBounds, !bounds.contains(timestamp) {
+          throw Failure(index: index, problem: .timestamp(value: timestamp, bounds: bounds))
+        }
+        if timestamp > summary.maxTimestamp {
+          summary.maxTimestamp = timestamp
+          summary.maxTimestampOffsetDelta = offsetDelta
         }
       }
       previous = offsetDelta
       index += 1
     }
-    if requireDenseOffsets && count > 0 && previous != lastOffsetDelta {
-      throw Failure(index: count - 1, problem: .lastOffsetDelta(value: previous, last: lastOffsetDelta))
+    if rules.requireDenseOffsets && rules.count > 0 && previous != rules.lastOffsetDelta {
+      throw Failure(
+        index: rules.count - 1, problem: .lastOffsetDelta(value: previous, last: rules.lastOffsetDelta))
     }
     guard position == raw.count else {
-      throw Failure(index: count, problem: .trailing(bytes: raw.count - position))
+      throw Failure(index: rules.count, problem: .trailing(bytes: raw.count - position))
     }
+    return summary
   }
 
-  /// Checks the record at `position` and moves past it; returns its offsetDelta. The
+  /// Checks the record at `position` and moves past it; returns its layout. The
   /// fixed fields are `RecordLayout.parse`'s (as the iterator reads them); the headers are
   /// skipped here rather than decoded.
   @inline(__always)
   private static func record(_ raw: UnsafeRawBufferPointer, at position: inout Int)
-    throws(RecordLayout.Failure) -> Int32
+    throws(RecordLayout.Failure) -> RecordLayout
   {
     let rest = UnsafeRawBufferPointer(rebasing: raw[position...])
     let layout = try RecordLayout.parse(rest)
@@ -123,7 +171,7 @@ enum RecordWalker {
         consumed: cursor.position - layout.fieldsStart, declared: layout.end - layout.fieldsStart)
     }
     position += layout.end
-    return layout.offsetDelta
+    return layout
   }
 }
 
@@ -133,7 +181,7 @@ extension RecordWalker.Failure {
   var recordIndex: Int? {
     switch problem {
     case .missingRecord, .trailing: return nil
-    case .record, .offsetDelta, .offsetDeltaOrder, .lastOffsetDelta: return index
+    case .record, .offsetDelta, .offsetDeltaOrder, .lastOffsetDelta, .timestamp: return index
     }
   }
 
@@ -170,6 +218,11 @@ extension RecordWalker.Failure {
     case .lastOffsetDelta(let value, let last):
       return KafkaProtocolError(
         .invalidRecord, "\(record): offsetDelta \(value) but the batch's lastOffsetDelta is \(last)")
+    case .timestamp(let value, let bounds):
+      return KafkaProtocolError(
+        .invalidTimestamp,
+        "\(record): timestamp \(value) is out of range; it must be within [\(bounds.lowerBound), "
+          + "\(bounds.upperBound)] (message.timestamp.before.max.ms / after.max.ms)")
     case .trailing(let bytes):
       return KafkaProtocolError(
         .corruptRecordBatch, "\(bytes) bytes after the last of recordsCount \(count) records")
