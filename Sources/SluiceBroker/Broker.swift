@@ -84,6 +84,10 @@ public final class Broker: Sendable {
   public let quotas: ClientQuotas
   /// Set when a shutdown begins: requests held by backpressure give up.
   let stopping = Atomic<Bool>(false)
+  /// When housekeeping last applied retention (`Int64.min`: not yet).
+  let lastRetentionCheck = Atomic<Int64>(Int64.min)
+  /// Broker configs set while running (see `DynamicBrokerConfigs`).
+  let dynamicBrokerConfigs: Mutex<DynamicBrokerConfigs>
   let logger = Logger(label: "sluice.broker")
 
   public static func systemClock() -> Int64 {
@@ -99,6 +103,7 @@ public final class Broker: Sendable {
     self.config = config
     self.clock = clock
     self.metadata = try MetadataStore(directory: config.dataDirectory)
+    self.dynamicBrokerConfigs = Mutex(DynamicBrokerConfigs(metadata.snapshot))
     self.quotas = ClientQuotas(metadata: metadata)
     self.threadPool = NIOThreadPool(numberOfThreads: 2)
     threadPool.start()
@@ -111,7 +116,7 @@ public final class Broker: Sendable {
     var opened: [String: Topic] = [:]
     for record in metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name }) {
       let topicConfig =
-        (try? TopicConfig(overrides: record.configs, broker: config))
+        (try? makeTopicConfig(record.configs)) ?? (try? makeTopicConfig([:]))
         ?? (try! TopicConfig(overrides: [:], broker: config))
       var partitions: [Partition] = []
       for index in 0..<record.partitions {
@@ -219,7 +224,7 @@ public final class Broker: Sendable {
     }
     let topicConfig: TopicConfig
     do {
-      topicConfig = try TopicConfig(overrides: configs, broker: config)
+      topicConfig = try makeTopicConfig(configs)
     } catch {
       throw .invalidConfig(error.message)
     }
@@ -295,7 +300,7 @@ public final class Broker: Sendable {
   {
     let topicConfig: TopicConfig
     do {
-      topicConfig = try TopicConfig(overrides: configs, broker: config)
+      topicConfig = try makeTopicConfig(configs)
     } catch {
       throw .invalidConfig(error.message)
     }
@@ -312,27 +317,38 @@ public final class Broker: Sendable {
       } catch {
         throw .storage(error)
       }
-      existing.mutable.withLock { $0.config = topicConfig }
-      for partition in existing.partitions { partition.log.updateConfig(topicConfig.log) }
+      apply(topicConfig, to: existing)
     }
   }
 
   // MARK: Housekeeping
 
-  /// Runs retention and time-based flushes once; the server calls it periodically.
+  /// Runs time-based flushes once, and retention when `log.retention.check.interval.ms` has
+  /// passed since the last check; the server calls it every `housekeepingIntervalMs`.
   public func housekeeping() {
     let now = clock()
+    let last = lastRetentionCheck.load(ordering: .relaxed)
+    let checkRetention = last == Int64.min || now &- last >= config.retentionCheckIntervalMs
+    if checkRetention { lastRetentionCheck.store(now, ordering: .relaxed) }
     for topic in allTopics {
       let overflow = topic.config.overflow
       for partition in topic.partitions {
         // A lowered bound applies without waiting for the next produce request.
         dropOldest(partition, overflow)
         partition.log.flushIfDue(now: now)
-        _ = try? partition.log.enforceRetention(now: now)
+        if checkRetention { _ = try? partition.log.enforceRetention(now: now) }
         reportIfOffline(topic.name, partition)
       }
     }
     groups.housekeeping()
+  }
+
+  /// Applies retention to every partition now (what a retention check does).
+  public func enforceRetention() {
+    let now = clock()
+    for topic in allTopics {
+      for partition in topic.partitions { _ = try? partition.log.enforceRetention(now: now) }
+    }
   }
 
   /// Partitions whose log is offline, with the reason (`sluice_partition_offline`).

@@ -25,8 +25,29 @@ public struct BrokerConfig: Sendable {
   /// A consumer group with no members counts towards a partition's backlog (reject,
   /// backpressure) only if it committed an offset this recently (docs/overflow.md).
   public var overflowGroupActiveMs: Int64 = 300_000
-  /// How often retention and time-based flushes run.
+  /// How often time-based flushes (`flush.ms`), the drop-oldest bound and offline checks run.
   public var housekeepingIntervalMs: Int64 = 1000
+  /// `log.retention.check.interval.ms`: how often `retention.ms` and `retention.bytes` are
+  /// applied. Kafka's default, 5 minutes: retention is a lower bound on how long data is
+  /// kept (nothing goes before `retention.ms` after it was written), and a check that
+  /// finds expired segments deletes files, so it runs as rarely as Kafka's and existing
+  /// configurations behave alike. Memory topics are bounded by bytes at every append.
+  public var retentionCheckIntervalMs: Int64 = 300_000
+  /// `log.message.timestamp.before.max.ms` / `after.max.ms` (KIP-937): defaults of the
+  /// topic configs bounding how far a CreateTime record's timestamp may lie from the
+  /// broker's clock.
+  ///
+  /// `after.max.ms` is one hour by default, Kafka 4's value (3.x had no bound): a record
+  /// stamped far in the future would otherwise hold its segment, and every later one, past
+  /// retention.
+  public var messageTimestampBeforeMaxMs: Int64 = Int64.max
+  public var messageTimestampAfterMaxMs: Int64 = 3_600_000
+  /// `compression.type`: the default codec topics store batches with.
+  public var defaultCompression: TopicCompression = .producer
+  /// `compression.gzip.level`, `compression.lz4.level`, `compression.zstd.level`.
+  public var defaultCompressionLevels = CompressionLevels()
+  /// `min.insync.replicas`: the default for topics.
+  public var minInsyncReplicas = 1
   /// Upper bound on partitions per topic (a hostile CreateTopics cannot ask for millions).
   public var maxPartitionsPerTopic: Int32 = 10_000
 

@@ -1,8 +1,9 @@
-import KafkaProtocol
+public import KafkaProtocol
 public import SluiceStorage
 
-/// A topic's configuration: Kafka's topic-level config names mapped onto ``LogConfig``,
-/// with validation that turns a bad value into INVALID_CONFIG and a message.
+/// A topic's configuration: Kafka's topic-level config names (``TopicConfigEntry/all``)
+/// mapped onto ``LogConfig`` and the broker's per-topic rules, with validation that turns a
+/// bad value into INVALID_CONFIG and a message.
 public struct TopicConfig: Hashable, Sendable {
   /// Only the configs set explicitly on the topic (what DescribeConfigs reports as
   /// DYNAMIC_TOPIC_CONFIG); everything else comes from the broker's defaults.
@@ -13,122 +14,77 @@ public struct TopicConfig: Hashable, Sendable {
   public var overflow: OverflowConfig
   /// `segment.bytes` as configured; ``log`` may roll smaller segments (drop-oldest).
   public var configuredSegmentBytes: Int
+  /// `cleanup.policy`: "delete", "compact", both, or neither.
+  public var cleanupPolicy: Set<String> = ["delete"]
+  /// `compression.type`.
+  public var compression: TopicCompression
+  /// `compression.<codec>.level`.
+  public var compressionLevels: CompressionLevels
+  /// `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937), after the fallback to
+  /// the deprecated `message.timestamp.difference.max.ms`.
+  public var timestampBeforeMaxMs: Int64
+  public var timestampAfterMaxMs: Int64
+  /// `min.insync.replicas`.
+  public var minInsyncReplicas: Int
+  /// The defaults the broker's dynamic configs set (topic config names), for no-effect
+  /// configs whose reported value is the broker's.
+  var brokerDefaults: [String: String] = [:]
 
   public struct Invalid: Error, Sendable {
     public var message: String
   }
 
-  enum Kind {
-    case long(min: Int64)
-    case int(min: Int64)
-    case choice([String])
-  }
+  public static var names: [String] { TopicConfigEntry.all.map(\.name) }
 
-  static let definitions: [(name: String, kind: Kind, doc: String)] = [
-    (
-      "cleanup.policy", .choice(["delete"]),
-      "Retention policy; only \"delete\" is supported (no compaction yet)."
-    ),
-    (
-      "flush.messages", .long(min: 1),
-      "Force an fsync after this many records; 1 makes every append durable before it is acknowledged."
-    ),
-    ("flush.ms", .long(min: 0), "Force an fsync of data that has been unflushed this long."),
-    ("max.message.bytes", .int(min: 0), "Largest record batch the topic accepts."),
-    (
-      "message.timestamp.type", .choice(["CreateTime", "LogAppendTime"]),
-      "Whether record timestamps are the producer's or the broker's."
-    ),
-    (
-      "retention.bytes", .long(min: -1),
-      "Delete oldest segments while a partition is larger than this; -1: no limit."
-    ),
-    (
-      "retention.ms", .long(min: -1),
-      "Delete segments whose newest record is older than this; -1: keep forever."
-    ),
-    ("segment.bytes", .int(min: 14), "Roll a new segment file at this size."),
-    ("segment.ms", .long(min: 1), "Roll a new segment file after this long."),
-    (
-      "sluice.overflow.max.bytes", .long(min: -1),
-      "Backlog bound per partition: drop-oldest keeps at most this many bytes, reject refuses produce "
-        + "requests beyond it, backpressure slows producers above it; -1: none."
-    ),
-    (
-      "sluice.overflow.max.wait.ms", .long(min: 0),
-      "backpressure: the longest a produce request is held; still over the mark then, it fails with "
-        + "REQUEST_TIMED_OUT (retriable) and nothing is appended."
-    ),
-    (
-      "sluice.overflow.policy", .choice(OverflowConfig.Policy.allCases.map(\.rawValue)),
-      "When producers outrun consumers: buffer (keep everything up to retention), drop-oldest, reject "
-        + "or backpressure."
-    ),
-    (
-      "sluice.overflow.resume.bytes", .long(min: -1),
-      "backpressure: the low-water mark below which producers get full speed again; -1: 80% of "
-        + "sluice.overflow.max.bytes."
-    ),
-    (
-      "sluice.storage", .choice(["disk", "memory"]),
-      "disk: segment files; memory: in memory only, lost on restart."
-    ),
-  ]
-
-  public static var names: [String] { definitions.map(\.name) }
-
-  /// Builds a config from explicit overrides over the broker's defaults; throws ``Invalid``
-  /// for unknown names and bad values.
-  public init(overrides: [String: String], broker: BrokerConfig) throws(Invalid) {
+  /// Builds a config from explicit overrides over the broker's defaults — `broker`, then
+  /// `brokerDefaults` (topic config names with the values the broker's dynamic configs set);
+  /// throws ``Invalid`` for unknown names and bad values.
+  public init(overrides: [String: String], broker: BrokerConfig, brokerDefaults: [String: String] = [:])
+    throws(Invalid)
+  {
     self.overrides = overrides
     self.log = broker.defaultLog
     self.maxMessageBytes = broker.maxMessageBytes
     self.overflow = broker.defaultOverflow
     self.configuredSegmentBytes = broker.defaultLog.segmentBytes
+    self.compression = broker.defaultCompression
+    self.compressionLevels = broker.defaultCompressionLevels
+    self.timestampBeforeMaxMs = broker.messageTimestampBeforeMaxMs
+    self.timestampAfterMaxMs = broker.messageTimestampAfterMaxMs
+    self.minInsyncReplicas = broker.minInsyncReplicas
+    for (name, value) in brokerDefaults.sorted(by: { $0.key < $1.key }) {
+      guard let entry = TopicConfigEntry.byName[name], entry.problem(value) == nil else { continue }
+      entry.apply(&self, value)
+    }
     for (name, value) in overrides.sorted(by: { $0.key < $1.key }) {
       if name.hasPrefix(Self.statisticPrefix) {
         throw Invalid(message: "\(name) is a read-only statistic, not a config")
       }
-      guard let definition = Self.definitions.first(where: { $0.name == name }) else {
+      guard let entry = TopicConfigEntry.byName[name] else {
         throw Invalid(message: "Unknown topic config name: \(name)")
       }
-      switch definition.kind {
-      case .long(let min), .int(let min):
-        guard let number = Int64(value), number >= min else {
-          throw Invalid(
-            message: "Invalid value \(value) for configuration \(name): must be an integer >= \(min)")
-        }
-        if case .int = definition.kind, number > Int64(Int32.max) {
-          throw Invalid(message: "Invalid value \(value) for configuration \(name): must fit in int32")
-        }
-        switch name {
-        case "flush.messages": log.flushMessages = number
-        case "flush.ms": log.flushMs = number
-        case "max.message.bytes": maxMessageBytes = Int(number)
-        case "retention.bytes": log.retentionBytes = number
-        case "retention.ms": log.retentionMs = number
-        case "segment.bytes": log.segmentBytes = Int(number)
-        case "segment.ms": log.segmentMs = number
-        case "sluice.overflow.max.bytes": overflow.maxBytes = number
-        case "sluice.overflow.max.wait.ms": overflow.maxWaitMs = number
-        case "sluice.overflow.resume.bytes": overflow.resumeBytes = number
-        default: break
-        }
-      case .choice(let choices):
-        guard choices.contains(value) else {
-          throw Invalid(
-            message:
-              "Invalid value \(value) for configuration \(name): must be one of \(choices.joined(separator: ", "))"
-          )
-        }
-        switch name {
-        case "message.timestamp.type": log.logAppendTime = value == "LogAppendTime"
-        case "sluice.storage": log.storage = value == "memory" ? .memory : .disk
-        case "sluice.overflow.policy": overflow.policy = OverflowConfig.Policy(rawValue: value) ?? .buffer
-        default: break
-        }
-      }
+      if let problem = entry.problem(value) { throw Invalid(message: problem) }
+      entry.apply(&self, value)
     }
+    // Kafka 3.x: before/after.max.ms not set on the topic fall back to the deprecated
+    // difference.max.ms where that is set.
+    let merged = brokerDefaults.merging(overrides) { $1 }
+    if let difference = merged["message.timestamp.difference.max.ms"].flatMap({ Int64($0.trimmingSpaces) }) {
+      if merged["message.timestamp.before.max.ms"] == nil { timestampBeforeMaxMs = difference }
+      if merged["message.timestamp.after.max.ms"] == nil { timestampAfterMaxMs = difference }
+    }
+    self.brokerDefaults = brokerDefaults
+    if overrides["remote.storage.enable"]?.trimmingSpaces.lowercased() == "true" {
+      throw Invalid(message: "Tiered storage (remote.storage.enable=true) is not available in Sluice")
+    }
+    if let min = overrides["min.compaction.lag.ms"].flatMap({ Int64($0.trimmingSpaces) }),
+      let max = overrides["max.compaction.lag.ms"].flatMap({ Int64($0.trimmingSpaces) }), min > max
+    {
+      throw Invalid(
+        message:
+          "conflict topic config setting min.compaction.lag.ms (\(min)) > max.compaction.lag.ms (\(max))")
+    }
+    log.retentionApplies = cleanupPolicy.contains("delete")
     configuredSegmentBytes = log.segmentBytes
     if let problem = overflow.problem { throw Invalid(message: problem) }
     if overflow.policy == .dropOldest {
@@ -143,42 +99,36 @@ public struct TopicConfig: Hashable, Sendable {
 
   /// The effective value of every config, for DescribeConfigs.
   public func effectiveValues() -> [(name: String, value: String, isDefault: Bool, doc: String)] {
-    Self.definitions.map { definition in
-      let value: String
-      switch definition.name {
-      case "cleanup.policy": value = "delete"
-      case "flush.messages": value = String(log.flushMessages)
-      case "flush.ms": value = String(log.flushMs)
-      case "max.message.bytes": value = String(maxMessageBytes)
-      case "message.timestamp.type": value = log.logAppendTime ? "LogAppendTime" : "CreateTime"
-      case "retention.bytes": value = String(log.retentionBytes)
-      case "retention.ms": value = String(log.retentionMs)
-      case "segment.bytes": value = String(configuredSegmentBytes)
-      case "segment.ms": value = String(log.segmentMs)
-      case "sluice.storage": value = log.storage.rawValue
-      case "sluice.overflow.policy": value = overflow.policy.rawValue
-      case "sluice.overflow.max.bytes": value = String(overflow.maxBytes)
-      case "sluice.overflow.resume.bytes": value = String(overflow.resumeBytes)
-      case "sluice.overflow.max.wait.ms": value = String(overflow.maxWaitMs)
-      default: value = ""
-      }
-      return (
-        definition.name, overrides[definition.name] ?? value, overrides[definition.name] == nil,
-        definition.doc
-      )
+    TopicConfigEntry.all.map { entry in
+      let explicit = overrides[entry.name]
+      var doc = entry.doc
+      if case .none(let reason) = entry.effect { doc += " No effect in Sluice: \(reason)." }
+      return (entry.name, explicit ?? entry.value(self), explicit == nil, doc)
     }
   }
 
-  /// Kafka's config type codes (DescribeConfigs v3+): 1 BOOLEAN, 2 STRING, 3 INT, 4 SHORT,
-  /// 5 LONG, 6 DOUBLE, 7 LIST, 8 CLASS, 9 PASSWORD.
+  /// Kafka's config type code of a topic config (DescribeConfigs v3+).
   static func typeCode(_ name: String) -> Int8 {
-    switch definitions.first(where: { $0.name == name })?.kind {
-    case .long: 5
-    case .int: 3
-    case .choice: name == "cleanup.policy" ? 7 : 2
-    case nil: 0
-    }
+    TopicConfigEntry.byName[name]?.typeCode ?? 0
   }
+
+  /// The codec batches are stored with, nil when the producer's is kept.
+  public var storedCodec: CompressionCodec? { compression.storedCodec }
+
+  /// The level for recompressing to ``storedCodec``.
+  public var compressionLevel: Int32? { storedCodec.flatMap { compressionLevels.level(for: $0) } }
+
+  /// Where a CreateTime record's timestamp must lie at `now`, or nil when anything goes.
+  public func timestampBounds(now: Int64) -> ClosedRange<Int64>? {
+    guard timestampBeforeMaxMs != Int64.max || timestampAfterMaxMs != Int64.max else { return nil }
+    let (low, lowOverflow) = now.subtractingReportingOverflow(timestampBeforeMaxMs)
+    let (high, highOverflow) = now.addingReportingOverflow(timestampAfterMaxMs)
+    return (lowOverflow ? Int64.min : low)...(highOverflow ? Int64.max : high)
+  }
+
+  /// Whether `retention.ms` / `retention.bytes` and DeleteRecords apply (`cleanup.policy`
+  /// includes delete).
+  public var deletesByRetention: Bool { cleanupPolicy.contains("delete") }
 }
 
 /// Kafka's rules for topic names: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".

@@ -119,6 +119,93 @@ let serveSettings: [ServeSetting] = [
     broker, _, value in broker.defaultLog.flushMs = try parseInt("log.flush.interval.ms", value, min: 0)
   },
   ServeSetting(
+    key: "log.retention.check.interval.ms", defaultValue: "300000",
+    help: "How often retention.ms and retention.bytes are applied (Kafka's default: 5 minutes)."
+  ) {
+    broker, _, value in
+    broker.retentionCheckIntervalMs = try parseInt("log.retention.check.interval.ms", value, min: 1)
+  },
+  ServeSetting(
+    key: "log.roll.jitter.ms", defaultValue: "0", help: "Default segment.jitter.ms."
+  ) {
+    broker, _, value in broker.defaultLog.segmentJitterMs = try parseInt("log.roll.jitter.ms", value, min: 0)
+  },
+  ServeSetting(
+    key: "log.index.interval.bytes", defaultValue: "4096", help: "Default index.interval.bytes."
+  ) {
+    broker, _, value in
+    broker.defaultLog.indexIntervalBytes = try parseInt("log.index.interval.bytes", value, min: 0)
+  },
+  ServeSetting(
+    key: "log.message.timestamp.type", defaultValue: "CreateTime",
+    help: "Default message.timestamp.type: CreateTime or LogAppendTime."
+  ) {
+    broker, _, value in
+    guard value == "CreateTime" || value == "LogAppendTime" else {
+      throw ConfigurationError(
+        description: "log.message.timestamp.type: \"\(value)\" is not CreateTime or LogAppendTime")
+    }
+    broker.defaultLog.logAppendTime = value == "LogAppendTime"
+  },
+  ServeSetting(
+    key: "log.message.timestamp.before.max.ms", defaultValue: String(Int64.max),
+    help: "Default message.timestamp.before.max.ms: how far in the past a CreateTime may be."
+  ) {
+    broker, _, value in
+    broker.messageTimestampBeforeMaxMs = try parseInt("log.message.timestamp.before.max.ms", value, min: 0)
+  },
+  ServeSetting(
+    key: "log.message.timestamp.after.max.ms", defaultValue: "3600000",
+    help: "Default message.timestamp.after.max.ms: how far in the future a CreateTime may be (Kafka 4's 1 h)."
+  ) {
+    broker, _, value in
+    broker.messageTimestampAfterMaxMs = try parseInt("log.message.timestamp.after.max.ms", value, min: 0)
+  },
+  ServeSetting(
+    key: "compression.type", defaultValue: "producer",
+    help: "Default compression.type of topics: producer, uncompressed, gzip, snappy, lz4 or zstd."
+  ) {
+    broker, _, value in
+    guard let compression = TopicCompression(name: value) else {
+      throw ConfigurationError(
+        description:
+          "compression.type: \"\(value)\" is not one of \(TopicCompression.names.joined(separator: ", "))")
+    }
+    broker.defaultCompression = compression
+  },
+  ServeSetting(key: "compression.gzip.level", defaultValue: "-1", help: "Default compression.gzip.level.") {
+    broker, _, value in
+    let level: Int32 = try parseInt("compression.gzip.level", value, min: -1)
+    guard level == -1 || (1...9).contains(level) else {
+      throw ConfigurationError(description: "compression.gzip.level: must be -1 or 1-9")
+    }
+    broker.defaultCompressionLevels.gzip = level
+  },
+  ServeSetting(key: "compression.lz4.level", defaultValue: "9", help: "Default compression.lz4.level (1-17).")
+  {
+    broker, _, value in
+    let level: Int32 = try parseInt("compression.lz4.level", value, min: 1)
+    guard level <= 17 else { throw ConfigurationError(description: "compression.lz4.level: must be 1-17") }
+    broker.defaultCompressionLevels.lz4 = level
+  },
+  ServeSetting(
+    key: "compression.zstd.level", defaultValue: "3", help: "Default compression.zstd.level (-131072 to 22)."
+  ) {
+    broker, _, value in
+    let level: Int32 = try parseInt("compression.zstd.level", value, min: -131072)
+    guard level <= 22 else {
+      throw ConfigurationError(description: "compression.zstd.level: must be at most 22")
+    }
+    broker.defaultCompressionLevels.zstd = level
+  },
+  ServeSetting(
+    key: "min.insync.replicas", defaultValue: "1",
+    help:
+      "Default min.insync.replicas; above 1, acks=all produces fail with NOT_ENOUGH_REPLICAS on one broker."
+  ) {
+    broker, _, value in broker.minInsyncReplicas = try parseInt("min.insync.replicas", value, min: 1)
+  },
+  ServeSetting(
     key: "sluice.storage", defaultValue: "disk", help: "Default sluice.storage of topics: disk or memory."
   ) {
     broker, _, value in

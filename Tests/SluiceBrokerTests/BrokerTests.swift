@@ -189,8 +189,19 @@ import Testing
       try broker.createTopic(name: "t", partitions: 1, configs: ["no.such.config": "1"])
     }
     #expect(throws: Broker.TopicError.self) {
-      try broker.createTopic(name: "t", partitions: 1, configs: ["cleanup.policy": "compact"])
+      try broker.createTopic(name: "t", partitions: 1, configs: ["cleanup.policy": "shred"])
     }
+    #expect(throws: Broker.TopicError.self) {
+      try broker.createTopic(name: "t", partitions: 1, configs: ["remote.storage.enable": "true"])
+    }
+    #expect(throws: Broker.TopicError.self) {
+      try broker.createTopic(name: "t", partitions: 1, configs: ["compression.zstd.level": "23"])
+    }
+    // Known configs Sluice cannot act on are accepted (and documented as having no effect).
+    try broker.createTopic(
+      name: "compact", partitions: 1,
+      configs: ["cleanup.policy": "compact,delete", "message.format.version": "2.8", "preallocate": "true"])
+    #expect(broker.topic("compact")?.config.deletesByRetention == true)
     try broker.createTopic(
       name: "t", partitions: 2, configs: ["retention.ms": "1000", "sluice.storage": "memory"])
     #expect(broker.topic("t")?.config.log.retentionMs == 1000)

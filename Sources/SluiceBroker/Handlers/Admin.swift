@@ -41,7 +41,7 @@ extension Broker {
           if version >= 5 {
             result.numPartitions = count
             result.replicationFactor = 1
-            let topicConfig = created?.config ?? (try? TopicConfig(overrides: configs, broker: config))
+            let topicConfig = created?.config ?? (try? makeTopicConfig(configs))
             result.configs =
               topicConfig?.effectiveValues().map {
                 .init(
@@ -116,10 +116,13 @@ extension Broker {
       for wanted in requested.partitions {
         var result = DeleteRecordsResponse.DeleteRecordsPartitionResult(
           partitionIndex: wanted.partitionIndex, lowWatermark: -1)
-        if let partition = topic?.partition(wanted.partitionIndex) {
+        if let topic, let partition = topic.partition(wanted.partitionIndex) {
           let highWatermark = partition.highWatermark
           let target = wanted.offset == -1 ? highWatermark : wanted.offset
-          if target < 0 || target > highWatermark {
+          if !topic.config.deletesByRetention {
+            // Kafka: records of a topic without "delete" in cleanup.policy are not deleted.
+            result.errorCode = ErrorCode.policyViolation.rawValue
+          } else if target < 0 || target > highWatermark {
             result.errorCode = ErrorCode.offsetOutOfRange.rawValue
           } else {
             do {
@@ -143,16 +146,68 @@ extension Broker {
   static let topicResource: Int8 = 2
   static let brokerResource: Int8 = 4
 
-  /// The broker-level configs DescribeConfigs reports (read-only here).
-  var brokerConfigValues: [(name: String, value: String)] {
+  /// The broker configs only `sluice serve` sets (read-only here).
+  var staticBrokerConfigValues: [(name: String, value: String)] {
     [
       ("auto.create.topics.enable", String(config.autoCreateTopics)),
       ("num.partitions", String(config.defaultPartitions)),
-      ("message.max.bytes", String(config.maxMessageBytes)),
       ("log.dirs", config.dataDirectory),
       ("broker.id", String(config.nodeId)),
+      ("node.id", String(config.nodeId)),
       ("advertised.listeners", "PLAINTEXT://\(config.advertisedHost):\(config.advertisedPort)"),
+      ("log.retention.check.interval.ms", String(config.retentionCheckIntervalMs)),
+      ("offsets.retention.minutes", String(config.offsetsRetentionMinutes)),
+      ("group.initial.rebalance.delay.ms", String(config.groupInitialRebalanceDelayMs)),
     ]
+  }
+
+  /// One config of the BROKER resource as DescribeConfigs reports it.
+  struct BrokerConfigEntry {
+    var name: String
+    var value: String
+    /// Kafka's ConfigSource: 2 DYNAMIC_BROKER_CONFIG, 3 DYNAMIC_DEFAULT_BROKER_CONFIG,
+    /// 4 STATIC_BROKER_CONFIG, 5 DEFAULT_CONFIG.
+    var source: Int8
+    var readOnly: Bool
+    var typeCode: Int8
+    var doc: String
+  }
+
+  /// The broker's configs: the static ones, the defaults of every topic config (which may be
+  /// changed dynamically) and the inert dynamic ones that were set. `node` false: the
+  /// cluster-default resource, which lists only what was set at that level.
+  func brokerConfigEntries(node: Bool) -> [BrokerConfigEntry] {
+    let dynamic = dynamicConfigs
+    if !node {
+      return dynamic.clusterDefault.sorted { $0.key < $1.key }.map { name, value in
+        BrokerConfigEntry(
+          name: name, value: value, source: 3, readOnly: false,
+          typeCode: TopicConfigEntry.byBrokerName[name]?.typeCode ?? 2, doc: "")
+      }
+    }
+    var entries = staticBrokerConfigValues.map {
+      BrokerConfigEntry(
+        name: $0.name, value: $0.value, source: 4, readOnly: true, typeCode: 2,
+        doc: "Set when sluice serve starts (--set).")
+    }
+    let defaults = (try? makeTopicConfig([:])) ?? (try? TopicConfig(overrides: [:], broker: config))
+    for entry in TopicConfigEntry.all {
+      guard let brokerName = entry.brokerName else { continue }
+      let set = dynamic.value(brokerName)
+      entries.append(
+        BrokerConfigEntry(
+          name: brokerName, value: set?.value ?? defaults.map { entry.value($0) } ?? "",
+          source: set.map { $0.isNode ? 2 : 3 } ?? 5, readOnly: false, typeCode: entry.typeCode,
+          doc: "Default of the topic config \(entry.name). \(entry.doc)"))
+    }
+    for (name, reason) in Self.inertBrokerConfigs.sorted(by: { $0.key < $1.key }) {
+      guard let set = dynamic.value(name) else { continue }
+      entries.append(
+        BrokerConfigEntry(
+          name: name, value: set.value, source: set.isNode ? 2 : 3, readOnly: false, typeCode: 2,
+          doc: "Accepted with no effect: \(reason)."))
+    }
+    return entries
   }
 
   /// `sluice.stats.*`: the topic's overflow figures as DescribeConfigs entries.
@@ -218,17 +273,26 @@ extension Broker {
           result.configs.append(config)
         }
       case Self.brokerResource:
-        if !resource.resourceName.isEmpty && resource.resourceName != String(config.nodeId) {
-          result.errorCode = ErrorCode.invalidRequest.rawValue
-          result.errorMessage = "Unknown broker \(resource.resourceName)"
+        if let refusal = unknownBroker(resource.resourceName) {
+          result.errorCode = refusal.code.rawValue
+          result.errorMessage = refusal.message
           break
         }
-        for (name, value) in brokerConfigValues where wanted?.contains(name) ?? true {
+        for entry in brokerConfigEntries(node: !resource.resourceName.isEmpty)
+        where wanted?.contains(entry.name) ?? true {
           var config = DescribeConfigsResponse.DescribeConfigsResourceResult(
-            name: name, value: value, readOnly: true)
-          if version == 0 { config.isDefault = false }
-          if version >= 1 { config.configSource = 4 }  // STATIC_BROKER_CONFIG
-          if version >= 3 { config.configType = 2 }
+            name: entry.name, value: entry.value, readOnly: entry.readOnly)
+          if version == 0 { config.isDefault = entry.source == 5 }
+          if version >= 1 {
+            config.configSource = entry.source
+            if request.includeSynonyms {
+              config.synonyms = [.init(name: entry.name, value: entry.value, source: entry.source)]
+            }
+          }
+          if version >= 3 {
+            config.configType = entry.typeCode
+            if request.includeDocumentation { config.documentation = entry.doc }
+          }
           result.configs.append(config)
         }
       default:
@@ -246,8 +310,14 @@ extension Broker {
       var result = AlterConfigsResponse.AlterConfigsResourceResponse(
         resourceType: resource.resourceType, resourceName: resource.resourceName)
       var configs: [String: String] = [:]
-      for entry in resource.configs { if let value = entry.value { configs[entry.name] = value } }
-      applyConfigs(resource.resourceType, resource.resourceName, configs, request.validateOnly, into: &result)
+      // Read-only statistics (`sluice.stats.*`, which DescribeConfigs lists) are skipped here,
+      // so that tools that write back every config they described work; setting one
+      // incrementally is refused.
+      for entry in resource.configs where !entry.name.hasPrefix(TopicConfig.statisticPrefix) {
+        if let value = entry.value { configs[entry.name] = value }
+      }
+      let outcome = applyConfigs(resource.resourceType, resource.resourceName, configs, request.validateOnly)
+      (result.errorCode, result.errorMessage) = (outcome.code.rawValue, outcome.message)
       response.responses.append(result)
     }
     return response
@@ -258,64 +328,118 @@ extension Broker {
     for resource in request.resources {
       var result = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
         resourceType: resource.resourceType, resourceName: resource.resourceName)
-      guard resource.resourceType == Self.topicResource, let topic = topic(resource.resourceName) else {
-        result.errorCode =
-          (resource.resourceType == Self.topicResource ? ErrorCode.unknownTopicOrPartition : .invalidRequest)
-          .rawValue
-        result.errorMessage = "Only existing topics can be altered"
-        response.responses.append(result)
-        continue
-      }
-      var configs = topic.config.overrides
-      var problem: String?
-      for entry in resource.configs {
-        switch entry.configOperation {
-        case 0:  // SET
-          if let value = entry.value {
-            configs[entry.name] = value
-          } else {
-            problem = "SET \(entry.name) without a value"
-          }
-        case 1:  // DELETE
-          configs[entry.name] = nil
-        default:  // APPEND / SUBTRACT: only for list configs, and cleanup.policy allows one value
-          problem = "Operation \(entry.configOperation) is not supported for \(entry.name)"
+      let outcome: (code: ErrorCode, message: String?)
+      switch currentConfigs(resource.resourceType, resource.resourceName) {
+      case .failure(let refusal):
+        outcome = (refusal.code, refusal.message)
+      case .success(let current):
+        switch Self.merge(resource.configs, into: current.explicit, effective: current.effective) {
+        case .failure(let refusal):
+          outcome = (ErrorCode.invalidConfig, refusal.message)
+        case .success(let configs):
+          outcome = applyConfigs(resource.resourceType, resource.resourceName, configs, request.validateOnly)
         }
       }
-      if let problem {
-        result.errorCode = ErrorCode.invalidConfig.rawValue
-        result.errorMessage = problem
-      } else {
-        var plain = AlterConfigsResponse.AlterConfigsResourceResponse()
-        applyConfigs(
-          resource.resourceType, resource.resourceName, configs, request.validateOnly, into: &plain)
-        result.errorCode = plain.errorCode
-        result.errorMessage = plain.errorMessage
-      }
+      (result.errorCode, result.errorMessage) = (outcome.code.rawValue, outcome.message)
       response.responses.append(result)
     }
     return response
   }
 
-  func applyConfigs(
-    _ type: Int8, _ name: String, _ configs: [String: String], _ validateOnly: Bool,
-    into result: inout AlterConfigsResponse.AlterConfigsResourceResponse
+  struct ConfigRefusal: Error {
+    var code: ErrorCode
+    var message: String
+  }
+
+  /// A resource's explicitly set configs, and a lookup of any config's value in force.
+  func currentConfigs(_ type: Int8, _ name: String) -> Result<
+    (explicit: [String: String], effective: @Sendable (String) -> String?), ConfigRefusal
+  > {
+    switch type {
+    case Self.topicResource:
+      guard let topic = topic(name) else {
+        return .failure(
+          ConfigRefusal(code: .unknownTopicOrPartition, message: "Topic \(name) does not exist"))
+      }
+      let config = topic.config
+      let values = Dictionary(config.effectiveValues().map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+      return .success((config.overrides, { values[$0] }))
+    case Self.brokerResource:
+      if let refusal = unknownBroker(name) { return .failure(refusal) }
+      let dynamic = dynamicConfigs
+      let values = Dictionary(
+        brokerConfigEntries(node: !name.isEmpty).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+      return .success((name.isEmpty ? dynamic.clusterDefault : dynamic.node, { values[$0] }))
+    default:
+      return .failure(
+        ConfigRefusal(code: .invalidRequest, message: "Configs of resource type \(type) cannot be altered"))
+    }
+  }
+
+  func unknownBroker(_ name: String) -> ConfigRefusal? {
+    guard !name.isEmpty, name != String(config.nodeId) else { return nil }
+    return ConfigRefusal(
+      code: .invalidRequest, message: "Unknown broker \(name); this is broker \(config.nodeId)")
+  }
+
+  /// IncrementalAlterConfigs: SET (0), DELETE (1), and for list configs APPEND (2) and
+  /// SUBTRACT (3), which start from the value in force (the default included).
+  static func merge(
+    _ operations: [IncrementalAlterConfigsRequest.AlterableConfig], into explicit: [String: String],
+    effective: (String) -> String?
+  ) -> Result<[String: String], ConfigRefusal> {
+    var configs = explicit
+    for entry in operations {
+      switch entry.configOperation {
+      case 0:
+        guard let value = entry.value else {
+          return .failure(ConfigRefusal(code: .invalidConfig, message: "SET \(entry.name) without a value"))
+        }
+        configs[entry.name] = value
+      case 1:
+        configs[entry.name] = nil
+      case 2, 3:
+        let topicEntry = TopicConfigEntry.byName[entry.name] ?? TopicConfigEntry.byBrokerName[entry.name]
+        guard case .list = topicEntry?.kind else {
+          return .failure(
+            ConfigRefusal(
+              code: .invalidConfig,
+              message: "APPEND and SUBTRACT apply to list configs only; \(entry.name) is not one"))
+        }
+        var items = TopicConfigEntry.listItems(configs[entry.name] ?? effective(entry.name) ?? "")
+        let given = TopicConfigEntry.listItems(entry.value ?? "")
+        if entry.configOperation == 2 {
+          items += given.filter { !items.contains($0) }
+        } else {
+          items.removeAll { given.contains($0) }
+        }
+        configs[entry.name] = items.joined(separator: ",")
+      default:
+        return .failure(
+          ConfigRefusal(code: .invalidRequest, message: "Unknown config operation \(entry.configOperation)"))
+      }
+    }
+    return .success(configs)
+  }
+
+  /// Replaces a resource's explicit configs.
+  func applyConfigs(_ type: Int8, _ name: String, _ settable: [String: String], _ validateOnly: Bool) -> (
+    code: ErrorCode, message: String?
   ) {
-    guard type == Self.topicResource else {
-      result.errorCode = ErrorCode.invalidRequest.rawValue
-      result.errorMessage = "Only topic configs can be altered"
-      return
-    }
-    guard topic(name) != nil else {
-      result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
-      result.errorMessage = "Topic \(name) does not exist"
-      return
-    }
     do {
-      try setTopicConfigs(name, configs, validateOnly: validateOnly)
+      switch type {
+      case Self.topicResource:
+        guard topic(name) != nil else { return (.unknownTopicOrPartition, "Topic \(name) does not exist") }
+        try setTopicConfigs(name, settable, validateOnly: validateOnly)
+      case Self.brokerResource:
+        if let refusal = unknownBroker(name) { return (refusal.code, refusal.message) }
+        try alterBrokerConfigs(settable, node: !name.isEmpty, validateOnly: validateOnly)
+      default:
+        return (.invalidRequest, "Configs of resource type \(type) cannot be altered")
+      }
     } catch {
-      result.errorCode = error.code.rawValue
-      result.errorMessage = error.message
+      return (error.code, error.message)
     }
+    return (.none, nil)
   }
 }

@@ -187,9 +187,13 @@ extension Broker {
   }
 
   func describeCluster(_ request: DescribeClusterRequest) -> DescribeClusterResponse {
-    DescribeClusterResponse(
+    var response = DescribeClusterResponse(
       endpointType: request.endpointType, clusterId: clusterId, controllerId: config.nodeId,
       brokers: [.init(brokerId: config.nodeId, host: config.advertisedHost, port: config.advertisedPort)])
+    if request.includeClusterAuthorizedOperations {
+      response.clusterAuthorizedOperations = Self.clusterOperations
+    }
+    return response
   }
 
   func initProducerId(_ request: InitProducerIdRequest) -> InitProducerIdResponse {

@@ -45,9 +45,27 @@ extension Broker {
         }
       }
     }
+    if version >= 8 && request.includeTopicAuthorizedOperations {
+      for index in results.indices where results[index].errorCode == 0 {
+        results[index].topicAuthorizedOperations = Self.topicOperations
+      }
+    }
+    if (8...10).contains(version) && request.includeClusterAuthorizedOperations {
+      response.clusterAuthorizedOperations = Self.clusterOperations
+    }
     response.topics = results
     return response
   }
+
+  /// Kafka's ACL operation codes as a bit set (AclOperation: READ 3, WRITE 4, CREATE 5,
+  /// DELETE 6, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+  /// IDEMPOTENT_WRITE 12). Without an authorizer Kafka reports every operation a resource
+  /// type supports, and so does Sluice, which has none yet.
+  static func operations(_ codes: [Int32]) -> Int32 { codes.reduce(0) { $0 | (1 << $1) } }
+  /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+  static let topicOperations = operations([3, 4, 5, 6, 7, 8, 10, 11])
+  /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+  static let clusterOperations = operations([5, 7, 8, 9, 10, 11, 12])
 
   func describe(_ topic: Topic, version: Int16) -> MetadataResponse.MetadataResponseTopic {
     var result = MetadataResponse.MetadataResponseTopic(name: topic.name)

@@ -8,7 +8,7 @@ extension Broker {
   /// — for acks≠0 — answer once the append is as durable as the topic's flush policy asks.
   ///
   /// `eventLoop`: the connection's loop, where the request resumes after a batch was walked
-  /// on the thread pool (see `validateRecords`).
+  /// on the thread pool (see `prepareBatch`).
   func produce(
     _ request: ProduceRequest, version: Int16, connectionOpen: () -> Bool = { true },
     eventLoop: (any EventLoop)? = nil
@@ -61,6 +61,14 @@ extension Broker {
           fail(ErrorCode.invalidRequiredAcks, "acks must be 0, 1 or -1")
         } else if request.transactionalId != nil {
           fail(ErrorCode.transactionalIdAuthorizationFailed, "Transactions are not supported by Sluice")
+        } else if acks == -1, let topic, topic.partition(data.index) != nil,
+          topic.config.minInsyncReplicas > 1
+        {
+          fail(
+            ErrorCode.notEnoughReplicas,
+            "The size of the current ISR 1 is insufficient to satisfy the min.isr requirement of "
+              + "\(topic.config.minInsyncReplicas) for partition \(topic.name)-\(data.index) (a single broker "
+              + "holds one replica)")
         } else if let topic, let partition = topic.partition(data.index),
           timedOut.contains(ObjectIdentifier(partition))
         {
@@ -128,68 +136,117 @@ extension Broker {
   /// broker's pool, whose two threads flush logs and must not queue behind it).
   package static let inlineDecompressionBudget = 1 << 20
 
-  /// Walks every record of a client batch (decompressed, bounded, when compressed; the
-  /// batch is stored as it came either way). Undecodable records or compressed data and
-  /// offset deltas out of order are INVALID_RECORD, more decompressed bytes than
-  /// `maxDecompressedBatchBytes` MESSAGE_TOO_LARGE; nil when every record is sound. Not
+  /// What the broker does to a client batch before storing it, decided per topic.
+  struct BatchRules: Sendable {
+    /// CreateTime records' timestamps must lie in these (KIP-937); nil: any.
+    var timestampBounds: ClosedRange<Int64>?
+    /// Whether the batch's `maxTimestamp` is rewritten from its records when it differs
+    /// (CreateTime topics; LogAppendTime topics are stamped by the log).
+    var recomputeMaxTimestamp: Bool
+    /// The codec the topic stores (`compression.type`), when it is not "producer".
+    var storedCodec: CompressionCodec?
+    var level: Int32?
+    var maxDecompressedSize: Int
+  }
+
+  /// Walks every record of a client batch (decompressed, bounded, when compressed), then
+  /// makes the batch what the topic stores: its `maxTimestamp` recomputed from the records
+  /// (Kafka does the same; a producer's header may say 0 while its records carry -1) and its
+  /// records recompressed to the topic's `compression.type`. Returns the batch to store (the
+  /// same bytes when nothing changed) or the refusal.
+  ///
+  /// Undecodable records or compressed data and offset deltas out of order are
+  /// INVALID_RECORD, more decompressed bytes than `maxDecompressedBatchBytes`
+  /// MESSAGE_TOO_LARGE, a record timestamp out of bounds INVALID_TIMESTAMP. Not
   /// CORRUPT_MESSAGE: clients retry that one (it means damage in transit, and the CRC has
   /// already passed), so a producer would resend the same bytes until its delivery timeout;
   /// Kafka's record parser fails with InvalidRecordException too.
   ///
-  /// Decompression beyond `inlineDecompressionBudget` happens off the calling thread.
-  private func validateRecords(_ batch: RecordBatch, index: Int, eventLoop: (any EventLoop)?) async
-    -> AppendOutcome?
-  {
-    let bound = config.maxDecompressedBatchBytes
+  /// Decompression beyond `inlineDecompressionBudget`, and every recompression, happen off
+  /// the calling thread.
+  private func prepareBatch(
+    _ batch: RecordBatch, index: Int, rules: BatchRules, eventLoop: (any EventLoop)?
+  ) async -> PreparedBatch {
+    let bound = rules.maxDecompressedSize
     let budget = min(bound, Self.inlineDecompressionBudget)
-    do throws(KafkaProtocolError) {
-      try batch.validateRecords(.clientProduce, maxDecompressedSize: budget)
-      return nil
-    } catch let error where error.code == .decompressedSizeExceeded && bound > budget {
-      // Expands past the budget: walk it again, with the whole bound, on a pool thread.
-    } catch {
-      return Self.refusal(error, batch: index)
-    }
-    let walked: Result<Void, KafkaProtocolError>
-    do {
-      let walk: @Sendable () -> Result<Void, KafkaProtocolError> = {
-        Result { () throws(KafkaProtocolError) in
-          try batch.validateRecords(.clientProduce, maxDecompressedSize: bound)
-        }
+    let recompress = rules.storedCodec.map { $0 != batch.compression } ?? false
+    if !recompress {
+      do throws(KafkaProtocolError) {
+        let summary = try batch.validateRecords(
+          .clientProduce, maxDecompressedSize: budget, timestampBounds: rules.timestampBounds)
+        return .stored(Self.stamped(batch, summary, rules))
+      } catch let error where error.code == .decompressedSizeExceeded && bound > budget {
+        // Expands past the budget: walk it again, with the whole bound, on a pool thread.
+      } catch {
+        return .refused(Self.refusal(error, batch: index))
       }
+    }
+    let work: @Sendable () -> Result<RecordBatch, KafkaProtocolError> = {
+      Result { () throws(KafkaProtocolError) -> RecordBatch in
+        let summary = try batch.validateRecords(
+          .clientProduce, maxDecompressedSize: bound, timestampBounds: rules.timestampBounds)
+        var stored = Self.stamped(batch, summary, rules)
+        if recompress, let codec = rules.storedCodec {
+          stored = try stored.recompressed(to: codec, level: rules.level, maxDecompressedSize: bound)
+        }
+        return stored
+      }
+    }
+    let outcome: Result<RecordBatch, KafkaProtocolError>
+    do {
       if let eventLoop {
         // Completed on the connection's loop, so the request resumes there (with NIO as the
         // global executor a task resumed from a pool thread would go to any loop, and its
         // response would then hop back to the channel's).
-        walked = try await NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop, walk).get()
+        outcome = try await NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop, work).get()
       } else {
-        walked = try await NIOThreadPool.singleton.runIfActive(walk)
+        outcome = try await NIOThreadPool.singleton.runIfActive(work)
       }
     } catch {
       // Cancelled (the connection is gone) before a pool thread took it.
-      return .failure(ErrorCode.unknownServerError, "Batch \(index): records not validated (\(error))")
+      return .refused(
+        .failure(ErrorCode.unknownServerError, "Batch \(index): records not validated (\(error))"))
     }
-    guard case .failure(let error) = walked else { return nil }
-    return Self.refusal(error, batch: index)
+    switch outcome {
+    case .success(let stored): return .stored(stored)
+    case .failure(let error): return .refused(Self.refusal(error, batch: index))
+    }
   }
 
-  /// The answer to a batch whose records `validateRecords` refused (see there).
+  enum PreparedBatch {
+    /// The batch as the topic stores it.
+    case stored(RecordBatch)
+    case refused(AppendOutcome)
+  }
+
+  /// `batch` with its header's max timestamp set from its records where the topic asks
+  /// for it and the producer wrote another value.
+  private static func stamped(_ batch: RecordBatch, _ summary: RecordsSummary, _ rules: BatchRules)
+    -> RecordBatch
+  {
+    guard rules.recomputeMaxTimestamp, batch.maxTimestamp != summary.maxTimestamp else { return batch }
+    var fixed = batch
+    fixed.setMaxTimestamp(summary.maxTimestamp, timestampType: .createTime)
+    return fixed
+  }
+
+  /// The answer to a batch whose records `validateRecords` refused (see `prepareBatch`).
   private static func refusal(_ error: KafkaProtocolError, batch index: Int) -> AppendOutcome {
     let message = "Batch \(index): \(error.message)"
+    var recordErrors: [ProduceResponse.BatchIndexAndErrorMessage] = []
+    if let record = error.recordIndex {
+      recordErrors.append(.init(batchIndex: Int32(record), batchIndexErrorMessage: error.message))
+    }
     switch error.code {
     case .decompressedSizeExceeded: return .failure(ErrorCode.messageTooLarge, message)
     case .unsupportedCompression: return .failure(ErrorCode.unsupportedCompressionType, message)
-    default:
-      var recordErrors: [ProduceResponse.BatchIndexAndErrorMessage] = []
-      if let record = error.recordIndex {
-        recordErrors.append(.init(batchIndex: Int32(record), batchIndexErrorMessage: error.message))
-      }
-      return .failure(ErrorCode.invalidRecord, message, recordErrors: recordErrors)
+    case .invalidTimestamp: return .failure(ErrorCode.invalidTimestamp, message, recordErrors: recordErrors)
+    default: return .failure(ErrorCode.invalidRecord, message, recordErrors: recordErrors)
     }
   }
 
   /// Validates the records of one partition and appends them (page cache). Suspends only
-  /// while validating (see `validateRecords`), never once the producer table is locked.
+  /// while validating (see `prepareBatch`), never once the producer table is locked.
   func appendPartition(
     _ partition: Partition, topic: Topic, records: ByteBuffer?, version: Int16,
     eventLoop: (any EventLoop)? = nil
@@ -200,8 +257,14 @@ extension Broker {
       return .failure(.corruptMessage, "Produce request has no records for this partition")
     }
     let topicConfig = topic.config
+    let rules = BatchRules(
+      timestampBounds: topicConfig.log.logAppendTime ? nil : topicConfig.timestampBounds(now: clock()),
+      recomputeMaxTimestamp: !topicConfig.log.logAppendTime,
+      storedCodec: topicConfig.storedCodec, level: topicConfig.compressionLevel,
+      maxDecompressedSize: config.maxDecompressedBatchBytes)
     var splitter = RecordBatchSplitter(records)
     var batches: [RecordBatch] = []
+    var changed = false
     do throws(KafkaProtocolError) {
       while let batch = try splitter.next() {
         guard batch.magic == 2 else {
@@ -217,10 +280,29 @@ extension Broker {
           return .failure(ErrorCode.unsupportedCompressionType, "zstd needs Produce v7 or later")
         }
         try batch.validate(.clientProduce)
-        if let refusal = await validateRecords(batch, index: batches.count, eventLoop: eventLoop) {
-          return refusal
+        if batch.timestampType == .logAppendTime {
+          return .failure(
+            ErrorCode.invalidTimestamp,
+            "Batch \(batches.count): the producer set the timestamp type to LogAppendTime; only the broker "
+              + "stamps batches (message.timestamp.type=LogAppendTime on the topic)")
         }
-        batches.append(batch)
+        switch await prepareBatch(batch, index: batches.count, rules: rules, eventLoop: eventLoop) {
+        case .refused(let refusal): return refusal
+        case .stored(let stored):
+          if stored.compression != batch.compression {
+            changed = true
+            // Recompressed: the topic's bound applies to what is stored, as in Kafka.
+            guard stored.size <= topicConfig.maxMessageBytes else {
+              return .failure(
+                ErrorCode.messageTooLarge,
+                "Batch \(batches.count) is \(stored.size) bytes once recompressed to "
+                  + "\(topicConfig.compression.name), over max.message.bytes \(topicConfig.maxMessageBytes)")
+            }
+          } else if stored.maxTimestamp != batch.maxTimestamp {
+            changed = true
+          }
+          batches.append(stored)
+        }
       }
     } catch {
       switch error.code {
@@ -237,6 +319,13 @@ extension Broker {
     }
     let first = batches[0]
     let now = clock()
+    // The bytes to store: the request's own unless a batch was restamped or recompressed.
+    var stored = records
+    if changed {
+      stored = ByteBuffer()
+      stored.reserveCapacity(batches.reduce(0) { $0 + $1.size })
+      for batch in batches { stored.writeImmutableBuffer(batch.buffer) }
+    }
     return partition.producers.withLock { table -> AppendOutcome in
       if first.producerId >= 0 {
         switch table.check(
@@ -245,7 +334,7 @@ extension Broker {
         {
         case .append:
           if let refusal = rejectsForOverflow(
-            partition, topicConfig.overflow, incoming: records.readableBytes)
+            partition, topicConfig.overflow, incoming: stored.readableBytes)
           {
             return .failure(ErrorCode.policyViolation, refusal)
           }
@@ -260,12 +349,12 @@ extension Broker {
         }
       }
       if first.producerId < 0,
-        let refusal = rejectsForOverflow(partition, topicConfig.overflow, incoming: records.readableBytes)
+        let refusal = rejectsForOverflow(partition, topicConfig.overflow, incoming: stored.readableBytes)
       {
         return .failure(ErrorCode.policyViolation, refusal)
       }
       do throws(StorageError) {
-        let pending = try partition.log.appendBuffered(records, now: now)
+        let pending = try partition.log.appendBuffered(stored, now: now)
         if first.producerId >= 0 {
           table.record(
             producerId: first.producerId, epoch: first.producerEpoch, firstSequence: first.baseSequence,

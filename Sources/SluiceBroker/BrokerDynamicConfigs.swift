@@ -1,0 +1,148 @@
+import SluiceStorage
+import Synchronization
+
+/// Broker configs changed on a running broker (AlterConfigs / IncrementalAlterConfigs on the
+/// BROKER resource, Kafka's dynamic broker configs): kept in the metadata file, so they
+/// survive a restart, and applied at once.
+///
+/// What can be set: the broker defaults of topic configs (`log.retention.ms`,
+/// `compression.type`, `log.cleanup.policy`, … — every ``TopicConfigEntry/brokerName``),
+/// which change every topic that does not set the config itself; and the Kafka configs in
+/// ``Broker/inertBrokerConfigs``, accepted and reported with no effect. Everything else
+/// (listeners, data directory, connection limits) is set when `sluice serve` starts.
+///
+/// Two levels, as in Kafka: the cluster-wide default (resource name "") and this broker's
+/// own (its node id), which wins.
+struct DynamicBrokerConfigs: Hashable, Sendable {
+  var clusterDefault: [String: String] = [:]
+  var node: [String: String] = [:]
+
+  static let defaultSection = "brokerConfigs.default"
+  static let nodeSection = "brokerConfigs.node"
+
+  init(clusterDefault: [String: String] = [:], node: [String: String] = [:]) {
+    self.clusterDefault = clusterDefault
+    self.node = node
+  }
+
+  init(_ document: MetadataStore.Document) {
+    clusterDefault = document.sections[Self.defaultSection] ?? [:]
+    node = document.sections[Self.nodeSection] ?? [:]
+  }
+
+  /// The value in force for a broker config name, and whether it is the node's own.
+  func value(_ name: String) -> (value: String, isNode: Bool)? {
+    if let value = node[name] { return (value, true) }
+    return clusterDefault[name].map { ($0, false) }
+  }
+
+  /// The topic defaults these set, by topic config name.
+  var topicDefaults: [String: String] {
+    var result: [String: String] = [:]
+    for (name, value) in clusterDefault.merging(node, uniquingKeysWith: { $1 }) {
+      if let entry = TopicConfigEntry.byBrokerName[name] { result[entry.name] = value }
+    }
+    return result
+  }
+}
+
+extension Broker {
+  /// Kafka's dynamically updatable broker configs that Sluice accepts and reports but does
+  /// not act on, with the reason.
+  public static let inertBrokerConfigs: [String: String] = {
+    var inert: [String: String] = [:]
+    for name in [
+      "background.threads", "num.io.threads", "num.network.threads", "num.recovery.threads.per.data.dir",
+    ] {
+      inert[name] = "Sluice runs one event loop per core and a fixed thread pool for disk work"
+    }
+    for name in [
+      "log.cleaner.threads", "log.cleaner.io.max.bytes.per.second", "log.cleaner.dedupe.buffer.size",
+      "log.cleaner.io.buffer.size", "log.cleaner.io.buffer.load.factor", "log.cleaner.backoff.ms",
+    ] {
+      inert[name] = "Sluice does not compact logs yet"
+    }
+    for name in [
+      "sasl.kerberos.min.time.before.relogin", "sasl.kerberos.ticket.renew.jitter",
+      "sasl.kerberos.ticket.renew.window.factor", "sasl.kerberos.kinit.cmd", "sasl.kerberos.service.name",
+      "sasl.kerberos.principal.to.local.rules",
+    ] {
+      inert[name] = "Sluice has no Kerberos (GSSAPI) authentication"
+    }
+    for name in [
+      "num.replica.fetchers", "follower.replication.throttled.rate", "leader.replication.throttled.rate",
+      "replica.alter.log.dirs.io.max.bytes.per.second",
+    ] {
+      inert[name] = "a single Sluice broker does not replicate"
+    }
+    return inert
+  }()
+
+  /// The dynamic broker configs in force.
+  var dynamicConfigs: DynamicBrokerConfigs { dynamicBrokerConfigs.withLock { $0 } }
+
+  /// A topic's config from its explicit `overrides` over the broker's defaults, dynamic
+  /// ones included.
+  func makeTopicConfig(_ overrides: [String: String]) throws(TopicConfig.Invalid) -> TopicConfig {
+    try TopicConfig(overrides: overrides, broker: config, brokerDefaults: dynamicConfigs.topicDefaults)
+  }
+
+  /// Why `name=value` cannot be a dynamic broker config, or nil.
+  static func dynamicBrokerConfigProblem(_ name: String, _ value: String) -> String? {
+    if let entry = TopicConfigEntry.byBrokerName[name] {
+      return entry.problem(value).map { "\(name) (the default of \(entry.name)): \($0)" }
+    }
+    if inertBrokerConfigs[name] != nil { return nil }
+    return
+      "\(name) cannot be changed while the broker runs (or is not a broker config Sluice knows); set it with "
+      + "`sluice serve --set \(name)=…` and restart"
+  }
+
+  /// Replaces the dynamic configs of one level (`node`: this broker's own; otherwise the
+  /// cluster-wide default) with `configs`, after checking every name and value and that
+  /// every topic's config stays valid. Persists them, then applies them to every topic.
+  public func alterBrokerConfigs(_ configs: [String: String], node: Bool, validateOnly: Bool)
+    throws(TopicError)
+  {
+    for (name, value) in configs.sorted(by: { $0.key < $1.key }) {
+      if let problem = Self.dynamicBrokerConfigProblem(name, value) { throw .invalidConfig(problem) }
+    }
+    try adminLock.withLock { _ throws(TopicError) in
+      var next = dynamicConfigs
+      if node { next.node = configs } else { next.clusterDefault = configs }
+      let defaults = next.topicDefaults
+      var refreshed: [(Topic, TopicConfig)] = []
+      do throws(TopicConfig.Invalid) {
+        _ = try TopicConfig(overrides: [:], broker: config, brokerDefaults: defaults)
+        for topic in allTopics {
+          refreshed.append(
+            (
+              topic,
+              try TopicConfig(overrides: topic.config.overrides, broker: config, brokerDefaults: defaults)
+            ))
+        }
+      } catch {
+        throw .invalidConfig(error.message)
+      }
+      if validateOnly { return }
+      do throws(StorageError) {
+        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+          document.sections[DynamicBrokerConfigs.defaultSection] = next.clusterDefault
+          document.sections[DynamicBrokerConfigs.nodeSection] = next.node
+        }
+      } catch {
+        throw .storage(error)
+      }
+      dynamicBrokerConfigs.withLock { $0 = next }
+      for (topic, topicConfig) in refreshed where topicConfig.log.storage == topic.config.log.storage {
+        apply(topicConfig, to: topic)
+      }
+    }
+  }
+
+  /// Installs a topic's new config and hands its log settings to every partition.
+  func apply(_ topicConfig: TopicConfig, to topic: Topic) {
+    topic.mutable.withLock { $0.config = topicConfig }
+    for partition in topic.partitions { partition.log.updateConfig(topicConfig.log) }
+  }
+}
