@@ -13,6 +13,7 @@ let package = Package(
     .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
     .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
     .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
+    .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
     .library(name: "SluiceServer", targets: ["SluiceServer"]),
     .library(name: "KafkaClient", targets: ["KafkaClient"]),
     .library(name: "SluiceEmbedded", targets: ["SluiceEmbedded"]),
@@ -62,11 +63,23 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // The Kafka front door: routing of decoded Kafka requests onto the broker's domain API
+    // and the translation back, and the response encoder that sends records as values.
+    .target(
+      name: "SluiceKafka",
+      dependencies: [
+        "KafkaProtocol",
+        "SluiceBroker",
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
     .target(
       name: "SluiceServer",
       dependencies: [
         "KafkaProtocol",
         "SluiceBroker",
+        "SluiceKafka",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -93,6 +106,7 @@ let package = Package(
         "KafkaClient",
         "KafkaProtocol",
         "SluiceBroker",
+        "SluiceKafka",
         "SluiceServer",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -142,7 +156,8 @@ let package = Package(
     .executableTarget(
       name: "FuzzProduce",
       dependencies: [
-        "KafkaProtocol", "SluiceBroker", "SluiceStorage", .product(name: "NIOCore", package: "swift-nio"),
+        "KafkaProtocol", "SluiceBroker", "SluiceKafka", "SluiceStorage",
+        .product(name: "NIOCore", package: "swift-nio"),
       ],
       path: "Fuzz/FuzzProduce",
       swiftSettings: strict
@@ -153,10 +168,23 @@ let package = Package(
       path: "Benchmarks/CodecBench",
       swiftSettings: strict
     ),
+    // What the test targets share: an in-process broker on a free port, loopback sockets, the
+    // seeded generator, hand-built batches, the broker through the Kafka front door.
+    .target(
+      name: "SluiceTestSupport",
+      dependencies: [
+        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceKafka", "SluiceServer",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Tests/SluiceTestSupport",
+      swiftSettings: strict
+    ),
     .testTarget(
       name: "SluiceStorageTests",
       dependencies: [
-        "SluiceStorage",
+        "SluiceStorage", "SluiceTestSupport",
         "KafkaProtocol",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -177,7 +205,7 @@ let package = Package(
     .testTarget(
       name: "SluiceBrokerTests",
       dependencies: [
-        "SluiceBroker", "SluiceStorage", "KafkaProtocol",
+        "SluiceBroker", "SluiceKafka", "SluiceStorage", "KafkaProtocol", "SluiceTestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],
@@ -186,7 +214,7 @@ let package = Package(
     .testTarget(
       name: "KafkaClientTests",
       dependencies: [
-        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded",
+        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded", "SluiceTestSupport",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -197,7 +225,7 @@ let package = Package(
     .testTarget(
       name: "KafkaProtocolTests",
       dependencies: [
-        "KafkaProtocol",
+        "KafkaProtocol", "SluiceTestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),

@@ -31,6 +31,7 @@ import Foundation
 import KafkaProtocol
 import NIOCore
 import SluiceBroker
+import SluiceKafka
 import SluiceStorage
 
 private let maxDecompressedSize = 1 << 20
@@ -90,9 +91,17 @@ private final class Harness: @unchecked Sendable {
   }
 
   func create(_ flavour: Flavour) {
-    do {
-      try broker.createTopic(name: flavour.name, partitions: 1, configs: flavour.configs)
-    } catch {
+    let broker = self.broker
+    let (name, configs) = (flavour.name, flavour.configs)
+    let created: Result<Void, TopicError> = runBlocking {
+      do throws(TopicError) {
+        try await broker.createTopic(name: name, partitions: 1, configs: configs)
+        return .success(())
+      } catch {
+        return .failure(error)
+      }
+    }
+    if case .failure(let error) = created {
       fatalError("cannot create topic \(flavour.name): \(error)")
     }
     flavour.expectedBatches = 0
@@ -102,7 +111,8 @@ private final class Harness: @unchecked Sendable {
   func recreateAll() {
     for flavour in flavours {
       verifyWholeLog(flavour)
-      _ = try? broker.deleteTopic(flavour.name)
+      let (broker, name) = (self.broker, flavour.name)
+      _ = runBlocking { try? await broker.deleteTopic(name) }
       create(flavour)
     }
   }
@@ -264,7 +274,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   body.topicData = [.init(name: flavour.name, partitionData: partitions)]
   let request = KafkaRequest(correlationId: 1, clientId: "fuzz", apiVersion: version, body: .produce(body))
   let broker = harness.broker
-  let reply = runBlocking { await broker.handle(request) }
+  let reply = runBlocking { await KafkaFrontDoor(broker: broker).handle(request) }
 
   // The response: one per partition asked, none at all for acks=0.
   var errorCode: Int16?

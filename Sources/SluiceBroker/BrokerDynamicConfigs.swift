@@ -46,7 +46,7 @@ struct DynamicBrokerConfigs: Hashable, Sendable {
   }
 }
 
-extension Broker {
+extension TopicRegistry {
   /// Kafka's dynamically updatable broker configs that Sluice accepts and reports but does
   /// not act on, with the reason.
   public static let inertBrokerConfigs: [String: String] = {
@@ -81,9 +81,15 @@ extension Broker {
   /// The dynamic broker configs in force.
   var dynamicConfigs: DynamicBrokerConfigs { dynamicBrokerConfigs.withLock { $0 } }
 
+  /// The dynamic configs set at one level (`node`: this broker's own; otherwise the
+  /// cluster-wide default).
+  public func dynamicBrokerConfigs(node: Bool) -> [String: String] {
+    node ? dynamicConfigs.node : dynamicConfigs.clusterDefault
+  }
+
   /// A topic's config from its explicit `overrides` over the broker's defaults, dynamic
   /// ones included.
-  func makeTopicConfig(_ overrides: [String: String]) throws(TopicConfig.Invalid) -> TopicConfig {
+  public func makeTopicConfig(_ overrides: [String: String]) throws(TopicConfig.Invalid) -> TopicConfig {
     try TopicConfig(overrides: overrides, broker: config, brokerDefaults: dynamicConfigs.topicDefaults)
   }
 
@@ -101,48 +107,135 @@ extension Broker {
   /// Replaces the dynamic configs of one level (`node`: this broker's own; otherwise the
   /// cluster-wide default) with `configs`, after checking every name and value and that
   /// every topic's config stays valid. Persists them, then applies them to every topic.
-  public func alterBrokerConfigs(_ configs: [String: String], node: Bool, validateOnly: Bool)
-    throws(TopicError)
+  public func setBrokerConfigs(_ configs: [String: String], node: Bool, validateOnly: Bool)
+    async throws(TopicError)
   {
     for (name, value) in configs.sorted(by: { $0.key < $1.key }) {
       if let problem = Self.dynamicBrokerConfigProblem(name, value) { throw .invalidConfig(problem) }
     }
-    try adminLock.withLock { _ throws(TopicError) in
-      var next = dynamicConfigs
-      if node { next.node = configs } else { next.clusterDefault = configs }
-      let defaults = next.topicDefaults
-      var refreshed: [(Topic, TopicConfig)] = []
-      do throws(TopicConfig.Invalid) {
-        _ = try TopicConfig(overrides: [:], broker: config, brokerDefaults: defaults)
-        for topic in allTopics {
-          refreshed.append(
-            (
-              topic,
-              try TopicConfig(overrides: topic.config.overrides, broker: config, brokerDefaults: defaults)
-            ))
-        }
-      } catch {
-        throw .invalidConfig(error.message)
-      }
-      if validateOnly { return }
-      do throws(StorageError) {
-        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-          document.sections[DynamicBrokerConfigs.defaultSection] = next.clusterDefault
-          document.sections[DynamicBrokerConfigs.nodeSection] = next.node
-        }
-      } catch {
-        throw .storage(error)
-      }
-      dynamicBrokerConfigs.withLock { $0 = next }
-      for (topic, topicConfig) in refreshed where topicConfig.log.storage == topic.config.log.storage {
-        apply(topicConfig, to: topic)
+    try await offLoop { () throws(TopicError) in
+      try self.adminLock.withLock { _ throws(TopicError) in
+        try self.replaceBrokerConfigs(configs, node: node, validateOnly: validateOnly)
       }
     }
   }
 
-  /// Installs a topic's new config and hands its log settings to every partition.
-  func apply(_ topicConfig: TopicConfig, to topic: Topic) {
-    topic.mutable.withLock { $0.config = topicConfig }
-    for partition in topic.partitions { partition.log.updateConfig(topicConfig.log) }
+  /// Applies `changes` to one level's dynamic configs (IncrementalAlterConfigs).
+  public func alterBrokerConfigs(_ changes: [ConfigChange], node: Bool, validateOnly: Bool)
+    async throws(TopicError)
+  {
+    let values = Dictionary(
+      brokerConfigEntries(node: true).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+    let merged = try ConfigChange.apply(changes, to: dynamicBrokerConfigs(node: node)) { values[$0] }
+    try await setBrokerConfigs(merged, node: node, validateOnly: validateOnly)
+  }
+
+  private func replaceBrokerConfigs(_ configs: [String: String], node: Bool, validateOnly: Bool)
+    throws(TopicError)
+  {
+    var next = dynamicConfigs
+    if node { next.node = configs } else { next.clusterDefault = configs }
+    let defaults = next.topicDefaults
+    var refreshed: [(Topic, TopicConfig)] = []
+    do throws(TopicConfig.Invalid) {
+      _ = try TopicConfig(overrides: [:], broker: config, brokerDefaults: defaults)
+      for topic in all {
+        refreshed.append(
+          (
+            topic,
+            try TopicConfig(overrides: topic.config.overrides, broker: config, brokerDefaults: defaults)
+          ))
+      }
+    } catch {
+      throw .invalidConfig(error.message)
+    }
+    if validateOnly { return }
+    do throws(StorageError) {
+      try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+        document.sections[DynamicBrokerConfigs.defaultSection] = next.clusterDefault
+        document.sections[DynamicBrokerConfigs.nodeSection] = next.node
+      }
+    } catch {
+      throw .storage(error.message)
+    }
+    dynamicBrokerConfigs.withLock { $0 = next }
+    for (topic, topicConfig) in refreshed where topicConfig.log.storage == topic.config.log.storage {
+      apply(topicConfig, to: topic)
+    }
+  }
+}
+
+/// One config of the broker as DescribeConfigs reports it.
+public struct BrokerConfigEntry: Sendable, Hashable {
+  public enum Source: Sendable, Hashable {
+    /// Set on this broker while it runs.
+    case dynamicNode
+    /// Set as the cluster-wide default while the broker runs.
+    case dynamicDefault
+    /// Set when `sluice serve` started; read-only here.
+    case `static`
+    case defaultValue
+  }
+
+  public var name: String
+  public var value: String
+  public var source: Source
+  public var readOnly: Bool
+  /// Kafka's config type code (1 BOOLEAN, 2 STRING, 3 INT, 5 LONG, 6 DOUBLE, 7 LIST).
+  public var typeCode: Int8
+  public var doc: String
+}
+
+extension TopicRegistry {
+  /// The broker's static settings (read-only here).
+  var staticBrokerConfigValues: [(name: String, value: String)] {
+    [
+      ("auto.create.topics.enable", String(config.autoCreateTopics)),
+      ("num.partitions", String(config.defaultPartitions)),
+      ("log.dirs", config.dataDirectory),
+      ("broker.id", String(config.nodeId)),
+      ("node.id", String(config.nodeId)),
+      ("advertised.listeners", "PLAINTEXT://\(config.advertisedHost):\(config.advertisedPort)"),
+      ("log.retention.check.interval.ms", String(config.retentionCheckIntervalMs)),
+      ("offsets.retention.minutes", String(config.offsetsRetentionMinutes)),
+      ("group.initial.rebalance.delay.ms", String(config.groupInitialRebalanceDelayMs)),
+    ]
+  }
+
+  /// The broker's configs: the static ones, the defaults of every topic config (which may be
+  /// changed dynamically) and the inert dynamic ones that were set. `node` false: the
+  /// cluster-default level, which lists only what was set at that level.
+  public func brokerConfigEntries(node: Bool) -> [BrokerConfigEntry] {
+    let dynamic = dynamicConfigs
+    if !node {
+      return dynamic.clusterDefault.sorted { $0.key < $1.key }.map { name, value in
+        BrokerConfigEntry(
+          name: name, value: value, source: .dynamicDefault, readOnly: false,
+          typeCode: TopicConfigEntry.byBrokerName[name]?.typeCode ?? 2, doc: "")
+      }
+    }
+    var entries = staticBrokerConfigValues.map {
+      BrokerConfigEntry(
+        name: $0.name, value: $0.value, source: .static, readOnly: true, typeCode: 2,
+        doc: "Set when sluice serve starts (--set).")
+    }
+    let defaults = (try? makeTopicConfig([:])) ?? (try? TopicConfig(overrides: [:], broker: config))
+    for entry in TopicConfigEntry.all {
+      guard let brokerName = entry.brokerName else { continue }
+      let set = dynamic.value(brokerName)
+      entries.append(
+        BrokerConfigEntry(
+          name: brokerName, value: set?.value ?? defaults.map { entry.value($0) } ?? "",
+          source: set.map { $0.isNode ? .dynamicNode : .dynamicDefault } ?? .defaultValue, readOnly: false,
+          typeCode: entry.typeCode, doc: "Default of the topic config \(entry.name). \(entry.doc)"))
+    }
+    for (name, reason) in Self.inertBrokerConfigs.sorted(by: { $0.key < $1.key }) {
+      guard let set = dynamic.value(name) else { continue }
+      entries.append(
+        BrokerConfigEntry(
+          name: name, value: set.value, source: set.isNode ? .dynamicNode : .dynamicDefault, readOnly: false,
+          typeCode: 2, doc: "Accepted with no effect: \(reason)."))
+    }
+    return entries
   }
 }

@@ -75,6 +75,26 @@ extension Broker {
     return stats
   }
 
+  /// `sluice.stats.*`: a topic's overflow figures as read-only config entries (Kafka's
+  /// DescribeConfigs lists them beside the configs; docs/overflow.md).
+  public func overflowStatisticEntries(_ topic: Topic) -> [(name: String, value: String)] {
+    let stats = overflowStatistics(topic)
+    let prefix = TopicConfig.statisticPrefix
+    var entries: [(name: String, value: String)] = [
+      (prefix + "backlog.bytes", String(stats.backlogBytes)),
+      (prefix + "dropped.bytes", String(stats.droppedBytes)),
+      (prefix + "dropped.records", String(stats.droppedRecords)),
+      (prefix + "rejected.requests", String(stats.rejectedRequests)),
+      (prefix + "throttled.requests", String(stats.throttledRequests)),
+      (prefix + "throttle.time.ms", String(stats.throttleMs)),
+      (prefix + "timed.out.requests", String(stats.timedOutRequests)),
+    ]
+    for (group, bytes) in stats.groupBacklogBytes.sorted(by: { $0.key < $1.key }) {
+      entries.append((prefix + "group.backlog.bytes." + group, String(bytes)))
+    }
+    return entries
+  }
+
   /// reject: whether appending `incoming` bytes would take the backlog past the bound.
   func rejectsForOverflow(_ partition: Partition, _ overflow: OverflowConfig, incoming: Int) -> String? {
     guard overflow.policy == .reject else { return nil }
@@ -121,10 +141,10 @@ extension Broker {
   /// are held until there is room), when the client disconnects, or when the broker stops.
   /// The topic's current config is read at every check, so a changed policy or bound, or a
   /// deleted topic, applies to held requests too.
-  func awaitBackpressure(_ claims: [BackpressureClaim], acks: Int16, connectionOpen: () -> Bool) async
+  func awaitBackpressure(_ claims: [BackpressureClaim], acks: Acks, context: CallContext) async
     -> BackpressureOutcome
   {
-    let started = ContinuousClock.now
+    let started = clock.monotonicMs()
     var blocked: Set<ObjectIdentifier> = []
     while true {
       // Claims that still need admission: same topic object, still backpressure.
@@ -138,7 +158,7 @@ extension Broker {
       for (claim, overflow) in live {
         if tryReserve(claim, overflow) { reserved.append(claim) } else { refused.append((claim, overflow)) }
       }
-      let held = (ContinuousClock.now - started).milliseconds
+      let held = clock.monotonicMs() - started
       if refused.isEmpty {
         account(claims, blocked: blocked, heldMs: held, timedOut: [])
         return BackpressureOutcome(reserved: reserved, heldMs: held)
@@ -147,16 +167,19 @@ extension Broker {
         claim.partition.overflow.throttledRequests.wrappingAdd(1, ordering: .relaxed)
       }
       let maxWait = refused.map(\.overflow.maxWaitMs).min() ?? 0
-      if (acks != 0 && held >= maxWait) || stopping.load(ordering: .relaxed) || !connectionOpen() {
+      if (acks != .none && held >= maxWait) || stopping.load(ordering: .relaxed) || !context.isConnected() {
         // Give up on what is still over; what got through this round goes ahead.
         let timedOut = refused.map(\.claim.partition)
         account(claims, blocked: blocked, heldMs: held, timedOut: timedOut)
         return BackpressureOutcome(reserved: reserved, refused: timedOut, heldMs: held)
       }
       releaseBackpressure(reserved)
-      try? await Task.sleep(for: .milliseconds(5))
+      await clock.sleep(ms: Self.backpressureRecheckMs)
     }
   }
+
+  /// How often a held request looks at the backlog again.
+  static let backpressureRecheckMs: Int64 = 5
 
   /// Under the partition's marks: admits `claim` (reserving its bytes) or not.
   func tryReserve(_ claim: BackpressureClaim, _ overflow: OverflowConfig) -> Bool {

@@ -1,5 +1,6 @@
+import KafkaProtocol
 import NIOCore
-public import SluiceStorage
+package import SluiceStorage
 import Synchronization
 
 /// One partition of a topic: its log, the fetches parked on it, and its producers'
@@ -9,7 +10,7 @@ import Synchronization
 public final class Partition: Sendable {
   public let topic: String
   public let index: Int32
-  public let log: any PartitionLog
+  package let log: any PartitionLog
   let producers: Mutex<ProducerStateTable>
   let waiters = Mutex<[FetchWaiter]>([])
   let overflow = OverflowState()
@@ -27,6 +28,69 @@ public final class Partition: Sendable {
   /// every append — the durable end, so no consumer sees a record a crash could take back.
   public var highWatermark: Int64 {
     log.config.flushMessages <= 1 ? log.durableEndOffset : log.logEndOffset
+  }
+
+  /// The first offset still in the log.
+  public var logStartOffset: Int64 { log.logStartOffset }
+  /// The offset the next record will get.
+  public var logEndOffset: Int64 { log.logEndOffset }
+
+  /// Bytes of the log from the batch holding `offset` to its end.
+  public func retainedBytes(from offset: Int64) -> Int64 { log.retainedBytes(from: offset) }
+
+  /// Why the partition's log refuses appends (a failed write or fsync, damage found at
+  /// open), or nil while it serves.
+  public var offlineReason: String? { log.failure?.message }
+
+  /// Where to start reading (Kafka's ListOffsets).
+  public enum OffsetQuery: Sendable, Hashable {
+    /// The log start.
+    case earliest
+    /// The high watermark.
+    case latest
+    /// The record with the largest timestamp.
+    case maxTimestamp
+    /// The first record whose timestamp is at least this.
+    case timestamp(Int64)
+  }
+
+  /// The offset (and, for time queries, the timestamp) a query names; nil when no record
+  /// matches (a time after every record's).
+  public func offset(for query: OffsetQuery) throws(BrokerError) -> (offset: Int64, timestamp: Int64)? {
+    do throws(StorageError) {
+      switch query {
+      case .earliest: return (log.logStartOffset, -1)
+      case .latest: return (highWatermark, -1)
+      case .maxTimestamp: return try log.maxTimestamp()
+      case .timestamp(let timestamp):
+        guard let found = try log.offset(forTimestamp: timestamp), found.offset < highWatermark else {
+          return nil
+        }
+        return found
+      }
+    } catch {
+      throw BrokerError(ErrorCode.from(error), error.message)
+    }
+  }
+
+  /// Advances the log start to `offset` (nil: the high watermark), deleting the records
+  /// before it (Kafka's DeleteRecords); returns the new log start. Refused beyond the high
+  /// watermark, for negative offsets, and for topics whose `cleanup.policy` lacks delete.
+  func deleteRecords(before offset: Int64?, policy: TopicConfig) throws(BrokerError) -> Int64 {
+    let highWatermark = self.highWatermark
+    let target = offset ?? highWatermark
+    guard policy.deletesByRetention else {
+      throw BrokerError(
+        .policyViolation, "Records of a topic whose cleanup.policy lacks delete are not deleted")
+    }
+    guard target >= 0, target <= highWatermark else {
+      throw BrokerError(.offsetOutOfRange, "Offset \(target) is outside [0, \(highWatermark)]")
+    }
+    do throws(StorageError) {
+      return try log.deleteRecords(before: target)
+    } catch {
+      throw BrokerError(ErrorCode.from(error), error.message)
+    }
   }
 
   func addWaiter(_ waiter: FetchWaiter) {

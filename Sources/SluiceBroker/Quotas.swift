@@ -37,7 +37,8 @@ public final class ClientQuotas: Sendable {
   /// will have "paid" for everything it sent at the quota rate; up to `burst` ahead of now
   /// is free, beyond that the client is throttled for the difference.
   struct Tracker {
-    var theoretical: ContinuousClock.Instant
+    /// Nanoseconds on the broker clock's monotonic reading.
+    var theoretical: Int64
   }
 
   struct State {
@@ -54,11 +55,12 @@ public final class ClientQuotas: Sendable {
   /// one, accepting a connection costs one atomic load.
   let hasIPQuotas = Atomic<Bool>(false)
   let metadata: MetadataStore
-  /// Sending this far ahead of the quota is not throttled.
-  static let burst: Duration = .milliseconds(200)
-  /// Kafka's cap on one throttle (quota.window.num × quota.window.size.seconds ≈ 11 s).
-  static let maxThrottle: Duration = .seconds(10)
-  static let maxDebt: Duration = burst + maxThrottle
+  let clock: any BrokerClock
+  /// Sending this far ahead of the quota is not throttled (ns).
+  static let burst: Int64 = 200_000_000
+  /// Kafka's cap on one throttle (quota.window.num × quota.window.size.seconds ≈ 11 s), in ns.
+  static let maxThrottle: Int64 = 10_000_000_000
+  static let maxDebt: Int64 = burst + maxThrottle
   static let maxTrackedClients = 10_000
   /// Client ids are tracked (and labelled in metrics) by at most this many characters.
   static let maxTrackedIdLength = 256
@@ -69,8 +71,9 @@ public final class ClientQuotas: Sendable {
   /// Entries per AlterClientQuotas request.
   static let maxAlterEntries = 1000
 
-  init(metadata: MetadataStore) {
+  init(metadata: MetadataStore, clock: any BrokerClock) {
     self.metadata = metadata
+    self.clock = clock
     var configured: [EntityKey: [String: Double]] = [:]
     for key in Self.supportedKeys {
       for (stored, text) in metadata.snapshot.sections["quota." + key] ?? [:] {
@@ -145,7 +148,7 @@ public final class ClientQuotas: Sendable {
     let key = kind == .produce ? Self.producerByteRate : Self.consumerByteRate
     return state.withLock { state -> Int64 in
       guard let rate = rate(key, clientId: id, state), rate >= Self.minimumRate else { return 0 }
-      let now = ContinuousClock.now
+      let now = clock.monotonicNanos()
       var trackerKey = (kind == .produce ? "p" : "f") + id.prefix(Self.maxTrackedIdLength)
       if state.trackers[trackerKey] == nil && state.trackers.count >= Self.maxTrackedClients {
         state.trackers = state.trackers.filter { $0.value.theoretical > now }
@@ -153,12 +156,12 @@ public final class ClientQuotas: Sendable {
       }
       var tracker = state.trackers[trackerKey] ?? Tracker(theoretical: now)
       if tracker.theoretical < now { tracker.theoretical = now }
-      let cost = min(Double(bytes) / rate, Self.maxDebt.inSeconds)  // seconds; rate >= 1, so finite
-      tracker.theoretical = min(tracker.theoretical + .nanoseconds(Int64(cost * 1e9)), now + Self.maxDebt)
+      let cost = min(Double(bytes) / rate * 1e9, Double(Self.maxDebt))  // ns; rate >= 1, so finite
+      tracker.theoretical = min(tracker.theoretical + Int64(cost), now + Self.maxDebt)
       state.trackers[trackerKey] = tracker
       let ahead = tracker.theoretical - now - Self.burst
-      guard ahead > .zero else { return 0 }
-      let throttle = min(ahead, Self.maxThrottle).milliseconds
+      guard ahead > 0 else { return 0 }
+      let throttle = min(ahead, Self.maxThrottle) / 1_000_000
       if state.throttled[trackerKey] != nil || state.throttled.count < Self.maxTrackedClients {
         state.throttled[trackerKey, default: 0] += throttle
       }
@@ -175,71 +178,95 @@ public final class ClientQuotas: Sendable {
     }
   }
 
-  // MARK: DescribeClientQuotas / AlterClientQuotas
+  // MARK: Describing and altering quotas
 
-  func describe(_ request: DescribeClientQuotasRequest) -> DescribeClientQuotasResponse {
-    var response = DescribeClientQuotasResponse()
-    response.errorMessage = nil
-    func fail(_ message: String) -> DescribeClientQuotasResponse {
-      response.errorCode = ErrorCode.invalidRequest.rawValue
-      response.errorMessage = message
-      response.entries = nil
-      return response
+  /// One component of a quota filter (Kafka's DescribeClientQuotas): an entity type and
+  /// which of its entities match.
+  public struct FilterComponent: Sendable {
+    public enum Match: Sendable {
+      /// The entity of this name.
+      case exact(String?)
+      /// The type's default entity.
+      case defaultEntity
+      /// Any named entity of the type (not the default).
+      case any
     }
-    // Components: entity type, and match type 0 (exact name), 1 (the default), 2 (any).
-    var filters: [(type: EntityType, matchType: Int8, name: String?)] = []
-    if Set(request.components.map(\.entityType)).count != request.components.count {
-      return fail("An entity type appears twice in the filter")
+    public var entityType: String
+    public var match: Match
+    public init(entityType: String, match: Match) {
+      self.entityType = entityType
+      self.match = match
     }
-    for component in request.components {
+  }
+
+  /// An entity as quota requests name it: (type, name; nil name: the default).
+  public typealias EntityName = (type: String, name: String?)
+
+  /// A quota entity with its configured values.
+  public struct Described: Sendable {
+    public var entity: [(type: String, name: String?)]
+    public var values: [(key: String, value: Double)]
+  }
+
+  /// The configured quotas matching every filter component (`strict`: entities of exactly
+  /// the filtered types). INVALID_REQUEST for an unknown or repeated entity type.
+  public func describe(_ components: [FilterComponent], strict: Bool) throws(BrokerError) -> [Described] {
+    var filters: [(type: EntityType, match: FilterComponent.Match)] = []
+    if Set(components.map(\.entityType)).count != components.count {
+      throw BrokerError(.invalidRequest, "An entity type appears twice in the filter")
+    }
+    for component in components {
       guard let type = EntityType(rawValue: component.entityType) else {
-        if component.entityType == "user" {
-          // Sluice has no authentication, so no user quotas: a filter on users matches nothing.
-          response.entries = []
-          return response
-        }
-        return fail("Unknown entity type \(component.entityType)")
+        // Sluice has no authentication, so no user quotas: a filter on users matches nothing.
+        if component.entityType == "user" { return [] }
+        throw BrokerError(.invalidRequest, "Unknown entity type \(component.entityType)")
       }
-      guard (0...2).contains(component.matchType) else {
-        return fail("Unknown match type \(component.matchType)")
+      var match = component.match
+      if type == .ip, case .exact(let text?) = match, let canonical = Self.canonicalIPAddress(text) {
+        match = .exact(canonical)
       }
-      var name = component.match
-      if type == .ip, let text = name, let canonical = Self.canonicalIPAddress(text) { name = canonical }
-      filters.append((type, component.matchType, name))
+      filters.append((type, match))
     }
     // strict: only entities made of exactly the filtered types. Every entity here has one
     // type, and a filter component must match it, so a filter on two types matches nothing.
-    if request.strict && filters.isEmpty {
-      response.entries = []
-      return response
-    }
+    if strict && filters.isEmpty { return [] }
     let configured = state.withLock { $0.configured }
     let ordered = configured.sorted {
       ($0.key.type == .clientId ? 0 : 1, $0.key.name ?? "") < (
         $1.key.type == .clientId ? 0 : 1, $1.key.name ?? ""
       )
     }
-    response.entries = ordered.compactMap { entity, values -> DescribeClientQuotasResponse.EntryData? in
+    return ordered.compactMap { entity, values -> Described? in
       for filter in filters {
         guard filter.type == entity.type else { return nil }
-        switch filter.matchType {
-        case 0: if entity.name == nil || entity.name != filter.name { return nil }
-        case 1: if entity.name != nil { return nil }
-        default: if entity.name == nil { return nil }  // 2: any specified name, not the default
+        switch filter.match {
+        case .exact(let name): if entity.name == nil || entity.name != name { return nil }
+        case .defaultEntity: if entity.name != nil { return nil }
+        case .any: if entity.name == nil { return nil }
         }
       }
-      return .init(
-        entity: [.init(entityType: entity.type.rawValue, entityName: entity.name)],
-        values: values.sorted { $0.key < $1.key }.map { .init(key: $0.key, value: $0.value) })
+      return Described(
+        entity: [(entity.type.rawValue, entity.name)],
+        values: values.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
     }
-    return response
   }
 
-  /// Why an AlterClientQuotas entry is refused, nil if it is valid; `entity` is where it
+  /// One change of a quota: set `key` to `value`, or remove it.
+  public struct Operation: Sendable {
+    public var key: String
+    public var value: Double
+    public var remove: Bool
+    public init(key: String, value: Double, remove: Bool) {
+      self.key = key
+      self.value = value
+      self.remove = remove
+    }
+  }
+
+  /// Why an alteration of `entity` is refused, nil if it is valid; the entity where it
   /// applies (an ip entity's address in canonical form).
-  static func validate(_ entry: AlterClientQuotasRequest.EntryData) -> (entity: EntityKey?, refusal: String?)
-  {
-    let types = entry.entity.map(\.entityType)
+  static func validate(_ entity: [EntityName], _ ops: [Operation]) -> (entity: EntityKey?, refusal: String?) {
+    let types = entity.map(\.type)
     if types.count > 1 && types.contains(EntityType.ip.rawValue) {
       return (nil, "The ip entity cannot be combined with other entity types (as in Kafka)")
     }
@@ -249,7 +276,7 @@ public final class ClientQuotas: Sendable {
         "Only the client-id and ip entities are supported, one per entry (Sluice has no authentication, so no users)"
       )
     }
-    var name = entry.entity[0].entityName
+    var name = entity[0].name
     if type == .ip, let text = name {
       guard let canonical = canonicalIPAddress(text) else {
         return (
@@ -260,14 +287,14 @@ public final class ClientQuotas: Sendable {
       name = canonical
     }
     let keys = type == .ip ? ipKeys : clientIdKeys
-    if let bad = entry.ops.first(where: { !keys.contains($0.key) }) {
+    if let bad = ops.first(where: { !keys.contains($0.key) }) {
       let supported = keys.joined(separator: ", ")
       return (nil, "Unsupported quota \(bad.key) for the \(type.rawValue) entity: it takes \(supported)")
     }
-    if Set(entry.ops.map(\.key)).count != entry.ops.count {
+    if Set(ops.map(\.key)).count != ops.count {
       return (nil, "A quota key appears twice for one entity")
     }
-    for op in entry.ops where !op.remove {
+    for op in ops where !op.remove {
       switch type {
       case .clientId:
         guard op.value >= minimumRate && op.value.isFinite else {
@@ -290,42 +317,59 @@ public final class ClientQuotas: Sendable {
     return (EntityKey(type: type, name: name), nil)
   }
 
-  func alter(_ request: AlterClientQuotasRequest) -> AlterClientQuotasResponse {
-    var response = AlterClientQuotasResponse()
-    for entry in request.entries {
-      var result = AlterClientQuotasResponse.EntryData(
-        entity: entry.entity.map { .init(entityType: $0.entityType, entityName: $0.entityName) })
-      result.errorMessage = nil
-      func fail(_ code: ErrorCode, _ message: String) {
-        result.errorCode = code.rawValue
-        result.errorMessage = message
-      }
-      let (entity, refusal) = Self.validate(entry)
+  /// Applies each alteration (persisted in the metadata file, on `offLoop`'s thread before
+  /// it takes effect); one result per entry, nil where it succeeded.
+  func alter(
+    _ entries: [(entity: [EntityName], ops: [Operation])], validateOnly: Bool,
+    offLoop:
+      @Sendable (@escaping @Sendable () throws(StorageError) -> Void) async throws(StorageError) -> Void
+  ) async -> [BrokerError?] {
+    var results: [BrokerError?] = []
+    for (index, entry) in entries.enumerated() {
+      let (entity, refusal) = Self.validate(entry.entity, entry.ops)
       if let refusal {
-        fail(.invalidRequest, refusal)
-      } else if response.entries.count >= Self.maxAlterEntries {
-        fail(.invalidRequest, "At most \(Self.maxAlterEntries) entries per request")
-      } else if !request.validateOnly, let entity {
+        results.append(BrokerError(.invalidRequest, refusal))
+      } else if index >= Self.maxAlterEntries {
+        results.append(BrokerError(.invalidRequest, "At most \(Self.maxAlterEntries) entries per request"))
+      } else if !validateOnly, let entity {
+        let (ops, metadata) = (entry.ops, metadata)
         do {
-          try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-            for op in entry.ops {
-              document.sections["quota." + op.key, default: [:]][Self.storedEntity(entity)] =
-                op.remove ? nil : String(op.value)
+          try await offLoop { () throws(StorageError) in
+            try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+              for op in ops {
+                document.sections["quota." + op.key, default: [:]][Self.storedEntity(entity)] =
+                  op.remove ? nil : String(op.value)
+              }
             }
           }
           state.withLock { state in
-            for op in entry.ops {
+            for op in ops {
               state.configured[entity, default: [:]][op.key] = op.remove ? nil : op.value
             }
             if state.configured[entity]?.isEmpty == true { state.configured[entity] = nil }
             hasIPQuotas.store(state.hasIPQuotas, ordering: .relaxed)
           }
+          results.append(nil)
         } catch {
-          fail(.kafkaStorageError, error.message)
+          results.append(BrokerError(.kafkaStorageError, error.message))
         }
+      } else {
+        results.append(nil)
       }
-      response.entries.append(result)
     }
-    return response
+    return results
+  }
+}
+
+extension Broker {
+  /// Applies quota alterations (see ``ClientQuotas/alter(_:validateOnly:offLoop:)``), their
+  /// metadata writes on the admin thread.
+  public func alterClientQuotas(
+    _ entries: [(entity: [ClientQuotas.EntityName], ops: [ClientQuotas.Operation])], validateOnly: Bool
+  ) async -> [BrokerError?] {
+    let topics = self.topics
+    return await quotas.alter(entries, validateOnly: validateOnly) { (work) async throws(StorageError) in
+      try await topics.offLoop(work)
+    }
   }
 }

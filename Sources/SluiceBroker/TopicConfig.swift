@@ -95,7 +95,7 @@ public struct TopicConfig: Hashable, Sendable {
   }
 
   /// Names of the read-only statistics DescribeConfigs lists beside the configs.
-  static let statisticPrefix = "sluice.stats."
+  public static let statisticPrefix = "sluice.stats."
 
   /// The effective value of every config, for DescribeConfigs.
   public func effectiveValues() -> [(name: String, value: String, isDefault: Bool, doc: String)] {
@@ -108,7 +108,7 @@ public struct TopicConfig: Hashable, Sendable {
   }
 
   /// Kafka's config type code of a topic config (DescribeConfigs v3+).
-  static func typeCode(_ name: String) -> Int8 {
+  public static func typeCode(_ name: String) -> Int8 {
     TopicConfigEntry.byName[name]?.typeCode ?? 0
   }
 

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 public import SluiceBroker
+import SluiceKafka
 public import SluiceServer
 import Synchronization
 
@@ -220,17 +221,18 @@ public struct EmbeddedBrokerError: Error, Sendable, CustomStringConvertible {
   public var description: String { message }
 }
 
-/// Hands in-process client requests to the broker.
+/// Hands in-process client requests to the broker, through the Kafka front door (as values:
+/// no encoding, no socket).
 final class InProcessHandler: KafkaRequestHandler {
-  let broker: Broker
+  let frontDoor: KafkaFrontDoor
   let stopped = Atomic<Bool>(false)
 
-  init(broker: Broker) { self.broker = broker }
+  init(broker: Broker) { self.frontDoor = KafkaFrontDoor(broker: broker) }
 
   func handleKafkaRequest(_ request: KafkaRequest) async throws -> KafkaResponseBody? {
     guard !stopped.load(ordering: .acquiring) else {
       throw KafkaError(.connectionClosed, "the embedded broker has stopped")
     }
-    return await broker.handle(request, context: RequestContext(clientHost: "in-process"))
+    return await frontDoor.handle(request, context: RequestContext(clientHost: "in-process"))
   }
 }

@@ -4,7 +4,7 @@ import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
 public import SluiceBroker
-import SluiceStorage
+import SluiceKafka
 import Synchronization
 
 /// The Kafka listener: thin translation between frames on a connection and broker calls.
@@ -40,6 +40,8 @@ public final class KafkaServer: Service, Sendable {
   }
 
   let broker: Broker
+  /// Decoded requests go through the Kafka front door to the broker's domain API.
+  let frontDoor: KafkaFrontDoor
   let configuration: Configuration
   let group: MultiThreadedEventLoopGroup
   let logger: Logger
@@ -59,6 +61,7 @@ public final class KafkaServer: Service, Sendable {
     broker: Broker, configuration: Configuration, group: MultiThreadedEventLoopGroup, logger: Logger
   ) {
     self.broker = broker
+    self.frontDoor = KafkaFrontDoor(broker: broker)
     self.configuration = configuration
     self.group = group
     self.logger = logger
@@ -342,12 +345,14 @@ public final class KafkaServer: Service, Sendable {
     guard let prefix = RequestHeaderPrefix.peek(frame) else {
       return .close("frame of \(frame.readableBytes) bytes is too short for a request header")
     }
-    guard let versions = Broker.supportedVersions(prefix.apiKey), versions.contains(prefix.apiVersion) else {
+    guard let versions = KafkaFrontDoor.supportedVersions(prefix.apiKey), versions.contains(prefix.apiVersion)
+    else {
       if prefix.apiKey == .apiVersions {
         // Answer with a v0 body listing what we support, so the client can retry (KIP-511).
-        let body = broker.apiVersions(errorCode: .unsupportedVersion)
+        let body = frontDoor.apiVersions(errorCode: .unsupportedVersion)
         return encode(
-          .apiVersions(body), correlationId: prefix.correlationId, apiKey: .apiVersions, version: 0)
+          KafkaReply(body: .apiVersions(body)), correlationId: prefix.correlationId, apiKey: .apiVersions,
+          version: 0)
       }
       return .close("unsupported request \(prefix.apiKey) v\(prefix.apiVersion)")
     }
@@ -360,80 +365,11 @@ public final class KafkaServer: Service, Sendable {
     if prefix.apiKey == .apiVersions {
       return apiVersionsReply(version: prefix.apiVersion, prefix.correlationId)
     }
-    guard let reply = await broker.handleForWire(request, context: context) else { return nil }
+    guard let reply = await frontDoor.reply(to: request, context: context) else { return nil }
     muteMs = reply.muteMs
-    guard let body = reply.body else { return nil }
-    let encoded = encode(
-      body, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
-    guard !reply.fileRecords.isEmpty, case .send(let frame) = encoded else { return encoded }
-    do {
-      return try splice(frame, fileRecords: reply.fileRecords, flexible: prefix.apiVersion >= 12)
-    } catch {
-      logger.error("cannot send file regions: \(error)")
-      return .close("file regions could not be sent")
-    }
-  }
-
-  /// Replaces each 8-byte marker placeholder in an encoded Fetch response with its file
-  /// regions, rewriting the records length prefix (int32, or an unsigned varint of
-  /// length+1 in flexible versions) and the frame size.
-  func splice(_ frame: ByteBuffer, fileRecords: [UInt64: [LogChunk]], flexible: Bool) throws -> Reply {
-    var pieces: [IOData] = []
-    var handles: [NIOFileHandle] = []
-    var total = 0
-    var cursor = frame.readerIndex + 4  // after the frame size
-    var found = 0
-    var index = cursor
-    let end = frame.writerIndex
-    let prefixLength = flexible ? 1 : 4
-    // A marker follows its records length prefix: the byte before it is 9 (compact length
-    // 8 + 1) or 8 (the last byte of an int32 8). That one-byte test comes first, so record
-    // bytes copied into the response (up to 1 MiB) cost a compare each, not a lookup.
-    let lastPrefixByte: UInt8 = flexible ? 9 : 8
-    while index + 8 <= end {
-      guard frame.getInteger(at: index - 1, as: UInt8.self) == lastPrefixByte,
-        flexible || frame.getInteger(at: index - 4, as: Int32.self) == 8,
-        let value = frame.getInteger(at: index, as: UInt64.self), let chunks = fileRecords[value]
-      else {
-        index += 1
-        continue
-      }
-      var head = frame.getSlice(at: cursor, length: index - prefixLength - cursor)!
-      let length = chunks.reduce(0) { $0 + $1.length }
-      if flexible { head.writeUnsignedVarInt(UInt32(length + 1)) } else { head.writeInteger(Int32(length)) }
-      total += head.readableBytes
-      pieces.append(.byteBuffer(head))
-      for chunk in chunks {
-        switch chunk {
-        case .file(let file, let position, let length):
-          let handle = try file.makeFileHandle()
-          handles.append(handle)
-          pieces.append(
-            .fileRegion(FileRegion(fileHandle: handle, readerIndex: position, endIndex: position + length)))
-        case .bytes(let bytes):
-          pieces.append(.byteBuffer(bytes))
-        }
-        total += chunk.length
-      }
-      found += 1
-      index += 8
-      cursor = index
-    }
-    guard found == fileRecords.count else {
-      for handle in handles { try? handle.close() }
-      throw SpliceError(message: "found \(found) of \(fileRecords.count) record placeholders")
-    }
-    let tail = frame.getSlice(at: cursor, length: end - cursor)!
-    total += tail.readableBytes
-    pieces.append(.byteBuffer(tail))
-    var size = ByteBuffer()
-    size.writeInteger(Int32(total))
-    pieces.insert(.byteBuffer(size), at: 0)
-    return .sendPieces(pieces, handles: handles)
-  }
-
-  struct SpliceError: Error {
-    var message: String
+    guard reply.body != nil else { return nil }
+    return encode(
+      reply, correlationId: prefix.correlationId, apiKey: prefix.apiKey, version: prefix.apiVersion)
   }
 
   /// Every connection starts with ApiVersions, and its answer never changes while the broker
@@ -443,10 +379,10 @@ public final class KafkaServer: Service, Sendable {
     if let cached = apiVersionsFrames.withLock({ $0[version] }) {
       reply = cached
     } else {
-      let body = broker.apiVersions(errorCode: .none)
+      let body = frontDoor.apiVersions(errorCode: .none)
       guard
         case .send(let encoded) = encode(
-          .apiVersions(body), correlationId: 0, apiKey: .apiVersions, version: version)
+          KafkaReply(body: .apiVersions(body)), correlationId: 0, apiKey: .apiVersions, version: version)
       else { return .close("response encoding failed") }
       apiVersionsFrames.withLock { $0[version] = encoded }
       reply = encoded
@@ -455,16 +391,39 @@ public final class KafkaServer: Service, Sendable {
     return .send(reply)
   }
 
-  func encode(_ body: KafkaResponseBody, correlationId: Int32, apiKey: ApiKey, version: Int16) -> Reply {
-    var buffer = ByteBuffer()
+  /// Encodes a reply into what to send: one buffer, or buffers and record pieces (file
+  /// regions go out with sendfile through their own descriptors, closed once sent).
+  func encode(_ reply: KafkaReply, correlationId: Int32, apiKey: ApiKey, version: Int16) -> Reply {
+    let pieces: [FramePiece]
     do {
-      try KafkaResponse(correlationId: correlationId, body: body).encodeFrame(
-        into: &buffer, apiVersion: version)
-      return .send(buffer)
+      pieces = try KafkaResponseEncoder.encode(reply, correlationId: correlationId, apiVersion: version)
     } catch {
       logger.error("cannot encode \(apiKey) v\(version) response: \(error)")
       return .close("response encoding failed")
     }
+    if pieces.count == 1, case .bytes(let bytes) = pieces[0] { return .send(bytes) }
+    var data: [IOData] = []
+    var handles: [NIOFileHandle] = []
+    for piece in pieces {
+      switch piece {
+      case .bytes(let bytes), .records(.bytes(let bytes)):
+        data.append(.byteBuffer(bytes))
+      case .records(.file(let slice)):
+        do {
+          let handle = try slice.makeFileHandle()
+          handles.append(handle)
+          data.append(
+            .fileRegion(
+              FileRegion(
+                fileHandle: handle, readerIndex: slice.position, endIndex: slice.position + slice.length)))
+        } catch {
+          for handle in handles { try? handle.close() }
+          logger.error("cannot send file regions: \(error)")
+          return .close("file regions could not be sent")
+        }
+      }
+    }
+    return .sendPieces(data, handles: handles)
   }
 }
 
@@ -486,7 +445,7 @@ public struct HousekeepingService: Service {
         } catch {
           return
         }
-        broker.housekeeping()
+        await broker.housekeeping()
       }
     }
   }

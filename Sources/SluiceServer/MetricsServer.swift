@@ -182,20 +182,20 @@ enum MetricsRenderer {
         let p = [t, ("partition", String(partition.index))]
         add(
           "sluice_partition_log_start_offset", "gauge", "First offset still in the log.", p,
-          partition.log.logStartOffset)
+          partition.logStartOffset)
         add(
           "sluice_partition_log_end_offset", "gauge", "Offset the next record will get.", p,
-          partition.log.logEndOffset)
+          partition.logEndOffset)
         add(
           "sluice_partition_high_watermark", "gauge", "Offset up to which consumers may read.", p,
           partition.highWatermark)
         add(
           "sluice_partition_size_bytes", "gauge", "Bytes retained in the log.", p,
-          partition.log.retainedBytes(from: partition.log.logStartOffset))
+          partition.retainedBytes(from: partition.logStartOffset))
         add(
           "sluice_partition_offline", "gauge",
           "1 when the partition's log has failed (write or fsync error, corruption) and refuses appends.", p,
-          partition.log.failure == nil ? 0 : 1)
+          partition.offlineReason == nil ? 0 : 1)
       }
       let stats = broker.overflowStatistics(topic)
       add(

@@ -149,7 +149,11 @@ struct Emitter {
 
   // MARK: Writing
 
-  func writeStatements(_ field: Field, value v: String, on b: String, indent: String) -> [String] {
+  /// `sink`: whether a `records` writer is in scope (see `containsRecords`): records fields
+  /// and structs holding them are then written through it.
+  func writeStatements(_ field: Field, value v: String, on b: String, indent: String, sink: Bool = false)
+    -> [String]
+  {
     let compact = compactExpr(field)
     let nullable = field.isNullable ? cond(field.nullableVersions) : "false"
     let fieldName = "\(message.name).\(field.name)"
@@ -159,13 +163,17 @@ struct Emitter {
         return [
           "\(indent)try \(b).kafkaWriteNullableString(\(v), compact: \(compact), nullable: \(nullable))"
         ]
+      case .records where sink:
+        return [
+          "\(indent)try records.writeRecords(\(v), compact: \(compact), nullable: \(nullable), into: &\(b))"
+        ]
       case .bytes, .records:
         return ["\(indent)try \(b).kafkaWriteNullableBytes(\(v), compact: \(compact), nullable: \(nullable))"]
       case .array(let element):
         return [
           "\(indent)try \(b).kafkaWriteNullableArray(\(v), compact: \(compact), nullable: \(nullable)) {",
           "\(indent)  (e: inout ByteBuffer, x: \(element.swiftName)) throws(KafkaProtocolError) in",
-          "\(indent)  \(elementWrite(element, value: "x", on: "e", compact: compact))",
+          "\(indent)  \(elementWrite(element, value: "x", on: "e", compact: compact, sink: sink))",
           "\(indent)}",
         ]
       case .structure:
@@ -175,7 +183,8 @@ struct Emitter {
         } else if nullable != "false" {
           lines.append("\(indent)  if \(nullable) { \(b).writeInteger(Int8(1)) }")
         }
-        lines.append("\(indent)  try present.encode(to: &\(b), version: version)")
+        lines.append(
+          "\(indent)  \(elementWrite(field.type, value: "present", on: b, compact: compact, sink: sink))")
         lines.append("\(indent)} else {")
         if nullable == "true" {
           lines.append("\(indent)  \(b).writeInteger(Int8(-1))")
@@ -196,16 +205,22 @@ struct Emitter {
       return [
         "\(indent)try \(b).kafkaWriteArray(\(v), compact: \(compact)) {",
         "\(indent)  (e: inout ByteBuffer, x: \(element.swiftName)) throws(KafkaProtocolError) in",
-        "\(indent)  \(elementWrite(element, value: "x", on: "e", compact: compact))",
+        "\(indent)  \(elementWrite(element, value: "x", on: "e", compact: compact, sink: sink))",
         "\(indent)}",
       ]
     default:
-      return ["\(indent)\(elementWrite(field.type, value: v, on: b, compact: compact))"]
+      return ["\(indent)\(elementWrite(field.type, value: v, on: b, compact: compact, sink: sink))"]
     }
   }
 
-  func elementWrite(_ type: FieldType, value v: String, on b: String, compact: String) -> String {
+  func elementWrite(_ type: FieldType, value v: String, on b: String, compact: String, sink: Bool = false)
+    -> String
+  {
     switch type {
+    case .records where sink:
+      return "try records.writeRecords(\(v), compact: \(compact), nullable: false, into: &\(b))"
+    case .structure(let name) where sink && structContainsRecords(name):
+      return "try \(v).encode(to: &\(b), version: version, records: &records)"
     case .bool: return "\(b).kafkaWriteBool(\(v))"
     case .float64: return "\(b).kafkaWriteFloat64(\(v))"
     case .uuid: return "\(b).kafkaWriteUUID(\(v))"
@@ -343,9 +358,26 @@ struct Emitter {
     out.append("\(i1)}")
     out.append("")
 
-    // Encoder.
-    out.append(
-      "\(i1)public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {")
+    // Encoder. A struct that holds records fields (at any depth) also gets an encoder that
+    // writes them through a `KafkaRecordsWriter`, which may leave their bytes out of the
+    // buffer (a front door that sends record data from files); the plain one uses the
+    // inline writer.
+    let sink = containsRecords(fields)
+    if sink {
+      out.append(
+        "\(i1)public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {")
+      out.append("\(i2)var records = InlineRecordsWriter()")
+      out.append("\(i2)try encode(to: &buffer, version: version, records: &records)")
+      out.append("\(i1)}")
+      out.append("")
+      out.append("\(i1)/// Encodes with every records field written by `records`, in encoding order.")
+      out.append(
+        "\(i1)public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {"
+      )
+    } else {
+      out.append(
+        "\(i1)public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {")
+    }
     if flexibleEver { out.append("\(i2)let flexible = \(flexibleCond)") }
     for field in fields {
       let property = "self.\(Self.propertyName(field.name))"
@@ -361,10 +393,10 @@ struct Emitter {
       let regular = regularCond(field)
       if regular == "false" { continue }
       if regular == "true" {
-        out.append(contentsOf: writeStatements(field, value: property, on: "buffer", indent: i2))
+        out.append(contentsOf: writeStatements(field, value: property, on: "buffer", indent: i2, sink: sink))
       } else {
         out.append("\(i2)if \(regular) {")
-        out.append(contentsOf: writeStatements(field, value: property, on: "buffer", indent: i3))
+        out.append(contentsOf: writeStatements(field, value: property, on: "buffer", indent: i3, sink: sink))
         out.append("\(i2)}")
       }
     }
@@ -391,6 +423,24 @@ struct Emitter {
     out.append("\(i1)}")
     out.append("\(indent)}")
     return out
+  }
+
+  /// Whether these fields hold a records field outside tagged fields, directly or in a
+  /// nested struct.
+  func containsRecords(_ fields: [Field]) -> Bool {
+    fields.contains { field in
+      guard field.taggedVersions.isEmpty else { return false }
+      switch field.type {
+      case .records: return true
+      case .structure(let name), .array(.structure(let name)): return structContainsRecords(name)
+      default: return false
+      }
+    }
+  }
+
+  func structContainsRecords(_ name: String) -> Bool {
+    guard let nested = message.structs.first(where: { $0.name == name }) else { return false }
+    return containsRecords(nested.fields)
   }
 
   func emitFile(sourceFile: String) throws -> String {

@@ -132,7 +132,7 @@ struct Serve: AsyncParsableCommand {
     let started = ContinuousClock.now
     let broker: Broker
     do {
-      broker = try Broker(config: brokerConfig)
+      broker = try await Broker.open(config: brokerConfig)
     } catch {
       logger.critical("cannot open data directory \(brokerConfig.dataDirectory): \(error)")
       throw ExitCode(1)

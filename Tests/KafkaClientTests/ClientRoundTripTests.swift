@@ -1,6 +1,7 @@
 import KafkaClient
 import KafkaProtocol
 import NIOCore
+import SluiceTestSupport
 import Testing
 
 private func producerConfig(_ broker: InProcessBroker) -> KafkaProducerConfiguration {
@@ -185,7 +186,7 @@ private func consume(
 
   @Test func unreachableBootstrapFailsWithConnectionError() async throws {
     var config = KafkaAdminConfiguration(bootstrapBrokerAddresses: [
-      .init(host: "127.0.0.1", port: try InProcessBroker.freePort())
+      .init(host: "127.0.0.1", port: try LoopbackSocket.freePort())
     ])
     config.connection.connectTimeout = .milliseconds(300)
     let admin = try KafkaAdmin(configuration: config)

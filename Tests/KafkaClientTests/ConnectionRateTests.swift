@@ -2,6 +2,7 @@ import Foundation
 import KafkaProtocol
 import SluiceBroker
 import SluiceServer
+import SluiceTestSupport
 import Testing
 
 /// KIP-612 connection creation rates: the limiter as a state machine with an injected
@@ -110,29 +111,17 @@ import Testing
   }
 
   static func blockingStorm(port: Int, from source: String, count: Int, timeout: Int) -> Int {
-    func address(_ host: String, _ port: Int) -> sockaddr_in {
-      var address = sockaddr_in()
-      address.sin_family = sa_family_t(AF_INET)
-      address.sin_addr.s_addr = inet_addr(host)
-      address.sin_port = in_port_t(UInt16(port).bigEndian)
-      return address
-    }
-    func withSockaddr<T>(_ address: sockaddr_in, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-      withUnsafePointer(to: address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-      }
-    }
     var sockets: [Int32] = []
     defer { for fd in sockets { close(fd) } }
     for _ in 0..<count {
       let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
       sockets.append(fd)
-      _ = withSockaddr(address(source, 0)) { bind(fd, $0, $1) }
+      _ = LoopbackSocket.withSockaddr(LoopbackSocket.address(source, 0)) { bind(fd, $0, $1) }
       var wait = timeval(tv_sec: timeout, tv_usec: 0)
       setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
-      guard withSockaddr(address("127.0.0.1", port), { connect(fd, $0, $1) }) == 0 else { return -1 }
+      guard
+        LoopbackSocket.withSockaddr(LoopbackSocket.address("127.0.0.1", port), { connect(fd, $0, $1) }) == 0
+      else { return -1 }
     }
     // ApiVersions v0: size, api key 18, version 0, correlation id, client id "storm".
     let request: [UInt8] = [0, 0, 0, 15, 0, 18, 0, 0, 0, 0, 0, 1, 0, 5] + Array("storm".utf8)

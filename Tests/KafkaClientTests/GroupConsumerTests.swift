@@ -2,6 +2,7 @@ import Foundation
 import KafkaClient
 import KafkaProtocol
 import NIOCore
+import SluiceTestSupport
 import Synchronization
 import Testing
 

@@ -3,6 +3,7 @@ import Logging
 import NIOPosix
 import SluiceBroker
 import SluiceServer
+import SluiceTestSupport
 import Testing
 
 /// The metrics endpoint over a real socket: the exposition is computed off the event loop,
@@ -41,7 +42,7 @@ import Testing
     var config = BrokerConfig()
     config.dataDirectory = directory
     let broker = try Broker(config: config)
-    try broker.createTopic(name: "scraped", partitions: 3, configs: [:])
+    try await broker.createTopic(name: "scraped", partitions: 3, configs: [:])
     var logger = Logger(label: "metrics-test")
     logger.logLevel = .warning
     let server = MetricsServer(

@@ -1,6 +1,7 @@
 import KafkaClient
 import KafkaProtocol
 import NIOCore
+import SluiceTestSupport
 import Testing
 
 /// The producer's append paths: the lock-only fast path, the slow path that fetches

@@ -1,6 +1,7 @@
 import KafkaClient
 import KafkaProtocol
 import NIOCore
+import SluiceTestSupport
 import Testing
 
 /// read_committed: the aborted-transaction walk, and a read_committed consumer against the

@@ -2,7 +2,10 @@ import Foundation
 import KafkaProtocol
 import NIOCore
 import SluiceBroker
+import SluiceKafka
 import SluiceStorage
+import SluiceTestSupport
+import Synchronization
 import Testing
 
 /// The broker in-process, driven with decoded requests (no sockets).
@@ -70,7 +73,7 @@ import Testing
 
   @Test func produceThenFetch() async throws {
     let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "orders", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "orders", partitions: 1, configs: [:])
     let first = await Self.produce(broker, topic: "orders", records: try Self.batch(["a", "b"]))
     #expect(first?.errorCode == 0 && first?.baseOffset == 0)
     let second = await Self.produce(broker, topic: "orders", records: try Self.batch(["c"]))
@@ -89,14 +92,14 @@ import Testing
   @Test func unknownTopicAndBadAcks() async throws {
     let (broker, _) = try Self.makeBroker()
     #expect(await Self.produce(broker, topic: "nope", records: try Self.batch(["x"]))?.errorCode == 3)
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     #expect(await Self.produce(broker, topic: "t", records: try Self.batch(["x"]), acks: 2)?.errorCode == 21)
     await broker.shutdown()
   }
 
   @Test func corruptBatchIsRejectedAndNothingAppended() async throws {
     let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     var records = try Self.batch(["x", "y"])
     records.setInteger(UInt8(0xFF), at: records.writerIndex - 1)  // flip the last byte: CRC mismatch
     #expect(
@@ -108,7 +111,7 @@ import Testing
 
   @Test func idempotentDuplicatesAndGaps() async throws {
     let (broker, directory) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let batch0 = try Self.batch(["a", "b"], producerId: 7, epoch: 0, sequence: 0)
     #expect(await Self.produce(broker, topic: "t", records: batch0)?.baseOffset == 0)
     // A retry of the same batch: original offset, nothing appended.
@@ -135,40 +138,43 @@ import Testing
     await reopened.shutdown()
   }
 
+  /// A parked fetch is woken by an append: the broker's clock stands still, so neither its
+  /// deadline nor a poll can have ended it.
   @Test func parkedFetchIsWokenByAppend() async throws {
-    let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
-    let started = ContinuousClock.now
+    let clock = ManualClock()
+    let (broker, _) = try Broker.makeForTest(clock: clock)
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     async let parked = Self.fetch(broker, topic: "t", offset: 0, maxWaitMs: 5000)
-    try await Task.sleep(for: .milliseconds(100))
-    let appendedAt = ContinuousClock.now
+    try await FetchPathTests.waitForTimers(clock)
     _ = await Self.produce(broker, topic: "t", records: try Self.batch(["wake"]))
     let data = await parked
-    let woke = ContinuousClock.now
     #expect(try Self.values(data?.records) == ["wake"])
-    // Woken by the append, not by a poll or the deadline. The bound leaves room for the
-    // cooperative pool's two threads being busy with the other suites running meanwhile
-    // (295 ms seen once with 200 ms); it is still far below the 5 s deadline.
-    #expect(woke - appendedAt < .milliseconds(1000), "woken \(woke - appendedAt) after the append")
-    #expect(woke - started < .milliseconds(4000), "the fetch returned by its 5 s deadline, not the append")
     await broker.shutdown()
   }
 
+  /// An empty fetch returns at MaxWaitMs on the broker's clock, not before.
   @Test func parkedFetchTimesOutEmpty() async throws {
-    let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
-    let started = ContinuousClock.now
-    let data = await Self.fetch(broker, topic: "t", offset: 0, maxWaitMs: 300)
-    let elapsed = ContinuousClock.now - started
-    #expect(data?.errorCode == 0 && data?.records?.readableBytes == 0)
-    // Not before MaxWaitMs; the upper bound only catches a hang (the test runs beside others).
-    #expect(elapsed >= .milliseconds(280) && elapsed < .seconds(10))
+    let clock = ManualClock()
+    let (broker, _) = try Broker.makeForTest(clock: clock)
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
+    let ended = Mutex(false)
+    async let data = { () async -> FetchResponse.PartitionData? in
+      defer { ended.withLock { $0 = true } }
+      return await Self.fetch(broker, topic: "t", offset: 0, maxWaitMs: 300)
+    }()
+    try await FetchPathTests.waitForTimers(clock)
+    clock.advance(ms: 299)
+    try await Task.sleep(for: .milliseconds(50))
+    #expect(ended.withLock { $0 } == false, "ended before its MaxWaitMs")
+    clock.advance(ms: 1)
+    let result = await data
+    #expect(result?.errorCode == 0 && result?.records?.readableBytes == 0)
     await broker.shutdown()
   }
 
   @Test func kip74FirstBatchAlwaysWhole() async throws {
     let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let big = String(repeating: "x", count: 5000)
     _ = await Self.produce(broker, topic: "t", records: try Self.batch([big]))
     _ = await Self.produce(broker, topic: "t", records: try Self.batch([big]))
@@ -177,36 +183,38 @@ import Testing
     await broker.shutdown()
   }
 
-  @Test func topicConfigsValidated() throws {
+  @Test func topicConfigsValidated() async throws {
     let (broker, _) = try Self.makeBroker()
-    #expect(throws: Broker.TopicError.self) {
-      try broker.createTopic(name: "bad name!", partitions: 1, configs: [:])
+    await #expect(throws: TopicError.self) {
+      try await broker.createTopic(name: "bad name!", partitions: 1, configs: [:])
     }
-    #expect(throws: Broker.TopicError.self) {
-      try broker.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "soon"])
+    await #expect(throws: TopicError.self) {
+      try await broker.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "soon"])
     }
-    #expect(throws: Broker.TopicError.self) {
-      try broker.createTopic(name: "t", partitions: 1, configs: ["no.such.config": "1"])
+    await #expect(throws: TopicError.self) {
+      try await broker.createTopic(name: "t", partitions: 1, configs: ["no.such.config": "1"])
     }
-    #expect(throws: Broker.TopicError.self) {
-      try broker.createTopic(name: "t", partitions: 1, configs: ["cleanup.policy": "shred"])
+    await #expect(throws: TopicError.self) {
+      try await broker.createTopic(name: "t", partitions: 1, configs: ["cleanup.policy": "shred"])
     }
-    #expect(throws: Broker.TopicError.self) {
-      try broker.createTopic(name: "t", partitions: 1, configs: ["remote.storage.enable": "true"])
+    await #expect(throws: TopicError.self) {
+      try await broker.createTopic(name: "t", partitions: 1, configs: ["remote.storage.enable": "true"])
     }
-    #expect(throws: Broker.TopicError.self) {
-      try broker.createTopic(name: "t", partitions: 1, configs: ["compression.zstd.level": "23"])
+    await #expect(throws: TopicError.self) {
+      try await broker.createTopic(name: "t", partitions: 1, configs: ["compression.zstd.level": "23"])
     }
     // Known configs Sluice cannot act on are accepted (and documented as having no effect).
-    try broker.createTopic(
+    try await broker.createTopic(
       name: "compact", partitions: 1,
       configs: ["cleanup.policy": "compact,delete", "message.format.version": "2.8", "preallocate": "true"])
     #expect(broker.topic("compact")?.config.deletesByRetention == true)
-    try broker.createTopic(
+    try await broker.createTopic(
       name: "t", partitions: 2, configs: ["retention.ms": "1000", "sluice.storage": "memory"])
     #expect(broker.topic("t")?.config.log.retentionMs == 1000)
     #expect(broker.topic("t")?.partition(1)?.log is MemoryLog)
-    #expect(throws: Broker.TopicError.self) { try broker.createTopic(name: "t", partitions: 1, configs: [:]) }
+    await #expect(throws: TopicError.self) {
+      try await broker.createTopic(name: "t", partitions: 1, configs: [:])
+    }
   }
 
   @Test func metadataAutoCreatesAndRestartKeepsTopics() async throws {
@@ -243,7 +251,7 @@ import Testing
 
   @Test func everyAdvertisedApiIsHandled() async throws {
     let (broker, _) = try Self.makeBroker()
-    for (key, versions) in Broker.supportedApis {
+    for (key, versions) in KafkaFrontDoor.supportedApis {
       #expect(
         key.definedVersions.map { $0.contains(versions.lowerBound) && $0.contains(versions.upperBound) }
           == true)

@@ -2,29 +2,26 @@ import Foundation
 import KafkaProtocol
 import NIOCore
 import SluiceBroker
+import SluiceKafka
 import SluiceStorage
+import SluiceTestSupport
 import Synchronization
 import Testing
 
-/// A clock tests move by hand.
-final class FakeClock: Sendable {
-  let now: Mutex<Int64>
-  init(_ start: Int64) { now = Mutex(start) }
-  func advance(_ ms: Int64) { now.withLock { $0 += ms } }
-  var function: @Sendable () -> Int64 { { [self] in now.withLock { $0 } } }
-}
-
 /// Consumer groups and committed offsets through the in-process broker (no sockets).
 @Suite struct GroupCoordinatorTests {
+  /// A broker on a manual clock unless told otherwise: session timeouts and rebalance
+  /// delays pass only when a test moves the clock, however slowly the machine runs.
   static func makeBroker(
-    directory: String? = nil, clock: FakeClock? = nil, _ configure: (inout BrokerConfig) -> Void = { _ in }
+    directory: String? = nil, clock: (any BrokerClock)? = ManualClock(wallMs: 1_000_000),
+    _ configure: (inout BrokerConfig) -> Void = { _ in }
   ) throws -> (Broker, String) {
     let directory = directory ?? NSTemporaryDirectory() + "sluice-groups-\(UUID().uuidString)"
     var config = BrokerConfig()
     config.dataDirectory = directory
     config.groupInitialRebalanceDelayMs = 0
     configure(&config)
-    let broker = try clock.map { try Broker(config: config, clock: $0.function) } ?? Broker(config: config)
+    let broker = try clock.map { try Broker(config: config, clock: $0) } ?? Broker(config: config)
     return (broker, directory)
   }
 
@@ -120,7 +117,7 @@ final class FakeClock: Sendable {
 
   @Test func commitAndFetchOffsets() async throws {
     let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 3, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 3, configs: [:])
     // A group used only for offsets (kcat): generation -1, no member id.
     #expect(await Self.commit(broker, group: "g", topic: "t", [0: 5, 1: 7]) == [0: 0, 1: 0])
     let all = await Self.fetch(broker, group: "g", topic: "t", partitions: nil)
@@ -153,7 +150,7 @@ final class FakeClock: Sendable {
 
   @Test func offsetsSurviveACrashCompactionAndATornTail() async throws {
     let (broker, directory) = try Self.makeBroker { $0.offsetsLogCompactionBytes = 600 }
-    try broker.createTopic(name: "t", partitions: 4, configs: ["sluice.storage": "memory"])
+    try await broker.createTopic(name: "t", partitions: 4, configs: ["sluice.storage": "memory"])
     // Concurrent commits share fsyncs; many of them force compactions along the way.
     await withTaskGroup(of: Void.self) { tasks in
       for round in 0..<10 {
@@ -201,9 +198,9 @@ final class FakeClock: Sendable {
   }
 
   @Test func offsetsOfAnEmptyGroupExpireAfterRetention() async throws {
-    let clock = FakeClock(1_000_000)
+    let clock = ManualClock(wallMs: 1_000_000)
     let (broker, _) = try Self.makeBroker(clock: clock) { $0.offsetsRetentionMinutes = 10 }
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     #expect(await Self.commit(broker, group: "idle", topic: "t", [0: 3]) == [0: 0])
     guard let active = await Self.joinAlone(broker, group: "busy", assignment: ByteBuffer()) else {
       throw Failure()
@@ -213,13 +210,13 @@ final class FakeClock: Sendable {
         broker, group: "busy", topic: "t", [0: 4], generation: active.generation, member: active.memberId)
         == [0: 0])
     let retention: Int64 = 10 * 60_000
-    await broker.groups.expireOffsets(now: clock.function() + retention - 1)
+    await broker.groups.expireOffsets(now: clock.now() + retention - 1)
     #expect(await Self.fetch(broker, group: "idle", topic: "t", partitions: [0])[0]?.0 == 3)
-    clock.advance(retention)
+    clock.advance(ms: retention)
     // The idle group is gone; the group with a member keeps its offsets.
     _ = broker.groups.heartbeat(
       groupId: "busy", memberId: active.memberId, groupInstanceId: nil, generationId: active.generation)
-    await broker.groups.expireOffsets(now: clock.function())
+    await broker.groups.expireOffsets(now: clock.now())
     #expect(await Self.fetch(broker, group: "idle", topic: "t", partitions: [0])[0]?.0 == -1)
     #expect(await Self.fetch(broker, group: "busy", topic: "t", partitions: [0])[0]?.0 == 4)
     await broker.shutdown()
@@ -228,8 +225,8 @@ final class FakeClock: Sendable {
   // MARK: Membership through the broker
 
   @Test func groupLifecycleListDescribeDelete() async throws {
-    let (broker, _) = try Self.makeBroker { $0.groupInitialRebalanceDelayMs = 50 }
-    try broker.createTopic(name: "t", partitions: 2, configs: [:])
+    let (broker, _) = try Self.makeBroker(clock: SystemClock()) { $0.groupInitialRebalanceDelayMs = 50 }
+    try await broker.createTopic(name: "t", partitions: 2, configs: [:])
     let started = ContinuousClock.now
     let assignment = ByteBuffer(bytes: [0, 1, 0, 0, 0, 1, 0, 1, 0x74])
     guard let member = await Self.joinAlone(broker, group: "g", assignment: assignment) else {
@@ -315,7 +312,10 @@ final class FakeClock: Sendable {
       protocolType: "consumer",
       protocols: [.init(name: "range", metadata: ByteBuffer(string: "m2"))])
     async let parked = Self.send(broker, .joinGroup(second), version: 3, clientId: "other")
-    try await Task.sleep(for: .milliseconds(50))
+    // Until the second member's join has arrived (it parks the group in a rebalance).
+    for _ in 0..<6000 where broker.groups.describe("g")?.state != .preparingRebalance {
+      try await Task.sleep(for: .milliseconds(10))
+    }
     let beat = HeartbeatRequest(groupId: "g", generationId: first.generation, memberId: first.memberId)
     guard case .heartbeat(let hb) = await Self.send(broker, .heartbeat(beat), version: 3) else {
       throw Failure()
@@ -376,7 +376,7 @@ final class FakeClock: Sendable {
 
   @Test func groupCountIsBounded() async throws {
     let (broker, _) = try Self.makeBroker { $0.maxGroups = 1 }
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     #expect(await Self.commit(broker, group: "a", topic: "t", [0: 1]) == [0: 0])
     #expect(await Self.commit(broker, group: "a", topic: "t", [0: 2]) == [0: 0])
     #expect(
@@ -394,8 +394,8 @@ final class FakeClock: Sendable {
 
   @Test func offsetDeleteRespectsSubscriptions() async throws {
     let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 2, configs: [:])
-    try broker.createTopic(name: "u", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 2, configs: [:])
+    try await broker.createTopic(name: "u", partitions: 1, configs: [:])
     guard
       let member = await Self.joinAlone(
         broker, group: "g", metadata: try Self.subscription(["t"]), assignment: ByteBuffer())
@@ -457,7 +457,7 @@ final class FakeClock: Sendable {
   /// Each advertised version of each group API, with real content, encodes its response.
   @Test func everyGroupApiVersionRoundTrips() async throws {
     let (broker, _) = try Self.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     func roundTrip(_ body: KafkaRequestBody, _ version: Int16) async throws -> KafkaResponseBody {
       var encoded = ByteBuffer()
       try body.encode(to: &encoded, version: version)
@@ -467,7 +467,7 @@ final class FakeClock: Sendable {
       try KafkaResponse(correlationId: 1, body: reply).encodeFrame(into: &out, apiVersion: version)
       return reply
     }
-    for version in Broker.supportedVersions(.joinGroup)! {
+    for version in KafkaFrontDoor.supportedVersions(.joinGroup)! {
       let group = "v\(version)"
       var join = JoinGroupRequest(
         groupId: group, sessionTimeoutMs: 10_000, rebalanceTimeoutMs: version >= 1 ? 10_000 : -1,

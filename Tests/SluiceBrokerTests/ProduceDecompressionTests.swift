@@ -3,6 +3,7 @@ import KafkaProtocol
 import NIOCore
 import NIOPosix
 import SluiceBroker
+import SluiceTestSupport
 import Synchronization
 import Testing
 
@@ -12,7 +13,7 @@ import Testing
 /// Serialized: each test compresses and inflates megabytes, and together at start-up they
 /// would hold the cooperative pool from timing-sensitive suites (OverflowTests).
 @Suite(.serialized) struct ProduceDecompressionTests {
-  static let budget = Broker.inlineDecompressionBudget
+  static let budget = BatchPreparation.inlineDecompressionBudget
 
   /// Values for a batch whose records decompress to about `bytes`: distinct, compressible.
   static func values(totalling bytes: Int, each: Int = 64 << 10) -> [String] {
@@ -46,7 +47,7 @@ import Testing
 
   @Test func batchBeyondTheBudgetIsAcceptedIntact() async throws {
     let (broker, _) = try BrokerTests.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let values = Self.values(totalling: 2 * Self.budget)
     let records = try Self.gzipBatch(values)
     #expect(records.readableBytes < 64 << 10, "compressed: \(records.readableBytes) bytes")
@@ -67,7 +68,7 @@ import Testing
   @Test func batchBeyondTheBoundIsRefusedOffTheLoopToo() async throws {
     let bound = 3 * Self.budget / 2
     let (broker, _) = try BrokerTests.makeBroker { $0.maxDecompressedBatchBytes = bound }
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     for version: Int16 in [7, 9] {
       let answer = await BrokerTests.produce(
         broker, topic: "t", records: try Self.gzipBatch(Self.values(totalling: 2 * Self.budget)),
@@ -94,7 +95,7 @@ import Testing
   /// A malformed record found by the walk on the pool is reported like one found inline.
   @Test func invalidRecordBeyondTheBudget() async throws {
     let (broker, _) = try BrokerTests.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let values = Self.values(totalling: 3 * Self.budget / 2, each: 4096)
     let deltas = (0..<Int32(values.count)).map { $0 == 300 ? 301 : $0 }
     let section = try ProduceRecordValidationTests.compressed(
@@ -137,7 +138,7 @@ import Testing
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let loop = group.next()
     let (broker, _) = try BrokerTests.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let records = try Self.gzipBatch(Self.values(totalling: 3 * Self.budget / 2))
     let events = Events()
     let probed = loop.makePromise(of: Void.self)

@@ -1,6 +1,7 @@
 import KafkaProtocol
 import NIOCore
 import SluiceBroker
+import SluiceTestSupport
 import Testing
 
 /// Produce walks every record of every batch (decompressed when compressed) before
@@ -58,7 +59,7 @@ import Testing
   /// partition's error message; before v8 the field does not exist, only the code is sent.
   @Test func recordErrorsNameTheRecordAtFault() async throws {
     let (broker, _) = try BrokerTests.makeBroker()
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let values = ["a", "b", "c", "d", "e"]
     var section = Self.records(values, deltas: [0, 1, 2, 3, 4])
     // The third record's value length (one byte, after its 1-byte length, attributes,
@@ -130,7 +131,7 @@ import Testing
 
   @Test func refusedBatchesAppendNothing() async throws {
     let (broker, _) = try BrokerTests.makeBroker { $0.maxDecompressedBatchBytes = 256 << 10 }
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let first = await BrokerTests.produce(broker, topic: "t", records: try BrokerTests.batch(["a", "b"]))
     #expect(first?.errorCode == 0 && first?.baseOffset == 0)
 

@@ -3,6 +3,7 @@ import KafkaProtocol
 import NIOCore
 import SluiceBroker
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// What the broker does with producers' timestamps (recomputed max timestamp, KIP-937
@@ -11,13 +12,13 @@ import Testing
 @Suite struct TimestampAndRetentionTests {
   static let start: Int64 = 1_800_000_000_000
 
-  static func makeBroker(clock: FakeClock, _ configure: (inout BrokerConfig) -> Void = { _ in }) throws
+  static func makeBroker(clock: ManualClock, _ configure: (inout BrokerConfig) -> Void = { _ in }) throws
     -> Broker
   {
     var config = BrokerConfig()
     config.dataDirectory = NSTemporaryDirectory() + "sluice-retention-\(UUID().uuidString)"
     configure(&config)
-    return try Broker(config: config, clock: clock.function)
+    return try Broker(config: config, clock: clock)
   }
 
   /// A batch whose records carry `timestamps`, with its header's max timestamp set to
@@ -56,20 +57,20 @@ import Testing
   /// stores max -1 (Kafka's rule) and the records stay until retention.ms after the append,
   /// through any number of retention checks.
   @Test func recordsWithoutTimestampsStayUntilRetentionAfterTheAppend() async throws {
-    let clock = FakeClock(Self.start)
+    let clock = ManualClock(wallMs: Self.start)
     let broker = try Self.makeBroker(clock: clock) { $0.retentionCheckIntervalMs = 1000 }
-    try broker.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "60000"])
+    try await broker.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "60000"])
     let response = await BrokerTests.produce(
       broker, topic: "t", records: try Self.batch([-1, -1, -1], headerMax: 0))
     #expect(response?.errorCode == 0)
     #expect(try Self.storedBatches(broker, "t").map(\.maxTimestamp) == [-1])
     for _ in 0..<59 {
-      clock.advance(1000)
-      broker.housekeeping()
+      clock.advance(ms: 1000)
+      await broker.housekeeping()
     }
     #expect(await Self.values(broker, "t") == ["r0", "r1", "r2"])
-    clock.advance(1001)
-    broker.housekeeping()
+    clock.advance(ms: 1001)
+    await broker.housekeeping()
     #expect(await Self.values(broker, "t").isEmpty)
     #expect(broker.topic("t")?.partition(0)?.log.logStartOffset == 3)
     await broker.shutdown()
@@ -78,11 +79,11 @@ import Testing
   /// Timestamp 0, and CreateTime an hour ago on a topic that keeps two hours, are kept;
   /// LogAppendTime topics are stamped with the broker's time.
   @Test func oldTimestampsAreKeptForRetentionAfterTheAppend() async throws {
-    let clock = FakeClock(Self.start)
+    let clock = ManualClock(wallMs: Self.start)
     let broker = try Self.makeBroker(clock: clock) { $0.retentionCheckIntervalMs = 1 }
-    try broker.createTopic(name: "zero", partitions: 1, configs: ["retention.ms": "10000"])
-    try broker.createTopic(name: "past", partitions: 1, configs: ["retention.ms": "7200000"])
-    try broker.createTopic(
+    try await broker.createTopic(name: "zero", partitions: 1, configs: ["retention.ms": "10000"])
+    try await broker.createTopic(name: "past", partitions: 1, configs: ["retention.ms": "7200000"])
+    try await broker.createTopic(
       name: "lat", partitions: 1,
       configs: ["retention.ms": "10000", "message.timestamp.type": "LogAppendTime"])
     #expect(
@@ -92,30 +93,30 @@ import Testing
         .errorCode == 0)
     let stamped = await BrokerTests.produce(broker, topic: "lat", records: try Self.batch([0]))
     #expect(stamped?.errorCode == 0 && stamped?.logAppendTimeMs == Self.start)
-    clock.advance(9000)
-    broker.housekeeping()
+    clock.advance(ms: 9000)
+    await broker.housekeeping()
     #expect(await Self.values(broker, "zero") == ["r0", "r1"])
     #expect(await Self.values(broker, "lat") == ["r0"])
-    clock.advance(2000)
-    broker.housekeeping()
+    clock.advance(ms: 2000)
+    await broker.housekeeping()
     #expect(await Self.values(broker, "zero").isEmpty)
     #expect(await Self.values(broker, "lat").isEmpty)
     // An hour-old CreateTime on a two-hour topic: Kafka deletes it an hour after the append;
     // here it goes two hours after the append (the newer of its timestamp and the append).
-    clock.advance(3_600_000)
-    broker.housekeeping()
+    clock.advance(ms: 3_600_000)
+    await broker.housekeeping()
     #expect(await Self.values(broker, "past") == ["r0"])
-    clock.advance(3_600_000)
-    broker.housekeeping()
+    clock.advance(ms: 3_600_000)
+    await broker.housekeeping()
     #expect(await Self.values(broker, "past").isEmpty)
     await broker.shutdown()
   }
 
   /// ListOffsets by time and the max-timestamp query agree with the recomputed headers.
   @Test func listOffsetsUsesTheRecomputedTimestamps() async throws {
-    let clock = FakeClock(Self.start)
+    let clock = ManualClock(wallMs: Self.start)
     let broker = try Self.makeBroker(clock: clock)
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     // Header claims a max far above its records.
     _ = await BrokerTests.produce(
       broker, topic: "t", records: try Self.batch([100, 300, 200], headerMax: Self.start))
@@ -129,10 +130,11 @@ import Testing
   }
 
   @Test func timestampBoundsRefuseWithInvalidTimestamp() async throws {
-    let clock = FakeClock(Self.start)
+    let clock = ManualClock(wallMs: Self.start)
     let broker = try Self.makeBroker(clock: clock)
-    try broker.createTopic(name: "t", partitions: 1, configs: ["message.timestamp.before.max.ms": "60000"])
-    try broker.createTopic(name: "open", partitions: 1, configs: [:])
+    try await broker.createTopic(
+      name: "t", partitions: 1, configs: ["message.timestamp.before.max.ms": "60000"])
+    try await broker.createTopic(name: "open", partitions: 1, configs: [:])
     let late = await BrokerTests.produce(
       broker, topic: "t", records: try Self.batch([Self.start, Self.start - 120_000]))
     #expect(late?.errorCode == ErrorCode.invalidTimestamp.rawValue)
@@ -148,7 +150,7 @@ import Testing
       await BrokerTests.produce(broker, topic: "open", records: try Self.batch([Self.start + 1_800_000]))?
         .errorCode == 0)
     // The deprecated difference.max.ms bounds both sides where they are not set.
-    try broker.createTopic(
+    try await broker.createTopic(
       name: "diff", partitions: 1, configs: ["message.timestamp.difference.max.ms": "1000"])
     #expect(
       await BrokerTests.produce(broker, topic: "diff", records: try Self.batch([Self.start + 5000]))?
@@ -171,9 +173,9 @@ import Testing
 
   @Test(arguments: ["uncompressed", "gzip", "snappy", "lz4", "zstd"])
   func batchesAreStoredWithTheTopicsCodec(_ name: String) async throws {
-    let clock = FakeClock(Self.start)
+    let clock = ManualClock(wallMs: Self.start)
     let broker = try Self.makeBroker(clock: clock)
-    try broker.createTopic(name: "t", partitions: 1, configs: ["compression.type": name])
+    try await broker.createTopic(name: "t", partitions: 1, configs: ["compression.type": name])
     for codec in CompressionCodec.allCases {
       let response = await BrokerTests.produce(
         broker, topic: "t", records: try Self.batch([Self.start, Self.start + 1], codec: codec))
@@ -188,8 +190,8 @@ import Testing
   }
 
   @Test func producerCompressionKeepsTheProducersBytes() async throws {
-    let broker = try Self.makeBroker(clock: FakeClock(Self.start))
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    let broker = try Self.makeBroker(clock: ManualClock(wallMs: Self.start))
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let sent = try Self.batch([Self.start], codec: .lz4)
     _ = await BrokerTests.produce(broker, topic: "t", records: sent)
     let stored = try #require(Self.storedBatches(broker, "t").first)
@@ -201,8 +203,8 @@ import Testing
   // MARK: Other configs
 
   @Test func minInsyncReplicasAboveOneRefusesAcksAll() async throws {
-    let broker = try Self.makeBroker(clock: FakeClock(Self.start))
-    try broker.createTopic(name: "t", partitions: 1, configs: ["min.insync.replicas": "2"])
+    let broker = try Self.makeBroker(clock: ManualClock(wallMs: Self.start))
+    try await broker.createTopic(name: "t", partitions: 1, configs: ["min.insync.replicas": "2"])
     let all = await BrokerTests.produce(broker, topic: "t", records: try Self.batch([Self.start]), acks: -1)
     #expect(all?.errorCode == ErrorCode.notEnoughReplicas.rawValue)
     let one = await BrokerTests.produce(broker, topic: "t", records: try Self.batch([Self.start]), acks: 1)
@@ -213,16 +215,16 @@ import Testing
 
   /// Retention runs every log.retention.check.interval.ms, not at every housekeeping tick.
   @Test func retentionRunsAtTheCheckInterval() async throws {
-    let clock = FakeClock(Self.start)
+    let clock = ManualClock(wallMs: Self.start)
     let broker = try Self.makeBroker(clock: clock) { $0.retentionCheckIntervalMs = 10_000 }
-    try broker.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "100"])
-    broker.housekeeping()  // the first check
+    try await broker.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "100"])
+    await broker.housekeeping()  // the first check
     _ = await BrokerTests.produce(broker, topic: "t", records: try Self.batch([Self.start]))
-    clock.advance(5000)
-    broker.housekeeping()  // expired, but no check is due
+    clock.advance(ms: 5000)
+    await broker.housekeeping()  // expired, but no check is due
     #expect(await Self.values(broker, "t") == ["r0"])
-    clock.advance(5000)
-    broker.housekeeping()
+    clock.advance(ms: 5000)
+    await broker.housekeeping()
     #expect(await Self.values(broker, "t").isEmpty)
     await broker.shutdown()
   }
@@ -231,9 +233,9 @@ import Testing
 
   /// DeleteRecords: bounded by the high watermark, refused on compact-only topics.
   @Test func deleteRecordsIsBoundedByTheHighWatermark() async throws {
-    let broker = try Self.makeBroker(clock: FakeClock(Self.start))
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
-    try broker.createTopic(name: "c", partitions: 1, configs: ["cleanup.policy": "compact"])
+    let broker = try Self.makeBroker(clock: ManualClock(wallMs: Self.start))
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "c", partitions: 1, configs: ["cleanup.policy": "compact"])
     for topic in ["t", "c"] {
       _ = await BrokerTests.produce(broker, topic: topic, records: try Self.batch([Self.start, Self.start]))
     }
@@ -260,9 +262,9 @@ import Testing
   /// expires the group's offsets at the next check). Sluice counts offsets.retention.minutes
   /// from its own clock only.
   @Test func aClientRetentionTimeDoesNotExpireCommittedOffsets() async throws {
-    let clock = FakeClock(Self.start)
+    let clock = ManualClock(wallMs: Self.start)
     let broker = try Self.makeBroker(clock: clock) { $0.offsetsRetentionMinutes = 10 }
-    try broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
     let request = OffsetCommitRequest(
       groupId: "g", generationIdOrMemberEpoch: -1, memberId: "", retentionTimeMs: 1,
       topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 5)])])
@@ -270,11 +272,11 @@ import Testing
       KafkaRequest(correlationId: 1, clientId: "t", apiVersion: 2, body: .offsetCommit(request)))
     guard case .offsetCommit(let response) = reply else { throw Failure() }
     #expect(response.topics.first?.partitions.first?.errorCode == 0)
-    clock.advance(60_000)
-    await broker.groups.expireOffsets(now: clock.function())
+    clock.advance(ms: 60_000)
+    await broker.groups.expireOffsets(now: clock.now())
     #expect(await GroupCoordinatorTests.fetch(broker, group: "g", topic: "t", partitions: [0])[0]?.0 == 5)
-    clock.advance(10 * 60_000)
-    await broker.groups.expireOffsets(now: clock.function())
+    clock.advance(ms: 10 * 60_000)
+    await broker.groups.expireOffsets(now: clock.now())
     #expect(await GroupCoordinatorTests.fetch(broker, group: "g", topic: "t", partitions: [0])[0]?.0 == -1)
     await broker.shutdown()
   }
@@ -282,8 +284,8 @@ import Testing
   /// drop-oldest trims by bytes the broker counted, and never past the newest batch, however
   /// large the producer's batch or whatever its header says about offsets.
   @Test func dropOldestKeepsTheNewestBatchWhateverItsHeaderClaims() async throws {
-    let broker = try Self.makeBroker(clock: FakeClock(Self.start))
-    try broker.createTopic(
+    let broker = try Self.makeBroker(clock: ManualClock(wallMs: Self.start))
+    try await broker.createTopic(
       name: "t", partitions: 1,
       configs: ["sluice.overflow.policy": "drop-oldest", "sluice.overflow.max.bytes": "1"])
     var claimsOffset = try RecordBatch(try Self.batch([Self.start, Self.start]))

@@ -2,6 +2,7 @@ import Foundation
 import KafkaProtocol
 import NIOCore
 import SluiceStorage
+import SluiceTestSupport
 import Testing
 
 /// Batch positions of a segment file, read straight from the bytes.

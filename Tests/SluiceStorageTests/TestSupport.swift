@@ -239,16 +239,3 @@ func findExecutable(_ name: String) -> String? {
 #else
   let isRootOnLinux = false
 #endif
-
-/// A deterministic generator for reproducible "random" corruption.
-struct SplitMix64: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476C_E5E9_B85B
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}

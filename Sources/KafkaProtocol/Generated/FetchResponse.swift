@@ -356,6 +356,12 @@ public struct FetchResponse: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = version >= 12
       buffer.writeInteger(self.partitionIndex)
       buffer.writeInteger(self.errorCode)
@@ -387,7 +393,7 @@ public struct FetchResponse: KafkaMessage {
       if version >= 11 {
         buffer.writeInteger(self.preferredReadReplica)
       }
-      try buffer.kafkaWriteNullableBytes(self.records, compact: flexible, nullable: true)
+      try records.writeRecords(self.records, compact: flexible, nullable: true, into: &buffer)
       if flexible {
         var tagged = self.unknownTaggedFields
         if version >= 12 && self.divergingEpoch != EpochEndOffset() {
@@ -454,6 +460,12 @@ public struct FetchResponse: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = version >= 12
       if version <= 12 {
         try buffer.kafkaWriteString(self.topic, compact: flexible)
@@ -463,7 +475,7 @@ public struct FetchResponse: KafkaMessage {
       }
       try buffer.kafkaWriteArray(self.partitions, compact: flexible) {
         (e: inout ByteBuffer, x: PartitionData) throws(KafkaProtocolError) in
-        try x.encode(to: &e, version: version)
+        try x.encode(to: &e, version: version, records: &records)
       }
       if flexible {
         buffer.kafkaWriteTaggedFields(self.unknownTaggedFields)
@@ -615,6 +627,12 @@ public struct FetchResponse: KafkaMessage {
   }
 
   public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+    var records = InlineRecordsWriter()
+    try encode(to: &buffer, version: version, records: &records)
+  }
+
+  /// Encodes with every records field written by `records`, in encoding order.
+  public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
     let flexible = version >= 12
     if version >= 1 {
       buffer.writeInteger(self.throttleTimeMs)
@@ -630,7 +648,7 @@ public struct FetchResponse: KafkaMessage {
     }
     try buffer.kafkaWriteArray(self.responses, compact: flexible) {
       (e: inout ByteBuffer, x: FetchableTopicResponse) throws(KafkaProtocolError) in
-      try x.encode(to: &e, version: version)
+      try x.encode(to: &e, version: version, records: &records)
     }
     if !(version >= 16) && self.nodeEndpoints != [] {
       throw KafkaProtocolError(.fieldNotSupportedInVersion, "FetchResponse.NodeEndpoints is not in version \(version)")

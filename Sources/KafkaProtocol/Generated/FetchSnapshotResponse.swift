@@ -165,13 +165,19 @@ public struct FetchSnapshotResponse: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = true
       buffer.writeInteger(self.index)
       buffer.writeInteger(self.errorCode)
       try self.snapshotId.encode(to: &buffer, version: version)
       buffer.writeInteger(self.size)
       buffer.writeInteger(self.position)
-      buffer.kafkaWriteBytes(self.unalignedRecords, compact: flexible)
+      try records.writeRecords(self.unalignedRecords, compact: flexible, nullable: false, into: &buffer)
       if flexible {
         var tagged = self.unknownTaggedFields
         if self.currentLeader != LeaderIdAndEpoch() {
@@ -219,11 +225,17 @@ public struct FetchSnapshotResponse: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = true
       try buffer.kafkaWriteString(self.name, compact: flexible)
       try buffer.kafkaWriteArray(self.partitions, compact: flexible) {
         (e: inout ByteBuffer, x: PartitionSnapshot) throws(KafkaProtocolError) in
-        try x.encode(to: &e, version: version)
+        try x.encode(to: &e, version: version, records: &records)
       }
       if flexible {
         buffer.kafkaWriteTaggedFields(self.unknownTaggedFields)
@@ -351,12 +363,18 @@ public struct FetchSnapshotResponse: KafkaMessage {
   }
 
   public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+    var records = InlineRecordsWriter()
+    try encode(to: &buffer, version: version, records: &records)
+  }
+
+  /// Encodes with every records field written by `records`, in encoding order.
+  public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
     let flexible = true
     buffer.writeInteger(self.throttleTimeMs)
     buffer.writeInteger(self.errorCode)
     try buffer.kafkaWriteArray(self.topics, compact: flexible) {
       (e: inout ByteBuffer, x: TopicSnapshot) throws(KafkaProtocolError) in
-      try x.encode(to: &e, version: version)
+      try x.encode(to: &e, version: version, records: &records)
     }
     if !(version >= 1) && self.nodeEndpoints != [] {
       throw KafkaProtocolError(.fieldNotSupportedInVersion, "FetchSnapshotResponse.NodeEndpoints is not in version \(version)")

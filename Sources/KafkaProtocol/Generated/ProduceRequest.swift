@@ -68,9 +68,15 @@ public struct ProduceRequest: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = version >= 9
       buffer.writeInteger(self.index)
-      try buffer.kafkaWriteNullableBytes(self.records, compact: flexible, nullable: true)
+      try records.writeRecords(self.records, compact: flexible, nullable: true, into: &buffer)
       if flexible {
         buffer.kafkaWriteTaggedFields(self.unknownTaggedFields)
       }
@@ -112,11 +118,17 @@ public struct ProduceRequest: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = version >= 9
       try buffer.kafkaWriteString(self.name, compact: flexible)
       try buffer.kafkaWriteArray(self.partitionData, compact: flexible) {
         (e: inout ByteBuffer, x: PartitionProduceData) throws(KafkaProtocolError) in
-        try x.encode(to: &e, version: version)
+        try x.encode(to: &e, version: version, records: &records)
       }
       if flexible {
         buffer.kafkaWriteTaggedFields(self.unknownTaggedFields)
@@ -170,6 +182,12 @@ public struct ProduceRequest: KafkaMessage {
   }
 
   public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+    var records = InlineRecordsWriter()
+    try encode(to: &buffer, version: version, records: &records)
+  }
+
+  /// Encodes with every records field written by `records`, in encoding order.
+  public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
     let flexible = version >= 9
     if !(version >= 3) && self.transactionalId != nil {
       throw KafkaProtocolError(.fieldNotSupportedInVersion, "ProduceRequest.TransactionalId is not in version \(version)")
@@ -181,7 +199,7 @@ public struct ProduceRequest: KafkaMessage {
     buffer.writeInteger(self.timeoutMs)
     try buffer.kafkaWriteArray(self.topicData, compact: flexible) {
       (e: inout ByteBuffer, x: TopicProduceData) throws(KafkaProtocolError) in
-      try x.encode(to: &e, version: version)
+      try x.encode(to: &e, version: version, records: &records)
     }
     if flexible {
       buffer.kafkaWriteTaggedFields(self.unknownTaggedFields)

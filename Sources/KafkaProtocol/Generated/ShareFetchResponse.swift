@@ -185,6 +185,12 @@ public struct ShareFetchResponse: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = true
       buffer.writeInteger(self.partitionIndex)
       buffer.writeInteger(self.errorCode)
@@ -192,7 +198,7 @@ public struct ShareFetchResponse: KafkaMessage {
       buffer.writeInteger(self.acknowledgeErrorCode)
       try buffer.kafkaWriteNullableString(self.acknowledgeErrorMessage, compact: flexible, nullable: true)
       try self.currentLeader.encode(to: &buffer, version: version)
-      try buffer.kafkaWriteNullableBytes(self.records, compact: flexible, nullable: true)
+      try records.writeRecords(self.records, compact: flexible, nullable: true, into: &buffer)
       try buffer.kafkaWriteArray(self.acquiredRecords, compact: flexible) {
         (e: inout ByteBuffer, x: AcquiredRecords) throws(KafkaProtocolError) in
         try x.encode(to: &e, version: version)
@@ -238,11 +244,17 @@ public struct ShareFetchResponse: KafkaMessage {
     }
 
     public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+      var records = InlineRecordsWriter()
+      try encode(to: &buffer, version: version, records: &records)
+    }
+
+    /// Encodes with every records field written by `records`, in encoding order.
+    public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
       let flexible = true
       buffer.kafkaWriteUUID(self.topicId)
       try buffer.kafkaWriteArray(self.partitions, compact: flexible) {
         (e: inout ByteBuffer, x: PartitionData) throws(KafkaProtocolError) in
-        try x.encode(to: &e, version: version)
+        try x.encode(to: &e, version: version, records: &records)
       }
       if flexible {
         buffer.kafkaWriteTaggedFields(self.unknownTaggedFields)
@@ -355,13 +367,19 @@ public struct ShareFetchResponse: KafkaMessage {
   }
 
   public func encode(to buffer: inout ByteBuffer, version: Int16) throws(KafkaProtocolError) {
+    var records = InlineRecordsWriter()
+    try encode(to: &buffer, version: version, records: &records)
+  }
+
+  /// Encodes with every records field written by `records`, in encoding order.
+  public func encode<Writer: KafkaRecordsWriter>(to buffer: inout ByteBuffer, version: Int16, records: inout Writer) throws(KafkaProtocolError) {
     let flexible = true
     buffer.writeInteger(self.throttleTimeMs)
     buffer.writeInteger(self.errorCode)
     try buffer.kafkaWriteNullableString(self.errorMessage, compact: flexible, nullable: true)
     try buffer.kafkaWriteArray(self.responses, compact: flexible) {
       (e: inout ByteBuffer, x: ShareFetchableTopicResponse) throws(KafkaProtocolError) in
-      try x.encode(to: &e, version: version)
+      try x.encode(to: &e, version: version, records: &records)
     }
     try buffer.kafkaWriteArray(self.nodeEndpoints, compact: flexible) {
       (e: inout ByteBuffer, x: NodeEndpoint) throws(KafkaProtocolError) in

@@ -60,7 +60,7 @@ package final class GroupCoordinator: Sendable {
     var nextTicket: Ticket = 1
     /// Tickets handed out whose request is not parked yet → whether its task was cancelled.
     var reserved: [Ticket: Bool] = [:]
-    var timer: Task<Void, Never>?
+    var timer: ClockTimer?
     var timerAt: Int64?
     var lastRetentionCheck: Int64 = 0
     var closed = false
@@ -80,16 +80,16 @@ package final class GroupCoordinator: Sendable {
 
   package let configuration: Configuration
   package let offsets: OffsetStore
-  let clock: @Sendable () -> Int64
+  let clock: any BrokerClock
   /// Groups known only from their offsets count as Empty since this moment.
   let startedAt: Int64
   let registry = Mutex(Registry())
 
-  package init(configuration: Configuration, offsets: OffsetStore, clock: @escaping @Sendable () -> Int64) {
+  package init(configuration: Configuration, offsets: OffsetStore, clock: any BrokerClock) {
     self.configuration = configuration
     self.offsets = offsets
     self.clock = clock
-    self.startedAt = clock()
+    self.startedAt = clock.now()
   }
 
   private static func resume(_ ready: [(Waiter, GroupStateMachine.Action)]) {
@@ -103,7 +103,7 @@ package final class GroupCoordinator: Sendable {
     }
   }
 
-  func invalidGroupId(_ groupId: String) -> Bool {
+  package func invalidGroupId(_ groupId: String) -> Bool {
     groupId.isEmpty || groupId.utf8.count > configuration.maxIdLength
   }
 
@@ -122,11 +122,7 @@ package final class GroupCoordinator: Sendable {
     registry.timer?.cancel()
     registry.timerAt = deadline
     let delay = max(0, deadline - now)
-    registry.timer = Task { [weak self] in
-      try? await Task.sleep(for: .milliseconds(delay))
-      guard !Task.isCancelled else { return }
-      self?.tick()
-    }
+    registry.timer = clock.schedule(afterMs: delay, on: nil) { [weak self] in self?.tick() }
   }
 
   /// Why ``run`` could not hand an event to a group.
@@ -151,7 +147,7 @@ package final class GroupCoordinator: Sendable {
     _ event: (inout GroupStateMachine, Ticket, Int64) -> [GroupStateMachine.Action],
     missing: (Ticket, Unavailable) -> [GroupStateMachine.Action]
   ) {
-    let now = clock()
+    let now = clock.now()
     let ready = registry.withLock { registry -> [(Waiter, GroupStateMachine.Action)] in
       if let waiter {
         registry.waiters[ticket] = waiter
@@ -261,7 +257,7 @@ package final class GroupCoordinator: Sendable {
     -> ErrorCode
   {
     if invalidGroupId(groupId) { return .invalidGroupId }
-    let now = clock()
+    let now = clock.now()
     return registry.withLock { registry in
       if registry.closed { return .notCoordinator }
       return registry.groups[groupId]?.heartbeat(
@@ -293,7 +289,7 @@ package final class GroupCoordinator: Sendable {
 
   /// Runs every group whose deadline has passed; re-arms the timer for the next one.
   package func tick() {
-    let now = clock()
+    let now = clock.now()
     let ready = registry.withLock { registry -> [(Waiter, GroupStateMachine.Action)] in
       registry.timer?.cancel()
       registry.timer = nil
@@ -323,7 +319,7 @@ package final class GroupCoordinator: Sendable {
   )] {
     let commits = offsets.commits(for: .init(topic: topic, partition: partition))
     guard !commits.isEmpty else { return [] }
-    let now = clock()
+    let now = clock.now()
     return registry.withLock { registry in
       commits.compactMap { entry in
         let live = (registry.groups[entry.group]?.memberCount ?? 0) > 0
@@ -335,7 +331,7 @@ package final class GroupCoordinator: Sendable {
 
   package func housekeeping() {
     tick()
-    let now = clock()
+    let now = clock.now()
     let (due, emptySince) = registry.withLock { registry -> (Bool, [String: Int64?]) in
       for (groupId, group) in registry.groups where group.isVacant && !offsets.hasOffsets(groupId) {
         registry.groups[groupId] = nil
@@ -368,7 +364,7 @@ package final class GroupCoordinator: Sendable {
   /// NOT_COORDINATOR (so connections can finish during a graceful shutdown), the timer
   /// stops and every later membership request gets NOT_COORDINATOR.
   package func close() {
-    let now = clock()
+    let now = clock.now()
     let ready = registry.withLock { registry -> [(Waiter, GroupStateMachine.Action)] in
       registry.closed = true
       registry.timer?.cancel()
@@ -399,7 +395,7 @@ package final class GroupCoordinator: Sendable {
     -> ErrorCode
   {
     if groupId.utf8.count > configuration.maxIdLength { return .invalidGroupId }
-    let now = clock()
+    let now = clock.now()
     return registry.withLock { registry in
       if registry.closed { return .notCoordinator }
       if registry.groups[groupId] != nil {
@@ -455,7 +451,7 @@ package final class GroupCoordinator: Sendable {
   /// DeleteGroups for one group: only an Empty group (else NON_EMPTY_GROUP); its offsets go.
   package func deleteGroup(_ groupId: String) async -> ErrorCode {
     if invalidGroupId(groupId) { return .invalidGroupId }
-    let now = clock()
+    let now = clock.now()
     let outcome = registry.withLock { registry -> ErrorCode in
       if registry.closed { return .notCoordinator }
       if let group = registry.groups[groupId] {

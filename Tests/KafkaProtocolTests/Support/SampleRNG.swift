@@ -1,5 +1,6 @@
 import KafkaProtocol
 import NIOCore
+import SluiceTestSupport
 
 /// A message type that can make a pseudo-random value holding only fields that exist in a
 /// given version (the generated `MessageSamples.swift` conforms every schema struct).
@@ -7,19 +8,14 @@ protocol Sampleable {
   static func sample(version: Int16, rng: inout SampleRNG) -> Self
 }
 
-/// A small deterministic generator (SplitMix64) so failures reproduce from the seed.
+/// The suites' seeded generator (`SplitMix64`) with helpers for sample values, so failures
+/// reproduce from the seed.
 struct SampleRNG: RandomNumberGenerator {
-  var state: UInt64
+  var base: SplitMix64
 
-  init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1 }
+  init(seed: UInt64) { base = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ 1) }
 
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
+  mutating func next() -> UInt64 { base.next() }
 
   mutating func oneIn(_ n: UInt64) -> Bool { next() % n == 0 }
   mutating func bool() -> Bool { next() & 1 == 1 }

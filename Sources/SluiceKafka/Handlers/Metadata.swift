@@ -1,12 +1,14 @@
 import KafkaProtocol
+import SluiceBroker
 
-extension Broker {
-  func metadata(_ request: MetadataRequest, version: Int16) -> MetadataResponse {
+extension KafkaFrontDoor {
+  func metadata(_ request: MetadataRequest, version: Int16) async -> MetadataResponse {
+    let config = broker.config
     var response = MetadataResponse()
     response.brokers = [
       .init(nodeId: config.nodeId, host: config.advertisedHost, port: config.advertisedPort)
     ]
-    if version >= 2 { response.clusterId = clusterId }
+    if version >= 2 { response.clusterId = broker.clusterId }
     if version >= 1 { response.controllerId = config.nodeId }
 
     // v0: an empty list means all topics; v1+: null means all, empty means none.
@@ -14,11 +16,11 @@ extension Broker {
     let allowCreate = (version < 4 || request.allowAutoTopicCreation) && config.autoCreateTopics
     var results: [MetadataResponse.MetadataResponseTopic] = []
     if all {
-      results = allTopics.map { describe($0, version: version) }
+      results = broker.allTopics.map { describe($0, version: version) }
     } else {
       for requested in request.topics ?? [] {
         var name = requested.name
-        if name == nil, requested.topicId != .zero, let byId = topic(id: requested.topicId) {
+        if name == nil, requested.topicId != .zero, let byId = broker.topic(id: requested.topicId) {
           name = byId.name
         }
         guard let name else {
@@ -26,17 +28,18 @@ extension Broker {
             .init(errorCode: ErrorCode.unknownTopicId.rawValue, name: nil, topicId: requested.topicId))
           continue
         }
-        if let existing = topic(name) {
+        if let existing = broker.topic(name) {
           results.append(describe(existing, version: version))
         } else if let problem = validateTopicName(name) {
           _ = problem
           results.append(.init(errorCode: ErrorCode.invalidTopicException.rawValue, name: name))
         } else if allowCreate {
-          do {
-            let created = try createTopic(name: name, partitions: config.defaultPartitions, configs: [:])
-            results.append(describe(created ?? topic(name)!, version: version))
+          do throws(TopicError) {
+            let created = try await broker.createTopic(
+              name: name, partitions: config.defaultPartitions, configs: [:])
+            if let topic = created ?? broker.topic(name) { results.append(describe(topic, version: version)) }
           } catch .exists {
-            if let existing = topic(name) { results.append(describe(existing, version: version)) }
+            if let existing = broker.topic(name) { results.append(describe(existing, version: version)) }
           } catch {
             results.append(.init(errorCode: error.code.rawValue, name: name))
           }
@@ -57,17 +60,8 @@ extension Broker {
     return response
   }
 
-  /// Kafka's ACL operation codes as a bit set (AclOperation: READ 3, WRITE 4, CREATE 5,
-  /// DELETE 6, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
-  /// IDEMPOTENT_WRITE 12). Without an authorizer Kafka reports every operation a resource
-  /// type supports, and so does Sluice, which has none yet.
-  static func operations(_ codes: [Int32]) -> Int32 { codes.reduce(0) { $0 | (1 << $1) } }
-  /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-  static let topicOperations = operations([3, 4, 5, 6, 7, 8, 10, 11])
-  /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-  static let clusterOperations = operations([5, 7, 8, 9, 10, 11, 12])
-
   func describe(_ topic: Topic, version: Int16) -> MetadataResponse.MetadataResponseTopic {
+    let config = broker.config
     var result = MetadataResponse.MetadataResponseTopic(name: topic.name)
     if version >= 10 { result.topicId = topic.id }
     result.partitions = topic.partitions.map { partition in

@@ -1,8 +1,9 @@
 import KafkaProtocol
+import SluiceBroker
 
 /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup: version differences resolved here, the
 /// protocol itself in ``GroupCoordinator`` / ``GroupStateMachine``.
-extension Broker {
+extension KafkaFrontDoor {
   func joinGroup(_ request: JoinGroupRequest, version: Int16, clientId: String?, clientHost: String) async
     -> JoinGroupResponse
   {
@@ -21,7 +22,7 @@ extension Broker {
       protocols: request.protocols.map { .init(name: $0.name, metadata: $0.metadata) },
       requireKnownMemberId: version >= 4,
       newMemberId: prefix + "-" + KafkaUUID.random().description)
-    let result = await groups.join(groupId: request.groupId, join)
+    let result = await broker.groups.join(groupId: request.groupId, join)
     var response = JoinGroupResponse()
     response.errorCode = result.errorCode.rawValue
     response.generationId = result.generationId
@@ -43,7 +44,7 @@ extension Broker {
   }
 
   func syncGroup(_ request: SyncGroupRequest, version: Int16) async -> SyncGroupResponse {
-    let result = await groups.sync(
+    let result = await broker.groups.sync(
       groupId: request.groupId, memberId: request.memberId,
       groupInstanceId: version >= 3 ? request.groupInstanceId : nil,
       generationId: request.generationId,
@@ -61,7 +62,7 @@ extension Broker {
   }
 
   func heartbeat(_ request: HeartbeatRequest, version: Int16) -> HeartbeatResponse {
-    let code = groups.heartbeat(
+    let code = broker.groups.heartbeat(
       groupId: request.groupId, memberId: request.memberId,
       groupInstanceId: version >= 3 ? request.groupInstanceId : nil, generationId: request.generationId)
     return HeartbeatResponse(errorCode: code.rawValue)
@@ -69,13 +70,13 @@ extension Broker {
 
   func leaveGroup(_ request: LeaveGroupRequest, version: Int16) -> LeaveGroupResponse {
     var response = LeaveGroupResponse()
-    if groups.invalidGroupId(request.groupId) {
+    if broker.groups.invalidGroupId(request.groupId) {
       response.errorCode = ErrorCode.invalidGroupId.rawValue
       return response
     }
     let leaving: [(memberId: String, groupInstanceId: String?)] =
       version >= 3 ? request.members.map { ($0.memberId, $0.groupInstanceId) } : [(request.memberId, nil)]
-    let errors = groups.leave(groupId: request.groupId, members: leaving)
+    let errors = broker.groups.leave(groupId: request.groupId, members: leaving)
     if version >= 3 {
       response.members = zip(leaving, errors).map { member, error in
         .init(memberId: member.memberId, groupInstanceId: member.groupInstanceId, errorCode: error.rawValue)

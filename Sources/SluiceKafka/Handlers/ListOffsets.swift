@@ -1,7 +1,7 @@
 import KafkaProtocol
-import SluiceStorage
+import SluiceBroker
 
-extension Broker {
+extension KafkaFrontDoor {
   /// ListOffsets: -2 earliest (log start), -1 latest (high watermark; the same under
   /// read_committed, as there are no transactions), -3 the record with the largest
   /// timestamp (v7+), ≥ 0 the first record whose timestamp is ≥ it (or -1/-1 if none).
@@ -9,7 +9,7 @@ extension Broker {
     var response = ListOffsetsResponse()
     response.topics = request.topics.map { requested in
       var topicResponse = ListOffsetsResponse.ListOffsetsTopicResponse(name: requested.name)
-      let topic = self.topic(requested.name)
+      let topic = broker.topic(requested.name)
       topicResponse.partitions = requested.partitions.map { wanted in
         var result = ListOffsetsResponse.ListOffsetsPartitionResponse(
           partitionIndex: wanted.partitionIndex, timestamp: -1, offset: -1)
@@ -17,29 +17,24 @@ extension Broker {
           result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
           return result
         }
-        do throws(StorageError) {
-          switch wanted.timestamp {
-          case -2:
-            result.offset = partition.log.logStartOffset
-          case -1:
-            result.offset = partition.highWatermark
-          case -3 where version >= 7:
-            if let found = try partition.log.maxTimestamp() {
-              result.offset = found.offset
-              result.timestamp = found.timestamp
-            }
-          case let timestamp where timestamp >= 0:
-            if let found = try partition.log.offset(forTimestamp: timestamp),
-              found.offset < partition.highWatermark
-            {
-              result.offset = found.offset
-              result.timestamp = found.timestamp
-            }
-          default:
-            result.errorCode = ErrorCode.invalidRequest.rawValue  // INVALID_REQUEST
+        let query: Partition.OffsetQuery
+        switch wanted.timestamp {
+        case -2: query = .earliest
+        case -1: query = .latest
+        case -3 where version >= 7: query = .maxTimestamp
+        case let timestamp where timestamp >= 0: query = .timestamp(timestamp)
+        default:
+          result.errorCode = ErrorCode.invalidRequest.rawValue
+          return result
+        }
+        do throws(BrokerError) {
+          if let found = try partition.offset(for: query) {
+            result.offset = found.offset
+            if case .maxTimestamp = query { result.timestamp = found.timestamp }
+            if case .timestamp = query { result.timestamp = found.timestamp }
           }
         } catch {
-          result.errorCode = ErrorCode.from(error).rawValue
+          result.errorCode = error.code.rawValue
         }
         return result
       }

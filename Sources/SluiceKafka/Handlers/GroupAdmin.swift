@@ -1,7 +1,8 @@
 import KafkaProtocol
+import SluiceBroker
 
 /// ListGroups, DescribeGroups, DeleteGroups.
-extension Broker {
+extension KafkaFrontDoor {
   /// Sluice has classic groups only.
   static let groupType = "classic"
   /// DescribeGroups v3+ `authorized_operations` with no ACLs: READ (3), DELETE (6), DESCRIBE (8).
@@ -12,7 +13,8 @@ extension Broker {
     let types = version >= 5 ? Set(request.typesFilter.map { $0.lowercased() }) : []
     var response = ListGroupsResponse()
     guard types.isEmpty || types.contains(Self.groupType) else { return response }
-    for group in groups.list() where states.isEmpty || states.contains(group.state.rawValue.lowercased()) {
+    for group in broker.groups.list()
+    where states.isEmpty || states.contains(group.state.rawValue.lowercased()) {
       var entry = ListGroupsResponse.ListedGroup(groupId: group.groupId, protocolType: group.protocolType)
       if version >= 4 { entry.groupState = group.state.rawValue }
       if version >= 5 { entry.groupType = Self.groupType }
@@ -28,9 +30,9 @@ extension Broker {
       if version >= 3 && request.includeAuthorizedOperations {
         described.authorizedOperations = Self.groupOperations
       }
-      if groups.invalidGroupId(groupId) {
+      if broker.groups.invalidGroupId(groupId) {
         described.errorCode = ErrorCode.invalidGroupId.rawValue
-      } else if let group = groups.describe(groupId) {
+      } else if let group = broker.groups.describe(groupId) {
         described.groupState = group.state.rawValue
         described.protocolType = group.protocolType
         // As Kafka: metadata, assignments and the protocol only once the group is Stable.
@@ -58,7 +60,7 @@ extension Broker {
   func deleteGroups(_ request: DeleteGroupsRequest) async -> DeleteGroupsResponse {
     var response = DeleteGroupsResponse()
     for groupId in request.groupsNames {
-      let code = await groups.deleteGroup(groupId)
+      let code = await broker.groups.deleteGroup(groupId)
       response.results.append(.init(groupId: groupId, errorCode: code.rawValue))
     }
     return response

@@ -1,0 +1,146 @@
+import KafkaProtocol
+import SluiceStorage
+
+/// A read of one partition: whole record batches from the one holding `offset`.
+public struct PartitionRead: Sendable {
+  public var topic: String
+  public var partition: Int32
+  public var offset: Int64
+  /// A soft limit (KIP-74): the first batch of the first partition with data is whole even
+  /// when larger.
+  public var maxBytes: Int
+
+  public init(topic: String, partition: Int32, offset: Int64, maxBytes: Int) {
+    self.topic = topic
+    self.partition = partition
+    self.offset = offset
+    self.maxBytes = maxBytes
+  }
+}
+
+public struct ReadOptions: Sendable {
+  /// Bytes for all partitions together (soft, as `PartitionRead.maxBytes`).
+  public var maxBytes: Int
+  /// Return once this many bytes are there, or `maxWaitMs` has passed (a long poll).
+  public var minBytes: Int
+  public var maxWaitMs: Int64
+  /// Whether records may come back as file regions, to be sent with sendfile. Small reads
+  /// are copied into memory even so (see `ReadService`).
+  public var fileRegions: Bool
+
+  public init(maxBytes: Int, minBytes: Int = 1, maxWaitMs: Int64 = 0, fileRegions: Bool = false) {
+    self.maxBytes = maxBytes
+    self.minBytes = minBytes
+    self.maxWaitMs = maxWaitMs
+    self.fileRegions = fileRegions
+  }
+}
+
+/// What a read of one partition found.
+public struct PartitionReadResult: Sendable {
+  public var error: BrokerError?
+  /// The offset up to which records may be read (-1 when the partition is unknown).
+  public var highWatermark: Int64 = -1
+  /// The same as the high watermark (no transactions yet).
+  public var lastStableOffset: Int64 = -1
+  public var logStartOffset: Int64 = -1
+  public var records = RecordData()
+
+  public init(error: BrokerError? = nil) { self.error = error }
+}
+
+extension Broker {
+  /// A parked read wakes at least this often to see whether its caller is still connected
+  /// and the broker still running: a Kafka client's MaxWaitMs can be 24 days, and a read
+  /// parked for a client that has gone would hold its connection's task and counts.
+  static let parkSliceMs: Int64 = 5000
+
+  /// Zero-copy reads still copy a partition's records when they are at most this many
+  /// bytes, up to `copyBudgetBytes` per read call: one pread and one write cost less than a
+  /// dup, writev, sendfile, write and close (and three TCP segments rather than one) per
+  /// partition, and a consumer at the tail of a log makes nearly only such reads.
+  static let copyBelowBytes = 32 * 1024
+  static let copyBudgetBytes = 1024 * 1024
+
+  /// Reads the partitions in order, within the byte limits, and — when fewer than
+  /// `minBytes` are there — parks until an append to any of them, `maxWaitMs`, the caller
+  /// leaving or the broker stopping (event notification, not polling).
+  public func read(_ reads: [PartitionRead], options: ReadOptions, context: CallContext = CallContext()) async
+    -> [PartitionReadResult]
+  {
+    let deadline = clock.monotonicMs() + max(0, options.maxWaitMs)
+    while true {
+      let waiter = FetchWaiter(eventLoop: context.eventLoop)
+      let (results, bytes, hasError, partitions) = readOnce(reads, options: options, waiter: waiter)
+      let now = clock.monotonicMs()
+      let done =
+        hasError || bytes >= options.minBytes || options.maxWaitMs <= 0 || now >= deadline
+        || stopping.load(ordering: .relaxed) || !context.isConnected()
+      if done {
+        for partition in partitions { partition.removeWaiter(waiter) }
+        return results
+      }
+      // Park: woken by an append to any requested partition, by the deadline, or after a
+      // slice (to look at the connection and the broker again).
+      let timer = clock.schedule(afterMs: min(deadline - now, Self.parkSliceMs), on: context.eventLoop) {
+        waiter.wake()
+      }
+      await waiter.wait()
+      timer.cancel()
+      for partition in partitions { partition.removeWaiter(waiter) }
+    }
+  }
+
+  /// One pass over the partitions. Registers `waiter` on every partition it reads before
+  /// reading it, so an append that lands between the read and the park still wakes the read.
+  func readOnce(_ reads: [PartitionRead], options: ReadOptions, waiter: FetchWaiter) -> (
+    [PartitionReadResult], Int, Bool, [Partition]
+  ) {
+    var results: [PartitionReadResult] = []
+    var total = 0
+    var hasError = false
+    var registered: [Partition] = []
+    var copied = 0  // record bytes loaded into memory for this call
+    for wanted in reads {
+      guard let partition = topic(wanted.topic)?.partition(wanted.partition) else {
+        results.append(PartitionReadResult(error: .unknownPartition(wanted.topic, wanted.partition)))
+        hasError = true
+        continue
+      }
+      partition.addWaiter(waiter)
+      registered.append(partition)
+      var result = PartitionReadResult()
+      let highWatermark = partition.highWatermark
+      let logStart = partition.log.logStartOffset
+      result.highWatermark = highWatermark
+      result.lastStableOffset = highWatermark
+      result.logStartOffset = logStart
+      if wanted.offset < logStart || wanted.offset > highWatermark {
+        result.error = BrokerError(
+          .offsetOutOfRange, "Offset \(wanted.offset) is outside [\(logStart), \(highWatermark)]")
+        hasError = true
+      } else if wanted.offset < highWatermark && total < options.maxBytes {
+        let limit = min(max(0, wanted.maxBytes), options.maxBytes - total)
+        do throws(StorageError) {
+          let read = try partition.log.read(
+            from: wanted.offset, maxBytes: limit, upTo: highWatermark, minOneBatch: total == 0)
+          var records = RecordData(read)
+          total += records.count
+          let keepFile =
+            options.fileRegions
+            && (records.count > Self.copyBelowBytes || copied + records.count > Self.copyBudgetBytes)
+          if records.hasFileRegions && !keepFile {
+            records = RecordData(pieces: [.bytes(try read.loadBytes())])
+            copied += records.count
+          }
+          result.records = records
+        } catch {
+          result.error = BrokerError(ErrorCode.from(error), error.message)
+          hasError = true
+        }
+      }
+      results.append(result)
+    }
+    return (results, total, hasError, registered)
+  }
+}

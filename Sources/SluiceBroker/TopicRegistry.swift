@@ -1,0 +1,358 @@
+public import KafkaProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import SluiceStorage
+import Synchronization
+
+/// A topic: its id, configuration and partitions.
+public final class Topic: Sendable {
+  public let name: String
+  public let id: KafkaUUID
+  let mutable: Mutex<(config: TopicConfig, partitions: [Partition])>
+
+  init(name: String, id: KafkaUUID, config: TopicConfig, partitions: [Partition]) {
+    self.name = name
+    self.id = id
+    self.mutable = Mutex((config, partitions))
+  }
+
+  public var config: TopicConfig { mutable.withLock { $0.config } }
+  public var partitions: [Partition] { mutable.withLock { $0.partitions } }
+
+  public func partition(_ index: Int32) -> Partition? {
+    mutable.withLock { state in
+      index >= 0 && Int(index) < state.partitions.count ? state.partitions[Int(index)] : nil
+    }
+  }
+}
+
+/// Why a topic operation was refused.
+public enum TopicError: Error, Sendable {
+  case exists
+  case unknown(String)
+  case invalidName(String)
+  case invalidPartitions(String)
+  case invalidConfig(String)
+  /// The disk refused (the message says how).
+  case storage(String)
+
+  public var code: ErrorCode {
+    switch self {
+    case .exists: ErrorCode.topicAlreadyExists
+    case .unknown: ErrorCode.unknownTopicOrPartition
+    case .invalidName: ErrorCode.invalidTopicException
+    case .invalidPartitions: ErrorCode.invalidPartitions
+    case .invalidConfig: ErrorCode.invalidConfig
+    case .storage: .kafkaStorageError
+    }
+  }
+
+  public var message: String {
+    switch self {
+    case .exists: "Topic already exists."
+    case .unknown(let m), .invalidName(let m), .invalidPartitions(let m), .invalidConfig(let m): m
+    case .storage(let message): message
+    }
+  }
+}
+
+/// The broker's topics: what exists, with which configuration and partitions, kept in the
+/// metadata file. Creating, deleting, growing and reconfiguring topics are low-rate admin
+/// operations; they are serialised, and their file work (directories, segment files, the
+/// metadata file's write-fsync-rename) runs on `adminPool`, never on the caller's thread,
+/// which may be an event loop.
+public final class TopicRegistry: Sendable {
+  let config: BrokerConfig
+  let clock: any BrokerClock
+  let metadata: MetadataStore
+  /// fsyncs of partition logs.
+  let flushPool: NIOThreadPool
+  /// One thread: admin operations' file work, one at a time.
+  let adminPool: NIOThreadPool
+  let topics = Mutex<[String: Topic]>([:])
+  /// Serialises topic creation, deletion and reconfiguration (low rate).
+  let adminLock = Mutex(())
+  /// Broker configs set while running (see `DynamicBrokerConfigs`).
+  let dynamicBrokerConfigs: Mutex<DynamicBrokerConfigs>
+
+  /// Opens every topic the metadata lists, recovering its logs (at startup, before any
+  /// client is served).
+  init(config: BrokerConfig, clock: any BrokerClock, metadata: MetadataStore, flushPool: NIOThreadPool)
+    throws(StorageError)
+  {
+    self.config = config
+    self.clock = clock
+    self.metadata = metadata
+    self.flushPool = flushPool
+    self.adminPool = NIOThreadPool(numberOfThreads: 1)
+    adminPool.start()
+    self.dynamicBrokerConfigs = Mutex(DynamicBrokerConfigs(metadata.snapshot))
+    var opened: [String: Topic] = [:]
+    for record in metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name }) {
+      let topicConfig =
+        (try? makeTopicConfig(record.configs)) ?? (try? makeTopicConfig([:]))
+        ?? (try! TopicConfig(overrides: [:], broker: config))
+      var partitions: [Partition] = []
+      for index in 0..<record.partitions {
+        partitions.append(try openPartition(topic: record.name, index: index, config: topicConfig))
+      }
+      opened[record.name] = Topic(
+        name: record.name, id: record.topicId, config: topicConfig, partitions: partitions)
+    }
+    topics.withLock { $0 = opened }
+  }
+
+  public func topic(_ name: String) -> Topic? { topics.withLock { $0[name] } }
+  public func topic(id: KafkaUUID) -> Topic? { topics.withLock { $0.values.first { $0.id == id } } }
+  public var all: [Topic] { topics.withLock { Array($0.values) }.sorted { $0.name < $1.name } }
+
+  func partitionDirectory(_ topic: String, _ index: Int32) -> String {
+    config.dataDirectory + "/" + topic + "-" + String(index)
+  }
+
+  func openPartition(topic: String, index: Int32, config topicConfig: TopicConfig) throws(StorageError)
+    -> Partition
+  {
+    let log: any PartitionLog
+    switch topicConfig.log.storage {
+    case .memory:
+      log = MemoryLog(config: topicConfig.log)
+    case .disk:
+      log = try FileLog(
+        directory: partitionDirectory(topic, index), config: topicConfig.log, threadPool: flushPool,
+        now: clock.now())
+    }
+    return Partition(topic: topic, index: index, log: log, producers: Self.rebuildProducerState(log))
+  }
+
+  /// Rebuilds idempotent-producer state from the newest batches of a log (up to 8 MiB),
+  /// so retries of batches acknowledged before a restart are still recognised.
+  static func rebuildProducerState(_ log: any PartitionLog) -> ProducerStateTable {
+    var table = ProducerStateTable()
+    let end = log.logEndOffset
+    let start = log.logStartOffset
+    guard end > start else { return table }
+    // Start at most 100k offsets back (reads begin at the batch holding that offset).
+    var offset = max(start, end - 100_000)
+    var budget = 8 << 20
+    while offset < end && budget > 0 {
+      guard let read = try? log.read(from: offset, maxBytes: 1 << 20, upTo: nil, minOneBatch: true),
+        let bytes = try? read.loadBytes(), bytes.readableBytes > 0
+      else { break }
+      budget -= bytes.readableBytes
+      var splitter = RecordBatchSplitter(bytes)
+      var last = offset
+      while let batch = try? splitter.next() {
+        if batch.producerId >= 0 && batch.baseSequence >= 0 {
+          table.record(
+            producerId: batch.producerId, epoch: batch.producerEpoch, firstSequence: batch.baseSequence,
+            count: batch.recordsCount, firstOffset: batch.baseOffset, lastOffset: batch.lastOffset)
+        }
+        last = batch.nextOffset
+      }
+      if last <= offset { break }
+      offset = last
+    }
+    return table
+  }
+
+  /// Runs `work` on the admin thread: file work of admin operations never runs on the
+  /// caller's thread (an event loop, when a request handler calls).
+  func offLoop<T: Sendable, E: Error>(_ work: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+    let outcome: Result<T, E>
+    do {
+      outcome = try await adminPool.runIfActive { () -> Result<T, E> in
+        do throws(E) { return .success(try work()) } catch { return .failure(error) }
+      }
+    } catch {
+      // The pool has shut down (the broker is stopping): do the work here.
+      outcome = Result { () throws(E) -> T in try work() }
+    }
+    return try outcome.get()
+  }
+
+  // MARK: Administration
+
+  /// Creates a topic (or, with `validateOnly`, only checks that it could be created).
+  @discardableResult
+  public func create(
+    name: String, partitions: Int32, configs: [String: String], validateOnly: Bool = false
+  ) async throws(TopicError) -> Topic? {
+    try await offLoop { () throws(TopicError) -> Topic? in
+      try self.createNow(name: name, partitions: partitions, configs: configs, validateOnly: validateOnly)
+    }
+  }
+
+  func createNow(name: String, partitions: Int32, configs: [String: String], validateOnly: Bool)
+    throws(TopicError) -> Topic?
+  {
+    if let problem = validateTopicName(name) { throw .invalidName(problem) }
+    guard partitions >= 1, partitions <= config.maxPartitionsPerTopic else {
+      throw .invalidPartitions("Number of partitions must be between 1 and \(config.maxPartitionsPerTopic).")
+    }
+    let topicConfig: TopicConfig
+    do {
+      topicConfig = try makeTopicConfig(configs)
+    } catch {
+      throw .invalidConfig(error.message)
+    }
+    return try adminLock.withLock { _ throws(TopicError) -> Topic? in
+      if topic(name) != nil { throw .exists }
+      if validateOnly { return nil }
+      let id = KafkaUUID.random()
+      do throws(StorageError) {
+        var opened: [Partition] = []
+        for index in 0..<partitions {
+          opened.append(try openPartition(topic: name, index: index, config: topicConfig))
+        }
+        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+          document.topics[name] = TopicRecord(name: name, id: id, partitions: partitions, configs: configs)
+        }
+        let created = Topic(name: name, id: id, config: topicConfig, partitions: opened)
+        topics.withLock { $0[name] = created }
+        return created
+      } catch {
+        throw .storage(error.message)
+      }
+    }
+  }
+
+  /// Deletes a topic and all its data; false if there was none.
+  @discardableResult
+  public func delete(_ name: String) async throws(TopicError) -> Bool {
+    try await offLoop { () throws(TopicError) -> Bool in
+      try self.adminLock.withLock { _ throws(TopicError) -> Bool in
+        guard let existing = self.topic(name) else { return false }
+        do throws(StorageError) {
+          try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+            document.topics[name] = nil
+          }
+          self.topics.withLock { $0[name] = nil }
+          for partition in existing.partitions {
+            partition.notifyAppended()
+            try partition.log.delete()
+          }
+        } catch {
+          throw .storage(error.message)
+        }
+        return true
+      }
+    }
+  }
+
+  /// Raises a topic's partition count.
+  public func createPartitions(_ name: String, count: Int32, validateOnly: Bool) async throws(TopicError) {
+    try await offLoop { () throws(TopicError) in
+      try self.adminLock.withLock { _ throws(TopicError) in
+        guard let existing = self.topic(name) else { throw .unknown("Topic \(name) does not exist") }
+        let current = Int32(existing.partitions.count)
+        guard count > current else {
+          throw .invalidPartitions(
+            "Topic currently has \(current) partitions, which is higher than or equal to the requested \(count)."
+          )
+        }
+        guard count <= self.config.maxPartitionsPerTopic else {
+          throw .invalidPartitions(
+            "Number of partitions must be at most \(self.config.maxPartitionsPerTopic).")
+        }
+        if validateOnly { return }
+        do throws(StorageError) {
+          var added: [Partition] = []
+          for index in current..<count {
+            added.append(try self.openPartition(topic: name, index: index, config: existing.config))
+          }
+          try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+            document.topics[name]?.partitions = count
+          }
+          existing.mutable.withLock { $0.partitions += added }
+        } catch {
+          throw .storage(error.message)
+        }
+      }
+    }
+  }
+
+  /// Replaces a topic's explicit configs.
+  public func setConfigs(_ name: String, _ configs: [String: String], validateOnly: Bool)
+    async throws(TopicError)
+  {
+    let topicConfig: TopicConfig
+    do {
+      topicConfig = try makeTopicConfig(configs)
+    } catch {
+      throw .invalidConfig(error.message)
+    }
+    try await offLoop { () throws(TopicError) in
+      try self.adminLock.withLock { _ throws(TopicError) in
+        guard let existing = self.topic(name) else { throw .unknown("Topic \(name) does not exist") }
+        if topicConfig.log.storage != existing.config.log.storage {
+          throw .invalidConfig("sluice.storage cannot be changed on an existing topic")
+        }
+        if validateOnly { return }
+        do throws(StorageError) {
+          try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+            document.topics[name]?.configs = configs
+          }
+        } catch {
+          throw .storage(error.message)
+        }
+        self.apply(topicConfig, to: existing)
+      }
+    }
+  }
+
+  /// Applies `changes` to a topic's explicit configs (IncrementalAlterConfigs).
+  public func alterConfigs(_ name: String, _ changes: [ConfigChange], validateOnly: Bool)
+    async throws(TopicError)
+  {
+    guard let existing = topic(name) else { throw .unknown("Topic \(name) does not exist") }
+    let config = existing.config
+    let effective = Dictionary(config.effectiveValues().map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+    let merged = try ConfigChange.apply(changes, to: config.overrides) { effective[$0] }
+    try await setConfigs(name, merged, validateOnly: validateOnly)
+  }
+
+  /// Installs a topic's new config and hands its log settings to every partition.
+  func apply(_ topicConfig: TopicConfig, to topic: Topic) {
+    topic.mutable.withLock { $0.config = topicConfig }
+    for partition in topic.partitions { partition.log.updateConfig(topicConfig.log) }
+  }
+}
+
+/// One change of IncrementalAlterConfigs: set or remove an explicit value, or (list configs
+/// such as `cleanup.policy`) add or remove items of the value in force.
+public enum ConfigChange: Sendable, Hashable {
+  case set(String, String)
+  case delete(String)
+  case append(String, String)
+  case subtract(String, String)
+
+  /// `explicit` with `changes` applied; `effective` gives a config's value in force (the
+  /// default included), which APPEND and SUBTRACT start from.
+  static func apply(_ changes: [ConfigChange], to explicit: [String: String], effective: (String) -> String?)
+    throws(TopicError) -> [String: String]
+  {
+    var configs = explicit
+    for change in changes {
+      switch change {
+      case .set(let name, let value): configs[name] = value
+      case .delete(let name): configs[name] = nil
+      case .append(let name, let value), .subtract(let name, let value):
+        let entry = TopicConfigEntry.byName[name] ?? TopicConfigEntry.byBrokerName[name]
+        guard case .list = entry?.kind else {
+          throw .invalidConfig("APPEND and SUBTRACT apply to list configs only; \(name) is not one")
+        }
+        var items = TopicConfigEntry.listItems(configs[name] ?? effective(name) ?? "")
+        let given = TopicConfigEntry.listItems(value)
+        if case .append = change {
+          items += given.filter { !items.contains($0) }
+        } else {
+          items.removeAll { given.contains($0) }
+        }
+        configs[name] = items.joined(separator: ",")
+      }
+    }
+    return configs
+  }
+}

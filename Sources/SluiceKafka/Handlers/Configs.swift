@@ -1,0 +1,177 @@
+import KafkaProtocol
+import SluiceBroker
+
+/// DescribeConfigs, AlterConfigs, IncrementalAlterConfigs for topics and the broker
+/// (docs/topics.md).
+extension KafkaFrontDoor {
+  static let topicResource: Int8 = 2
+  static let brokerResource: Int8 = 4
+
+  /// Kafka's ConfigSource codes.
+  static func sourceCode(_ source: BrokerConfigEntry.Source) -> Int8 {
+    switch source {
+    case .dynamicNode: 2  // DYNAMIC_BROKER_CONFIG
+    case .dynamicDefault: 3  // DYNAMIC_DEFAULT_BROKER_CONFIG
+    case .static: 4  // STATIC_BROKER_CONFIG
+    case .defaultValue: 5  // DEFAULT_CONFIG
+    }
+  }
+
+  func describeConfigs(_ request: DescribeConfigsRequest, version: Int16) -> DescribeConfigsResponse {
+    var response = DescribeConfigsResponse()
+    for resource in request.resources {
+      var result = DescribeConfigsResponse.DescribeConfigsResult(
+        resourceType: resource.resourceType, resourceName: resource.resourceName)
+      let wanted = resource.configurationKeys.map(Set.init)
+      func add(name: String, value: String, readOnly: Bool, source: Int8, typeCode: Int8, doc: String) {
+        guard wanted?.contains(name) ?? true else { return }
+        var config = DescribeConfigsResponse.DescribeConfigsResourceResult(
+          name: name, value: value, readOnly: readOnly)
+        if version == 0 { config.isDefault = source == 5 }
+        if version >= 1 {
+          config.configSource = source
+          if request.includeSynonyms { config.synonyms = [.init(name: name, value: value, source: source)] }
+        }
+        if version >= 3 {
+          config.configType = typeCode
+          if request.includeDocumentation { config.documentation = doc }
+        }
+        result.configs.append(config)
+      }
+      switch resource.resourceType {
+      case Self.topicResource:
+        guard let topic = broker.topic(resource.resourceName) else {
+          result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+          result.errorMessage = "Topic \(resource.resourceName) does not exist"
+          break
+        }
+        for entry in topic.config.effectiveValues() {
+          // DEFAULT_CONFIG / DYNAMIC_TOPIC_CONFIG
+          add(
+            name: entry.name, value: entry.value, readOnly: false, source: entry.isDefault ? 5 : 1,
+            typeCode: TopicConfig.typeCode(entry.name), doc: entry.doc)
+        }
+        // Read-only statistics of the overflow policy, beside the configs (docs/overflow.md).
+        for (name, value) in broker.overflowStatisticEntries(topic) {
+          add(
+            name: name, value: value, readOnly: true, source: 5, typeCode: 5,
+            doc: "Read-only statistic of the overflow policy; see docs/overflow.md.")
+        }
+      case Self.brokerResource:
+        if let refusal = unknownBroker(resource.resourceName) {
+          result.errorCode = refusal.code.rawValue
+          result.errorMessage = refusal.message
+          break
+        }
+        for entry in broker.topics.brokerConfigEntries(node: !resource.resourceName.isEmpty) {
+          add(
+            name: entry.name, value: entry.value, readOnly: entry.readOnly,
+            source: Self.sourceCode(entry.source),
+            typeCode: entry.typeCode, doc: entry.doc)
+        }
+      default:
+        result.errorCode = ErrorCode.invalidRequest.rawValue
+        result.errorMessage = "Resource type \(resource.resourceType) is not supported"
+      }
+      response.results.append(result)
+    }
+    return response
+  }
+
+  func alterConfigs(_ request: AlterConfigsRequest) async -> AlterConfigsResponse {
+    var response = AlterConfigsResponse()
+    for resource in request.resources {
+      var result = AlterConfigsResponse.AlterConfigsResourceResponse(
+        resourceType: resource.resourceType, resourceName: resource.resourceName)
+      var configs: [String: String] = [:]
+      // Read-only statistics (`sluice.stats.*`, which DescribeConfigs lists) are skipped here,
+      // so that tools that write back every config they described work; setting one
+      // incrementally is refused.
+      for entry in resource.configs where !entry.name.hasPrefix(TopicConfig.statisticPrefix) {
+        if let value = entry.value { configs[entry.name] = value }
+      }
+      let refusal = await alter(resource.resourceType, resource.resourceName) { () async throws(TopicError) in
+        switch resource.resourceType {
+        case Self.topicResource:
+          try await broker.topics.setConfigs(
+            resource.resourceName, configs, validateOnly: request.validateOnly)
+        default:
+          try await broker.topics.setBrokerConfigs(
+            configs, node: !resource.resourceName.isEmpty, validateOnly: request.validateOnly)
+        }
+      }
+      result.errorCode = refusal?.code.rawValue ?? 0
+      result.errorMessage = refusal?.message
+      response.responses.append(result)
+    }
+    return response
+  }
+
+  func incrementalAlterConfigs(_ request: IncrementalAlterConfigsRequest) async
+    -> IncrementalAlterConfigsResponse
+  {
+    var response = IncrementalAlterConfigsResponse()
+    for resource in request.resources {
+      var result = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
+        resourceType: resource.resourceType, resourceName: resource.resourceName)
+      var changes: [ConfigChange] = []
+      var problem: BrokerError?
+      for entry in resource.configs {
+        switch (entry.configOperation, entry.value) {
+        case (0, let value?): changes.append(.set(entry.name, value))
+        case (0, nil): problem = BrokerError(.invalidConfig, "SET \(entry.name) without a value")
+        case (1, _): changes.append(.delete(entry.name))
+        case (2, let value): changes.append(.append(entry.name, value ?? ""))
+        case (3, let value): changes.append(.subtract(entry.name, value ?? ""))
+        default: problem = BrokerError(.invalidRequest, "Unknown config operation \(entry.configOperation)")
+        }
+      }
+      let refusal: BrokerError?
+      if let problem {
+        refusal = problem
+      } else {
+        refusal = await alter(resource.resourceType, resource.resourceName) { () async throws(TopicError) in
+          switch resource.resourceType {
+          case Self.topicResource:
+            try await broker.topics.alterConfigs(
+              resource.resourceName, changes, validateOnly: request.validateOnly)
+          default:
+            try await broker.topics.alterBrokerConfigs(
+              changes, node: !resource.resourceName.isEmpty, validateOnly: request.validateOnly)
+          }
+        }
+      }
+      result.errorCode = refusal?.code.rawValue ?? 0
+      result.errorMessage = refusal?.message
+      response.responses.append(result)
+    }
+    return response
+  }
+
+  /// Runs an alteration of a topic's or the broker's configs after checking the resource
+  /// exists; the refusal, if any.
+  func alter(_ type: Int8, _ name: String, _ work: () async throws(TopicError) -> Void) async -> BrokerError?
+  {
+    switch type {
+    case Self.topicResource:
+      guard broker.topic(name) != nil else {
+        return BrokerError(.unknownTopicOrPartition, "Topic \(name) does not exist")
+      }
+    case Self.brokerResource:
+      if let refusal = unknownBroker(name) { return refusal }
+    default:
+      return BrokerError(.invalidRequest, "Configs of resource type \(type) cannot be altered")
+    }
+    do {
+      try await work()
+      return nil
+    } catch {
+      return BrokerError(error.code, error.message)
+    }
+  }
+
+  func unknownBroker(_ name: String) -> BrokerError? {
+    guard !name.isEmpty, name != String(broker.config.nodeId) else { return nil }
+    return BrokerError(.invalidRequest, "Unknown broker \(name); this is broker \(broker.config.nodeId)")
+  }
+}

@@ -1,0 +1,76 @@
+import KafkaProtocol
+import NIOCore
+import SluiceBroker
+
+extension KafkaFrontDoor {
+  /// Fetch (CLIENTS.md §3): whole batches from each requested partition in request order,
+  /// KIP-74 soft limits, and long polling (``Broker/read(_:options:context:)``). On
+  /// zero-copy connections from v10 on, large record data stays in files and travels in
+  /// ``KafkaReply/records`` beside the body, whose `records` field is then empty.
+  func fetch(_ request: FetchRequest, version: Int16, context: RequestContext) async -> KafkaReply {
+    var reads: [PartitionRead] = []
+    for requested in request.topics {
+      // Fetch v13+ (topic ids) is not advertised; names identify topics.
+      let name = requested.topic
+      for wanted in requested.partitions {
+        reads.append(
+          PartitionRead(
+            topic: name, partition: wanted.partition, offset: wanted.fetchOffset,
+            maxBytes: Int(max(0, wanted.partitionMaxBytes))))
+      }
+    }
+    let fileRegions = context.zeroCopy && version >= 10
+    let options = ReadOptions(
+      maxBytes: version >= 3 ? Int(request.maxBytes) : Int(Int32.max), minBytes: Int(request.minBytes),
+      maxWaitMs: Int64(max(0, request.maxWaitMs)), fileRegions: fileRegions)
+    let results = await broker.read(reads, options: options, context: context.call)
+
+    var response = FetchResponse()
+    if version >= 7 { response.sessionId = 0 }  // fetch sessions declined: full fetches
+    var external: [RecordData?] = []
+    var next = results.makeIterator()
+    for requested in request.topics {
+      var topicResponse = FetchResponse.FetchableTopicResponse()
+      if version >= 13 {
+        topicResponse.topicId = requested.topicId
+      } else {
+        topicResponse.topic = requested.topic
+      }
+      for wanted in requested.partitions {
+        let result = next.next() ?? PartitionReadResult(error: BrokerError(.unknownServerError, ""))
+        var data = FetchResponse.PartitionData(
+          partitionIndex: wanted.partition, highWatermark: result.highWatermark)
+        if version >= 4 { data.lastStableOffset = result.lastStableOffset }
+        if version >= 5 { data.logStartOffset = result.logStartOffset }
+        if version >= 4 && request.isolationLevel == 1 { data.abortedTransactions = [] }
+        if let error = result.error {
+          data.errorCode = error.code.rawValue
+          data.records = ByteBuffer()
+          external.append(nil)
+        } else if result.records.hasFileRegions {
+          data.records = ByteBuffer()
+          external.append(result.records)
+        } else {
+          var records = (try? result.records.load()) ?? ByteBuffer()
+          if version < 10, containsZstd(records) {
+            data.errorCode = ErrorCode.unsupportedCompressionType.rawValue
+            records = ByteBuffer()
+          }
+          data.records = records
+          external.append(nil)
+        }
+        topicResponse.partitions.append(data)
+      }
+      response.responses.append(topicResponse)
+    }
+    return KafkaReply(body: .fetch(response), records: external.contains { $0 != nil } ? external : [])
+  }
+
+  func containsZstd(_ records: ByteBuffer) -> Bool {
+    var splitter = RecordBatchSplitter(records)
+    while let batch = try? splitter.next() {
+      if batch.compression == .zstd { return true }
+    }
+    return false
+  }
+}

@@ -1,0 +1,212 @@
+public import KafkaProtocol
+public import NIOCore
+public import SluiceBroker
+
+/// What the Kafka front door knows about the connection a request came on.
+public struct RequestContext: Sendable {
+  public var clientHost: String
+  /// Whether the connection can send file regions (plaintext sockets): Fetch then leaves
+  /// record data in the segment files, to be sent with sendfile.
+  public var zeroCopy: Bool
+  /// The size of the request's frame (what a produce quota is charged).
+  public var requestBytes: Int
+  /// Whether the client is still connected (a request held by backpressure gives up when
+  /// it is not).
+  public var connectionOpen: @Sendable () -> Bool
+  /// The event loop that owns the connection, if there is one. A parked Fetch then times
+  /// out with a timer on this loop and is resumed on it, rather than through a Swift
+  /// Concurrency sleep (a libdispatch timer and its threads) and on whichever loop the
+  /// append that woke it ran on.
+  public var eventLoop: (any EventLoop)?
+
+  public init(
+    clientHost: String = "", zeroCopy: Bool = false, requestBytes: Int = 0,
+    connectionOpen: @escaping @Sendable () -> Bool = { true }, eventLoop: (any EventLoop)? = nil
+  ) {
+    self.clientHost = clientHost
+    self.zeroCopy = zeroCopy
+    self.requestBytes = requestBytes
+    self.connectionOpen = connectionOpen
+    self.eventLoop = eventLoop
+  }
+
+  var call: CallContext { CallContext(eventLoop: eventLoop, isConnected: connectionOpen) }
+}
+
+/// A response ready to be encoded, with the record data that travels beside it: for each
+/// `records` field of a Fetch response whose data is left in files, in the order the encoder
+/// meets them, the pieces to send there (see ``KafkaResponseEncoder``).
+public struct KafkaReply: Sendable {
+  /// nil: send nothing (Produce with acks=0).
+  public var body: KafkaResponseBody?
+  /// Record data by `records` field, in encoding order; nil entries are encoded from the body.
+  public var records: [RecordData?] = []
+  /// A client quota's throttle: after sending the response, read nothing more from this
+  /// connection for this long (Kafka's channel muting; librdkafka does not pause itself).
+  public var muteMs: Int64 = 0
+
+  public init(body: KafkaResponseBody?, records: [RecordData?] = [], muteMs: Int64 = 0) {
+    self.body = body
+    self.records = records
+    self.muteMs = muteMs
+  }
+}
+
+/// The Kafka front door: routes each decoded Kafka request to the broker's domain API and
+/// translates the answer back into the response of the request's API version. The TCP
+/// listener (`SluiceServer`), the embedded broker's in-process transport and the tests all
+/// go through it; nothing in the broker below knows Kafka's request or response structs.
+public struct KafkaFrontDoor: Sendable {
+  public let broker: Broker
+
+  public init(broker: Broker) { self.broker = broker }
+
+  /// The APIs and versions this front door implements — and therefore advertises. Nothing
+  /// else may be listed (clients call what is listed, and Kafka clients do not recover from
+  /// an unsupported request).
+  ///
+  /// Produce starts at v0 although only v2 record batches are accepted (older message
+  /// formats get UNSUPPORTED_FOR_MESSAGE_FORMAT per partition): librdkafka before 2.11
+  /// enables gzip/snappy/lz4 only if Produce v0 is inside the advertised range, and no
+  /// client that sees v3+ advertised sends v0-2. FindCoordinator is listed because
+  /// librdkafka 2.0 enables LZ4 only when FindCoordinator v0 is.
+  public static let supportedApis: [(key: ApiKey, versions: ClosedRange<Int16>)] = [
+    (.produce, 0...10),
+    (.fetch, 4...12),
+    (.listOffsets, 1...7),
+    (.metadata, 0...12),
+    (.findCoordinator, 0...4),
+    (.apiVersions, 0...4),
+    (.createTopics, 0...7),
+    (.deleteTopics, 0...6),
+    (.initProducerId, 0...4),
+    (.describeConfigs, 0...4),
+    (.alterConfigs, 0...2),
+    (.createPartitions, 0...3),
+    (.deleteRecords, 0...2),
+    (.incrementalAlterConfigs, 0...1),
+    (.describeCluster, 0...1),
+    // Consumer groups (classic protocol) and committed offsets: Handlers/Groups.swift,
+    // Offsets.swift, GroupAdmin.swift. OffsetCommit v0-1 (v0 ZooKeeper-era, v1 with a
+    // per-partition timestamp) are not implemented; no client listed in CLIENTS.md uses them.
+    (.offsetCommit, 2...9),
+    (.offsetFetch, 1...9),
+    (.joinGroup, 0...9),
+    (.heartbeat, 0...4),
+    (.leaveGroup, 0...5),
+    (.syncGroup, 0...5),
+    (.describeGroups, 0...5),
+    (.listGroups, 0...5),
+    (.deleteGroups, 0...2),
+    (.offsetDelete, 0...0),
+    // Client quotas (client-id and ip entities): Handlers/Quotas.swift.
+    (.describeClientQuotas, 0...1),
+    (.alterClientQuotas, 0...1),
+  ]
+
+  public static func supportedVersions(_ key: ApiKey) -> ClosedRange<Int16>? {
+    supportedApis.first { $0.key == key }?.versions
+  }
+
+  /// Handles one decoded request with every record in memory in the answer (the
+  /// in-process transport and tests); nil means "send no response" (Produce with acks=0).
+  public func handle(_ request: KafkaRequest, context: RequestContext = RequestContext()) async
+    -> KafkaResponseBody?
+  {
+    var plain = context
+    plain.zeroCopy = false
+    return await reply(to: request, context: plain)?.body
+  }
+
+  /// Handles one decoded request for the network layer: with `context.zeroCopy`, fetched
+  /// record data may stay in files (``KafkaReply/records``).
+  public func reply(to request: KafkaRequest, context: RequestContext) async -> KafkaReply? {
+    let version = request.apiVersion
+    switch request.body {
+    case .fetch(let body):
+      var reply = await fetch(body, version: version, context: context)
+      chargeQuota(request, &reply, context: context)
+      return reply
+    case .produce(let body):
+      var reply = KafkaReply(
+        body: await produce(body, version: version, context: context).map { .produce($0) })
+      chargeQuota(request, &reply, context: context)
+      return reply.body == nil && reply.muteMs == 0 ? nil : reply
+    default:
+      return await handleOther(request, context: context).map { KafkaReply(body: $0) }
+    }
+  }
+
+  func handleOther(_ request: KafkaRequest, context: RequestContext) async -> KafkaResponseBody? {
+    let version = request.apiVersion
+    switch request.body {
+    case .apiVersions: return .apiVersions(apiVersions(errorCode: .none))
+    case .metadata(let body): return .metadata(await metadata(body, version: version))
+    case .listOffsets(let body): return .listOffsets(listOffsets(body, version: version))
+    case .findCoordinator(let body): return .findCoordinator(findCoordinator(body, version: version))
+    case .initProducerId(let body): return .initProducerId(await initProducerId(body))
+    case .createTopics(let body): return .createTopics(await createTopics(body, version: version))
+    case .deleteTopics(let body): return .deleteTopics(await deleteTopics(body, version: version))
+    case .createPartitions(let body): return .createPartitions(await createPartitions(body))
+    case .deleteRecords(let body): return .deleteRecords(await deleteRecords(body))
+    case .describeConfigs(let body): return .describeConfigs(describeConfigs(body, version: version))
+    case .alterConfigs(let body): return .alterConfigs(await alterConfigs(body))
+    case .incrementalAlterConfigs(let body):
+      return .incrementalAlterConfigs(await incrementalAlterConfigs(body))
+    case .describeCluster(let body): return .describeCluster(describeCluster(body))
+    case .joinGroup(let body):
+      let (clientId, clientHost) = (request.header.clientId, context.clientHost)
+      return .joinGroup(await joinGroup(body, version: version, clientId: clientId, clientHost: clientHost))
+    case .syncGroup(let body): return .syncGroup(await syncGroup(body, version: version))
+    case .heartbeat(let body): return .heartbeat(heartbeat(body, version: version))
+    case .leaveGroup(let body): return .leaveGroup(leaveGroup(body, version: version))
+    case .offsetCommit(let body): return .offsetCommit(await offsetCommit(body, version: version))
+    case .offsetFetch(let body): return .offsetFetch(offsetFetch(body, version: version))
+    case .offsetDelete(let body): return .offsetDelete(await offsetDelete(body))
+    case .listGroups(let body): return .listGroups(listGroups(body, version: version))
+    case .describeGroups(let body): return .describeGroups(describeGroups(body, version: version))
+    case .deleteGroups(let body): return .deleteGroups(await deleteGroups(body))
+    case .describeClientQuotas(let body): return .describeClientQuotas(describeClientQuotas(body))
+    case .alterClientQuotas(let body): return .alterClientQuotas(await alterClientQuotas(body))
+    default: return nil
+    }
+  }
+
+  /// Charges a Produce or Fetch to its client's byte-rate quota, setting the throttle.
+  func chargeQuota(_ request: KafkaRequest, _ reply: inout KafkaReply, context: RequestContext) {
+    switch request.body {
+    case .produce:
+      let throttle = broker.quotas.record(
+        clientId: request.header.clientId, kind: .produce, bytes: context.requestBytes)
+      guard throttle > 0 else { return }
+      reply.muteMs = throttle
+      if case .produce(var body)? = reply.body {
+        body.throttleTimeMs = max(body.throttleTimeMs, Int32(clamping: throttle))
+        reply.body = .produce(body)
+      }
+    case .fetch:
+      guard case .fetch(var body)? = reply.body else { return }
+      var bytes = reply.records.reduce(0) { $0 + ($1?.count ?? 0) }
+      for topic in body.responses {
+        for partition in topic.partitions { bytes += partition.records?.readableBytes ?? 0 }
+      }
+      let throttle = broker.quotas.record(clientId: request.header.clientId, kind: .fetch, bytes: bytes)
+      guard throttle > 0 else { return }
+      reply.muteMs = throttle
+      body.throttleTimeMs = max(body.throttleTimeMs, Int32(clamping: throttle))
+      reply.body = .fetch(body)
+    default:
+      return
+    }
+  }
+
+  /// The ApiVersions answer; with an error code for a request at an unsupported version
+  /// (which the server answers with a v0 body, as Kafka does).
+  public func apiVersions(errorCode: ErrorCode) -> ApiVersionsResponse {
+    ApiVersionsResponse(
+      errorCode: errorCode.rawValue,
+      apiKeys: Self.supportedApis.map {
+        .init(apiKey: $0.key.rawValue, minVersion: $0.versions.lowerBound, maxVersion: $0.versions.upperBound)
+      })
+  }
+}
