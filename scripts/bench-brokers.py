@@ -185,6 +185,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sluice-bin", default=str(REPO / ".build-release/release/sluice"))
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--baseline-bin", help="a second sluice binary (an older build) run in the same "
+                        "way, after the first; ratios new/baseline are printed")
+    parser.add_argument("--no-peer", action="store_true", help="skip Tansu")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     workloads = [
@@ -210,20 +213,37 @@ def main():
             all_results["sluice"] = run_suite(b, workloads, args.quick, records)
         finally:
             b.stop()
-        port = free_port()
-        print("== tansu (peer, memory storage)", flush=True)
-        tansu = tansu_binary()
-        b = Broker("tansu", [tansu, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-                             "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
-                             "--storage-engine", "memory://tansu/"], port, work)
-        try:
-            all_results["tansu"] = run_suite(b, workloads, args.quick, records)
-        finally:
-            b.stop()
+        if args.baseline_bin:
+            port = free_port()
+            data = os.path.join(work, "baseline-data")
+            print(f"== baseline sluice ({args.baseline_bin})", flush=True)
+            b = Broker("baseline", [args.baseline_bin, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+                       port, work)
+            try:
+                all_results["baseline"] = run_suite(b, workloads, args.quick, records)
+            finally:
+                b.stop()
+        if not args.no_peer:
+            port = free_port()
+            print("== tansu (peer, memory storage)", flush=True)
+            tansu = tansu_binary()
+            b = Broker("tansu", [tansu, "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+                                 "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
+                                 "--storage-engine", "memory://tansu/"], port, work)
+            try:
+                all_results["tansu"] = run_suite(b, workloads, args.quick, records)
+            finally:
+                b.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    s, t = all_results.get("sluice", {}), all_results.get("tansu", {})
-    print("== sluice / tansu")
+    s = all_results.get("sluice", {})
+    for other in ("baseline", "tansu"):
+        if other in all_results:
+            print_ratios(s, all_results[other], other)
+
+
+def print_ratios(s: dict, t: dict, other: str) -> None:
+    print(f"== sluice / {other}")
     for key in s:
         if isinstance(s[key], dict) and key in t:
             parts = []

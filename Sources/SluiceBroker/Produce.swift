@@ -75,25 +75,10 @@ extension Broker {
   /// partition it writes is over its high-water mark.
   public func produce(
     _ writes: [PartitionRecords], options: ProduceOptions, context: CallContext = CallContext()
-  )
-    async -> ProduceResult
-  {
+  ) async -> ProduceResult {
     // backpressure: hold the request (before anything is appended) while a partition it
     // writes is over its high-water mark.
-    var claims: [BackpressureClaim] = []
-    var claimOf: [ObjectIdentifier: Int] = [:]  // a partition named twice is one claim
-    for write in writes {
-      guard let topic = self.topic(write.topic), topic.config.overflow.policy == .backpressure,
-        let partition = topic.partition(write.partition), let records = write.records
-      else { continue }
-      let incoming = Int64(records.readableBytes)
-      if let index = claimOf[ObjectIdentifier(partition)] {
-        claims[index].incoming += incoming
-      } else {
-        claimOf[ObjectIdentifier(partition)] = claims.count
-        claims.append(BackpressureClaim(topic: topic, partition: partition, incoming: incoming))
-      }
-    }
+    let claims = backpressureClaims(writes)
     var backpressure = BackpressureOutcome()
     if !claims.isEmpty {
       backpressure = await awaitBackpressure(claims, acks: options.acks, context: context)
@@ -107,46 +92,21 @@ extension Broker {
         results.append(.failed(.unknownPartition(write.topic, write.partition)))
         continue
       }
-      let config = topic.config
-      if options.acks == .all && config.minInsyncReplicas > 1 {
+      if let refusal = refusal(topic, partition, acks: options.acks, timedOut: timedOut) {
+        results.append(.failed(refusal))
+        continue
+      }
+      switch await append(write.records, to: partition, of: topic, options: options, context: context) {
+      case .failed(let error):
+        results.append(.failed(error))
+      case .duplicate(let firstOffset):
+        results.append(.duplicate(firstOffset: firstOffset, logStartOffset: partition.logStartOffset))
+      case .appended(let append):
+        pending.append((results.count, partition, append))
         results.append(
-          .failed(
-            BrokerError(
-              .notEnoughReplicas,
-              "The size of the current ISR 1 is insufficient to satisfy the min.isr requirement of "
-                + "\(config.minInsyncReplicas) for partition \(topic.name)-\(write.partition) (a single broker "
-                + "holds one replica)")))
-      } else if timedOut.contains(ObjectIdentifier(partition)) {
-        results.append(
-          .failed(
-            BrokerError(
-              .requestTimedOut,
-              "Backlog of \(topic.name)-\(write.partition) stayed above sluice.overflow.max.bytes for "
-                + "sluice.overflow.max.wait.ms (policy backpressure); nothing was appended, retry")))
-      } else {
-        let preparation = BatchPreparation(
-          topic: config, broker: self.config, now: clock.now(), allowZstd: options.allowZstd)
-        switch await preparation.prepare(write.records, eventLoop: context.eventLoop) {
-        case .failure(let refusal):
-          results.append(.failed(refusal))
-        case .success(let prepared):
-          let outcome = partition.append(prepared, now: clock.now()) { incoming in
-            self.rejectsForOverflow(partition, config.overflow, incoming: incoming)
-          }
-          switch outcome {
-          case .failed(let error):
-            results.append(.failed(error))
-          case .duplicate(let firstOffset):
-            results.append(.duplicate(firstOffset: firstOffset, logStartOffset: partition.logStartOffset))
-          case .appended(let append):
-            dropOldest(partition, config.overflow)
-            pending.append((results.count, partition, append))
-            results.append(
-              .appended(
-                firstOffset: append.result.firstOffset, logAppendTime: append.result.logAppendTime,
-                logStartOffset: append.result.logStartOffset))
-          }
-        }
+          .appended(
+            firstOffset: append.result.firstOffset, logAppendTime: append.result.logAppendTime,
+            logStartOffset: append.result.logStartOffset))
       }
     }
     // Appended (or refused): the backlog now counts these bytes itself.
@@ -161,6 +121,70 @@ extension Broker {
       }
     }
     return ProduceResult(results: results, heldMs: backpressure.heldMs)
+  }
+
+  /// One claim per partition of a `backpressure` topic the writes go to, with its bytes.
+  func backpressureClaims(_ writes: [PartitionRecords]) -> [BackpressureClaim] {
+    var claims: [BackpressureClaim] = []
+    var claimOf: [ObjectIdentifier: Int] = [:]  // a partition named twice is one claim
+    for write in writes {
+      guard let topic = self.topic(write.topic), topic.config.overflow.policy == .backpressure,
+        let partition = topic.partition(write.partition), let records = write.records
+      else { continue }
+      let incoming = Int64(records.readableBytes)
+      if let index = claimOf[ObjectIdentifier(partition)] {
+        claims[index].incoming += incoming
+      } else {
+        claimOf[ObjectIdentifier(partition)] = claims.count
+        claims.append(BackpressureClaim(topic: topic, partition: partition, incoming: incoming))
+      }
+    }
+    return claims
+  }
+
+  /// Why a write to `partition` is refused before its records are looked at, or nil.
+  func refusal(_ topic: Topic, _ partition: Partition, acks: Acks, timedOut: Set<ObjectIdentifier>)
+    -> BrokerError?
+  {
+    let config = topic.config
+    if acks == .all && config.minInsyncReplicas > 1 {
+      return BrokerError(
+        .notEnoughReplicas,
+        "The size of the current ISR 1 is insufficient to satisfy the min.isr requirement of "
+          + "\(config.minInsyncReplicas) for partition \(topic.name)-\(partition.index) (a single broker "
+          + "holds one replica)")
+    }
+    if timedOut.contains(ObjectIdentifier(partition)) {
+      return BrokerError(
+        .requestTimedOut,
+        "Backlog of \(topic.name)-\(partition.index) stayed above sluice.overflow.max.bytes for "
+          + "sluice.overflow.max.wait.ms (policy backpressure); nothing was appended, retry")
+    }
+    return nil
+  }
+
+  /// Prepares and appends one partition's records (page cache); `drop-oldest` trims after.
+  func append(
+    _ records: ByteBuffer?, to partition: Partition, of topic: Topic, options: ProduceOptions,
+    context: CallContext
+  ) async -> Partition.AppendOutcome {
+    let config = topic.config
+    let preparation = BatchPreparation(
+      topic: config, broker: self.config, now: clock.now(), allowZstd: options.allowZstd)
+    switch await preparation.prepare(records, eventLoop: context.eventLoop) {
+    case .failure(let refusal):
+      return .failed(refusal)
+    case .success(let prepared):
+      let outcome = partition.append(prepared, now: clock.now()) { incoming in
+        self.rejectsForOverflow(partition, config.overflow, incoming: incoming)
+      }
+      if case .appended = outcome, config.overflow.policy == .dropOldest {
+        // Trimming deletes whole segment files: on the admin thread, not the event loop.
+        let overflow = config.overflow
+        await topics.offLoop { () -> Void in self.dropOldest(partition, overflow) }
+      }
+      return outcome
+    }
   }
 }
 

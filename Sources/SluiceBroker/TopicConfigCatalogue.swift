@@ -108,7 +108,8 @@ extension TopicConfigEntry {
   private static let noTieredStorage =
     "tiered storage, which Sluice does not have (only \"false\" is accepted)"
 
-  /// The catalogue, in name order (DescribeConfigs lists it so).
+  /// The catalogue, in name order (DescribeConfigs lists it so). A data table, one entry per
+  /// config: long, not complex.
   static let all: [TopicConfigEntry] = [
     TopicConfigEntry(
       name: "cleanup.policy", brokerName: "log.cleanup.policy",

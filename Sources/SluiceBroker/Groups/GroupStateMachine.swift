@@ -20,6 +20,10 @@ package import NIOCore
 /// delivers the assignments, relayed untouched). Any membership change goes back to
 /// PreparingRebalance; the last member leaving leads to Empty; Dead is terminal (deleted or
 /// unloaded).
+///
+/// One file, longer than the project's ~600 lines, on purpose: the membership state is
+/// private to this type (so that no event can leave it inconsistent), and Swift keeps
+/// `private` to a file; the events read best beside each other.
 package struct GroupStateMachine: Sendable {
   package enum State: String, Sendable, CaseIterable {
     case empty = "Empty"
