@@ -12,8 +12,8 @@ extension FileLog {
   }
 
   public func appendBuffered(_ batches: ByteBuffer, now: Int64) throws(StorageError) -> PendingAppend {
-    let (result, mustWait, flushJob) = try appendToPageCache(batches, now: now)
-    if let flushJob { startFlush(flushJob) }
+    let (result, mustWait, flushAction) = try appendToPageCache(batches, now: now)
+    perform(flushAction)
     return PendingAppend(result: result, mustFlush: mustWait)
   }
 
@@ -60,43 +60,59 @@ extension FileLog {
   }
 
   /// Writes the batches at the end of the log (no fsync). Returns the assigned offsets,
-  /// whether the caller must wait for a flush, and a flush to start (outside the lock).
+  /// whether the caller must wait for a flush, and what the flush state machine wants done
+  /// (outside the lock).
   func appendToPageCache(_ input: ByteBuffer, now: Int64) throws(StorageError) -> (
-    AppendResult, Bool, FlushJob?
+    AppendResult, Bool, Flush.Action
   ) {
     let batches = try Self.split(input)
-    return try state.withLock {
-      (state: inout State) throws(StorageError) -> (AppendResult, Bool, FlushJob?) in
-      if let failure = state.failure { throw failure }
-      if state.closed { throw StorageError(.closed, "\(directory) is closed") }
-      let config = state.config
-      try rollIfDue(&state, incomingBytes: input.readableBytes, now: now)
-      var bytes = input
-      let firstOffset = state.logEndOffset
-      let (next, baseOffsets) = Self.assignOffsets(
-        &bytes, batches, from: firstOffset, logAppendTime: config.logAppendTime ? now : nil)
-      let active = state.segments.count - 1
-      let position = state.segments[active].size
-      try writeOrUndo(
-        bytes, batches: batches, baseOffsets: baseOffsets, segment: active, at: position, &state)
-      // In place: a copy of the segment would share its index arrays with the one in
-      // `state`, and appending an entry would copy them all (quadratic).
-      Self.account(
-        &state.segments[active], bytes: bytes, batches: batches, writtenAt: position,
-        firstOffset: firstOffset,
-        logAppendTime: config.logAppendTime ? now : nil, interval: config.indexIntervalBytes, now: now)
-      state.segments[active].nextOffset = next
-      state.logEndOffset = next
-      state.unflushedMessages += batches.reduce(0) { $0 + $1.records }
-      if state.oldestUnflushedMs == nil { state.oldestUnflushedMs = now }
-
-      let result = AppendResult(
-        firstOffset: firstOffset, lastOffset: next - 1, logAppendTime: config.logAppendTime ? now : -1,
-        logStartOffset: state.logStartOffset)
-      let mustFlush = state.unflushedMessages >= config.flushMessages
-      let job = mustFlush ? prepareFlush(&state) : nil
-      return (result, mustFlush, job)
+    var offline = Flush.Action.none
+    let outcome = state.withLock { state in
+      Result { () throws(StorageError) in
+        try append(batches, of: input, now: now, &state, wentOffline: &offline)
+      }
     }
+    perform(offline)
+    return try outcome.get()
+  }
+
+  /// Under the lock: rolls if due, assigns offsets, writes, accounts. A write failure that
+  /// takes the log offline leaves in `wentOffline` the waiters to fail.
+  func append(
+    _ batches: [IncomingBatch], of input: ByteBuffer, now: Int64, _ state: inout State,
+    wentOffline: inout Flush.Action
+  ) throws(StorageError) -> (AppendResult, Bool, Flush.Action) {
+    if let failure = state.flush.failure { throw failure }
+    if state.flush.isClosed { throw StorageError(.closed, "\(directory) is closed") }
+    let config = state.config
+    try rollIfDue(&state, incomingBytes: input.readableBytes, now: now)
+    var bytes = input
+    let firstOffset = state.logEndOffset
+    let (next, baseOffsets) = Self.assignOffsets(
+      &bytes, batches, from: firstOffset, logAppendTime: config.logAppendTime ? now : nil)
+    let active = state.segments.count - 1
+    let position = state.segments[active].size
+    if let undoFailed = try writeOrUndo(
+      bytes, batches: batches, baseOffsets: baseOffsets, segment: active, at: position, &state)
+    {
+      wentOffline = state.flush.writeFailed(undoFailed.offline)
+      throw undoFailed.write
+    }
+    // In place: a copy of the segment would share its index arrays with the one in
+    // `state`, and appending an entry would copy them all (quadratic).
+    Self.account(
+      &state.segments[active], bytes: bytes, batches: batches, writtenAt: position,
+      firstOffset: firstOffset,
+      logAppendTime: config.logAppendTime ? now : nil, interval: config.indexIntervalBytes, now: now)
+    state.segments[active].nextOffset = next
+    state.logEndOffset = next
+    let (mustWait, action) = state.flush.appendWritten(
+      to: state.segments[active].file, records: batches.reduce(0) { $0 + $1.records }, logEnd: next,
+      now: now, flushMessages: config.flushMessages)
+    let result = AppendResult(
+      firstOffset: firstOffset, lastOffset: next - 1, logAppendTime: config.logAppendTime ? now : -1,
+      logStartOffset: state.logStartOffset)
+    return (result, mustWait, action)
   }
 
   /// Rolls the active segment before an append of `incomingBytes` if it is full or old.
@@ -146,26 +162,31 @@ extension FileLog {
   }
 
   /// Writes the batches at `position` of a segment. A write that fails part-way (ENOSPC) is
-  /// taken back so the file ends on a batch boundary again; if even that fails, the log's
-  /// contents are unknown and it goes offline.
+  /// taken back so the file ends on a batch boundary again, and its error thrown. If even
+  /// that fails, the log's contents are unknown: returns the write's error and the error
+  /// that takes the log offline.
   func writeOrUndo(
     _ bytes: ByteBuffer, batches: [IncomingBatch], baseOffsets: [Int64], segment: Int, at position: Int,
     _ state: inout State
-  ) throws(StorageError) {
+  ) throws(StorageError) -> (write: StorageError, offline: StorageError)? {
     let file = state.segments[segment].file
     do throws(StorageError) {
-      if baseOffsets.isEmpty {
+      if baseOffsets.isEmpty {  // LogAppendTime: the batches were rewritten whole
         try file.write(bytes, at: position)
       } else {
         try Self.write(
           bytes, batchStarts: batches.map(\.start), baseOffsets: baseOffsets, to: file, at: position)
       }
+      return nil
     } catch {
       do {
         try file.truncate(to: position)
       } catch let truncateError {
-        state.failure = StorageError(
-          .offline, "\(directory): write failed (\(error)) and could not be undone (\(truncateError))")
+        return (
+          error,
+          StorageError(
+            .offline, "\(directory): write failed (\(error)) and could not be undone (\(truncateError))")
+        )
       }
       throw error
     }
@@ -214,7 +235,6 @@ extension FileLog {
     }
     segment.size = position + bytes.readableBytes
     segment.lastAppendMs = max(segment.lastAppendMs, now)
-    segment.needsSync = true
   }
 
   /// Seals the active segment and starts a new one at the log end. The sealed segment is
@@ -231,7 +251,6 @@ extension FileLog {
     segment.lastAppendMs = now
     segment.rollJitterMs = Segment.rollJitter(state.config)
     state.segments.append(segment)
-    state.directoryNeedsSync = true
-    state.checkpointNeeded = true
+    state.flush.segmentRolled()
   }
 }

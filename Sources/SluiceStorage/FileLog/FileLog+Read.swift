@@ -13,8 +13,8 @@ extension FileLog {
 
   func snapshot() throws(StorageError) -> Snapshot {
     try state.withLock { (state: inout State) throws(StorageError) -> Snapshot in
-      if let failure = state.failure { throw failure }
-      if state.closed { throw StorageError(.closed, "\(directory) is closed") }
+      if let failure = state.flush.failure { throw failure }
+      if state.flush.isClosed { throw StorageError(.closed, "\(directory) is closed") }
       return Snapshot(
         segments: state.segments, logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset)
     }

@@ -40,22 +40,21 @@ extension FileLog {
       try FileSystem.remove(directory + "/" + cleanShutdownFile)
       try FileSystem.syncDirectory(directory)
     }
-    var state = State(
-      config: config, segments: segments, logStartOffset: logStart, logEndOffset: logEnd,
-      durableOffset: min(inventory.recoveryPoint, logEnd), recoveryPoint: min(inventory.recoveryPoint, logEnd)
-    )
-    state.failure = recovered.damage
+    var recoveryPoint = min(inventory.recoveryPoint, logEnd)
     if recovered.damage == nil {
       // Make the recovered state the recovery point (after an unclean stop, sync what
       // recovery kept, which may have been only in the page cache of a living kernel).
       if !inventory.clean {
         for segment in segments { try segment.file.sync() }
       }
-      state.durableOffset = logEnd
-      state.recoveryPoint = logEnd
+      recoveryPoint = logEnd
       try writeNumber(directory + "/" + recoveryPointFile, logEnd)
     }
-    return state
+    return State(
+      config: config, segments: segments, logStartOffset: logStart, logEndOffset: logEnd,
+      flush: Flush(
+        logEnd: logEnd, durableOffset: recoveryPoint, recoveryPoint: recoveryPoint, failure: recovered.damage)
+    )
   }
 
   /// Lists the directory (removing leftovers of interrupted atomic writes, which are never

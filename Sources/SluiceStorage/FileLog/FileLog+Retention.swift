@@ -3,14 +3,14 @@
 extension FileLog {
   public func deleteRecords(before offset: Int64) throws(StorageError) -> Int64 {
     let newStart: Int64 = try state.withLock { (state: inout State) throws(StorageError) -> Int64 in
-      if let failure = state.failure { throw failure }
+      if let failure = state.flush.failure { throw failure }
       guard offset <= state.logEndOffset else {
         throw StorageError(.offsetOutOfRange, "offset \(offset) is past the log end \(state.logEndOffset)")
       }
       guard offset > state.logStartOffset else { return state.logStartOffset }
       try persistLogStart(offset)
       state.logStartOffset = offset
-      if let pending = state.unwrittenLogStart, pending <= offset { state.unwrittenLogStart = nil }
+      state.flush.logStartWritten(offset)
       try deleteSegments(&state) { segment, _ in segment.nextOffset <= offset }
       return state.logStartOffset
     }
@@ -37,8 +37,8 @@ extension FileLog {
   @discardableResult
   public func trim(toBytes maxBytes: Int64) throws(StorageError) -> TrimResult {
     try state.withLock { (state: inout State) throws(StorageError) -> TrimResult in
-      if let failure = state.failure { throw failure }
-      if state.closed { throw StorageError(.closed, "\(directory) is closed") }
+      if let failure = state.flush.failure { throw failure }
+      if state.flush.isClosed { throw StorageError(.closed, "\(directory) is closed") }
       let oldStart = state.logStartOffset
       guard oldStart < state.logEndOffset else { return TrimResult() }
       guard var (segmentIndex, position) = try exactStart(of: oldStart, state) else { return TrimResult() }
@@ -77,12 +77,11 @@ extension FileLog {
       }
       // Never past what consumers may read: for fsync-every-append logs the high watermark
       // is the durable end.
-      if state.config.flushesEveryAppend { newStart = min(newStart, state.durableOffset) }
+      if state.config.flushesEveryAppend { newStart = min(newStart, state.flush.durableOffset) }
       guard newStart > oldStart else { return TrimResult() }
       let kept = try exactBytes(from: newStart, state)
       state.logStartOffset = newStart
-      state.unwrittenLogStart = newStart
-      state.checkpointNeeded = true
+      state.flush.logStartMoved(to: newStart)
       try deleteSegments(&state) { segment, _ in segment.nextOffset <= newStart }
       return TrimResult(records: newStart - oldStart, bytes: total - kept)
     }
@@ -130,13 +129,13 @@ extension FileLog {
   @discardableResult
   public func enforceRetention(now: Int64) throws(StorageError) -> Int {
     try state.withLock { (state: inout State) throws(StorageError) -> Int in
-      if let failure = state.failure { throw failure }
+      if let failure = state.flush.failure { throw failure }
       let config = state.config
       guard config.retentionApplies else { return 0 }
       var deleted = 0
       // Only what consumers may have read goes: for fsync-every-append logs the high
       // watermark is the durable end (Kafka deletes only below the high watermark too).
-      let readable = config.flushesEveryAppend ? state.durableOffset : state.logEndOffset
+      let readable = config.flushesEveryAppend ? state.flush.durableOffset : state.logEndOffset
       if config.retentionMs >= 0 {
         let active = state.segments[state.segments.count - 1]
         if active.expired(now: now, retentionMs: config.retentionMs) && active.nextOffset <= readable {
@@ -165,13 +164,15 @@ extension FileLog {
     -> Int
   {
     var bytes = 0
+    var deleted: [SegmentFile] = []
+    defer { state.flush.segmentsDeleted(deleted) }
     while state.segments.count > 1, shouldDelete(state.segments[0], 0) {
       let segment = state.segments.removeFirst()
+      deleted.append(segment.file)
       try Segment.removeFiles(directory: directory, baseOffset: segment.baseOffset)
       bytes += segment.size
       state.logStartOffset = max(state.logStartOffset, state.segments[0].baseOffset)
     }
-    if bytes > 0 { state.directoryNeedsSync = true }
     return bytes
   }
 }

@@ -12,6 +12,10 @@ import Synchronization
 /// A partition log on local disk, in Kafka's layout: a directory of segments named by
 /// base offset, each with a sparse offset index and time index.
 ///
+/// The type is spread over files by concern: ``Segment`` (one segment and its files),
+/// `FileLog+Recovery` (opening), `FileLog+Append`, `FileLog+Flush` (the I/O half of
+/// ``FlushStateMachine``), `FileLog+Read`, `FileLog+Retention`.
+///
 /// Concurrency: all mutable state sits in one `Mutex`. Appends write to the page cache
 /// while holding it (a `pwrite`, which the architecture allows on an event loop); fsync runs
 /// on a thread pool and never under the lock. Reads take the lock only to snapshot the
@@ -21,7 +25,7 @@ import Synchronization
 /// are group commits: while one fsync runs, later appends queue, and the next fsync covers
 /// all of them. A failed fsync takes the log offline (the kernel may have dropped the
 /// dirty pages, so retrying could report lost data as durable); every waiting and later
-/// append fails.
+/// append fails. ``FlushStateMachine`` holds these rules.
 ///
 /// Crash safety: a clean close leaves a marker; without it, the next open re-reads every
 /// segment, verifying each batch's CRC and rebuilding the indexes. Corruption at or past
@@ -29,30 +33,14 @@ import Synchronization
 /// away with everything after it. Corruption below the recovery point is damage to data
 /// that was durable: the log opens offline with an error naming the file and position.
 public final class FileLog: PartitionLog {
-  struct Waiter {
-    var offset: Int64
-    var continuation: CheckedContinuation<Result<Void, StorageError>, Never>
-  }
-
   struct State {
     var config: LogConfig
     var segments: [Segment]
     var logStartOffset: Int64
     var logEndOffset: Int64
-    var durableOffset: Int64
-    var recoveryPoint: Int64
-    var unflushedMessages: Int64 = 0
-    var oldestUnflushedMs: Int64?
-    var flushing = false
-    var directoryNeedsSync = false
-    var checkpointNeeded = false
-    /// A log start moved by ``trim(toBytes:)``, to be written by the next flush.
-    var unwrittenLogStart: Int64?
-    var waiters: [Waiter] = []
-    var failure: StorageError?
-    var closed = false
-    /// Flush rounds run (each one fsync per dirty file): lets tests observe group commit.
-    var flushCount = 0
+    /// Flush scheduling, group commit and the log's lifecycle (open, closing, closed,
+    /// offline).
+    var flush: Flush
   }
 
   public let directory: String
@@ -88,15 +76,15 @@ public final class FileLog: PartitionLog {
 
   public var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
   public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
-  public var durableEndOffset: Int64 { state.withLock { $0.durableOffset } }
+  public var durableEndOffset: Int64 { state.withLock { $0.flush.durableOffset } }
 
-  public var failure: StorageError? { state.withLock { $0.failure } }
+  public var failure: StorageError? { state.withLock { $0.flush.failure } }
 
   /// How many flush rounds (group commits) have run.
-  package var flushCount: Int { state.withLock { $0.flushCount } }
+  package var flushCount: Int { state.withLock { $0.flush.completedRounds } }
 
   /// The error that took the log offline, if any.
-  public var offlineError: StorageError? { state.withLock { $0.failure } }
+  public var offlineError: StorageError? { state.withLock { $0.flush.failure } }
 
   static func readNumber(_ path: String) throws(StorageError) -> Int64? {
     guard let bytes = try FileSystem.readAll(path) else { return nil }
@@ -115,43 +103,42 @@ public final class FileLog: PartitionLog {
   // MARK: Closing
 
   public func close() throws(StorageError) {
-    let first = state.withLock { state in
-      defer { state.closed = true }
-      return !state.closed
+    switch state.withLock({ $0.flush.closeRequested() }) {
+    case .none: return
+    case .fail(let error): throw error
+    case .syncEverything: break
     }
-    guard first else { return }
-    // No append or flush starts from here on; let a running flush finish (it may be writing
+    // No append or round starts from here on; let a running round finish (it may be writing
     // the recovery point, which close writes too).
-    while state.withLock({ $0.flushing }) { usleep(1000) }
-    let (segments, failure) = state.withLock { ($0.segments, $0.failure) }
+    while state.withLock({ $0.flush.isFlushRunning }) { usleep(1000) }
+    let (segments, logStart, failure) = state.withLock {
+      ($0.segments, $0.flush.pending.logStart, $0.flush.failure)
+    }
     if let failure { throw failure }
-    var result: Result<Void, StorageError> = .success(())
+    let error = syncForClose(segments, logStart: logStart)
+    perform(state.withLock { $0.flush.closeCompleted(error) })
+    if let error { throw error }
+  }
+
+  /// Syncs every segment and index, records the recovery point and the log start, and
+  /// leaves the clean-shutdown marker. Returns the error that stopped it, if any.
+  func syncForClose(_ segments: [Segment], logStart: Int64?) -> StorageError? {
     do throws(StorageError) {
       for var segment in segments {
         try segment.file.sync()
         try segment.index.sync()
       }
-      let end = segments.last!.nextOffset
-      try Self.writeNumber(directory + "/" + Self.recoveryPointFile, end)
-      if let start = state.withLock({ $0.unwrittenLogStart }) { try persistLogStart(start) }
+      try Self.writeNumber(directory + "/" + Self.recoveryPointFile, segments.last!.nextOffset)
+      if let logStart { try persistLogStart(logStart) }
       try FileSystem.writeAtomically(directory + "/" + Self.cleanShutdownFile, [])
+      return nil
     } catch {
-      result = .failure(
-        StorageError(.offline, "\(directory): close failed (\(error.message))", errno: error.errno))
+      return StorageError(.offline, "\(directory): close failed (\(error.message))", errno: error.errno)
     }
-    // Appends still waiting for a flush are durable now (or never will be).
-    let waiters: [Waiter] = state.withLock { state in
-      if case .success = result { state.durableOffset = state.logEndOffset }
-      if case .failure(let error) = result { state.failure = error }
-      defer { state.waiters.removeAll() }
-      return state.waiters
-    }
-    for waiter in waiters { waiter.continuation.resume(returning: result) }
-    try result.get()
   }
 
   public func delete() throws(StorageError) {
-    state.withLock { $0.closed = true }
+    perform(state.withLock { $0.flush.deleted() })
     try FileSystem.removeTree(directory)
   }
 }

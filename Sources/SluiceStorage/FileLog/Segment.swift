@@ -25,8 +25,6 @@ struct Segment {
   /// How much earlier than `segment.ms` this segment rolls (`segment.jitter.ms`).
   var rollJitterMs: Int64 = 0
   var bytesSinceIndexEntry = 0
-  /// Written since its last fsync.
-  var needsSync = false
 
   var isEmpty: Bool { size == 0 }
 
