@@ -187,7 +187,8 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
   }
 
   /// Random bit flips in a sealed segment below the recovery point: that data was durable,
-  /// so the log opens offline naming the file, and nothing at all is truncated.
+  /// so the log opens offline naming the file, and nothing at all is truncated. The batches
+  /// before the damaged one stay readable.
   @Test func bitFlipsBelowTheRecoveryPointTakeTheLogOffline() async throws {
     try await withTemporaryDirectory { dir in
       let size = makeBatch(batchValues(0)).readableBytes
@@ -223,7 +224,14 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
           #expect(fileSize(work + "/" + name) == size, "\(label): \(name) changed")
         }
         await expectStorageErrorAsync(.offline) { try await log.append(makeBatch(["x"]), now: 0) }
-        expectStorageError(.offline) { try log.read(from: 0, maxBytes: 100, upTo: nil, minOneBatch: true) }
+        // The intact batches before the damaged one are served read-only; nothing from it on.
+        let damagedBatch = layout.firstIndex { $0.position == batch.position }!
+        #expect(log.readOnlyEnd == Int64(3 * damagedBatch), "\(label)")
+        if damagedBatch == 0 {
+          expectStorageError(.offline) { try log.read(from: 0, maxBytes: 100, upTo: nil, minOneBatch: true) }
+        } else {
+          #expect(try readAll(log) == expected((0..<damagedBatch).map(batchValues)), "\(label)")
+        }
         expectStorageError(.offline) { try log.close() }
         for (name, size) in sizes {
           #expect(fileSize(work + "/" + name) == size, "\(label): \(name) changed")

@@ -9,14 +9,27 @@ extension FileLog {
     var segments: [Segment]
     var logStartOffset: Int64
     var logEndOffset: Int64
+    /// Set when the log serves its intact prefix read-only (``FileLog/readOnlyEnd``): the
+    /// damage, for the error a read past it gets.
+    var damage: StorageError?
+
+    /// The segment holding `offset`: the last with base ≤ offset, moving on if it ends first.
+    func segment(holding offset: Int64) -> Segment? {
+      guard var index = segments.lastIndex(where: { $0.baseOffset <= offset }) else { return nil }
+      while index < segments.count && segments[index].nextOffset <= offset { index += 1 }
+      return index < segments.count ? segments[index] : nil
+    }
   }
 
+  /// The segment list and bounds, taken under the lock. An offline log has none to give —
+  /// unless it serves its intact prefix read-only.
   func snapshot() throws(StorageError) -> Snapshot {
     try state.withLock { (state: inout State) throws(StorageError) -> Snapshot in
-      if let failure = state.flush.failure { throw failure }
-      if state.flush.isClosed { throw StorageError(.closed, "\(directory) is closed") }
+      if state.flush.isClosed { throw state.flush.failure ?? StorageError(.closed, "\(directory) is closed") }
+      if let failure = state.flush.failure, state.readOnlyEnd == nil { throw failure }
       return Snapshot(
-        segments: state.segments, logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset)
+        segments: state.segments, logStartOffset: state.logStartOffset, logEndOffset: state.logEndOffset,
+        damage: state.readOnlyEnd == nil ? nil : state.flush.failure)
     }
   }
 
@@ -26,61 +39,26 @@ extension FileLog {
     let snap = try snapshot()
     var result = LogReadResult(
       chunks: [], logStartOffset: snap.logStartOffset, logEndOffset: snap.logEndOffset)
+    if let damage = snap.damage, offset >= snap.logEndOffset {
+      throw StorageError(
+        .offline,
+        "offset \(offset) is not readable: only [\(snap.logStartOffset), \(snap.logEndOffset)) is served "
+          + "(read-only) before damage to the log: \(damage.message)")
+    }
     guard offset >= snap.logStartOffset, offset <= snap.logEndOffset else {
       throw StorageError(
         .offsetOutOfRange, "offset \(offset) is outside [\(snap.logStartOffset), \(snap.logEndOffset)]")
     }
     let bound = min(upTo ?? snap.logEndOffset, snap.logEndOffset)
-    guard offset < bound else { return result }
-    // The segment holding `offset`: the last with base ≤ offset, moving on if it ends first.
-    guard var segmentIndex = snap.segments.lastIndex(where: { $0.baseOffset <= offset }) else {
-      return result
-    }
-    while segmentIndex < snap.segments.count && snap.segments[segmentIndex].nextOffset <= offset {
-      segmentIndex += 1
-    }
-    guard segmentIndex < snap.segments.count else { return result }
-    let segment = snap.segments[segmentIndex]
-
+    guard offset < bound, let segment = snap.segment(holding: offset) else { return result }
     var scanner = BatchScanner(
       file: segment.file, from: segment.index.floorPosition(for: offset), end: segment.size, verifyCRC: false,
       windowSize: 16384)
-    var start: BatchInfo?
-    while start == nil {
-      switch try scanner.next() {
-      case .batch(let info) where info.lastOffset >= offset: start = info
-      case .batch: continue
-      case .end: return result
-      case .corrupt(let position, let reason):
-        throw StorageError(.offline, "\(segment.file.path): corrupt batch at position \(position): \(reason)")
-      }
+    guard let first = try Self.batch(holding: offset, in: segment, &scanner), first.baseOffset < bound else {
+      return result
     }
-    guard let first = start, first.baseOffset < bound else { return result }
-    let limit = first.position + maxBytes
-    var end = first.position
-    if first.size <= maxBytes || minOneBatch { end = first.position + first.size }
-    if end > first.position {
-      // Jump ahead via the index to a batch boundary near the limit, then scan to it.
-      var from = end
-      if let boundary = segment.index.floorBoundary(atOrBefore: limit), boundary > end,
-        let entry = segment.index.offsets.last(where: { Int($0.position) == boundary }),
-        segment.baseOffset + Int64(entry.relativeOffset) < bound
-      {
-        from = boundary
-        end = boundary
-      }
-      var tail = BatchScanner(
-        file: segment.file, from: from, end: segment.size, verifyCRC: false, windowSize: 16384)
-      scan: while true {
-        switch try tail.next() {
-        case .batch(let info):
-          guard info.position + info.size <= limit, info.baseOffset < bound else { break scan }
-          end = info.position + info.size
-        case .end, .corrupt:
-          break scan
-        }
-      }
-    }
+    let end = try Self.readEnd(
+      from: first, in: segment, maxBytes: maxBytes, bound: bound, minOneBatch: minOneBatch)
     if let bytes = scanner.bytesInWindow(at: first.position, length: end - first.position) {
       // Already read while looking for the first batch (a tailing reader's usual case).
       result.chunks = [.bytes(bytes)]
@@ -88,6 +66,49 @@ extension FileLog {
       result.chunks = [.file(segment.file, position: first.position, length: end - first.position)]
     }
     return result
+  }
+
+  /// Scans to the batch holding `offset`; nil if the segment ends first.
+  static func batch(holding offset: Int64, in segment: Segment, _ scanner: inout BatchScanner)
+    throws(StorageError) -> BatchInfo?
+  {
+    while true {
+      switch try scanner.next() {
+      case .batch(let info) where info.lastOffset >= offset: return info
+      case .batch: continue
+      case .end: return nil
+      case .corrupt(let position, let reason):
+        throw StorageError(.offline, "\(segment.file.path): corrupt batch at position \(position): \(reason)")
+      }
+    }
+  }
+
+  /// Where a read starting with `first` ends: whole batches up to `maxBytes` (the first one
+  /// whole, if asked, whatever its size: KIP-74), none at or past `bound`.
+  static func readEnd(
+    from first: BatchInfo, in segment: Segment, maxBytes: Int, bound: Int64, minOneBatch: Bool
+  )
+    throws(StorageError) -> Int
+  {
+    guard first.size <= maxBytes || minOneBatch else { return first.position }
+    let limit = first.position + maxBytes
+    var end = first.position + first.size
+    // Jump ahead via the index to a batch boundary near the limit, then scan to it.
+    var from = end
+    if let boundary = segment.index.floorBoundary(atOrBefore: limit), boundary > end,
+      let entry = segment.index.offsets.last(where: { Int($0.position) == boundary }),
+      segment.baseOffset + Int64(entry.relativeOffset) < bound
+    {
+      from = boundary
+      end = boundary
+    }
+    var tail = BatchScanner(
+      file: segment.file, from: from, end: segment.size, verifyCRC: false, windowSize: 16384)
+    while case .batch(let info) = try tail.next(), info.position + info.size <= limit, info.baseOffset < bound
+    {
+      end = info.position + info.size
+    }
+    return end
   }
 
   public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)?

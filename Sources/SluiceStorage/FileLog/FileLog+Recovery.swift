@@ -6,7 +6,9 @@
 /// header and CRC are verified, offsets must be dense, and the indexes are rebuilt. Damage at
 /// or past the recovery point (the last offset known flushed) is a torn tail: truncated away
 /// with everything after it. Damage below it is damage to data that was durable: nothing is
-/// truncated, and the log opens offline.
+/// truncated, and the log opens offline for appends while serving the intact records before
+/// the damage read-only (``FileLog/readOnlyEnd``), until an operator repairs it
+/// (``FileLog/repair(directory:)``).
 extension FileLog {
   /// What recovery reads before deciding anything: the segments on disk and the log's small
   /// metadata files.
@@ -21,8 +23,15 @@ extension FileLog {
   /// The segments recovery keeps, and the damage that stopped it early, if any.
   struct RecoveredSegments {
     var segments: [Segment] = []
-    /// Damage below the recovery point: the log opens offline with this error.
+    /// Damage below the recovery point: the log opens offline with this error, serving the
+    /// segments kept (which end where the damage begins) read-only.
     var damage: StorageError?
+  }
+
+  /// What damage below the recovery point means for the partition, for its error message.
+  static func readOnlyNote(end: Int64) -> String {
+    "; data that had been flushed is damaged. The records before offset \(end) are served read-only; "
+      + "appends are refused until the log is repaired (sluice storage repair truncates it there)"
   }
 
   static func recover(directory: String, config: LogConfig, now: Int64) throws(StorageError) -> State {
@@ -52,6 +61,7 @@ extension FileLog {
     }
     return State(
       config: config, segments: segments, logStartOffset: logStart, logEndOffset: logEnd,
+      readOnlyEnd: recovered.damage == nil ? nil : logEnd,
       flush: Flush(
         logEnd: logEnd, durableOffset: recoveryPoint, recoveryPoint: recoveryPoint, failure: recovered.damage)
     )
@@ -86,7 +96,8 @@ extension FileLog {
           result.damage = StorageError(
             .offline,
             "\(directory): segment \(Segment.fileName(base, ".log")) starts at \(base) but the one before ends at "
-              + "\(previous.nextOffset), below the recovery point \(recoveryPoint)")
+              + "\(previous.nextOffset), below the recovery point \(recoveryPoint)"
+              + readOnlyNote(end: previous.nextOffset))
         } else {
           // Everything after a torn tail was written after it and never flushed.
           try removeSegments(directory: directory, bases[ordinal...])
@@ -104,8 +115,7 @@ extension FileLog {
         result.damage = StorageError(
           .offline,
           "\(segment.file.path): corrupt data at position \(damage.position) (\(damage.reason)) below the "
-            + "recovery point \(recoveryPoint); the partition is offline until the segment is repaired or removed"
-        )
+            + "recovery point \(recoveryPoint)" + readOnlyNote(end: segment.nextOffset))
         result.segments.append(segment)
         return result
       }

@@ -38,6 +38,10 @@ public final class FileLog: PartitionLog {
     var segments: [Segment]
     var logStartOffset: Int64
     var logEndOffset: Int64
+    /// Set when recovery found data below the recovery point damaged: the log refuses
+    /// appends (``FlushStateMachine`` is offline) but serves the intact records before the
+    /// damage, up to here (the log end), read-only.
+    var readOnlyEnd: Int64?
     /// Flush scheduling, group commit and the log's lifecycle (open, closing, closed,
     /// offline).
     var flush: Flush
@@ -79,6 +83,8 @@ public final class FileLog: PartitionLog {
   public var durableEndOffset: Int64 { state.withLock { $0.flush.durableOffset } }
 
   public var failure: StorageError? { state.withLock { $0.flush.failure } }
+
+  public var readOnlyEnd: Int64? { state.withLock { $0.flush.isClosed ? nil : $0.readOnlyEnd } }
 
   /// How many flush rounds (group commits) have run.
   package var flushCount: Int { state.withLock { $0.flush.completedRounds } }
