@@ -127,4 +127,143 @@ import Testing
       expectStorageError(.offline) { try log.read(from: 0, maxBytes: 100, upTo: nil, minOneBatch: true) }
     }
   }
+
+  // MARK: Verify and repair
+
+  /// Every file's bytes, to check that verify changes nothing.
+  static func contents(_ directory: String) -> [String: [UInt8]] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return Dictionary(uniqueKeysWithValues: names.map { ($0, fileBytes(directory + "/" + $0) ?? []) })
+  }
+
+  @Test func verifyFindsAFlippedBitBelowTheRecoveryPointAndChangesNothing() async throws {
+    try await withTemporaryDirectory { dir in
+      _ = try await Self.makeFlushedLog(dir)
+      let healthy = try FileLog.verify(directory: dir)
+      #expect(healthy.damage == nil && !healthy.isCorrupt)
+      #expect(healthy.segments == 3 && healthy.batches == 7)
+      #expect([healthy.startOffset, healthy.intactEnd, healthy.recoveryPoint] == [0, 21, 21])
+
+      let damaged = dir + "/" + segmentName(9)
+      let layout = batchPositions(damaged)
+      flipBit(damaged, at: layout[1].position + layout[1].size - 5, bit: 3)
+      let before = Self.contents(dir)
+      let found = try FileLog.verify(directory: dir)
+      #expect(Self.contents(dir) == before, "verify changed the directory")
+      let damage = try #require(found.damage)
+      #expect(damage.kind == .corruptBatch && damage.file == damaged && damage.position == layout[1].position)
+      #expect(damage.offset == 12 && damage.belowRecoveryPoint && found.isCorrupt)
+      #expect(damage.reason.contains("CRC"), "\(damage.reason)")
+      #expect(found.segments == 2 && found.batches == 4)
+      #expect(found.intactEnd == 12 && found.recoveryPoint == 21)
+      // What verify reports is what an open finds.
+      let log = try FileLog(directory: dir, config: LogConfig(), threadPool: pool, now: 0)
+      #expect(log.readOnlyEnd == found.intactEnd)
+    }
+  }
+
+  @Test func repairTruncatesAfterTheLastGoodBatchAndTheLogReopensHealthy() async throws {
+    try await withTemporaryDirectory { dir in
+      let (settings, batches) = try await Self.makeFlushedLog(dir)
+      let damaged = dir + "/" + segmentName(9)
+      let layout = batchPositions(damaged)
+      flipBit(damaged, at: layout[1].position + 20, bit: 6)
+      // Opened once (read-only) and dropped, as a broker that started on it would.
+      #expect(try FileLog(directory: dir, config: settings, threadPool: pool, now: 0).readOnlyEnd == 12)
+
+      let before = Self.contents(dir)
+      let plan = try #require(try FileLog.planRepair(directory: dir))
+      #expect(Self.contents(dir) == before, "planning changed the directory")
+      #expect(plan.truncatedFile == damaged && plan.truncatedAt == layout[1].position && plan.newEnd == 12)
+      let removed =
+        [segmentName(9, ".index"), segmentName(9, ".timeindex")]
+        + [".log", ".index", ".timeindex"].map { segmentName(18, $0) }
+      #expect(Set(plan.removedFiles) == Set(removed.map { dir + "/" + $0 }))
+      let segment18 = fileSize(dir + "/" + segmentName(18))!
+      #expect(plan.droppedBytes == layout[1].size + layout[2].size + segment18)
+
+      #expect(try FileLog.repair(directory: dir) == plan)
+      #expect(listLogFiles(dir) == [segmentName(0), segmentName(9)])
+      #expect(fileSize(damaged) == layout[1].position)
+      #expect(String(decoding: fileBytes(dir + "/recovery-point") ?? [], as: UTF8.self) == "12\n")
+      #expect(try FileLog.verify(directory: dir).damage == nil)
+      #expect(try FileLog.repair(directory: dir) == nil, "nothing left to repair")
+
+      let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      #expect(log.failure == nil && log.readOnlyEnd == nil)
+      #expect(log.logEndOffset == 12 && log.durableEndOffset == 12)
+      #expect(try readAll(log) == expected(Array(batches.prefix(4))))
+      #expect(try await log.append(makeBatch(["after-repair"]), now: 0).firstOffset == 12)
+      try log.close()
+      let reopened = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      #expect(try readAll(reopened) == expected(Array(batches.prefix(4)) + [["after-repair"]]))
+      try reopened.close()
+    }
+  }
+
+  @Test func repairOfAGapRemovesTheSegmentsFromIt() async throws {
+    try await withTemporaryDirectory { dir in
+      let (settings, batches) = try await Self.makeFlushedLog(dir)
+      truncateFile(dir + "/" + segmentName(9), to: batchPositions(dir + "/" + segmentName(9))[1].position)
+      let found = try FileLog.verify(directory: dir)
+      #expect(found.damage?.kind == .segmentGap && found.damage?.file == dir + "/" + segmentName(18))
+      #expect(found.isCorrupt && found.intactEnd == 12)
+      let plan = try #require(try FileLog.repair(directory: dir))
+      #expect(plan.truncatedFile == nil && plan.newEnd == 12)
+      #expect(listLogFiles(dir) == [segmentName(0), segmentName(9)])
+      let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      #expect(log.failure == nil && log.logEndOffset == 12)
+      #expect(try readAll(log) == expected(Array(batches.prefix(4))))
+      try log.close()
+    }
+  }
+
+  /// A torn tail past the recovery point (an unclean stop) is reported, but it is not
+  /// corruption: the next open truncates it by itself.
+  @Test func aTornTailPastTheRecoveryPointIsNotCorruption() async throws {
+    try await withTemporaryDirectory { dir in
+      let (settings, _) = try await Self.makeFlushedLog(dir)
+      do {
+        let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+        _ = try await log.append(makeBatch(["unflushed"]), now: 0)
+      }
+      let last = dir + "/" + segmentName(18)  // the unflushed batch is its second
+      truncateFile(last, to: fileSize(last)! - 3)
+      let found = try FileLog.verify(directory: dir)
+      #expect(found.damage?.kind == .corruptBatch && found.damage?.belowRecoveryPoint == false)
+      #expect(!found.isCorrupt && found.intactEnd == 21)
+      let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      #expect(log.failure == nil && log.logEndOffset == 21)
+    }
+  }
+
+  /// An unreadable recovery-point file stops an open; verify reports it and repair rewrites it.
+  @Test func anUnreadableRecoveryPointIsReportedAndRepaired() async throws {
+    try await withTemporaryDirectory { dir in
+      let (settings, batches) = try await Self.makeFlushedLog(dir)
+      writeFile(dir + "/recovery-point", Array("garbage".utf8))
+      #expect(throws: StorageError.self) {
+        try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      }
+      let found = try FileLog.verify(directory: dir)
+      #expect(found.damage?.kind == .metadata && found.damage?.file == dir + "/recovery-point")
+      #expect(found.isCorrupt && found.intactEnd == 21)
+      #expect(try FileLog.repair(directory: dir)?.newEnd == 21)
+      let log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
+      #expect(log.failure == nil && log.logEndOffset == 21)
+      #expect(try readAll(log) == expected(batches))
+      try log.close()
+    }
+  }
+
+  @Test func partitionDirectoriesOfADataDirectory() async throws {
+    try await withTemporaryDirectory { dir in
+      for name in ["orders-0", "my-topic-12", "group-offsets", "trailing-", "x-1a", "notes", ".hidden-1"] {
+        try FileManager.default.createDirectory(atPath: dir + "/" + name, withIntermediateDirectories: false)
+      }
+      writeFile(dir + "/meta.json", Array("{}".utf8))
+      writeFile(dir + "/file-3", [])
+      #expect(try FileLog.partitionDirectories(in: dir) == [dir + "/my-topic-12", dir + "/orders-0"])
+    }
+  }
 }

@@ -19,9 +19,11 @@ public final class SegmentFile: Sendable {
   public let path: String
   let descriptor: CInt
 
-  init(path: String, create: Bool) throws(StorageError) {
+  /// Opens `path` for reading and writing (creating it if `create`), or, with `readOnly`,
+  /// for reading only (`FileLog.verify`, which must change nothing).
+  init(path: String, create: Bool, readOnly: Bool = false) throws(StorageError) {
     self.path = path
-    let flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0)
+    let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0)
     let fd = open(path, flags, 0o644)
     guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
     self.descriptor = fd
@@ -197,6 +199,16 @@ package enum SyncFaultInjection {
 enum FileSystem {
   static func exists(_ path: String) -> Bool {
     access(path, F_OK) == 0
+  }
+
+  static func isDirectory(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+  }
+
+  static func size(_ path: String) -> Int? {
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_size) : nil
   }
 
   static func makeDirectory(_ path: String) throws(StorageError) {
