@@ -72,6 +72,9 @@ public struct WireReply: Sendable {
 /// returns; tests call it directly.
 public final class Broker: Sendable {
   public let config: BrokerConfig
+  /// Held from before anything in the data directory is opened until shutdown: a second
+  /// broker on the same directory fails at once.
+  package let dataDirectoryLock: DataDirectoryLock
   public let metadata: MetadataStore
   let threadPool: NIOThreadPool
   let topics = Mutex<[String: Topic]>([:])
@@ -102,6 +105,7 @@ public final class Broker: Sendable {
   {
     self.config = config
     self.clock = clock
+    self.dataDirectoryLock = try DataDirectoryLock(directory: config.dataDirectory)
     self.metadata = try MetadataStore(directory: config.dataDirectory)
     self.dynamicBrokerConfigs = Mutex(DynamicBrokerConfigs(metadata.snapshot))
     self.quotas = ClientQuotas(metadata: metadata)
@@ -395,6 +399,7 @@ public final class Broker: Sendable {
     }
     try? await threadPool.shutdownGracefully()
     groups.offsets.close()
+    dataDirectoryLock.release()
   }
 }
 
