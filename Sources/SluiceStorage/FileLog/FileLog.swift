@@ -14,7 +14,8 @@ import Synchronization
 ///
 /// The type is spread over files by concern: ``Segment`` (one segment and its files),
 /// `FileLog+Recovery` (opening), `FileLog+Append`, `FileLog+Flush` (the I/O half of
-/// ``FlushStateMachine``), `FileLog+Read`, `FileLog+Retention`.
+/// ``FlushStateMachine``), `FileLog+Read`, `FileLog+Retention`, `FileLog+Verify` (checking
+/// and repairing a log on disk).
 ///
 /// Concurrency: all mutable state sits in one `Mutex`. Appends write to the page cache
 /// while holding it (a `pwrite`, which the architecture allows on an event loop); fsync runs
@@ -31,7 +32,9 @@ import Synchronization
 /// segment, verifying each batch's CRC and rebuilding the indexes. Corruption at or past
 /// the recovery point (the last offset known flushed) is a torn tail: it is truncated
 /// away with everything after it. Corruption below the recovery point is damage to data
-/// that was durable: the log opens offline with an error naming the file and position.
+/// that was durable: the log opens offline for appends, with an error naming the file and
+/// position, and serves the records before the damage read-only (``readOnlyEnd``) until
+/// an operator cuts it with ``FileLog/repair(directory:)``.
 public final class FileLog: PartitionLog {
   struct State {
     var config: LogConfig
