@@ -124,6 +124,7 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       let survivors = expected(Array(appended.prefix(5)))
       let work = dir + "/work"
       for cut in (2 * size)..<(3 * size) {
+        await Task.yield()  // a long synchronous loop: let other suites' tasks run
         try copyDirectory(original, work)
         truncateFile(work + "/" + lastSegment, to: cut)
         let log = try FileLog(directory: work, config: settings, threadPool: pool, now: 0)
@@ -171,6 +172,7 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       }
       let work = dir + "/work"
       for trial in trials {
+        await Task.yield()  // a long synchronous loop: let other suites' tasks run
         try copyDirectory(original, work)
         flipBit(work + "/" + segment, at: trial.position, bit: trial.bit)
         let log = try FileLog(directory: work, config: config(), threadPool: pool, now: 0)
@@ -207,6 +209,7 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       var rng = SplitMix64(seed: 9)
       let work = dir + "/work"
       for _ in 0..<25 {
+        await Task.yield()  // a long synchronous loop: let other suites' tasks run
         let batch = layout.randomElement(using: &rng)!
         let position = detectablePositions(batch).randomElement(using: &rng)!
         let bit = Int.random(in: 0..<8, using: &rng)
