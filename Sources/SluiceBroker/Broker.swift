@@ -2,7 +2,7 @@ public import KafkaProtocol
 import Logging
 import NIOCore
 import NIOPosix
-import SluiceStorage
+package import SluiceStorage
 import Synchronization
 
 /// The broker's domain API, without sockets or wire formats: every front door (the Kafka
@@ -21,6 +21,9 @@ import Synchronization
 /// injected ``BrokerClock``.
 public final class Broker: Sendable {
   public let config: BrokerConfig
+  /// Held from before anything in the data directory is opened until shutdown: a second
+  /// broker on the same directory fails at once.
+  package let dataDirectoryLock: DataDirectoryLock
   let metadata: MetadataStore
   /// fsyncs of logs and the committed-offsets journal.
   let threadPool: NIOThreadPool
@@ -66,6 +69,7 @@ public final class Broker: Sendable {
   init(opening config: BrokerConfig, clock: any BrokerClock) throws(StorageError) {
     self.config = config
     self.clock = clock
+    self.dataDirectoryLock = try DataDirectoryLock(directory: config.dataDirectory)
     self.metadata = try MetadataStore(directory: config.dataDirectory)
     self.quotas = ClientQuotas(metadata: metadata, clock: clock)
     self.threadPool = NIOThreadPool(numberOfThreads: 2)
@@ -205,5 +209,6 @@ public final class Broker: Sendable {
     try? await threadPool.shutdownGracefully()
     try? await topics.adminPool.shutdownGracefully()
     groups.offsets.close()
+    dataDirectoryLock.release()
   }
 }

@@ -88,7 +88,11 @@ public final class KafkaServer: Service, Sendable {
   /// Closes every open connection (`.input`: lets each finish the request in hand).
   func closeAllConnections(mode: CloseMode = .all) {
     let open = connections.withLock { Array($0.values) }
-    for channel in open { channel.close(mode: mode, promise: nil) }
+    for channel in open {
+      // On the channel's loop, where `isActive` is current: a channel not active yet has no
+      // request in hand, and NIO asserts on half-closing one.
+      channel.eventLoop.execute { channel.close(mode: channel.isActive ? mode : .all, promise: nil) }
+    }
   }
 
   /// Connections currently admitted.
@@ -282,7 +286,11 @@ public final class KafkaServer: Service, Sendable {
       open[id] = channel
       return shuttingDown.withLock { $0 }
     }
-    if let late { channel.close(mode: late, promise: nil) }
+    // A connection that registers once the server is stopping has no request in hand: it is
+    // closed outright. (Half-closing its input, as graceful shutdown does to the others,
+    // trips a NIO assertion when the channel is not active yet, which a socket accepted an
+    // instant before the stop may not be.)
+    if late != nil { channel.close(mode: .all, promise: nil) }
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
     let context = RequestContext(

@@ -122,6 +122,7 @@ public final class Journal: Sendable {
   /// write is rolled back (the log is truncated to its previous size); a failed sync makes
   /// the journal refuse every later call.
   public func append(_ records: [ByteBuffer]) throws(StorageError) {
+    BlockingCalls.check("a journal append")
     var buffer = ByteBuffer()
     Self.frame(records, into: &buffer)
     try file.withLock {

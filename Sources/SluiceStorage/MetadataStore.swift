@@ -59,6 +59,18 @@ public final class MetadataStore: Sendable {
     }
   }
 
+  /// Reads `<directory>/meta.json` without creating or changing anything (`sluice storage
+  /// verify`); nil if there is none.
+  public static func read(directory: String) throws(StorageError) -> Document? {
+    let path = directory + "/meta.json"
+    guard let bytes = try FileSystem.readAll(path) else { return nil }
+    do {
+      return try JSONDecoder().decode(Document.self, from: Data(bytes))
+    } catch {
+      throw StorageError(.corruptMetadata, "\(path): \(error)")
+    }
+  }
+
   static func write(_ document: Document, to path: String) throws(StorageError) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

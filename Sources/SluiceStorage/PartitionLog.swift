@@ -137,9 +137,21 @@ public protocol PartitionLog: AnyObject, Sendable {
   /// while it serves. An offline log refuses appends until the broker restarts.
   var failure: StorageError? { get }
 
+  /// Set while an offline log still serves the intact records before damage found at open
+  /// (data below the recovery point, lost by the disk): reads, offset-for-timestamp and the
+  /// max timestamp work for offsets in [log start, this), which is also the log end; reads
+  /// at or past it fail with `.offline`. Appends are refused (``failure`` says why) until an
+  /// operator repairs the log. Nil otherwise (a serving log, or one offline altogether).
+  var readOnlyEnd: Int64? { get }
+
   /// Flushes and closes; a later open finds a clean log.
   func close() throws(StorageError)
 
   /// Closes and removes every file of the log (topic deletion).
   func delete() throws(StorageError)
+}
+
+extension PartitionLog {
+  /// Logs that are never damaged at open (memory) never serve read-only.
+  public var readOnlyEnd: Int64? { nil }
 }

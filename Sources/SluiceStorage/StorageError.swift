@@ -28,6 +28,9 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let closed = Code(name: "closed")
     /// Metadata on disk could not be parsed.
     public static let corruptMetadata = Code(name: "corruptMetadata")
+    /// The data directory is in use by another process (another broker): see
+    /// `DataDirectoryLock`.
+    public static let locked = Code(name: "locked")
     public var description: String { name }
   }
 

@@ -37,7 +37,7 @@ struct Sluice: AsyncParsableCommand {
     abstract: "Sluice: a single-binary, Kafka-compatible event-streaming broker.",
     subcommands: [
       Serve.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self,
-      BenchCommand.self,
+      BenchCommand.self, StorageCommand.self,
     ]
   )
 }

@@ -180,6 +180,7 @@ import Testing
     handle.seekToEndOfFile()
     handle.write(Data([0, 0, 0, 40, 1, 2, 3]))
     try handle.close()
+    broker.dataDirectoryLock.release()  // as the kernel does for a crashed process
 
     let (reopened, _) = try Self.makeBroker(directory: directory)
     for group in ["g0", "g1", "g2"] {

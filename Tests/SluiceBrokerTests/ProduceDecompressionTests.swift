@@ -111,16 +111,6 @@ import Testing
 
   /// Runs the jobs of tasks that prefer it on one event loop, as NIO does for every task
   /// once it is the global executor (the `sluice` binary).
-  final class LoopExecutor: TaskExecutor {
-    let loop: any EventLoop
-    init(_ loop: any EventLoop) { self.loop = loop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-      let job = UnownedJob(job)
-      loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-  }
-
   /// What happened, in order, across the loop and the task.
   final class Events: Sendable {
     let list = Mutex<[String]>([])
@@ -149,7 +139,7 @@ import Testing
       NIOThreadPool.singleton.submit { _ in gate.wait() }
     }
 
-    let produced = Task(executorPreference: LoopExecutor(loop)) {
+    let produced = Task(executorPreference: EventLoopTaskExecutor(loop)) {
       #expect(loop.inEventLoop)
       loop.execute {
         events.add("loop free")

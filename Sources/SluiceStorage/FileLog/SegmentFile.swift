@@ -19,9 +19,11 @@ public final class SegmentFile: Sendable {
   public let path: String
   let descriptor: CInt
 
-  init(path: String, create: Bool) throws(StorageError) {
+  /// Opens `path` for reading and writing (creating it if `create`), or, with `readOnly`,
+  /// for reading only (`FileLog.verify`, which must change nothing).
+  init(path: String, create: Bool, readOnly: Bool = false) throws(StorageError) {
     self.path = path
-    let flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0)
+    let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0)
     let fd = open(path, flags, 0o644)
     guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
     self.descriptor = fd
@@ -150,6 +152,7 @@ public final class SegmentFile: Sendable {
   /// failure means the kernel may have dropped dirty pages: callers must not retry as if
   /// nothing happened (see `FileLog`: the log goes offline).
   func sync() throws(StorageError) {
+    BlockingCalls.check("fdatasync")
     if let injected = SyncFaultInjection.errno(for: path) {
       throw StorageError.system("fsync", path: path, errno: injected)
     }
@@ -199,6 +202,16 @@ enum FileSystem {
     access(path, F_OK) == 0
   }
 
+  static func isDirectory(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+  }
+
+  static func size(_ path: String) -> Int? {
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_size) : nil
+  }
+
   static func makeDirectory(_ path: String) throws(StorageError) {
     if mkdir(path, 0o755) != 0 && errno != EEXIST {
       throw StorageError.system("mkdir", path: path, errno: errno)
@@ -241,6 +254,7 @@ enum FileSystem {
 
   /// fsyncs a directory, making creations, renames and deletions in it durable.
   static func syncDirectory(_ path: String) throws(StorageError) {
+    BlockingCalls.check("fsync of a directory")
     let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
     defer { close(fd) }
@@ -271,6 +285,7 @@ enum FileSystem {
   /// Replaces `path` with `bytes` so that a crash at any instant leaves either the old or
   /// the new content: write a temporary file, fsync it, rename over, fsync the directory.
   static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
+    BlockingCalls.check("an atomic file write")
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw StorageError.system("open", path: temporary, errno: errno) }
