@@ -17,6 +17,7 @@ swift format lint --strict $(git ls-files '*.swift' | grep -v '/Generated/' | gr
 
 echo "== swift test"
 # In parallel: timing logic is tested with the broker's manual clock, not wall-clock bounds.
+mkdir -p .build  # for the log below, before swift test creates it on a fresh clone
 swift test 2>&1 | tee .build/last-test.log | grep -vE '^(◇|􀟈)|^Test Case .* started|^\[[0-9]+/[0-9]+\]' || true
 # tee/grep hide swift test's exit status: read the verdict from its log.
 if grep -qE '(✘ Test run|Test run with .* failed|error: fatalError|Fatal error|failed \(|error: exit)' .build/last-test.log \
