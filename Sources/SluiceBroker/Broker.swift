@@ -73,7 +73,6 @@ public final class Broker: Sendable {
     self.metadata = try MetadataStore(directory: config.dataDirectory)
     self.quotas = ClientQuotas(metadata: metadata, clock: clock)
     self.threadPool = NIOThreadPool(numberOfThreads: 2)
-    threadPool.start()
     self.groups = GroupCoordinator(
       configuration: .init(config),
       offsets: try OffsetStore(
@@ -81,7 +80,13 @@ public final class Broker: Sendable {
         compactionBytes: config.offsetsLogCompactionBytes),
       clock: clock)
     self.topics = try TopicRegistry(config: config, clock: clock, metadata: metadata, flushPool: threadPool)
+    // Started last: an init that throws leaves no thread behind (nothing is submitted
+    // before: recovery runs on this thread).
+    threadPool.start()
   }
+
+  /// A broker dropped without ``shutdown()`` (tests, embedders) still stops its threads.
+  deinit { threadPool.shutdownGracefully { _ in } }
 
   public var clusterId: String { metadata.snapshot.clusterId }
 
@@ -206,6 +211,9 @@ public final class Broker: Sendable {
         await topics.offLoop { () -> Void in try? log.close() }
       }
     }
+    // Committed offsets still being written (an expiry, a commit that raced the stop) go to
+    // disk on the pool before it stops.
+    await groups.offsets.waitUntilIdle()
     try? await threadPool.shutdownGracefully()
     try? await topics.adminPool.shutdownGracefully()
     groups.offsets.close()

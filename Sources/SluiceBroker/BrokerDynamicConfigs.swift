@@ -120,14 +120,44 @@ extension TopicRegistry {
     }
   }
 
-  /// Applies `changes` to one level's dynamic configs (IncrementalAlterConfigs).
+  /// Applies `changes` to one level's dynamic configs (IncrementalAlterConfigs). APPEND and
+  /// SUBTRACT start from the value in force at that level (for the cluster-wide default: its
+  /// own value, else the static default); the merge happens under the admin lock.
   public func alterBrokerConfigs(_ changes: [ConfigChange], node: Bool, validateOnly: Bool)
     async throws(TopicError)
   {
-    let values = Dictionary(
-      brokerConfigEntries(node: true).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
-    let merged = try ConfigChange.apply(changes, to: dynamicBrokerConfigs(node: node)) { values[$0] }
-    try await setBrokerConfigs(merged, node: node, validateOnly: validateOnly)
+    for change in changes {
+      if case .set(let name, let value) = change, let problem = Self.dynamicBrokerConfigProblem(name, value) {
+        throw .invalidConfig(problem)
+      }
+    }
+    try await offLoop { () throws(TopicError) in
+      try self.adminLock.withLock { _ throws(TopicError) in
+        let level = self.dynamicBrokerConfigs(node: node)
+        var values = Dictionary(
+          self.brokerConfigEntries(node: true).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        if !node {
+          // The cluster default's own value, else what applies without any dynamic value.
+          let dynamic = self.dynamicConfigs
+          for name in dynamic.node.keys {
+            values[name] = dynamic.clusterDefault[name] ?? self.staticDefault(name)
+          }
+        }
+        let merged = try ConfigChange.apply(changes, to: level) { values[$0] }
+        for (name, value) in merged.sorted(by: { $0.key < $1.key }) {
+          if let problem = Self.dynamicBrokerConfigProblem(name, value) { throw .invalidConfig(problem) }
+        }
+        try self.replaceBrokerConfigs(merged, node: node, validateOnly: validateOnly)
+      }
+    }
+  }
+
+  /// The value of a broker config with no dynamic value at any level.
+  func staticDefault(_ name: String) -> String? {
+    guard let entry = TopicConfigEntry.byBrokerName[name],
+      let defaults = try? TopicConfig(overrides: [:], broker: config)
+    else { return nil }
+    return entry.value(defaults)
   }
 
   private func replaceBrokerConfigs(_ configs: [String: String], node: Bool, validateOnly: Bool)

@@ -190,6 +190,8 @@ public final class ClientQuotas: Sendable {
       case defaultEntity
       /// Any named entity of the type (not the default).
       case any
+      /// A match type the caller did not know (refused, after the entity type is checked).
+      case unknown(Int8)
     }
     public var entityType: String
     public var match: Match
@@ -222,6 +224,7 @@ public final class ClientQuotas: Sendable {
         throw BrokerError(.invalidRequest, "Unknown entity type \(component.entityType)")
       }
       var match = component.match
+      if case .unknown(let code) = match { throw BrokerError(.invalidRequest, "Unknown match type \(code)") }
       if type == .ip, case .exact(let text?) = match, let canonical = Self.canonicalIPAddress(text) {
         match = .exact(canonical)
       }
@@ -243,6 +246,7 @@ public final class ClientQuotas: Sendable {
         case .exact(let name): if entity.name == nil || entity.name != name { return nil }
         case .defaultEntity: if entity.name != nil { return nil }
         case .any: if entity.name == nil { return nil }
+        case .unknown: return nil
         }
       }
       return Described(

@@ -1,4 +1,5 @@
 import KafkaProtocol
+import NIOCore
 import SluiceStorage
 
 /// A read of one partition: whole record batches from the one holding `offset`.
@@ -27,12 +28,20 @@ public struct ReadOptions: Sendable {
   /// Whether records may come back as file regions, to be sent with sendfile. Small reads
   /// are copied into memory even so (see `ReadService`).
   public var fileRegions: Bool
+  /// Whether a partition whose records include a zstd batch is answered with
+  /// UNSUPPORTED_COMPRESSION_TYPE and no records (Kafka: Fetch before v10), its bytes not
+  /// counted against the limits.
+  public var refuseZstd: Bool
 
-  public init(maxBytes: Int, minBytes: Int = 1, maxWaitMs: Int64 = 0, fileRegions: Bool = false) {
+  public init(
+    maxBytes: Int, minBytes: Int = 1, maxWaitMs: Int64 = 0, fileRegions: Bool = false,
+    refuseZstd: Bool = false
+  ) {
     self.maxBytes = maxBytes
     self.minBytes = minBytes
     self.maxWaitMs = maxWaitMs
     self.fileRegions = fileRegions
+    self.refuseZstd = refuseZstd
   }
 }
 
@@ -129,9 +138,15 @@ extension Broker {
           let keepFile =
             options.fileRegions
             && (records.count > Self.copyBelowBytes || copied + records.count > Self.copyBudgetBytes)
-          if records.hasFileRegions && !keepFile {
+          if records.hasFileRegions && (!keepFile || options.refuseZstd) {
             records = RecordData(pieces: [.bytes(try read.loadBytes())])
             copied += records.count
+          }
+          if options.refuseZstd, case .bytes(let bytes)? = records.pieces.first, Self.containsZstd(bytes) {
+            total -= records.count
+            records = RecordData()
+            result.error = BrokerError(
+              .unsupportedCompressionType, "zstd batches need Fetch v10 or later")
           }
           result.records = records
         } catch {
@@ -142,5 +157,13 @@ extension Broker {
       results.append(result)
     }
     return (results, total, hasError, registered)
+  }
+
+  static func containsZstd(_ records: ByteBuffer) -> Bool {
+    var splitter = RecordBatchSplitter(records)
+    while let batch = try? splitter.next() {
+      if batch.compression == .zstd { return true }
+    }
+    return false
   }
 }

@@ -165,7 +165,7 @@ extension TopicConfigEntry {
       value: { String($0.log.flushMs) },
       apply: { config, value in config.log.flushMs = long(value) }),
     TopicConfigEntry(
-      name: "follower.replication.throttled.replicas", kind: .text(nil),
+      name: "follower.replication.throttled.replicas", kind: .text(throttledReplicasRule),
       doc: "Replicas throttled on the follower side.", effect: .none(noReplication),
       value: {
         $0.overrides["follower.replication.throttled.replicas"] ?? $0.brokerDefaults[
@@ -177,7 +177,7 @@ extension TopicConfigEntry {
       value: { String($0.log.indexIntervalBytes) },
       apply: { config, value in config.log.indexIntervalBytes = Int(long(value)) }),
     TopicConfigEntry(
-      name: "leader.replication.throttled.replicas", kind: .text(nil),
+      name: "leader.replication.throttled.replicas", kind: .text(throttledReplicasRule),
       doc: "Replicas throttled on the leader side.", effect: .none(noReplication),
       value: {
         $0.overrides["leader.replication.throttled.replicas"] ?? $0.brokerDefaults[
@@ -371,6 +371,19 @@ extension TopicConfigEntry {
   ]
 
   /// gzip levels: 1–9, or -1 for the codec's default (Kafka's rule).
+  /// Kafka's form for throttled replicas: "*", or "partition:broker" pairs separated by commas.
+  private static let throttledReplicasRule: @Sendable (String) -> String? = { value in
+    let text = value.trimmingSpaces
+    if text.isEmpty || text == "*" { return nil }
+    for pair in text.split(separator: ",", omittingEmptySubsequences: false) {
+      let parts = pair.split(separator: ":", omittingEmptySubsequences: false)
+      guard parts.count == 2, parts.allSatisfy({ Int(String($0).trimmingSpaces) != nil }) else {
+        return "must be * or a list of partition:broker pairs separated by commas"
+      }
+    }
+    return nil
+  }
+
   private static let gzipLevelRule: @Sendable (String) -> String? = { value in
     guard let level = Int(value.trimmingSpaces), level == -1 || (1...9).contains(level) else {
       return "must be -1 or between 1 and 9"

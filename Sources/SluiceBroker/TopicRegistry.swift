@@ -86,7 +86,6 @@ public final class TopicRegistry: Sendable {
     self.metadata = metadata
     self.flushPool = flushPool
     self.adminPool = NIOThreadPool(numberOfThreads: 1)
-    adminPool.start()
     self.dynamicBrokerConfigs = Mutex(DynamicBrokerConfigs(metadata.snapshot))
     var opened: [String: Topic] = [:]
     for record in metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name }) {
@@ -101,7 +100,11 @@ public final class TopicRegistry: Sendable {
         name: record.name, id: record.topicId, config: topicConfig, partitions: partitions)
     }
     topics.withLock { $0 = opened }
+    // Started last: an init that throws leaves no thread behind.
+    adminPool.start()
   }
+
+  deinit { adminPool.shutdownGracefully { _ in } }
 
   public func topic(_ name: String) -> Topic? { topics.withLock { $0[name] } }
   public func topic(id: KafkaUUID) -> Topic? { topics.withLock { $0.values.first { $0.id == id } } }
@@ -158,16 +161,18 @@ public final class TopicRegistry: Sendable {
   }
 
   /// Runs `work` on the admin thread: file work of admin operations never runs on the
-  /// caller's thread (an event loop, when a request handler calls).
+  /// caller's thread (an event loop, when a request handler calls). The wait does not end
+  /// when the calling task is cancelled: the work, once queued, runs there to the end.
   func offLoop<T: Sendable, E: Error>(_ work: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+    let body: @Sendable () -> Result<T, E> = {
+      do throws(E) { return .success(try work()) } catch { return .failure(error) }
+    }
     let outcome: Result<T, E>
     do {
-      outcome = try await adminPool.runIfActive { () -> Result<T, E> in
-        do throws(E) { return .success(try work()) } catch { return .failure(error) }
-      }
+      outcome = try await adminPool.runIfActive(eventLoop: SystemClock.timerLoop, body).get()
     } catch {
-      // The pool has shut down (the broker is stopping): do the work here.
-      outcome = Result { () throws(E) -> T in try work() }
+      // Only when the pool has shut down (the broker has stopped): do the work here.
+      outcome = body()
     }
     return try outcome.get()
   }
@@ -203,6 +208,11 @@ public final class TopicRegistry: Sendable {
       let id = KafkaUUID.random()
       do throws(StorageError) {
         var opened: [Partition] = []
+        for index in 0..<partitions where topicConfig.log.storage == .disk {
+          // A topic of this name deleted before may have left files (a deletion that failed
+          // half-way): they must not come back as this topic's records.
+          try FileLog.removeLeftovers(in: partitionDirectory(name, index))
+        }
         for index in 0..<partitions {
           opened.append(try openPartition(topic: name, index: index, config: topicConfig))
         }
@@ -277,40 +287,54 @@ public final class TopicRegistry: Sendable {
   public func setConfigs(_ name: String, _ configs: [String: String], validateOnly: Bool)
     async throws(TopicError)
   {
+    try await offLoop { () throws(TopicError) in
+      try self.adminLock.withLock { _ throws(TopicError) in
+        try self.replaceConfigs(name, configs, validateOnly: validateOnly)
+      }
+    }
+  }
+
+  /// Applies `changes` to a topic's explicit configs (IncrementalAlterConfigs). The values
+  /// they start from are read under the admin lock, so concurrent alterations of one topic
+  /// do not undo each other.
+  public func alterConfigs(_ name: String, _ changes: [ConfigChange], validateOnly: Bool)
+    async throws(TopicError)
+  {
+    try await offLoop { () throws(TopicError) in
+      try self.adminLock.withLock { _ throws(TopicError) in
+        guard let existing = self.topic(name) else { throw .unknown("Topic \(name) does not exist") }
+        let config = existing.config
+        let effective = Dictionary(
+          config.effectiveValues().map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        let merged = try ConfigChange.apply(changes, to: config.overrides) { effective[$0] }
+        try self.replaceConfigs(name, merged, validateOnly: validateOnly)
+      }
+    }
+  }
+
+  /// Under the admin lock: validates, persists and installs a topic's explicit configs.
+  private func replaceConfigs(_ name: String, _ configs: [String: String], validateOnly: Bool)
+    throws(TopicError)
+  {
+    guard let existing = topic(name) else { throw .unknown("Topic \(name) does not exist") }
     let topicConfig: TopicConfig
     do {
       topicConfig = try makeTopicConfig(configs)
     } catch {
       throw .invalidConfig(error.message)
     }
-    try await offLoop { () throws(TopicError) in
-      try self.adminLock.withLock { _ throws(TopicError) in
-        guard let existing = self.topic(name) else { throw .unknown("Topic \(name) does not exist") }
-        if topicConfig.log.storage != existing.config.log.storage {
-          throw .invalidConfig("sluice.storage cannot be changed on an existing topic")
-        }
-        if validateOnly { return }
-        do throws(StorageError) {
-          try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-            document.topics[name]?.configs = configs
-          }
-        } catch {
-          throw .storage(error.message)
-        }
-        self.apply(topicConfig, to: existing)
-      }
+    if topicConfig.log.storage != existing.config.log.storage {
+      throw .invalidConfig("sluice.storage cannot be changed on an existing topic")
     }
-  }
-
-  /// Applies `changes` to a topic's explicit configs (IncrementalAlterConfigs).
-  public func alterConfigs(_ name: String, _ changes: [ConfigChange], validateOnly: Bool)
-    async throws(TopicError)
-  {
-    guard let existing = topic(name) else { throw .unknown("Topic \(name) does not exist") }
-    let config = existing.config
-    let effective = Dictionary(config.effectiveValues().map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
-    let merged = try ConfigChange.apply(changes, to: config.overrides) { effective[$0] }
-    try await setConfigs(name, merged, validateOnly: validateOnly)
+    if validateOnly { return }
+    do throws(StorageError) {
+      try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+        document.topics[name]?.configs = configs
+      }
+    } catch {
+      throw .storage(error.message)
+    }
+    apply(topicConfig, to: existing)
   }
 
   /// Installs a topic's new config and hands its log settings to every partition.

@@ -298,3 +298,85 @@ import Testing
     await broker.shutdown()
   }
 }
+
+/// What the review of the domain-API change found, each pinned by a test.
+@Suite struct FrontDoorEdgeTests {
+  /// Fetch before v10 cannot carry zstd: that partition is refused and its bytes do not
+  /// count, so the next partition still gets its records.
+  @Test func oldFetchRefusesZstdPartitionsWithoutStarvingTheOthers() async throws {
+    let (broker, _) = try Broker.makeForTest()
+    try await broker.createTopic(name: "z", partitions: 1, configs: [:])
+    try await broker.createTopic(name: "p", partitions: 1, configs: [:])
+    // Random letters, which zstd cannot shrink much; the budget is a little under the batch.
+    var rng = SplitMix64(seed: 5)
+    let big = String((0..<900).map { _ in Character(UnicodeScalar(UInt8(97 + rng.next() % 26))) })
+    let zstd = TestBatches.batch([big], codec: .zstd)
+    #expect(zstd.readableBytes > 500)
+    _ = await BrokerTests.produce(broker, topic: "z", records: zstd)
+    _ = await BrokerTests.produce(broker, topic: "p", records: TestBatches.batch(["plain"]))
+    let request = FetchRequest(
+      maxWaitMs: 0, minBytes: 1, maxBytes: Int32(zstd.readableBytes - 10),
+      topics: ["z", "p"].map {
+        .init(topic: $0, partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])
+      })
+    guard
+      case .fetch(let response)? = await broker.handle(
+        KafkaRequest(correlationId: 1, clientId: "t", apiVersion: 9, body: .fetch(request)))
+    else { throw Failure() }
+    let refused = try #require(response.responses.first?.partitions.first)
+    let plain = try #require(response.responses.last?.partitions.first)
+    #expect(
+      refused.errorCode == ErrorCode.unsupportedCompressionType.rawValue
+        && refused.records?.readableBytes == 0)
+    #expect(try BrokerTests.values(plain.records) == ["plain"])
+  }
+
+  /// Two IncrementalAlterConfigs of one topic at once, each setting another config: both
+  /// stay (the merge happens under the admin lock, not before it).
+  @Test func concurrentIncrementalAltersDoNotUndoEachOther() async throws {
+    let (broker, _) = try Broker.makeForTest()
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      for (index, name) in ["retention.ms", "segment.ms", "flush.ms", "retention.bytes"].enumerated() {
+        group.addTask {
+          try await broker.topics.alterConfigs(
+            "t", [.set(name, String(1_000_000 + index))], validateOnly: false)
+        }
+      }
+      try await group.waitForAll()
+    }
+    #expect(broker.topic("t")?.config.overrides.count == 4)
+  }
+
+  @Test func duplicateKeysInOneIncrementalAlterAreRefused() async throws {
+    let (broker, _) = try Broker.makeForTest()
+    try await broker.createTopic(name: "t", partitions: 1, configs: [:])
+    let request = IncrementalAlterConfigsRequest(
+      resources: [
+        .init(
+          resourceType: 2, resourceName: "t",
+          configs: [
+            .init(name: "retention.ms", configOperation: 0, value: "1000"),
+            .init(name: "retention.ms", configOperation: 0, value: "2000"),
+          ])
+      ])
+    guard
+      case .incrementalAlterConfigs(let response)? = await broker.handle(
+        KafkaRequest(correlationId: 1, clientId: "t", apiVersion: 1, body: .incrementalAlterConfigs(request)))
+    else { throw Failure() }
+    #expect(response.responses.first?.errorCode == ErrorCode.invalidRequest.rawValue)
+    #expect(broker.topic("t")?.config.overrides.isEmpty == true)
+  }
+
+  /// APPEND at the cluster-wide level starts from that level's value (here: the static
+  /// default), not from this broker's own.
+  @Test func clusterLevelAppendStartsFromTheClusterDefault() async throws {
+    let (broker, _) = try Broker.makeForTest()
+    try await broker.topics.setBrokerConfigs(
+      ["log.cleanup.policy": "compact"], node: true, validateOnly: false)
+    try await broker.topics.alterBrokerConfigs(
+      [.append("log.cleanup.policy", "compact")], node: false, validateOnly: false)
+    #expect(broker.topics.dynamicBrokerConfigs(node: false)["log.cleanup.policy"] == "delete,compact")
+    #expect(broker.topics.dynamicBrokerConfigs(node: true)["log.cleanup.policy"] == "compact")
+  }
+}

@@ -116,7 +116,10 @@ extension KafkaFrontDoor {
         resourceType: resource.resourceType, resourceName: resource.resourceName)
       var changes: [ConfigChange] = []
       var problem: BrokerError?
-      for entry in resource.configs {
+      if Set(resource.configs.map(\.name)).count != resource.configs.count {
+        problem = BrokerError(.invalidRequest, "Error due to duplicate config keys")
+      }
+      for entry in resource.configs where problem == nil {
         switch (entry.configOperation, entry.value) {
         case (0, let value?): changes.append(.set(entry.name, value))
         case (0, nil): problem = BrokerError(.invalidConfig, "SET \(entry.name) without a value")

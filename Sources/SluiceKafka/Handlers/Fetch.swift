@@ -22,7 +22,7 @@ extension KafkaFrontDoor {
     let fileRegions = context.zeroCopy && version >= 10
     let options = ReadOptions(
       maxBytes: version >= 3 ? Int(request.maxBytes) : Int(Int32.max), minBytes: Int(request.minBytes),
-      maxWaitMs: Int64(max(0, request.maxWaitMs)), fileRegions: fileRegions)
+      maxWaitMs: Int64(max(0, request.maxWaitMs)), fileRegions: fileRegions, refuseZstd: version < 10)
     let results = await broker.read(reads, options: options, context: context.call)
 
     var response = FetchResponse()
@@ -51,12 +51,7 @@ extension KafkaFrontDoor {
           data.records = ByteBuffer()
           external.append(result.records)
         } else {
-          var records = (try? result.records.load()) ?? ByteBuffer()
-          if version < 10, containsZstd(records) {
-            data.errorCode = ErrorCode.unsupportedCompressionType.rawValue
-            records = ByteBuffer()
-          }
-          data.records = records
+          data.records = (try? result.records.load()) ?? ByteBuffer()
           external.append(nil)
         }
         topicResponse.partitions.append(data)
@@ -64,13 +59,5 @@ extension KafkaFrontDoor {
       response.responses.append(topicResponse)
     }
     return KafkaReply(body: .fetch(response), records: external.contains { $0 != nil } ? external : [])
-  }
-
-  func containsZstd(_ records: ByteBuffer) -> Bool {
-    var splitter = RecordBatchSplitter(records)
-    while let batch = try? splitter.next() {
-      if batch.compression == .zstd { return true }
-    }
-    return false
   }
 }

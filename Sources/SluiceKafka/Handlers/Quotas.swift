@@ -13,11 +13,7 @@ extension KafkaFrontDoor {
       case 0: match = .exact(component.match)
       case 1: match = .defaultEntity
       case 2: match = .any
-      default:
-        response.errorCode = ErrorCode.invalidRequest.rawValue
-        response.errorMessage = "Unknown match type \(component.matchType)"
-        response.entries = nil
-        return response
+      default: match = .unknown(component.matchType)
       }
       components.append(.init(entityType: component.entityType, match: match))
     }

@@ -146,6 +146,13 @@ public final class FileLog: PartitionLog {
     }
   }
 
+  /// Removes what is left in `directory` of a log that is not open (a deletion that failed
+  /// half-way), so that a new log there starts empty.
+  public static func removeLeftovers(in directory: String) throws(StorageError) {
+    guard FileSystem.exists(directory) else { return }
+    try FileSystem.removeTree(directory)
+  }
+
   public func delete() throws(StorageError) {
     perform(state.withLock { $0.flush.deleted() })
     try FileSystem.removeTree(directory)
