@@ -1,4 +1,5 @@
 import KafkaClient
+import KafkaProtocol
 import Testing
 
 /// Vectors from the Java client's `Utils.murmur2` (Kafka's UtilsTest), which librdkafka's
