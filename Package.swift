@@ -15,6 +15,7 @@ let package = Package(
     .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
     .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
     .library(name: "SluiceServer", targets: ["SluiceServer"]),
+    .library(name: "SluiceHTTP", targets: ["SluiceHTTP"]),
     .library(name: "KafkaClient", targets: ["KafkaClient"]),
     .library(name: "SluiceEmbedded", targets: ["SluiceEmbedded"]),
     .executable(name: "sluice", targets: ["sluice"]),
@@ -74,6 +75,20 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // The HTTP front door: REST Proxy v2, Server-Sent Events, /metrics and /openapi.json.
+    .target(
+      name: "SluiceHTTP",
+      dependencies: [
+        "KafkaProtocol",
+        "SluiceBroker",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: strict
+    ),
     .target(
       name: "SluiceServer",
       dependencies: [
@@ -125,6 +140,7 @@ let package = Package(
         "KafkaClient",
         "KafkaProtocol",
         "SluiceBroker",
+        "SluiceHTTP",
         "SluiceServer",
         "SluiceStorage",
         .product(name: "NIOCore", package: "swift-nio"),
@@ -151,6 +167,12 @@ let package = Package(
       name: "FuzzDecompress",
       dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
       path: "Fuzz/FuzzDecompress",
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "FuzzHTTP",
+      dependencies: ["SluiceHTTP", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzHTTP",
       swiftSettings: strict
     ),
     .executableTarget(
@@ -216,6 +238,16 @@ let package = Package(
       dependencies: [
         "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded", "SluiceTestSupport",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "SluiceHTTPTests",
+      dependencies: [
+        "SluiceHTTP", "SluiceBroker", "SluiceTestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),

@@ -32,6 +32,15 @@ public final class MetricsServer: Service, Sendable {
   /// The port bound, once listening.
   public var listeningPort: Int? { boundPort.withLock { $0 } }
 
+  /// The exposition text of the broker (and of a Kafka listener's connections), computed
+  /// at each call: for another front door that serves `/metrics` too.
+  public static func renderer(broker: Broker, kafkaServer: KafkaServer?) -> @Sendable () -> String {
+    {
+      MetricsRenderer.render(
+        broker, connections: kafkaServer?.connectionCount, connectionRates: kafkaServer?.connectionRates)
+    }
+  }
+
   public func run() async throws {
     let render: @Sendable () -> String = { [broker, kafkaServer] in
       MetricsRenderer.render(

@@ -1,4 +1,5 @@
 import SluiceBroker
+import SluiceHTTP
 import SluiceServer
 
 #if canImport(FoundationEssentials)
@@ -352,3 +353,40 @@ func parseHostPort(_ text: String, option: String) throws -> (String, Int) {
   }
   return (host, port)
 }
+
+/// A setting of the HTTP front door (used when http.listen is set; docs/http.md).
+struct HTTPSetting: Sendable {
+  let key: String
+  let defaultValue: String
+  let help: String
+  let apply: @Sendable (inout HTTPServerConfiguration, String) throws -> Void
+}
+
+let httpSettings: [HTTPSetting] = [
+  HTTPSetting(key: "http.max.connections", defaultValue: "1024", help: "Open HTTP connections at most.") {
+    config, value in config.maxConnections = try parseInt("http.max.connections", value, min: 1)
+  },
+  HTTPSetting(
+    key: "http.max.body.bytes", defaultValue: "16777216", help: "Request body bytes at most (413 beyond)."
+  ) {
+    config, value in config.maxBodyBytes = try parseInt("http.max.body.bytes", value, min: 1024)
+  },
+  HTTPSetting(
+    key: "http.idle.timeout.ms", defaultValue: "30000",
+    help: "Close a connection that sends no complete request head for this long."
+  ) {
+    config, value in config.idleTimeoutMs = try parseInt("http.idle.timeout.ms", value, min: 1)
+  },
+  HTTPSetting(
+    key: "http.request.timeout.ms", defaultValue: "30000",
+    help: "Close a connection whose request body has not arrived this long after its head."
+  ) {
+    config, value in config.requestTimeoutMs = try parseInt("http.request.timeout.ms", value, min: 1)
+  },
+  HTTPSetting(
+    key: "http.sse.heartbeat.ms", defaultValue: "15000",
+    help: "Send a comment on an idle Server-Sent Events stream this often."
+  ) {
+    config, value in config.heartbeatMs = try parseInt("http.sse.heartbeat.ms", value, min: 10)
+  },
+]

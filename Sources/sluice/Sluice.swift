@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SluiceBroker
+import SluiceHTTP
 import SluiceServer
 
 #if canImport(FoundationEssentials)
@@ -47,10 +48,12 @@ struct Serve: AsyncParsableCommand {
     abstract: "Run the broker.",
     discussion: "With no options: a Kafka listener on 127.0.0.1:9092 and data in ./sluice-data. "
       + "Options also come from the environment (SLUICE_LISTEN, SLUICE_ADVERTISE, SLUICE_DATA_DIR, "
-      + "SLUICE_CONFIG, SLUICE_METRICS_LISTEN) and from a Java-properties config file (--config, keys listen, advertise, "
-      + "log.dirs, metrics.listen and the settings below).\n\nBroker settings, from --set KEY=VALUE, the environment "
+      + "SLUICE_CONFIG, SLUICE_METRICS_LISTEN, SLUICE_HTTP_LISTEN) and from a Java-properties config file (--config, "
+      + "keys listen, advertise, log.dirs, metrics.listen, http.listen and the settings below).\n\nBroker settings, from --set KEY=VALUE, the environment "
       + "(SLUICE_ + KEY upper-cased with dots as underscores) or the file, strongest first:\n"
       + serveSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
+      + "\n\nHTTP settings (with --http-listen), from the same places:\n"
+      + httpSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
       + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close."
   )
 
@@ -71,6 +74,12 @@ struct Serve: AsyncParsableCommand {
     help: "Serve Prometheus metrics at http://HOST:PORT/metrics; off by default (env SLUICE_METRICS_LISTEN).")
   var metricsListen: String?
 
+  @Option(
+    help: ArgumentHelp(
+      "Serve the HTTP API (REST Proxy v2, Server-Sent Events, /metrics, /openapi.json) at HOST:PORT; "
+        + "off by default (env SLUICE_HTTP_LISTEN; docs/http.md)."))
+  var httpListen: String?
+
   @Option(name: .customLong("set"), help: "A broker setting, KEY=VALUE; repeatable (see below).")
   var settings: [String] = []
 
@@ -88,7 +97,9 @@ struct Serve: AsyncParsableCommand {
       }
       explicit[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
     }
-    let known = Set(serveSettings.map(\.key)).union(["listen", "advertise", "log.dirs", "metrics.listen"])
+    let known = Set(serveSettings.map(\.key)).union(httpSettings.map(\.key)).union([
+      "listen", "advertise", "log.dirs", "metrics.listen", "http.listen",
+    ])
     for key in explicit.keys.sorted() + file.keys.sorted() where !known.contains(key) {
       throw ValidationError("unknown setting \"\(key)\" (see sluice serve --help)")
     }
@@ -117,6 +128,19 @@ struct Serve: AsyncParsableCommand {
       ?? file["metrics.listen"]
     let metricsAddress = try metricsText.flatMap {
       $0.isEmpty ? nil : try parseHostPort($0, option: "--metrics-listen")
+    }
+    let httpText =
+      httpListen ?? explicit["http.listen"] ?? environment["SLUICE_HTTP_LISTEN"] ?? file["http.listen"]
+    var httpConfig = try httpText.flatMap { text -> HTTPServerConfiguration? in
+      if text.isEmpty { return nil }
+      let (host, port) = try parseHostPort(text, option: "--http-listen")
+      return HTTPServerConfiguration(host: host, port: port)
+    }
+    if httpConfig != nil {
+      for setting in httpSettings {
+        let value = explicit[setting.key] ?? environment[environmentName(setting.key)] ?? file[setting.key]
+        if let value { try setting.apply(&httpConfig!, value) }
+      }
     }
 
     guard let level = Logger.Level(rawValue: logLevel) else {
@@ -152,6 +176,13 @@ struct Serve: AsyncParsableCommand {
           service: MetricsServer(
             broker: broker, host: metricsHost, port: metricsPort, group: group, logger: logger,
             kafkaServer: server)))
+    }
+    if let httpConfig {
+      services.append(
+        .init(
+          service: HTTPServer(
+            broker: broker, configuration: httpConfig, group: group, logger: logger,
+            metricsText: MetricsServer.renderer(broker: broker, kafkaServer: server))))
     }
     let serviceGroup = ServiceGroup(
       configuration: .init(
