@@ -1,4 +1,5 @@
 import KafkaClient
+import KafkaProtocol
 import Testing
 
 /// The range and round-robin assignors, as pure functions (expected values worked out by
