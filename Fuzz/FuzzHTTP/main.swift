@@ -3,8 +3,9 @@
 //
 // Input: one control byte, then the text.
 //   bits 0-1  0: a JSON text; 1: a REST Proxy produce body in the json format; 2: the same
-//             in the binary format (base64 keys and values); 3: base64 text, and with bit 2
-//             set an SSE `Last-Event-ID` instead
+//             in the binary format (base64 keys and values); 3: base64 text, with bit 2
+//             set an SSE `Last-Event-ID` instead, with bit 3 set an ISO-8601 instant (a REST
+//             consumer's seek by time)
 //
 // Checked on every input: no crash or sanitizer report, and
 // - JSON: an accepted text, written compactly, parses again to an equal value, and writing
@@ -15,7 +16,8 @@
 //   of the string given;
 // - base64: decoded bytes re-encode to text that decodes to the same bytes, and the output is
 //   at most three quarters of the input;
-// - event ids: an accepted id, formatted, parses to the same positions.
+// - event ids: an accepted id, formatted, parses to the same positions;
+// - instants: one accepted with `Z` names the same millisecond with `+00:00`.
 //
 // Build and run: scripts/fuzz.sh FuzzHTTP
 
@@ -33,7 +35,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   case 2: checkProduce(body, format: .binary)
   default:
     let text = String(decoding: body.readableBytesView, as: UTF8.self)
-    if control & 4 == 0 { checkBase64(text) } else { checkEventID(text) }
+    if control & 8 != 0 {
+      checkInstant(text)
+    } else if control & 4 == 0 {
+      checkBase64(text)
+    } else {
+      checkEventID(text)
+    }
   }
   return 0
 }
@@ -113,4 +121,9 @@ private func checkBase64(_ text: String) {
 private func checkEventID(_ text: String) {
   guard let positions = EventID.parse(text) else { return }
   precondition(EventID.parse(EventID.format(positions)) == positions, "event id does not round trip")
+}
+
+private func checkInstant(_ text: String) {
+  guard let ms = ISO8601.milliseconds(text), text.hasSuffix("Z") else { return }
+  precondition(ISO8601.milliseconds(text.dropLast() + "+00:00") == ms, "Z and +00:00 differ")
 }

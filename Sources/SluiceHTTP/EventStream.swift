@@ -264,7 +264,7 @@ enum EventStream {
           return
         }
         guard result.records.count > 0 else { continue }
-        var bytes: ByteBuffer
+        let bytes: ByteBuffer
         do {
           bytes = try result.records.load()
         } catch {
@@ -272,40 +272,28 @@ enum EventStream {
             errorEvent(500, 50002, "Reading partition \(read.partition): \(error.message)"), writer, channel)
           return
         }
-        var position = positions[read.partition]!
-        while bytes.readableBytes >= RecordBatch.Layout.logOverhead,
-          let length = bytes.getInteger(
-            at: bytes.readerIndex + RecordBatch.Layout.batchLength, as: Int32.self),
-          length >= 0, bytes.readableBytes >= RecordBatch.Layout.logOverhead + Int(length),
-          let slice = bytes.readSlice(length: RecordBatch.Layout.logOverhead + Int(length))
-        {
-          guard let batch = try? RecordBatch(slice), batch.nextOffset > position else { continue }
-          if !batch.isControl {
-            do {
-              var iterator = try batch.makeRecordIterator(
-                maxDecompressedSize: broker.config.maxDecompressedBatchBytes)
-              while let record = try iterator.next() {
-                if record.offset < position { continue }
-                chunk.writeString("id: \(read.partition):\(record.offset)\ndata: ")
-                var json = JSONWriter()
-                RecordJSON.write(record, topic: parameters.topic, partition: read.partition, to: &json)
-                chunk.writeImmutableBuffer(json.buffer)
-                chunk.writeString("\n\n")
-                events += 1
-              }
-            } catch {
-              chunk.writeImmutableBuffer(
-                errorEvent(
-                  500, 50002,
-                  "Partition \(read.partition): the batch at offset \(batch.baseOffset) cannot be decoded: \(error)"
-                ))
-              try await write(chunk, writer, channel)
-              return
-            }
+        do {
+          positions[read.partition] = try RecordWalk.walk(
+            bytes, from: positions[read.partition]!,
+            maxDecompressedSize: broker.config.maxDecompressedBatchBytes
+          ) { record in
+            chunk.writeString("id: \(read.partition):\(record.offset)\ndata: ")
+            var json = JSONWriter()
+            RecordJSON.write(record, topic: parameters.topic, partition: read.partition, to: &json)
+            chunk.writeImmutableBuffer(json.buffer)
+            chunk.writeString("\n\n")
+            events += 1
+            return true
           }
-          position = batch.nextOffset
+        } catch {
+          chunk.writeImmutableBuffer(
+            errorEvent(
+              500, 50002,
+              "Partition \(read.partition): the batch at offset \(error.baseOffset) cannot be decoded: \(error.message)"
+            ))
+          try await write(chunk, writer, channel)
+          return
         }
-        positions[read.partition] = position
       }
       let now = broker.clock.monotonicMs()
       if events > 0 || chunk.readableBytes > 0 {

@@ -30,6 +30,14 @@ public struct HTTPServerConfiguration: Sendable {
   /// Server-Sent Events: record bytes read per wake (the bound on what a stream holds for a
   /// slow reader, beside the socket's send buffer).
   public var streamReadBytes = 1024 * 1024
+  /// REST consumer instances at most (`POST /consumers/{group}` answers 429 beyond).
+  public var maxConsumers = 1000
+  /// A REST consumer instance unused this long is closed (it leaves its group).
+  public var consumerInstanceTimeoutMs: Int64 = 300_000
+  /// How long `GET …/records` waits for records at most (a `timeout` query can shorten it).
+  public var consumerRequestTimeoutMs: Int64 = 1000
+  /// Key and value bytes one `GET …/records` answer holds at most (at least one record).
+  public var consumerRequestMaxBytes = 16 * 1024 * 1024
 
   public init(host: String, port: Int) {
     self.host = host
@@ -101,6 +109,7 @@ public final class HTTPServer: Service, Sendable {
   let group: MultiThreadedEventLoopGroup
   let logger: Logger
   let router: Router
+  let consumers: RestConsumers
   public let counters: HTTPCounters
   let boundPort = Mutex<Int?>(nil)
   let live = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -118,8 +127,11 @@ public final class HTTPServer: Service, Sendable {
     self.logger = logger
     let counters = HTTPCounters()
     self.counters = counters
+    let consumers = RestConsumers(broker: broker, configuration: configuration)
+    self.consumers = consumers
     self.router = Router(
-      broker: broker, configuration: configuration, counters: counters, metricsText: metricsText)
+      broker: broker, configuration: configuration, counters: counters, metricsText: metricsText,
+      consumers: consumers)
   }
 
   /// The port bound, once listening.
@@ -158,6 +170,7 @@ public final class HTTPServer: Service, Sendable {
       try await withTaskCancellationHandler {
         try await server.executeThenClose { inbound in
           try await withThrowingDiscardingTaskGroup { tasks in
+            tasks.addTask { await self.consumers.run(until: { self.stopping.load(ordering: .relaxed) }) }
             for try await connection in inbound {
               let channel = connection.channel
               let admitted = counters.connections.wrappingAdd(1, ordering: .relaxed).newValue

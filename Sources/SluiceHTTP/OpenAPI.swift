@@ -7,7 +7,7 @@ enum OpenAPIDocument {
      "info": {
       "title": "Sluice HTTP API",
       "version": "1",
-      "description": "Confluent REST Proxy v2 (topics, partitions, produce), Server-Sent Events, Prometheus metrics. See docs/http.md."
+      "description": "Confluent REST Proxy v2 (topics, partitions, produce, consumer instances), Server-Sent Events, Prometheus metrics. See docs/http.md."
      },
      "paths": {
       "/": {
@@ -789,6 +789,1047 @@ enum OpenAPIDocument {
          }
         }
        }
+      },
+      "/consumers/{group}": {
+       "post": {
+        "summary": "Create a consumer instance: a member of the consumer group once it subscribes.",
+        "operationId": "createConsumer",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         }
+        ],
+        "requestBody": {
+         "required": false,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/CreateConsumer"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/CreateConsumer"
+           }
+          }
+         }
+        },
+        "responses": {
+         "200": {
+          "description": "The instance.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/ConsumerInstance"
+            }
+           }
+          }
+         },
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "409": {
+          "description": "40902 an instance of that name exists in the group.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "Unknown field, invalid format (422), fetch.min.bytes out of range (40001), invalid configuration (42204).",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "429": {
+          "description": "42901 too many consumer instances (http.consumer.max.instances).",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}": {
+       "delete": {
+        "summary": "Close the instance: it commits (with auto-commit) and leaves its group.",
+        "operationId": "deleteConsumer",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "responses": {
+         "204": {
+          "description": "Closed."
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}/subscription": {
+       "post": {
+        "summary": "Subscribe to topics or a pattern (replaces the subscription; joins the group).",
+        "operationId": "subscribe",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "requestBody": {
+         "required": false,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/Subscription"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/Subscription"
+           }
+          }
+         }
+        },
+        "responses": {
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "Unknown field or invalid entry.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "204": {
+          "description": "Subscribed."
+         },
+         "409": {
+          "description": "40903 the instance has manually assigned partitions.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       },
+       "get": {
+        "summary": "The topics subscribed to (a pattern's current matches).",
+        "operationId": "subscription",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "responses": {
+         "200": {
+          "description": "Topics.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "type": "object",
+             "properties": {
+              "topics": {
+               "type": "array",
+               "items": {
+                "type": "string"
+               }
+              }
+             }
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       },
+       "delete": {
+        "summary": "Unsubscribe (leaves the group).",
+        "operationId": "unsubscribe",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "responses": {
+         "204": {
+          "description": "Unsubscribed."
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}/assignments": {
+       "post": {
+        "summary": "Assign partitions manually (no group membership).",
+        "operationId": "assign",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "requestBody": {
+         "required": false,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/Partitions"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/Partitions"
+           }
+          }
+         }
+        },
+        "responses": {
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "Unknown field or invalid entry.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "204": {
+          "description": "Assigned."
+         },
+         "409": {
+          "description": "40903 the instance subscribes to topics.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       },
+       "get": {
+        "summary": "The partitions assigned (by the group or manually).",
+        "operationId": "assignments",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "responses": {
+         "200": {
+          "description": "Partitions.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Partitions"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}/offsets": {
+       "post": {
+        "summary": "Commit offsets: each entry's offset is the last record consumed (offset+1 is committed); with no body, every position.",
+        "operationId": "commitOffsets",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "requestBody": {
+         "required": false,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/CommitOffsets"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/CommitOffsets"
+           }
+          }
+         }
+        },
+        "responses": {
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "Unknown field or invalid entry.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "200": {
+          "description": "Committed (an empty array).",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "type": "array",
+             "items": {}
+            }
+           }
+          }
+         },
+         "409": {
+          "description": "40903 the group rebalanced meanwhile.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "500": {
+          "description": "50002 the commit could not be stored.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       },
+       "get": {
+        "summary": "Committed offsets of the given partitions (a JSON body, as REST Proxy takes it), or of the assigned ones.",
+        "operationId": "committedOffsets",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "responses": {
+         "200": {
+          "description": "Offsets (partitions without a commit are left out).",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/CommittedOffsets"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}/positions": {
+       "post": {
+        "summary": "Seek assigned partitions to offsets or to the first offset at a time.",
+        "operationId": "seek",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "requestBody": {
+         "required": false,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/Seek"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/Seek"
+           }
+          }
+         }
+        },
+        "responses": {
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "Unknown field or invalid entry.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "204": {
+          "description": "Positions set."
+         },
+         "409": {
+          "description": "40903 a partition is not assigned to this instance.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}/positions/beginning": {
+       "post": {
+        "summary": "Seek assigned partitions to their first offset.",
+        "operationId": "seekToBeginning",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "requestBody": {
+         "required": false,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/Partitions"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/Partitions"
+           }
+          }
+         }
+        },
+        "responses": {
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "Unknown field or invalid entry.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "204": {
+          "description": "Positions set."
+         },
+         "409": {
+          "description": "40903 a partition is not assigned to this instance.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}/positions/end": {
+       "post": {
+        "summary": "Seek assigned partitions to their end.",
+        "operationId": "seekToEnd",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         }
+        ],
+        "requestBody": {
+         "required": false,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/Partitions"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/Partitions"
+           }
+          }
+         }
+        },
+        "responses": {
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "Unknown field or invalid entry.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "204": {
+          "description": "Positions set."
+         },
+         "409": {
+          "description": "40903 a partition is not assigned to this instance.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/consumers/{group}/instances/{instance}/records": {
+       "get": {
+        "summary": "Records past the positions, as soon as there are any, or [] after the timeout.",
+        "operationId": "records",
+        "parameters": [
+         {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer group id."
+         },
+         {
+          "name": "instance",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Consumer instance name."
+         },
+         {
+          "name": "timeout",
+          "in": "query",
+          "required": false,
+          "schema": {
+           "type": "integer"
+          },
+          "description": "Milliseconds to wait at most (shortens consumer.request.timeout.ms)."
+         },
+         {
+          "name": "max_bytes",
+          "in": "query",
+          "required": false,
+          "schema": {
+           "type": "integer"
+          },
+          "description": "Key and value bytes at most (at least one record)."
+         }
+        ],
+        "responses": {
+         "200": {
+          "description": "Records.",
+          "content": {
+           "application/vnd.kafka.binary.v2+json": {
+            "schema": {
+             "type": "array",
+             "items": {
+              "$ref": "#/components/schemas/ConsumerRecord"
+             }
+            }
+           },
+           "application/vnd.kafka.json.v2+json": {
+            "schema": {
+             "type": "array",
+             "items": {
+              "$ref": "#/components/schemas/ConsumerRecord"
+             }
+            }
+           }
+          }
+         },
+         "400": {
+          "description": "timeout or max_bytes not a number.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40403 consumer instance not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "406": {
+          "description": "40601 the Accept format is not the instance's.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "408": {
+          "description": "40801 a json-format instance met a key or value that is not JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "409": {
+          "description": "40903 neither subscribed nor assigned.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "500": {
+          "description": "50002 no committed offset and auto.offset.reset=none.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
       }
      },
      "components": {
@@ -1027,6 +2068,227 @@ enum OpenAPIDocument {
           "items": {
            "$ref": "#/components/schemas/ProduceOffset"
           }
+         }
+        }
+       },
+       "CreateConsumer": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+         "name": {
+          "type": "string",
+          "description": "Instance name (default rest-consumer-<random>)."
+         },
+         "id": {
+          "type": "string",
+          "description": "Deprecated alias of name."
+         },
+         "format": {
+          "type": "string",
+          "enum": [
+           "binary",
+           "json"
+          ],
+          "description": "Embedded format of keys and values in records (default binary)."
+         },
+         "auto.offset.reset": {
+          "type": "string",
+          "enum": [
+           "earliest",
+           "latest",
+           "none"
+          ]
+         },
+         "auto.commit.enable": {
+          "type": "string",
+          "enum": [
+           "true",
+           "false"
+          ]
+         },
+         "fetch.min.bytes": {
+          "type": "integer",
+          "minimum": -1,
+          "maximum": 10000000
+         },
+         "consumer.request.timeout.ms": {
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 300000
+         },
+         "responseMinBytes": {
+          "type": "integer",
+          "minimum": -1,
+          "maximum": 10000000
+         },
+         "requestWaitMs": {
+          "type": "integer",
+          "minimum": 0,
+          "maximum": 300000
+         }
+        }
+       },
+       "ConsumerInstance": {
+        "type": "object",
+        "properties": {
+         "instance_id": {
+          "type": "string"
+         },
+         "base_uri": {
+          "type": "string"
+         }
+        }
+       },
+       "TopicPartition": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+         "topic",
+         "partition"
+        ],
+        "properties": {
+         "topic": {
+          "type": "string"
+         },
+         "partition": {
+          "type": "integer",
+          "minimum": 0
+         }
+        }
+       },
+       "Partitions": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+         "partitions": {
+          "type": "array",
+          "items": {
+           "$ref": "#/components/schemas/TopicPartition"
+          }
+         }
+        }
+       },
+       "Subscription": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+         "topics": {
+          "type": "array",
+          "items": {
+           "type": "string"
+          }
+         },
+         "topic_pattern": {
+          "type": "string",
+          "description": "A regular expression matched against whole topic names."
+         }
+        }
+       },
+       "OffsetEntry": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+         "topic",
+         "partition",
+         "offset"
+        ],
+        "properties": {
+         "topic": {
+          "type": "string"
+         },
+         "partition": {
+          "type": "integer",
+          "minimum": 0
+         },
+         "offset": {
+          "type": "integer",
+          "minimum": 0
+         },
+         "metadata": {
+          "type": "string"
+         }
+        }
+       },
+       "CommitOffsets": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+         "offsets": {
+          "type": "array",
+          "items": {
+           "$ref": "#/components/schemas/OffsetEntry"
+          }
+         }
+        }
+       },
+       "CommittedOffsets": {
+        "type": "object",
+        "properties": {
+         "offsets": {
+          "type": "array",
+          "items": {
+           "$ref": "#/components/schemas/OffsetEntry"
+          }
+         }
+        }
+       },
+       "Seek": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+         "offsets": {
+          "type": "array",
+          "items": {
+           "$ref": "#/components/schemas/OffsetEntry"
+          }
+         },
+         "timestamps": {
+          "type": "array",
+          "items": {
+           "type": "object",
+           "additionalProperties": false,
+           "required": [
+            "topic",
+            "partition",
+            "timestamp"
+           ],
+           "properties": {
+            "topic": {
+             "type": "string"
+            },
+            "partition": {
+             "type": "integer",
+             "minimum": 0
+            },
+            "timestamp": {
+             "type": "string",
+             "format": "date-time"
+            },
+            "metadata": {
+             "type": "string"
+            }
+           }
+          }
+         }
+        }
+       },
+       "ConsumerRecord": {
+        "type": "object",
+        "properties": {
+         "topic": {
+          "type": "string"
+         },
+         "key": {
+          "description": "base64 (binary) or the JSON value (json); null for a null key."
+         },
+         "value": {
+          "description": "base64 (binary) or the JSON value (json); null for a null value."
+         },
+         "partition": {
+          "type": "integer"
+         },
+         "offset": {
+          "type": "integer"
          }
         }
        }

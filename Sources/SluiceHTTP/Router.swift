@@ -125,6 +125,7 @@ struct Router: Sendable {
   let configuration: HTTPServerConfiguration
   let counters: HTTPCounters
   let metricsText: (@Sendable () -> String)?
+  let consumers: RestConsumers
   let partitioner = RestPartitioner()
 
   /// Every route: method and path template, as `/openapi.json` documents them (a test keeps
@@ -139,6 +140,19 @@ struct Router: Sendable {
     (.GET, "/topics/{topic}/partitions/{partition}"),
     (.POST, "/topics/{topic}/partitions/{partition}"),
     (.GET, "/topics/{topic}/partitions/{partition}/offsets"),
+    (.POST, "/consumers/{group}"),
+    (.DELETE, "/consumers/{group}/instances/{instance}"),
+    (.POST, "/consumers/{group}/instances/{instance}/subscription"),
+    (.GET, "/consumers/{group}/instances/{instance}/subscription"),
+    (.DELETE, "/consumers/{group}/instances/{instance}/subscription"),
+    (.POST, "/consumers/{group}/instances/{instance}/assignments"),
+    (.GET, "/consumers/{group}/instances/{instance}/assignments"),
+    (.POST, "/consumers/{group}/instances/{instance}/offsets"),
+    (.GET, "/consumers/{group}/instances/{instance}/offsets"),
+    (.POST, "/consumers/{group}/instances/{instance}/positions"),
+    (.POST, "/consumers/{group}/instances/{instance}/positions/beginning"),
+    (.POST, "/consumers/{group}/instances/{instance}/positions/end"),
+    (.GET, "/consumers/{group}/instances/{instance}/records"),
     (.GET, "/v1/topics/{topic}/events"),
     (.GET, "/metrics"),
     (.GET, "/openapi.json"),
@@ -207,6 +221,12 @@ struct Router: Sendable {
         return await rest.produce(request, topic: parameters["topic"]!, partition: nil)
       case (.POST, "/topics/{topic}/partitions/{partition}"):
         return await rest.produce(request, topic: parameters["topic"]!, partition: parameters["partition"]!)
+      case (.POST, "/consumers/{group}"):
+        return RestConsumerAPI(consumers: consumers, configuration: configuration, route: template)
+          .create(request, group: parameters["group"]!)
+      case (_, let path) where path.hasPrefix("/consumers/{group}/instances/{instance}"):
+        return await RestConsumerAPI(consumers: consumers, configuration: configuration, route: template)
+          .handle(request, method, parameters, context: context)
       default:
         return .error(.methodNotAllowed, code: 405, "HTTP 405 Method Not Allowed", route: template)
       }
