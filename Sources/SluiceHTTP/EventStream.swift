@@ -34,8 +34,9 @@ public enum EventID {
     guard entries.count <= maxEntries else { return nil }
     for entry in entries {
       let parts = entry.split(separator: ":", omittingEmptySubsequences: false)
+      // An offset is the last one delivered: the next (offset + 1) must exist.
       guard parts.count == 2, let partition = Int32(parts[0]), partition >= 0, let offset = Int64(parts[1]),
-        offset >= -1
+        offset >= -1, offset < Int64.max
       else { return nil }
       positions[partition] = offset
     }
@@ -217,100 +218,114 @@ enum EventStream {
     var opening = ByteBuffer(string: "retry: 2000\n: \(parameters.topic)\n\n")
     checkpoint(positions, into: &opening)
     try await write(opening, writer, channel)
-    while context.isOpen() {
-      // Partitions added meanwhile are read from their start.
-      guard let topic = broker.topic(parameters.topic) else {
-        try await write(errorEvent(404, 40401, "Topic \(parameters.topic) was deleted"), writer, channel)
-        return
-      }
-      if parameters.partition == nil {
-        for partition in topic.partitions where positions[partition.index] == nil {
-          positions[partition.index] = partition.logStartOffset
+    // What the client was sent (positions advance as a chunk is built; this, once it is
+    // written): a stream that ends, however it ends, commits only this.
+    var sent = positions
+    do {
+      try await loop()
+    } catch {
+      _ = await commit(parameters, sent, &committed, broker, writer, channel)
+      throw error
+    }
+    _ = await commit(parameters, sent, &committed, broker, writer, channel)
+
+    func loop() async throws {
+      while context.isOpen() {
+        // Partitions added meanwhile are read from their start.
+        guard let topic = broker.topic(parameters.topic) else {
+          try await write(errorEvent(404, 40401, "Topic \(parameters.topic) was deleted"), writer, channel)
+          return
         }
-      }
-      // Rotated so that a busy partition does not always fill the read first.
-      var order = positions.keys.sorted()
-      if !order.isEmpty {
-        rotation = (rotation + 1) % order.count
-        order = Array(order[rotation...] + order[..<rotation])
-      }
-      let reads = order.map {
-        PartitionRead(
-          topic: parameters.topic, partition: $0, offset: positions[$0]!,
-          maxBytes: configuration.streamReadBytes)
-      }
-      let results = await broker.read(
-        reads,
-        options: ReadOptions(
-          maxBytes: configuration.streamReadBytes, minBytes: 1, maxWaitMs: configuration.heartbeatMs),
-        context: CallContext(eventLoop: channel.eventLoop, isConnected: context.isOpen))
-      var chunk = ByteBuffer()
-      var events = 0
-      for (read, result) in zip(reads, results) {
-        if let failure = result.error {
-          if failure.code == .offsetOutOfRange {
-            // Retention removed records not yet sent (or the log was truncated): go on from
-            // what there is, and say so.
-            let next = read.offset < result.logStartOffset ? result.logStartOffset : result.highWatermark
-            chunk.writeString(
-              ": partition \(read.partition): offset \(read.offset) is gone, from \(next)\n\n")
-            positions[read.partition] = next
-            continue
+        if parameters.partition == nil {
+          for partition in topic.partitions where positions[partition.index] == nil {
+            positions[partition.index] = partition.logStartOffset
           }
-          chunk.writeImmutableBuffer(
-            errorEvent(
-              500, 50002, "Reading partition \(read.partition): \(failure.code.name) \(failure.message)"))
-          try await write(chunk, writer, channel)
-          return
         }
-        guard result.records.count > 0 else { continue }
-        let bytes: ByteBuffer
-        do {
-          bytes = try result.records.load()
-        } catch {
-          try await write(
-            errorEvent(500, 50002, "Reading partition \(read.partition): \(error.message)"), writer, channel)
-          return
+        // Rotated so that a busy partition does not always fill the read first.
+        var order = positions.keys.sorted()
+        if !order.isEmpty {
+          rotation = (rotation + 1) % order.count
+          order = Array(order[rotation...] + order[..<rotation])
         }
-        do {
-          positions[read.partition] = try RecordWalk.walk(
-            bytes, from: positions[read.partition]!,
-            maxDecompressedSize: broker.config.maxDecompressedBatchBytes
-          ) { record in
-            chunk.writeString("id: \(read.partition):\(record.offset)\ndata: ")
-            var json = JSONWriter()
-            RecordJSON.write(record, topic: parameters.topic, partition: read.partition, to: &json)
-            chunk.writeImmutableBuffer(json.buffer)
-            chunk.writeString("\n\n")
-            events += 1
-            return true
+        let reads = order.map {
+          PartitionRead(
+            topic: parameters.topic, partition: $0, offset: positions[$0]!,
+            maxBytes: configuration.streamReadBytes)
+        }
+        let results = await broker.read(
+          reads,
+          options: ReadOptions(
+            maxBytes: configuration.streamReadBytes, minBytes: 1, maxWaitMs: configuration.heartbeatMs),
+          context: CallContext(eventLoop: channel.eventLoop, isConnected: context.isOpen))
+        var chunk = ByteBuffer()
+        var events = 0
+        for (read, result) in zip(reads, results) {
+          if let failure = result.error {
+            if failure.code == .offsetOutOfRange {
+              // Retention removed records not yet sent (or the log was truncated): go on from
+              // what there is, and say so.
+              let next = read.offset < result.logStartOffset ? result.logStartOffset : result.highWatermark
+              chunk.writeString(
+                ": partition \(read.partition): offset \(read.offset) is gone, from \(next)\n\n")
+              positions[read.partition] = next
+              continue
+            }
+            chunk.writeImmutableBuffer(
+              errorEvent(
+                500, 50002, "Reading partition \(read.partition): \(failure.code.name) \(failure.message)"))
+            try await write(chunk, writer, channel)
+            return
           }
-        } catch {
-          chunk.writeImmutableBuffer(
-            errorEvent(
-              500, 50002,
-              "Partition \(read.partition): the batch at offset \(error.baseOffset) cannot be decoded: \(error.message)"
-            ))
-          try await write(chunk, writer, channel)
-          return
+          guard result.records.count > 0 else { continue }
+          let bytes: ByteBuffer
+          do {
+            bytes = try result.records.load()
+          } catch {
+            try await write(
+              errorEvent(500, 50002, "Reading partition \(read.partition): \(error.message)"), writer, channel
+            )
+            return
+          }
+          do {
+            positions[read.partition] = try RecordWalk.walk(
+              bytes, from: positions[read.partition]!,
+              maxDecompressedSize: broker.config.maxDecompressedBatchBytes
+            ) { record in
+              chunk.writeString("id: \(read.partition):\(record.offset)\ndata: ")
+              var json = JSONWriter()
+              RecordJSON.write(record, topic: parameters.topic, partition: read.partition, to: &json)
+              chunk.writeImmutableBuffer(json.buffer)
+              chunk.writeString("\n\n")
+              events += 1
+              return true
+            }
+          } catch {
+            chunk.writeImmutableBuffer(
+              errorEvent(
+                500, 50002,
+                "Partition \(read.partition): the batch at offset \(error.baseOffset) cannot be decoded: \(error.message)"
+              ))
+            try await write(chunk, writer, channel)
+            return
+          }
         }
-      }
-      let now = broker.clock.monotonicMs()
-      if events > 0 || chunk.readableBytes > 0 {
-        checkpoint(positions, into: &chunk)
-        try await write(chunk, writer, channel)
-        counters.streamedEvents.wrappingAdd(events, ordering: .relaxed)
-        lastWrite = now
-      } else if now - lastWrite >= configuration.heartbeatMs {
-        try await write(ByteBuffer(string: ": heartbeat\n\n"), writer, channel)
-        lastWrite = now
-      }
-      if parameters.group != nil && now - lastCommit >= commitIntervalMs {
-        lastCommit = now
-        if !(await commit(parameters, positions, &committed, broker, writer, channel)) { return }
+        let now = broker.clock.monotonicMs()
+        if events > 0 || chunk.readableBytes > 0 {
+          checkpoint(positions, into: &chunk)
+          try await write(chunk, writer, channel)
+          counters.streamedEvents.wrappingAdd(events, ordering: .relaxed)
+          lastWrite = now
+        } else if now - lastWrite >= configuration.heartbeatMs {
+          try await write(ByteBuffer(string: ": heartbeat\n\n"), writer, channel)
+          lastWrite = now
+        }
+        sent = positions
+        if parameters.group != nil && now - lastCommit >= commitIntervalMs {
+          lastCommit = now
+          if !(await commit(parameters, sent, &committed, broker, writer, channel)) { return }
+        }
       }
     }
-    _ = await commit(parameters, positions, &committed, broker, writer, channel)
   }
 
   /// Commits the positions that moved as the stream's group's offsets (a standalone commit:

@@ -22,8 +22,8 @@ public struct HTTPServerConfiguration: Sendable {
   /// A connection that has not sent a complete request head this long after it opened or
   /// after its last response ended is closed (slow headers, idle keep-alive).
   public var idleTimeoutMs: Int64 = 30_000
-  /// A request whose body has not arrived in full this long after its head is answered 408
-  /// and its connection closed (slow bodies).
+  /// A request whose body has not arrived in full this long after its head has its
+  /// connection closed (slow bodies).
   public var requestTimeoutMs: Int64 = 30_000
   /// Server-Sent Events: a comment is sent after this long without events.
   public var heartbeatMs: Int64 = 15_000
@@ -248,7 +248,7 @@ public final class HTTPServer: Service, Sendable {
           let keepAlive = head.isKeepAlive && !stopping.load(ordering: .relaxed) && response.stream == nil
           var headers = response.headers
           headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
-          if let stream = response.stream {
+          if let stream = response.stream, head.method != .HEAD {
             let responseHead = HTTPResponseHead(
               version: head.version, status: response.status, headers: headers)
             try await outbound.write(.head(responseHead))
@@ -256,10 +256,13 @@ public final class HTTPServer: Service, Sendable {
             try await outbound.write(.end(nil))
             return
           }
-          headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
+          if response.stream == nil {
+            headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
+          }
           let responseHead = HTTPResponseHead(
             version: head.version, status: response.status, headers: headers)
           if head.method == .HEAD {
+            // A stream's HEAD: its head only (the stream is not started).
             try await outbound.write(contentsOf: [.head(responseHead), .end(nil)])
           } else {
             try await outbound.write(
