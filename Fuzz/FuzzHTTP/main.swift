@@ -5,7 +5,8 @@
 //   bits 0-1  0: a JSON text; 1: a REST Proxy produce body in the json format; 2: the same
 //             in the binary format (base64 keys and values); 3: base64 text, with bit 2
 //             set an SSE `Last-Event-ID` instead, with bit 3 set an ISO-8601 instant (a REST
-//             consumer's seek by time)
+//             consumer's seek by time), with bit 4 set a webhook URL, with bit 5 set a
+//             `POST /v1/webhooks` body
 //
 // Checked on every input: no crash or sanitizer report, and
 // - JSON: an accepted text, written compactly, parses again to an equal value, and writing
@@ -17,7 +18,10 @@
 // - base64: decoded bytes re-encode to text that decodes to the same bytes, and the output is
 //   at most three quarters of the input;
 // - event ids: an accepted id, formatted, parses to the same positions;
-// - instants: one accepted with `Z` names the same millisecond with `+00:00`.
+// - instants: one accepted with `Z` names the same millisecond with `+00:00`;
+// - URLs: an accepted URL, written back, parses to the same URL;
+// - webhook bodies: an accepted body names a valid subscription (its URL parses, its secret
+//   gives a key, its numbers are in range).
 //
 // Build and run: scripts/fuzz.sh FuzzHTTP
 
@@ -35,7 +39,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   case 2: checkProduce(body, format: .binary)
   default:
     let text = String(decoding: body.readableBytesView, as: UTF8.self)
-    if control & 8 != 0 {
+    if control & 0x20 != 0 {
+      checkWebhook(body)
+    } else if control & 0x10 != 0 {
+      checkURL(text)
+    } else if control & 8 != 0 {
       checkInstant(text)
     } else if control & 4 == 0 {
       checkBase64(text)
@@ -126,4 +134,21 @@ private func checkEventID(_ text: String) {
 private func checkInstant(_ text: String) {
   guard let ms = ISO8601.milliseconds(text), text.hasSuffix("Z") else { return }
   precondition(ISO8601.milliseconds(text.dropLast() + "+00:00") == ms, "Z and +00:00 differ")
+}
+
+private func checkURL(_ text: String) {
+  guard let url = HTTPURL(text) else { return }
+  precondition(HTTPURL(url.description) == url, "URL does not round trip: \(url)")
+}
+
+private func checkWebhook(_ body: ByteBuffer) {
+  guard case .success(let spec) = WebhookSpec.parse(body) else { return }
+  precondition(HTTPURL(spec.url) != nil, "accepted a URL that does not parse")
+  precondition((1...100).contains(spec.maxAttempts), "max_attempts out of range")
+  precondition(spec.retryBackoffMs <= spec.maxBackoffMs, "backoff above its maximum")
+  if let secret = spec.secret {
+    precondition(
+      WebhookSignature.sign(secret: secret, id: "m", timestamp: 0, body: ByteBuffer()) != nil,
+      "unusable secret")
+  }
 }

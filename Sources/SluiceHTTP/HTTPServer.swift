@@ -110,6 +110,8 @@ public final class HTTPServer: Service, Sendable {
   let logger: Logger
   let router: Router
   let consumers: RestConsumers
+  /// Webhook subscriptions and their dispatcher.
+  public let webhooks: Webhooks
   public let counters: HTTPCounters
   let boundPort = Mutex<Int?>(nil)
   let live = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -129,9 +131,11 @@ public final class HTTPServer: Service, Sendable {
     self.counters = counters
     let consumers = RestConsumers(broker: broker, configuration: configuration)
     self.consumers = consumers
+    let webhooks = Webhooks(broker: broker, logger: logger)
+    self.webhooks = webhooks
     self.router = Router(
       broker: broker, configuration: configuration, counters: counters, metricsText: metricsText,
-      consumers: consumers)
+      consumers: consumers, webhooks: webhooks)
   }
 
   /// The port bound, once listening.
@@ -170,7 +174,11 @@ public final class HTTPServer: Service, Sendable {
       try await withTaskCancellationHandler {
         try await server.executeThenClose { inbound in
           try await withThrowingDiscardingTaskGroup { tasks in
-            tasks.addTask { await self.consumers.run(until: { self.stopping.load(ordering: .relaxed) }) }
+            self.webhooks.start()
+            tasks.addTask {
+              await self.consumers.run(until: { self.stopping.load(ordering: .relaxed) })
+              await self.webhooks.stopAll()
+            }
             for try await connection in inbound {
               let channel = connection.channel
               let admitted = counters.connections.wrappingAdd(1, ordering: .relaxed).newValue

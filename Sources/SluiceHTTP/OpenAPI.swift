@@ -7,7 +7,7 @@ enum OpenAPIDocument {
      "info": {
       "title": "Sluice HTTP API",
       "version": "1",
-      "description": "Confluent REST Proxy v2 (topics, partitions, produce, consumer instances), Server-Sent Events, Prometheus metrics. See docs/http.md."
+      "description": "Confluent REST Proxy v2 (topics, partitions, produce, consumer instances), Server-Sent Events, webhooks, Prometheus metrics. See docs/http.md."
      },
      "paths": {
       "/": {
@@ -1830,6 +1830,305 @@ enum OpenAPIDocument {
          }
         }
        }
+      },
+      "/v1/webhooks": {
+       "get": {
+        "summary": "Every webhook subscription with its state, progress and last error.",
+        "operationId": "listWebhooks",
+        "responses": {
+         "200": {
+          "description": "Webhooks.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "type": "array",
+             "items": {
+              "$ref": "#/components/schemas/Webhook"
+             }
+            }
+           }
+          }
+         }
+        }
+       },
+       "post": {
+        "summary": "Create a webhook subscription: each record of the topic is POSTed to the URL, in order per partition, at least once.",
+        "operationId": "createWebhook",
+        "requestBody": {
+         "required": true,
+         "content": {
+          "application/vnd.kafka.v2+json": {
+           "schema": {
+            "$ref": "#/components/schemas/WebhookCreate"
+           }
+          },
+          "application/json": {
+           "schema": {
+            "$ref": "#/components/schemas/WebhookCreate"
+           }
+          }
+         }
+        },
+        "responses": {
+         "201": {
+          "description": "Created.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Webhook"
+            }
+           }
+          }
+         },
+         "400": {
+          "description": "Malformed JSON.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40401 topic not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "409": {
+          "description": "40901 a webhook of that name exists.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "415": {
+          "description": "Unsupported Content-Type.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "422": {
+          "description": "A missing or invalid field.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "429": {
+          "description": "42901 too many webhooks.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "500": {
+          "description": "50002 the subscriptions file could not be written.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/v1/webhooks/{name}": {
+       "get": {
+        "summary": "One webhook subscription.",
+        "operationId": "describeWebhook",
+        "parameters": [
+         {
+          "name": "name",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Webhook name."
+         }
+        ],
+        "responses": {
+         "200": {
+          "description": "The webhook.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Webhook"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40404 webhook not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       },
+       "delete": {
+        "summary": "Delete a webhook subscription (its group's committed offsets stay).",
+        "operationId": "deleteWebhook",
+        "parameters": [
+         {
+          "name": "name",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Webhook name."
+         }
+        ],
+        "responses": {
+         "204": {
+          "description": "Deleted."
+         },
+         "404": {
+          "description": "40404 webhook not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "500": {
+          "description": "50002 the subscriptions file could not be written.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/v1/webhooks/{name}/pause": {
+       "post": {
+        "summary": "Pause delivery (kept across restarts).",
+        "operationId": "pauseWebhook",
+        "parameters": [
+         {
+          "name": "name",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Webhook name."
+         }
+        ],
+        "responses": {
+         "200": {
+          "description": "The webhook.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Webhook"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40404 webhook not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "500": {
+          "description": "50002 the subscriptions file could not be written.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
+      },
+      "/v1/webhooks/{name}/resume": {
+       "post": {
+        "summary": "Resume delivery (kept across restarts).",
+        "operationId": "resumeWebhook",
+        "parameters": [
+         {
+          "name": "name",
+          "in": "path",
+          "required": true,
+          "schema": {
+           "type": "string"
+          },
+          "description": "Webhook name."
+         }
+        ],
+        "responses": {
+         "200": {
+          "description": "The webhook.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Webhook"
+            }
+           }
+          }
+         },
+         "404": {
+          "description": "40404 webhook not found.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         },
+         "500": {
+          "description": "50002 the subscriptions file could not be written.",
+          "content": {
+           "application/vnd.kafka.v2+json": {
+            "schema": {
+             "$ref": "#/components/schemas/Error"
+            }
+           }
+          }
+         }
+        }
+       }
       }
      },
      "components": {
@@ -2289,6 +2588,162 @@ enum OpenAPIDocument {
          },
          "offset": {
           "type": "integer"
+         }
+        }
+       },
+       "WebhookCreate": {
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+         "name",
+         "topic",
+         "url"
+        ],
+        "properties": {
+         "name": {
+          "type": "string",
+          "pattern": "^[A-Za-z0-9._-]{1,200}$"
+         },
+         "topic": {
+          "type": "string"
+         },
+         "url": {
+          "type": "string",
+          "description": "http:// URL the records are POSTed to."
+         },
+         "secret": {
+          "type": "string",
+          "description": "Standard Webhooks secret: whsec_ + base64 of a 16 to 64 byte key."
+         },
+         "max_attempts": {
+          "type": "integer",
+          "minimum": 1,
+          "maximum": 100,
+          "default": 10
+         },
+         "dead_letter_topic": {
+          "type": "string",
+          "description": "Default NAME.dlq."
+         },
+         "from": {
+          "type": "string",
+          "enum": [
+           "beginning",
+           "end"
+          ],
+          "default": "end"
+         },
+         "timeout_ms": {
+          "type": "integer",
+          "minimum": 1,
+          "maximum": 300000,
+          "default": 10000
+         },
+         "retry_backoff_ms": {
+          "type": "integer",
+          "minimum": 1,
+          "maximum": 600000,
+          "default": 1000
+         },
+         "max_backoff_ms": {
+          "type": "integer",
+          "minimum": 1,
+          "maximum": 3600000,
+          "default": 60000
+         }
+        }
+       },
+       "Webhook": {
+        "type": "object",
+        "properties": {
+         "name": {
+          "type": "string"
+         },
+         "topic": {
+          "type": "string"
+         },
+         "url": {
+          "type": "string"
+         },
+         "signed": {
+          "type": "boolean"
+         },
+         "max_attempts": {
+          "type": "integer"
+         },
+         "dead_letter_topic": {
+          "type": "string"
+         },
+         "from": {
+          "type": "string"
+         },
+         "timeout_ms": {
+          "type": "integer"
+         },
+         "retry_backoff_ms": {
+          "type": "integer"
+         },
+         "max_backoff_ms": {
+          "type": "integer"
+         },
+         "state": {
+          "type": "string",
+          "enum": [
+           "active",
+           "paused"
+          ]
+         },
+         "group": {
+          "type": "string"
+         },
+         "lag": {
+          "type": "integer"
+         },
+         "partitions": {
+          "type": "array",
+          "items": {
+           "type": "object",
+           "properties": {
+            "partition": {
+             "type": "integer"
+            },
+            "delivered_offset": {
+             "type": "integer",
+             "nullable": true
+            },
+            "end_offset": {
+             "type": "integer"
+            },
+            "lag": {
+             "type": "integer",
+             "nullable": true
+            }
+           }
+          }
+         },
+         "delivered": {
+          "type": "integer"
+         },
+         "failures": {
+          "type": "integer"
+         },
+         "retries": {
+          "type": "integer"
+         },
+         "dead_lettered": {
+          "type": "integer"
+         },
+         "last_error": {
+          "type": "string",
+          "nullable": true
+         },
+         "last_status": {
+          "type": "integer",
+          "nullable": true
+         },
+         "last_error_at": {
+          "type": "integer",
+          "nullable": true
          }
         }
        }

@@ -126,6 +126,7 @@ struct Router: Sendable {
   let counters: HTTPCounters
   let metricsText: (@Sendable () -> String)?
   let consumers: RestConsumers
+  let webhooks: Webhooks
   let partitioner = RestPartitioner()
 
   /// Every route: method and path template, as `/openapi.json` documents them (a test keeps
@@ -154,6 +155,12 @@ struct Router: Sendable {
     (.POST, "/consumers/{group}/instances/{instance}/positions/end"),
     (.GET, "/consumers/{group}/instances/{instance}/records"),
     (.GET, "/v1/topics/{topic}/events"),
+    (.GET, "/v1/webhooks"),
+    (.POST, "/v1/webhooks"),
+    (.GET, "/v1/webhooks/{name}"),
+    (.DELETE, "/v1/webhooks/{name}"),
+    (.POST, "/v1/webhooks/{name}/pause"),
+    (.POST, "/v1/webhooks/{name}/resume"),
     (.GET, "/metrics"),
     (.GET, "/openapi.json"),
   ]
@@ -191,7 +198,8 @@ struct Router: Sendable {
     case (.GET, "/metrics"):
       let broker = metricsText
       let counters = self.counters
-      let text = await offLoop { (broker?() ?? "") + counters.render() }
+      let webhooks = self.webhooks
+      let text = await offLoop { (broker?() ?? "") + counters.render() + webhooks.render() }
       return .text(.ok, text, contentType: "text/plain; version=0.0.4; charset=utf-8", route: template)
     case (.GET, "/openapi.json"):
       return .json(.ok, ByteBuffer(string: OpenAPIDocument.text), route: template)
@@ -200,6 +208,16 @@ struct Router: Sendable {
       return EventStream.response(
         request, topic: parameters["topic"]!, broker: broker, configuration: configuration, counters: counters
       )
+    case (_, let path) where path.hasPrefix("/v1/webhooks"):
+      let api = WebhookAPI(webhooks: webhooks, broker: broker, route: template)
+      switch (method, template) {
+      case (.POST, "/v1/webhooks"): return await api.create(request)
+      case (.GET, "/v1/webhooks"): return api.list()
+      case (.GET, "/v1/webhooks/{name}"): return api.describe(parameters["name"]!)
+      case (.DELETE, "/v1/webhooks/{name}"): return await api.delete(parameters["name"]!)
+      case (.POST, "/v1/webhooks/{name}/pause"): return await api.pause(parameters["name"]!, true)
+      default: return await api.pause(parameters["name"]!, false)
+      }
     default:
       if let refusal = rest.refuseAccept(request) { return refusal }
       switch (method, template) {
