@@ -19,6 +19,11 @@
     text; a reader process holds GET /v1/topics/T/events open and computes receive - send
     per event. Prints p50/p99/p99.9/max (the first --warmup seconds dropped).
 
+(c) Webhook deliveries/s: --webhook-records records (4 partitions) produced first, then a
+    webhook subscription from the beginning to a local receiver (an asyncio process that
+    answers 200 at once and counts); prints deliveries/s until all arrived and the broker's
+    CPU per delivery.
+
     scripts/bench-http.py                                 # .build-release/release/sluice
     scripts/bench-http.py --sluice-bin /tmp/sluice --records 20000 --rounds 1 --sse-seconds 3
 """
@@ -282,6 +287,81 @@ def sse_latency(proc, bootstrap: str, url: str, args) -> None:
         percentile(ms, 50), percentile(ms, 99), percentile(ms, 99.9), ms[-1] if ms else float("nan"), cpu_pct))
 
 
+def webhook_receiver(port: int, expected: int, ready, results):
+    import asyncio
+
+    count = 0
+
+    async def handle(reader, writer):
+        nonlocal count
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if length:
+                await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            count += 1
+            if count == 1:
+                results.put(("first", time.monotonic()))
+            if count == expected:
+                results.put(("last", time.monotonic()))
+        finally:
+            writer.close()
+
+    async def serve():
+        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+def webhook_throughput(proc, bootstrap: str, url: str, args) -> None:
+    topic = f"bench-webhook-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, 4)
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i in range(args.webhook_records):
+        p.produce(topic, value=record_value(i, args.record_bytes), partition=i % 4)
+        if i % 10000 == 0:
+            p.poll(0)
+    p.flush(60)
+    port = free_port()
+    ctx = mp.get_context("spawn")
+    ready, results = ctx.Event(), ctx.Queue()
+    receiver = ctx.Process(target=webhook_receiver, args=(port, args.webhook_records, ready, results), daemon=True)
+    receiver.start()
+    if not ready.wait(30):
+        raise SystemExit("webhook receiver did not start")
+    cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    body = json.dumps({"name": f"bench-{uuid.uuid4().hex[:6]}", "topic": topic,
+                       "url": f"http://127.0.0.1:{port}/hook", "from": "beginning",
+                       "secret": "whsec_" + b64encode(os.urandom(24)).decode()}).encode()
+    host, _, http_port = url.removeprefix("http://").rstrip("/").partition(":")
+    connection = http.client.HTTPConnection(host, int(http_port), timeout=30)
+    connection.request("POST", "/v1/webhooks", body=body, headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    answer.read()
+    if answer.status != 201:
+        raise SystemExit(f"webhook create failed: {answer.status}")
+    marks = {}
+    while "last" not in marks:
+        kind, at = results.get(timeout=600)
+        marks[kind] = at
+    cpu = cpu_seconds(proc.pid) - cpu0
+    elapsed = marks["last"] - t0
+    receiver.terminate()
+    print(f"  {args.webhook_records:,} deliveries in {elapsed:.2f} s: {args.webhook_records / elapsed:,.0f} "
+          f"deliveries/s (signed, one connection per delivery); broker {cpu / args.webhook_records * 1e6:.0f} "
+          f"cpu-us per delivery", flush=True)
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -324,6 +404,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0, help="SSE: seconds of results to drop at the start")
     ap.add_argument("--skip-produce", action="store_true")
     ap.add_argument("--skip-sse", action="store_true")
+    ap.add_argument("--webhook-records", type=int, default=5000)
+    ap.add_argument("--skip-webhooks", action="store_true")
     args = ap.parse_args()
     if not os.path.exists(args.sluice_bin):
         raise SystemExit(f"{args.sluice_bin} not found: swift build -c release --product sluice (or --sluice-bin)")
@@ -357,6 +439,10 @@ def main():
             print(f"(b) SSE latency: {args.sse_rate}/s for {args.sse_seconds:g} s, produced with confluent-kafka "
                   f"(defaults), read as GET /v1/topics/T/events", flush=True)
             sse_latency(proc, bootstrap, url, args)
+        if not args.skip_webhooks:
+            print(f"(c) webhooks: {args.webhook_records:,} records x {args.record_bytes} B in 4 partitions to a local "
+                  f"receiver", flush=True)
+            webhook_throughput(proc, bootstrap, url, args)
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
