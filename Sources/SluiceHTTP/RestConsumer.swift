@@ -58,6 +58,9 @@ actor RestConsumer {
 
   private(set) var subscription = Subscription.none
   private var memberId = ""
+  /// The id a first join asked for, until its answer is known: a join abandoned by a
+  /// cancelled task may still have made it a member, which must then leave.
+  private var pendingMemberId: String?
   private var generation: Int32 = -1
   private(set) var assigned: [TopicPartition] = []
   private var positions: [TopicPartition: Int64] = [:]
@@ -186,12 +189,21 @@ actor RestConsumer {
     membershipToken += 1
     membership?.cancel()
     membership = nil
+    assignmentEpoch += 1
     await commitIfAuto()
-    if leave && !memberId.isEmpty {
-      _ = broker.groups.leave(groupId: group, members: [(memberId: memberId, groupInstanceId: nil)])
-      memberId = ""
-      generation = -1
+    if leave {
+      leaveGroup()
     }
+  }
+
+  /// Leaves with the member id, or the one a first join may have been given.
+  private func leaveGroup() {
+    for id in [memberId, pendingMemberId ?? ""] where !id.isEmpty {
+      _ = broker.groups.leave(groupId: group, members: [(memberId: id, groupInstanceId: nil)])
+    }
+    memberId = ""
+    pendingMemberId = nil
+    generation = -1
   }
 
   private func current(_ token: Int) -> Bool { token == membershipToken && !Task.isCancelled && !closed }
@@ -199,8 +211,10 @@ actor RestConsumer {
   private func runMembership(_ token: Int) async {
     var failures = 0
     while current(token) {
-      // Eager: partitions are given up before rejoining.
+      // Eager: partitions are given up before rejoining (reads that end meanwhile see the
+      // epoch move and hand out nothing).
       if !assigned.isEmpty {
+        assignmentEpoch += 1
         await commitIfAuto()
         guard current(token) else { return }
         setAssignment([])
@@ -209,8 +223,12 @@ actor RestConsumer {
         try? await Task.sleep(for: .milliseconds(min(100 << min(failures, 5), 2000)))
         guard current(token) else { return }
       }
+      // A first join that a cancelled task abandoned may have made a member: it leaves.
+      if memberId.isEmpty && pendingMemberId != nil { leaveGroup() }
       let topics = subscribedTopics()
       guard let metadata = try? ConsumerProtocolCodec.encodeSubscription(topics: topics) else { return }
+      let newMemberId = "sluice-rest-\(name)-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))"
+      if memberId.isEmpty { pendingMemberId = newMemberId }
       let request = GroupStateMachine.JoinRequest(
         memberId: memberId, clientId: "sluice-rest-\(name)", clientHost: "",
         sessionTimeoutMs: Self.sessionTimeoutMs,
@@ -218,13 +236,20 @@ actor RestConsumer {
         protocols: [
           .init(name: "range", metadata: metadata), .init(name: "roundrobin", metadata: metadata),
         ],
-        requireKnownMemberId: false,
-        newMemberId: "sluice-rest-\(name)-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))")
+        requireKnownMemberId: false, newMemberId: newMemberId)
       let joined = await broker.groups.join(groupId: group, request)
       guard current(token) else {
         // Superseded or closed while joining: a member that joined is the next loop's (or
         // leaves with the instance).
-        if joined.errorCode == .none { memberId = joined.memberId }
+        if joined.errorCode == .none {
+          if memberId.isEmpty {
+            memberId = joined.memberId
+            pendingMemberId = nil
+          } else if memberId != joined.memberId {
+            _ = broker.groups.leave(
+              groupId: group, members: [(memberId: joined.memberId, groupInstanceId: nil)])
+          }
+        }
         return
       }
       guard joined.errorCode == .none else {
@@ -233,6 +258,7 @@ actor RestConsumer {
         continue
       }
       memberId = joined.memberId
+      pendingMemberId = nil
       generation = joined.generationId
       joinedTopics = topics
       isLeader = joined.leaderId == joined.memberId
@@ -279,11 +305,11 @@ actor RestConsumer {
     }
   }
 
+  /// Partition counts, 0 for a topic that does not exist (yet: the leader rejoins when it
+  /// appears).
   private func partitionCounts(_ topics: Set<String>) -> [String: Int] {
     var counts: [String: Int] = [:]
-    for topic in topics {
-      if let count = broker.topic(topic)?.partitions.count { counts[topic] = count }
-    }
+    for topic in topics { counts[topic] = broker.topic(topic)?.partitions.count ?? 0 }
     return counts
   }
 
@@ -329,7 +355,8 @@ actor RestConsumer {
   /// With auto-commit: commits the positions that moved (what earlier reads delivered).
   func commitIfAuto() async {
     guard settings.autoCommit else { return }
-    let moved = positions.filter { committed[$0.key] != $0.value }
+    let owned = Set(assigned)
+    let moved = positions.filter { owned.contains($0.key) && committed[$0.key] != $0.value }
     guard !moved.isEmpty else { return }
     _ = await commit(moved.map { ($0.key, $0.value, "") })
   }
@@ -411,6 +438,8 @@ actor RestConsumer {
         position = await offLoop {
           (try? partition.offset(for: .timestamp(ms)))??.offset ?? partition.highWatermark
         }
+        // The group may have rebalanced meanwhile.
+        guard assigned.contains(key) else { continue }
       }
       positions[key] = position
       undefined.remove(key)
@@ -477,8 +506,10 @@ actor RestConsumer {
       options: ReadOptions(
         maxBytes: maxBytes, minBytes: max(1, settings.fetchMinBytes), maxWaitMs: remaining),
       context: CallContext(eventLoop: context.channel.eventLoop, isConnected: context.isOpen))
-    // The group rebalanced meanwhile: these partitions may be another member's now.
+    // The group rebalanced meanwhile (these partitions may be another member's now), or the
+    // client is gone: nothing is handed out, positions stay.
     guard epoch == assignmentEpoch, !closed else { return .success(ByteBuffer(string: "[]")) }
+    guard context.isOpen() else { return .failure(RestError(.requestTimeout, 408, "The client went away")) }
     var writer = JSONWriter()
     var taken = 0
     var count = 0

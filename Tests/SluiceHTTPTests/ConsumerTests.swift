@@ -112,6 +112,45 @@ import Testing
     #expect(await client.request("DELETE", "/consumers/g1/instances/two")?.status == 204)
   }
 
+  /// A subscription changed while its first join is still waiting must not leave a member
+  /// behind (a ghost leader would hold every member in CompletingRebalance until its session
+  /// expires, 30 s).
+  @Test func resubscribingDuringTheFirstJoinLeavesNoGhost() async throws {
+    try await withHTTPServer { broker, port, _ in try await Self.noGhost(broker, port) }
+  }
+
+  static func noGhost(_ broker: Broker, _ port: Int) async throws {
+    _ = try await broker.createTopic(name: "ga", partitions: 2, configs: [:])
+    _ = try await broker.createTopic(name: "gb", partitions: 2, configs: [:])
+    let client = try #require(RawHTTP(port: port))
+    for name in ["a", "b"] {
+      #expect(
+        await client.request("POST", "/consumers/g4", body: #"{"name":"\#(name)"}"#, headers: [v2])?.status
+          == 200)
+    }
+    let path = "/consumers/g4/instances/a/subscription"
+    #expect(await client.request("POST", path, body: #"{"topics":["ga"]}"#, headers: [v2])?.status == 204)
+    #expect(
+      await client.request("POST", path, body: #"{"topics":["ga","gb"]}"#, headers: [v2])?.status == 204)
+    #expect(
+      await client.request(
+        "POST", "/consumers/g4/instances/b/subscription", body: #"{"topics":["ga","gb"]}"#, headers: [v2])?
+        .status
+        == 204)
+    let started = ContinuousClock.now
+    var settled = false
+    while !settled && ContinuousClock.now - started < .seconds(10) {
+      var total = 0
+      for name in ["a", "b"] {
+        let body = await client.request("GET", "/consumers/g4/instances/\(name)/assignments")?.body ?? ""
+        total += ((json(body) as? [String: Any])?["partitions"] as? [Any])?.count ?? 0
+      }
+      settled = total == 4 && broker.groups.describe("g4")?.members.count == 2
+      if !settled { try await Task.sleep(for: .milliseconds(100)) }
+    }
+    #expect(settled, "the group did not settle with two members within 10 s")
+  }
+
   @Test func manualAssignmentSeeksAndFormats() async throws {
     try await withHTTPServer { broker, port, _ in
       _ = try await broker.createTopic(name: "docs", partitions: 1, configs: [:])

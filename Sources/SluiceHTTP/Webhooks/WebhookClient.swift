@@ -111,7 +111,7 @@ public enum HTTPClient {
     _ group: any EventLoopGroup
   ) async throws -> HTTPClientResponse {
     let channel = try await ClientBootstrap(group: group)
-      .connectTimeout(.milliseconds(timeoutMs))
+      .connectTimeout(.milliseconds(min(timeoutMs, 10_000)))
       .connect(host: url.host, port: url.port) { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHTTPClientHandlers()

@@ -105,7 +105,7 @@ struct WebhookStore: Sendable {
     let failure: (any Error)? = await offLoop {
       do {
         let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(fd) }
         try data.withUnsafeBytes { raw in
@@ -177,6 +177,8 @@ public final class Webhooks: Sendable {
   /// Deliveries in flight in all (bounded by ``total``).
   let inFlight = Atomic<Int>(0)
   let storeLock = AsyncMutex()
+  /// The stored file could not be read: changes are refused (they would overwrite it).
+  let loadFailed = Atomic<Bool>(false)
 
   init(broker: Broker, logger: Logger) {
     self.broker = broker
@@ -189,7 +191,9 @@ public final class Webhooks: Sendable {
     do {
       for spec in try store.load() { launch(spec) }
     } catch {
-      logger.error("webhooks: cannot read \(store.path): \(error)")
+      loadFailed.store(true, ordering: .relaxed)
+      logger.error(
+        "webhooks: cannot read \(store.path): \(error); webhook changes are refused until it is fixed")
     }
   }
 
@@ -224,6 +228,7 @@ public final class Webhooks: Sendable {
 
   func create(_ spec: WebhookSpec) async -> Failure? {
     await storeLock.locked {
+      if loadFailed.load(ordering: .relaxed) { return .storage("\(store.path) could not be read at start") }
       let exists = running.withLock { $0[spec.name] != nil }
       if exists { return .exists }
       if running.withLock({ $0.count }) >= Self.maxSubscriptions { return .tooMany }
@@ -239,6 +244,7 @@ public final class Webhooks: Sendable {
 
   func delete(_ name: String) async -> Failure? {
     await storeLock.locked {
+      if loadFailed.load(ordering: .relaxed) { return .storage("\(store.path) could not be read at start") }
       guard let entry = running.withLock({ $0[name] }) else { return .notFound }
       do {
         try await store.save(specs().filter { $0.name != name })
@@ -248,12 +254,18 @@ public final class Webhooks: Sendable {
       running.withLock { _ = $0.removeValue(forKey: name) }
       entry.task.cancel()
       await entry.task.value
+      // Its progress goes too: a new subscription of the same name starts where `from` says.
+      let partitions = broker.topic(entry.spec.topic)?.partitions.map {
+        (topic: entry.spec.topic, partition: $0.index)
+      }
+      _ = await broker.deleteOffsets(group: entry.spec.group, partitions ?? [])
       return nil
     }
   }
 
   func setPaused(_ name: String, _ paused: Bool) async -> Failure? {
     await storeLock.locked {
+      if loadFailed.load(ordering: .relaxed) { return .storage("\(store.path) could not be read at start") }
       guard var entry = running.withLock({ $0[name] }) else { return .notFound }
       entry.spec.paused = paused
       let updated = entry.spec
@@ -283,27 +295,35 @@ public final class Webhooks: Sendable {
     // are picked up every few seconds.
     await withTaskGroup(of: Void.self) { workers in
       var started: Set<Int32> = []
+      var first = true
       while !Task.isCancelled {
         let partitions = broker.topic(spec.topic)?.partitions.map(\.index) ?? []
         for partition in partitions where !started.contains(partition) {
           started.insert(partition)
-          workers.addTask { await self.deliverPartition(spec, partition, stats: stats) }
+          // A partition added after the subscription began is delivered from its start.
+          let added = !first
+          workers.addTask { await self.deliverPartition(spec, partition, added: added, stats: stats) }
         }
+        if !partitions.isEmpty { first = false }
         try? await Task.sleep(for: .seconds(2))
       }
       workers.cancelAll()
     }
   }
 
-  private func startPosition(_ spec: WebhookSpec, _ partition: Partition) -> Int64 {
+  /// The committed offset, else (a new subscription) where `from` says, committed at once
+  /// so that a restart before the first delivery starts from the same place.
+  private func startPosition(_ spec: WebhookSpec, _ partition: Partition, added: Bool) async -> Int64 {
     let committed = broker.committedOffsets(group: spec.group, topics: [(spec.topic, [partition.index])])
     if let offset = committed.first?.partitions.first?.committed?.offset, offset >= 0 { return offset }
-    return spec.from == "beginning" ? partition.logStartOffset : partition.highWatermark
+    let start = spec.from == "beginning" || added ? partition.logStartOffset : partition.highWatermark
+    _ = await commit(spec, partition.index, start)
+    return start
   }
 
-  private func deliverPartition(_ spec: WebhookSpec, _ index: Int32, stats: WebhookStats) async {
+  private func deliverPartition(_ spec: WebhookSpec, _ index: Int32, added: Bool, stats: WebhookStats) async {
     guard let partition = broker.topic(spec.topic)?.partition(index) else { return }
-    var position = startPosition(spec, partition)
+    var position = await startPosition(spec, partition, added: added)
     var committed = position
     var lastCommit = broker.clock.monotonicMs()
     stats.positions.withLock { $0[index] = position }
@@ -326,13 +346,27 @@ public final class Webhooks: Sendable {
         }
         continue
       }
-      guard result.records.count > 0, let bytes = try? result.records.load() else { continue }
+      guard result.records.count > 0 else { continue }
       var records: [Record] = []
-      let next = try? RecordWalk.walk(
-        bytes, from: position, maxDecompressedSize: broker.config.maxDecompressedBatchBytes
-      ) { record in
-        records.append(record)
-        return true
+      var next: Int64?
+      do {
+        let bytes = try result.records.load()
+        next = try RecordWalk.walk(
+          bytes, from: position, maxDecompressedSize: broker.config.maxDecompressedBatchBytes
+        ) { record in
+          records.append(record)
+          return true
+        }
+      } catch {
+        // Records that cannot be read (a damaged log): said, and retried slowly, not skipped.
+        let now = broker.clock.now()
+        stats.last.withLock {
+          $0 = ("partition \(index) at offset \(position): cannot read records: \(error)", nil, now)
+        }
+        if records.isEmpty {
+          try? await Task.sleep(for: .seconds(1))
+          continue
+        }
       }
       for record in records {
         guard !Task.isCancelled else { break }
@@ -381,6 +415,9 @@ public final class Webhooks: Sendable {
     var lastStatus: Int?
     var attempt = 0
     while attempt < spec.maxAttempts, let url {
+      // Paused between attempts: waits, without spending attempts.
+      while isPaused(spec.name) && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(200)) }
+      if Task.isCancelled { return false }
       attempt += 1
       if attempt > 1 { stats.retries.wrappingAdd(1, ordering: .relaxed) }
       // Bounded per subscription (a slow receiver holds only its own slots) and in all.
@@ -413,9 +450,12 @@ public final class Webhooks: Sendable {
         stats.inFlight.wrappingSubtract(1, ordering: .relaxed)
         if (200..<300).contains(response.status) {
           stats.delivered.wrappingAdd(1, ordering: .relaxed)
-          let latency = max(0, Int64(Date().timeIntervalSince1970 * 1000) - record.timestamp)
-          stats.latencyMicros.wrappingAdd(Int(latency) * 1000, ordering: .relaxed)
-          stats.latencyCount.wrappingAdd(1, ordering: .relaxed)
+          // A producer's timestamp can be anything: counted only when plausible (within a day).
+          let now = Int64(Date().timeIntervalSince1970 * 1000)
+          if record.timestamp >= 0, record.timestamp <= now, now - record.timestamp < 86_400_000 {
+            stats.latencyMicros.wrappingAdd(Int(now - record.timestamp) * 1000, ordering: .relaxed)
+            stats.latencyCount.wrappingAdd(1, ordering: .relaxed)
+          }
           return true
         }
         lastStatus = response.status
