@@ -15,49 +15,70 @@ public enum Base64 {
   /// The bytes `text` encodes, or nil when it is not standard base64. The output is at
   /// most three quarters of the input.
   public static func decode(_ text: some StringProtocol) -> ByteBuffer? {
-    var utf8 = Array(text.utf8)
-    // Padding: none, or what completes the last quantum.
-    var padding = 0
-    while utf8.last == UInt8(ascii: "=") && padding < 2 {
-      utf8.removeLast()
-      padding += 1
+    var string = String(text)
+    return string.withUTF8 { utf8 -> ByteBuffer? in
+      // Padding: none, or what completes the last quantum.
+      var count = utf8.count
+      var padding = 0
+      while count > 0 && utf8[count - 1] == UInt8(ascii: "=") && padding < 2 {
+        count -= 1
+        padding += 1
+      }
+      if padding > 0 && (count + padding) % 4 != 0 { return nil }
+      let remainder = count % 4
+      if remainder == 1 { return nil }
+      var out = ByteBuffer()
+      var valid = true
+      // Written straight into the buffer's storage (one write, no per-byte bookkeeping).
+      out.writeWithUnsafeMutableBytes(minimumWritableBytes: count / 4 * 3 + 2) { raw in
+        values.withUnsafeBufferPointer { table in
+          var index = 0
+          var at = 0
+          while index + 4 <= count {
+            let a = table[Int(utf8[index])]
+            let b = table[Int(utf8[index + 1])]
+            let c = table[Int(utf8[index + 2])]
+            let d = table[Int(utf8[index + 3])]
+            if (a | b | c | d) & 0xC0 != 0 {
+              valid = false
+              return 0
+            }
+            let word = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+            raw[at] = UInt8(truncatingIfNeeded: word >> 16)
+            raw[at + 1] = UInt8(truncatingIfNeeded: word >> 8)
+            raw[at + 2] = UInt8(truncatingIfNeeded: word)
+            at += 3
+            index += 4
+          }
+          switch remainder {
+          case 2:
+            let a = table[Int(utf8[index])]
+            let b = table[Int(utf8[index + 1])]
+            if (a | b) & 0xC0 != 0 {
+              valid = false
+              return 0
+            }
+            raw[at] = a << 2 | b >> 4
+            at += 1
+          case 3:
+            let a = table[Int(utf8[index])]
+            let b = table[Int(utf8[index + 1])]
+            let c = table[Int(utf8[index + 2])]
+            if (a | b | c) & 0xC0 != 0 {
+              valid = false
+              return 0
+            }
+            raw[at] = a << 2 | b >> 4
+            raw[at + 1] = (b & 0x0F) << 4 | c >> 2
+            at += 2
+          default:
+            break
+          }
+          return at
+        }
+      }
+      return valid ? out : nil
     }
-    if padding > 0 && (utf8.count + padding) % 4 != 0 { return nil }
-    let remainder = utf8.count % 4
-    if remainder == 1 { return nil }
-    var out = ByteBuffer()
-    out.reserveCapacity(utf8.count / 4 * 3 + 2)
-    var index = 0
-    let table = values
-    while index + 4 <= utf8.count {
-      let a = table[Int(utf8[index])]
-      let b = table[Int(utf8[index + 1])]
-      let c = table[Int(utf8[index + 2])]
-      let d = table[Int(utf8[index + 3])]
-      if (a | b | c | d) & 0xC0 != 0 { return nil }
-      let word = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
-      out.writeInteger(UInt8(truncatingIfNeeded: word >> 16))
-      out.writeInteger(UInt8(truncatingIfNeeded: word >> 8))
-      out.writeInteger(UInt8(truncatingIfNeeded: word))
-      index += 4
-    }
-    switch remainder {
-    case 2:
-      let a = table[Int(utf8[index])]
-      let b = table[Int(utf8[index + 1])]
-      if (a | b) & 0xC0 != 0 { return nil }
-      out.writeInteger(a << 2 | b >> 4)
-    case 3:
-      let a = table[Int(utf8[index])]
-      let b = table[Int(utf8[index + 1])]
-      let c = table[Int(utf8[index + 2])]
-      if (a | b | c) & 0xC0 != 0 { return nil }
-      out.writeInteger(a << 2 | b >> 4)
-      out.writeInteger((b & 0x0F) << 4 | c >> 2)
-    default:
-      break
-    }
-    return out
   }
 
   /// Padded standard base64 of the readable bytes.
