@@ -94,6 +94,8 @@ enum EventStream {
   static let stalledWriteMs: Int64 = 60_000
   /// How often a stream with a group commits what it has sent.
   static let commitIntervalMs: Int64 = 1000
+  /// The longest a stream's read stays parked before it looks at its connection again.
+  static let parkMs: Int64 = 1000
 
   struct Parameters: Sendable {
     var topic: String
@@ -252,10 +254,13 @@ enum EventStream {
             topic: parameters.topic, partition: $0, offset: positions[$0]!,
             maxBytes: configuration.streamReadBytes)
         }
+        // Parked at most a second: a stopping server (or a group commit) is not kept waiting
+        // for the broker's 5 s park slice; a heartbeat is written only when one is due.
         let results = await broker.read(
           reads,
           options: ReadOptions(
-            maxBytes: configuration.streamReadBytes, minBytes: 1, maxWaitMs: configuration.heartbeatMs),
+            maxBytes: configuration.streamReadBytes, minBytes: 1,
+            maxWaitMs: min(configuration.heartbeatMs, Self.parkMs)),
           context: CallContext(eventLoop: channel.eventLoop, isConnected: context.isOpen))
         var chunk = ByteBuffer()
         var events = 0
