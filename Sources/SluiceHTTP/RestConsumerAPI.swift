@@ -35,20 +35,7 @@ struct RestConsumerAPI {
         return .failure(RestError(.unsupportedMediaType, 415, "HTTP 415 Unsupported Media Type"))
       }
     }
-    let root: JSONValue
-    do {
-      root = try JSONParser.parse(request.body)
-    } catch {
-      return .failure(RestError(.badRequest, 400, "Bad Request: malformed JSON: \(error)"))
-    }
-    if root.isNull { return .success(nil) }
-    guard case .object(let members) = root.json else {
-      return .failure(RestError(.unprocessableEntity, 422, "The request body must be a JSON object"))
-    }
-    if let unknown = members.first(where: { !allowed.contains($0.0) }) {
-      return .failure(RestError(.unprocessableEntity, 422, "Unrecognized field: \(unknown.0)"))
-    }
-    return .success(root)
+    return JSONBody.object(request.body, allowed: allowed, allowNull: true)
   }
 
   static func invalid(_ message: String) -> RestError {

@@ -59,6 +59,30 @@ public struct RestError: Error, Sendable, Equatable {
   }
 }
 
+/// Request bodies that must be a JSON object with known members (REST Proxy's rules).
+enum JSONBody {
+  /// The object: 400 for malformed JSON, 422 for another value (`null` passes as nil when
+  /// `allowNull`) or a member not in `allowed`.
+  static func object(_ body: ByteBuffer, allowed: Set<String>, allowNull: Bool = false) -> Result<
+    JSONValue?, RestError
+  > {
+    let root: JSONValue
+    do {
+      root = try JSONParser.parse(body)
+    } catch {
+      return .failure(RestError(.badRequest, 400, "Bad Request: malformed JSON: \(error)"))
+    }
+    if allowNull && root.isNull { return .success(nil) }
+    guard case .object(let members) = root.json else {
+      return .failure(RestError(.unprocessableEntity, 422, "The request body must be a JSON object"))
+    }
+    if let unknown = members.first(where: { !allowed.contains($0.0) }) {
+      return .failure(RestError(.unprocessableEntity, 422, "Unrecognized field: \(unknown.0)"))
+    }
+    return .success(root)
+  }
+}
+
 /// A produce request's records, decoded: keys and values as the bytes to store.
 public struct RestProduceRequest: Sendable {
   public struct Record: Sendable {
@@ -75,18 +99,11 @@ public struct RestProduceRequest: Sendable {
   public static func parse(_ body: ByteBuffer, format: EmbeddedFormat) -> Result<
     RestProduceRequest, RestError
   > {
-    let root: JSONValue
-    do {
-      root = try JSONParser.parse(body)
-    } catch {
-      return .failure(RestError(.badRequest, 400, "Bad Request: malformed JSON: \(error)"))
-    }
-    guard case .object(let members) = root.json else {
-      return .failure(RestError(.unprocessableEntity, 422, "The request body must be a JSON object"))
-    }
     let allowed: Set<String> = ["records", "key_schema", "key_schema_id", "value_schema", "value_schema_id"]
-    if let unknown = members.first(where: { !allowed.contains($0.0) }) {
-      return .failure(RestError(.unprocessableEntity, 422, "Unrecognized field: \(unknown.0)"))
+    let root: JSONValue
+    switch JSONBody.object(body, allowed: allowed) {
+    case .failure(let failure): return .failure(failure)
+    case .success(let value): root = value!
     }
     guard let records = root["records"]?.array, !records.isEmpty else {
       return .failure(RestError(.unprocessableEntity, 422, "records: must not be empty"))

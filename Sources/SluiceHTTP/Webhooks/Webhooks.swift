@@ -37,19 +37,7 @@ public struct WebhookSpec: Codable, Sendable, Equatable {
   /// A `POST /v1/webhooks` body, checked as the API checks it (unknown fields, names, URL,
   /// secret, ranges).
   public static func parse(_ body: ByteBuffer) -> Result<WebhookSpec, RestError> {
-    let root: JSONValue
-    do {
-      root = try JSONParser.parse(body)
-    } catch {
-      return .failure(RestError(.badRequest, 400, "Bad Request: malformed JSON: \(error)"))
-    }
-    guard case .object(let members) = root.json else {
-      return .failure(RestError(.unprocessableEntity, 422, "The request body must be a JSON object"))
-    }
-    if let unknown = members.first(where: { !WebhookAPI.fields.contains($0.0) }) {
-      return .failure(RestError(.unprocessableEntity, 422, "Unrecognized field: \(unknown.0)"))
-    }
-    return WebhookAPI.spec(root)
+    JSONBody.object(body, allowed: WebhookAPI.fields).flatMap { WebhookAPI.spec($0!) }
   }
 
   /// The consumer group whose committed offsets are the subscription's progress.
