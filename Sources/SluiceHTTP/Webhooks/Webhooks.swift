@@ -44,22 +44,20 @@ public struct WebhookSpec: Codable, Sendable, Equatable {
   public var group: String { "sluice-webhook-\(name)" }
 
   /// The HMAC key, from the `whsec_` secret.
-  var key: SymmetricKey? {
-    guard let secret else { return nil }
-    let encoded = secret.hasPrefix("whsec_") ? String(secret.dropFirst(6)) : secret
-    guard let bytes = Base64.decode(encoded) else { return nil }
-    return SymmetricKey(data: Array(bytes.readableBytesView))
-  }
+  var key: SymmetricKey? { secret.flatMap(WebhookSignature.key) }
 }
 
 /// Standard Webhooks signatures: `v1,` + base64(HMAC-SHA256(key, "id.timestamp.body")).
 public enum WebhookSignature {
   public static func sign(secret: String, id: String, timestamp: Int64, body: ByteBuffer) -> String? {
-    let spec = WebhookSpec(
-      name: "x", topic: "x", url: "", secret: secret, maxAttempts: 1, deadLetterTopic: "", from: "end",
-      timeoutMs: 1, retryBackoffMs: 1, maxBackoffMs: 1, paused: false)
-    guard let key = spec.key else { return nil }
-    return sign(key: key, id: id, timestamp: timestamp, body: body)
+    key(secret).map { sign(key: $0, id: id, timestamp: timestamp, body: body) }
+  }
+
+  /// The HMAC key a `whsec_` secret holds (the base64 after the prefix).
+  static func key(_ secret: String) -> SymmetricKey? {
+    let encoded = secret.hasPrefix("whsec_") ? String(secret.dropFirst(6)) : secret
+    guard let bytes = Base64.decode(encoded) else { return nil }
+    return SymmetricKey(data: Array(bytes.readableBytesView))
   }
 
   static func sign(key: SymmetricKey, id: String, timestamp: Int64, body: ByteBuffer) -> String {
