@@ -17,6 +17,7 @@ let package = Package(
     .library(name: "SluiceServer", targets: ["SluiceServer"]),
     .library(name: "SluiceHTTP", targets: ["SluiceHTTP"]),
     .library(name: "KafkaClient", targets: ["KafkaClient"]),
+    .library(name: "SluiceDirect", targets: ["SluiceDirect"]),
     .library(name: "SluiceEmbedded", targets: ["SluiceEmbedded"]),
     .executable(name: "sluice", targets: ["sluice"]),
   ],
@@ -105,6 +106,16 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // Brokerless messaging: ZeroMQ-compatible sockets (ZMTP 3.1) with no broker dependency.
+    .target(
+      name: "SluiceDirect",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
     .target(
       name: "KafkaClient",
       dependencies: [
@@ -142,6 +153,7 @@ let package = Package(
         "KafkaClient",
         "KafkaProtocol",
         "SluiceBroker",
+        "SluiceDirect",
         "SluiceHTTP",
         "SluiceServer",
         "SluiceStorage",

@@ -117,6 +117,22 @@ struct LineReader {
 
   init(fd: Int32) { self.fd = fd }
 
+  /// The next line if it is already buffered, without reading.
+  mutating func nextBuffered() -> ByteBuffer? {
+    guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+    let line = buffer.readSlice(length: newline - buffer.readerIndex)!
+    buffer.moveReaderIndex(forwardBy: 1)
+    return line
+  }
+
+  /// The lines one read gives (at least one, waiting for it); nil at the end.
+  mutating func nextBatch(max: Int = 1024) throws -> [ByteBuffer]? {
+    guard let first = try next() else { return nil }
+    var lines = [first]
+    while lines.count < max, let line = nextBuffered() { lines.append(line) }
+    return lines
+  }
+
   mutating func next() throws -> ByteBuffer? {
     while true {
       if let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {

@@ -38,7 +38,7 @@ struct Sluice: AsyncParsableCommand {
     abstract: "Sluice: a single-binary, Kafka-compatible event-streaming broker.",
     subcommands: [
       Serve.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self,
-      BenchCommand.self, StorageCommand.self, WebhookCommand.self,
+      BenchCommand.self, StorageCommand.self, WebhookCommand.self, DirectCommand.self,
     ]
   )
 }

@@ -1,0 +1,278 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// One TCP connection of a ``ZMQSocket``: its outbound queue (bounded by the send
+/// high-water mark, flushed in batches on the channel's event loop) and, at a PUB, the
+/// peer's subscriptions.
+final class ZMTPConnection: Sendable {
+  let channel: any Channel
+  let socket: ZMQSocket
+  let handler: NIOLoopBound<ZMTPHandler>
+  let wasReady = Atomic<Bool>(false)
+  private let out: Mutex<Outbound>
+
+  struct Outbound {
+    var pending = ByteBuffer()
+    var pendingCount = 0
+    /// Messages queued or handed to NIO and not yet written to the kernel.
+    var outstanding = 0
+    var flushScheduled = false
+    var peerMinor: UInt8 = 1
+    var subscriptions: [ByteBuffer: Int] = [:]
+    var subscriptionLengths: [Int: Int] = [:]
+    var subscriptionBytes = 0
+
+    func matches(_ topic: ByteBuffer) -> Bool {
+      for length in subscriptionLengths.keys where length <= topic.readableBytes {
+        if subscriptions[topic.getSlice(at: topic.readerIndex, length: length)!] != nil { return true }
+      }
+      return false
+    }
+  }
+
+  enum Enqueued: Equatable { case queued, full, filtered }
+
+  init(channel: any Channel, socket: ZMQSocket, handler: NIOLoopBound<ZMTPHandler>) {
+    self.channel = channel
+    self.socket = socket
+    self.handler = handler
+    self.out = Mutex(Outbound())
+  }
+
+  var hasCapacity: Bool { out.withLock { $0.outstanding < socket.options.sendHighWaterMark } }
+  var hasPending: Bool { out.withLock { $0.outstanding > 0 } }
+  var hasSubscriptions: Bool { out.withLock { !$0.subscriptions.isEmpty } }
+
+  /// Queues an encoded message unless the queue is full or (with `topic`, at a PUB) the peer
+  /// did not subscribe to it.
+  func enqueue(_ encoded: ByteBuffer, topic: ByteBuffer?, force: Bool = false) -> Enqueued {
+    let (result, schedule) = out.withLock { out -> (Enqueued, Bool) in
+      if let topic, !out.matches(topic) { return (.filtered, false) }
+      if !force && out.outstanding >= socket.options.sendHighWaterMark { return (.full, false) }
+      out.outstanding += 1
+      out.pendingCount += 1
+      out.pending.writeImmutableBuffer(encoded)
+      if out.flushScheduled { return (.queued, false) }
+      out.flushScheduled = true
+      return (.queued, true)
+    }
+    if schedule { channel.eventLoop.execute { self.flush() } }
+    return result
+  }
+
+  /// On the event loop: everything queued so far, as one write.
+  private func flush() {
+    let (buffer, count) = out.withLock { out in
+      out.flushScheduled = false
+      defer {
+        out.pending = ByteBuffer()
+        out.pendingCount = 0
+      }
+      return (out.pending, out.pendingCount)
+    }
+    guard count > 0 else { return }
+    let promise = channel.eventLoop.makePromise(of: Void.self)
+    promise.futureResult.whenComplete { _ in self.written(count) }
+    channel.writeAndFlush(buffer, promise: promise)
+  }
+
+  private func written(_ count: Int) {
+    let freed = out.withLock { out in
+      let wasFull = out.outstanding >= socket.options.sendHighWaterMark
+      out.outstanding -= count
+      return wasFull && out.outstanding < socket.options.sendHighWaterMark
+    }
+    if freed && socket.type == .push { socket.capacityFreed() }
+  }
+
+  /// SUB: tells the peer about a subscription change, in the form its ZMTP version knows.
+  func sendSubscription(_ prefix: ByteBuffer, subscribe: Bool) {
+    let minor = out.withLock { $0.peerMinor }
+    var frame = ByteBuffer()
+    if minor >= 1 {
+      ZMTP.writeCommand(subscribe ? "SUBSCRIBE" : "CANCEL", data: prefix, into: &frame)
+    } else {
+      var body = ByteBuffer()
+      body.writeInteger(UInt8(subscribe ? 1 : 0))
+      body.writeImmutableBuffer(prefix)
+      ZMTP.writeMessage([body], into: &frame)
+    }
+    _ = enqueue(frame, topic: nil, force: true)
+  }
+
+  func ready(_ peer: ZMTPSession.Peer) {
+    out.withLock { $0.peerMinor = peer.minor }
+    wasReady.store(true, ordering: .relaxed)
+    socket.connectionReady(self)
+  }
+
+  /// PUB: a peer's SUBSCRIBE or CANCEL.
+  func subscription(_ prefix: ByteBuffer, subscribe: Bool) {
+    let refused = out.withLock { out -> Bool in
+      if subscribe {
+        if let count = out.subscriptions[prefix] {
+          out.subscriptions[prefix] = count + 1
+          return false
+        }
+        guard out.subscriptions.count < socket.options.maxSubscriptionsPerPeer,
+          out.subscriptionBytes + prefix.readableBytes <= socket.options.maxSubscriptionBytesPerPeer
+        else { return true }
+        out.subscriptions[prefix] = 1
+        out.subscriptionLengths[prefix.readableBytes, default: 0] += 1
+        out.subscriptionBytes += prefix.readableBytes
+      } else if let count = out.subscriptions[prefix] {
+        if count > 1 {
+          out.subscriptions[prefix] = count - 1
+        } else {
+          out.subscriptions[prefix] = nil
+          out.subscriptionBytes -= prefix.readableBytes
+          let length = prefix.readableBytes
+          if out.subscriptionLengths[length] == 1 {
+            out.subscriptionLengths[length] = nil
+          } else {
+            out.subscriptionLengths[length]! -= 1
+          }
+        }
+      }
+      return false
+    }
+    if refused { socket.refusedSubscription() }
+  }
+
+  /// Starts reading again after the socket's queue drained.
+  func resumeReading() {
+    channel.eventLoop.execute { self.handler.value.resume() }
+  }
+}
+
+/// The channel handler: feeds bytes to the ``ZMTPSession`` and carries out what it says.
+/// Withholds reads while the socket's receive queue is full.
+final class ZMTPHandler: ChannelDuplexHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  private var session: ZMTPSession
+  private let logger: Logger
+  var connection: ZMTPConnection!
+  private var context: ChannelHandlerContext?
+  private var received = ByteBuffer()
+  private var paused = false
+  private var withheldRead = false
+  private var timer: RepeatedTask?
+  private var closing = false
+
+  init(session: ZMTPSession, logger: Logger) {
+    self.session = session
+    self.logger = logger
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    if context.channel.isActive { start(context) }
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    start(context)
+    context.fireChannelActive()
+  }
+
+  private func start(_ context: ChannelHandlerContext) {
+    guard timer == nil else { return }
+    context.writeAndFlush(wrapOutboundOut(session.start()), promise: nil)
+    let interval = session.timing.heartbeatIntervalMs ?? session.timing.handshakeTimeoutMs
+    let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+    timer = context.eventLoop.scheduleRepeatedTask(
+      initialDelay: .milliseconds(min(interval, session.timing.handshakeTimeoutMs)),
+      delay: .milliseconds(max(1, interval))
+    ) { _ in loopBound.value.tick() }
+  }
+
+  private func tick() {
+    guard let context else { return }
+    let outputs = session.tick(nowMs: monotonicMs())
+    if session.phase == .ready && session.timing.heartbeatIntervalMs == nil {
+      timer?.cancel()
+    }
+    apply(outputs, context)
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    var bytes = unwrapInboundIn(data)
+    if received.readableBytes == 0 {
+      received = bytes
+    } else {
+      received.writeBuffer(&bytes)
+    }
+    let outputs = session.receive(&received, nowMs: monotonicMs())
+    if received.readableBytes == 0 {
+      received = ByteBuffer()
+    } else if received.readerIndex > 1 << 16 {
+      received.discardReadBytes()
+    }
+    apply(outputs, context)
+  }
+
+  private func apply(_ outputs: [ZMTPSession.Output], _ context: ChannelHandlerContext) {
+    var wrote = false
+    for output in outputs {
+      switch output {
+      case .write(let bytes):
+        context.write(wrapOutboundOut(bytes), promise: nil)
+        wrote = true
+      case .ready(let peer):
+        logger.debug("ZMTP peer ready: \(peer.socketType) at \(context.remoteAddress.map { "\($0)" } ?? "?")")
+        connection.ready(peer)
+      case .message(let frames):
+        if !connection.socket.deliver(ZMQMessage(frames), from: connection) { paused = true }
+      case .subscribe(let prefix):
+        connection.subscription(prefix, subscribe: true)
+      case .cancel(let prefix):
+        connection.subscription(prefix, subscribe: false)
+      case .close(let reason):
+        if !closing {
+          closing = true
+          connection.socket.protocolError()
+          logger.debug("closing ZMTP connection \(context.remoteAddress.map { "\($0)" } ?? "?"): \(reason)")
+          context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
+          context.close(promise: nil)
+        }
+        return
+      }
+    }
+    if wrote { context.flush() }
+  }
+
+  func read(context: ChannelHandlerContext) {
+    if paused {
+      withheldRead = true
+    } else {
+      context.read()
+    }
+  }
+
+  func resume() {
+    paused = false
+    if withheldRead, let context {
+      withheldRead = false
+      context.read()
+    }
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    timer?.cancel()
+    timer = nil
+    connection.socket.connectionClosed(connection)
+    context.fireChannelInactive()
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.context = nil
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    logger.debug("ZMTP connection error: \(error)")
+    context.close(promise: nil)
+  }
+}
