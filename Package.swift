@@ -191,6 +191,12 @@ let package = Package(
       swiftSettings: strict
     ),
     .executableTarget(
+      name: "FuzzZMTP",
+      dependencies: ["SluiceDirect", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzZMTP",
+      swiftSettings: strict
+    ),
+    .executableTarget(
       name: "FuzzProduce",
       dependencies: [
         "KafkaProtocol", "SluiceBroker", "SluiceKafka", "SluiceStorage",
@@ -266,6 +272,15 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "SluiceDirectTests",
+      dependencies: [
+        "SluiceDirect",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strict
     ),

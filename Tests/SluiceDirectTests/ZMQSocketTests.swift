@@ -1,0 +1,217 @@
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import SluiceDirect
+
+/// Sockets talking to each other over loopback (libzmq interop is in compat/test_direct.py).
+@Suite struct ZMQSocketTests {
+  /// Receives with a deadline, so a lost message fails the test instead of hanging it.
+  func receive(_ socket: ZMQSocket, within: Duration = .seconds(10)) async throws -> ZMQMessage {
+    try await withThrowingTaskGroup(of: ZMQMessage?.self) { group in
+      group.addTask { try await socket.receive() }
+      group.addTask {
+        try await Task.sleep(for: within)
+        return nil
+      }
+      defer { group.cancelAll() }
+      guard let message = try await group.next()! else {
+        throw ZMTPError("nothing received within \(within)")
+      }
+      return message
+    }
+  }
+
+  func eventually(_ condition: () -> Bool, within: Duration = .seconds(10)) async -> Bool {
+    let deadline = ContinuousClock.now + within
+    while !condition() {
+      if ContinuousClock.now > deadline { return false }
+      try? await Task.sleep(for: .milliseconds(5))
+    }
+    return true
+  }
+
+  @Test func pubFiltersByPrefixOnThePublisherSide() async throws {
+    let pub = ZMQSocket(.pub)
+    let endpoint = try await pub.bind("tcp://127.0.0.1:*")
+    let weather = ZMQSocket(.sub)
+    let all = ZMQSocket(.sub)
+    weather.subscribe("weather.")
+    all.subscribe("")
+    try weather.connect("tcp://127.0.0.1:\(endpoint.port)")
+    try all.connect("tcp://127.0.0.1:\(endpoint.port)")
+    #expect(await pub.waitForPeers(2, subscribed: true, timeout: .seconds(10)))
+    try await pub.send("sports.", "1-0")
+    try await pub.send("weather.", "rain")
+    #expect(try await receive(weather) == ZMQMessage(strings: ["weather.", "rain"]))
+    #expect(try await receive(all) == ZMQMessage(strings: ["sports.", "1-0"]))
+    #expect(try await receive(all) == ZMQMessage(strings: ["weather.", "rain"]))
+    // Unsubscribed: the publisher stops sending (a CANCEL reached it), nothing is filtered late.
+    weather.unsubscribe("weather.")
+    weather.subscribe("x")
+    try await Task.sleep(for: .milliseconds(100))
+    try await pub.send("weather.", "sun")
+    try await pub.send("x", "last")
+    #expect(try await receive(weather) == ZMQMessage(strings: ["x", "last"]))
+    for socket in [pub, weather, all] { await socket.close() }
+  }
+
+  @Test func pushRoundRobinsAndPullFairQueues() async throws {
+    let push = ZMQSocket(.push)
+    let endpoint = try await push.bind("tcp://127.0.0.1:*")
+    let pulls = [ZMQSocket(.pull), ZMQSocket(.pull)]
+    for pull in pulls { try pull.connect("tcp://127.0.0.1:\(endpoint.port)") }
+    #expect(await push.waitForPeers(2, timeout: .seconds(10)))
+    for index in 0..<100 { try await push.send("\(index)") }
+    var got: [[Int]] = [[], []]
+    for (at, pull) in pulls.enumerated() {
+      for _ in 0..<50 { got[at].append(Int(try await receive(pull).strings[0])!) }
+    }
+    // Each got half, in order.
+    #expect(got[0] == got[0].sorted() && got[1] == got[1].sorted())
+    #expect(Set(got[0] + got[1]) == Set(0..<100))
+    for socket in [push] + pulls { await socket.close() }
+  }
+
+  @Test func pushWaitsForAPeerAndConnectRetriesUntilTheBind() async throws {
+    // Pick a free port, release it, then connect before anyone listens there.
+    let probe = ZMQSocket(.pull)
+    let port = try await probe.bind("tcp://127.0.0.1:*").port
+    await probe.close()
+    let push = ZMQSocket(.push)
+    try push.connect("tcp://127.0.0.1:\(port)")
+    let sent = Task { try await push.send("held") }
+    try await Task.sleep(for: .milliseconds(300))
+    #expect(push.statistics.sent == 0)  // waiting: no peer yet
+    let pull = ZMQSocket(.pull)
+    try await pull.bind("tcp://127.0.0.1:\(port)")
+    try await sent.value
+    #expect(try await receive(pull) == ZMQMessage(strings: ["held"]))
+    for socket in [push, pull] { await socket.close() }
+  }
+
+  @Test func pushBlocksAtTheHighWaterMarkWhenThePullerStopsReading() async throws {
+    var options = ZMQSocketOptions()
+    options.sendHighWaterMark = 10
+    options.receiveHighWaterMark = 10
+    let pull = ZMQSocket(.pull, options: options)
+    let endpoint = try await pull.bind("tcp://127.0.0.1:*")
+    let push = ZMQSocket(.push, options: options)
+    try push.connect("tcp://127.0.0.1:\(endpoint.port)")
+    #expect(await push.waitForPeers(1, timeout: .seconds(10)))
+    let payload = ByteBuffer(repeating: 1, count: 64 << 10)
+    let sender = Task {
+      var sent = 0
+      while !Task.isCancelled {
+        try await push.send(ZMQMessage([payload]))
+        sent += 1
+      }
+      return sent
+    }
+    // No one reads: queues and TCP buffers fill, and send waits.
+    var last = -1
+    #expect(
+      await eventually(
+        {
+          let now = push.statistics.sent
+          defer { last = now }
+          return now == last && now > 0
+        }, within: .seconds(20)))
+    try await Task.sleep(for: .milliseconds(200))
+    let stalled = push.statistics.sent
+    #expect(stalled < 10_000)  // bounded by HWMs and socket buffers, not by memory
+    // Reading again lets it go on; nothing was lost.
+    for _ in 0..<(stalled + 5) { _ = try await receive(pull) }
+    sender.cancel()
+    #expect(push.statistics.dropped == 0)
+    for socket in [push, pull] { await socket.close(linger: .zero) }
+  }
+
+  @Test func pubDropsForASlowSubscriberAndNeverWaits() async throws {
+    var options = ZMQSocketOptions()
+    options.sendHighWaterMark = 10
+    options.receiveHighWaterMark = 10
+    let pub = ZMQSocket(.pub, options: options)
+    let endpoint = try await pub.bind("tcp://127.0.0.1:*")
+    let sub = ZMQSocket(.sub, options: options)
+    sub.subscribe("")
+    try sub.connect("tcp://127.0.0.1:\(endpoint.port)")
+    #expect(await pub.waitForPeers(1, subscribed: true, timeout: .seconds(10)))
+    let payload = ByteBuffer(repeating: 2, count: 64 << 10)
+    let start = ContinuousClock.now
+    for _ in 0..<3000 { try await pub.send(ZMQMessage([payload])) }
+    #expect(ContinuousClock.now - start < .seconds(30))
+    #expect(await eventually({ pub.statistics.dropped > 0 }))
+    #expect(pub.statistics.sent == 3000)
+    // What arrived is bounded by the subscriber's HWM plus what TCP buffered.
+    var received = 0
+    while sub.tryReceive() != nil { received += 1 }
+    #expect(received <= 10 + 1)
+    for socket in [pub, sub] { await socket.close(linger: .zero) }
+  }
+
+  @Test func subReconnectsAndResubscribesAfterThePublisherRestarts() async throws {
+    var options = ZMQSocketOptions()
+    options.reconnectIntervalMax = .milliseconds(200)
+    let first = ZMQSocket(.pub)
+    let port = try await first.bind("tcp://127.0.0.1:*").port
+    let sub = ZMQSocket(.sub, options: options)
+    sub.subscribe("a")
+    try sub.connect("tcp://127.0.0.1:\(port)")
+    #expect(await first.waitForPeers(1, subscribed: true, timeout: .seconds(10)))
+    try await first.send("a", "before")
+    #expect(try await receive(sub).strings == ["a", "before"])
+    await first.close()
+    let second = ZMQSocket(.pub)
+    try await second.bind("tcp://127.0.0.1:\(port)")
+    #expect(await second.waitForPeers(1, subscribed: true, timeout: .seconds(10)))
+    try await second.send("b", "filtered")
+    try await second.send("a", "after")
+    #expect(try await receive(sub).strings == ["a", "after"])
+    for socket in [second, sub] { await socket.close() }
+  }
+
+  @Test func boundsPeersAndSubscriptions() async throws {
+    var options = ZMQSocketOptions()
+    options.maxPeers = 1
+    options.maxSubscriptionsPerPeer = 2
+    let pub = ZMQSocket(.pub, options: options)
+    let port = try await pub.bind("tcp://127.0.0.1:*").port
+    let sub = ZMQSocket(.sub)
+    for prefix in ["a", "b", "c"] { sub.subscribe(prefix) }
+    try sub.connect("tcp://127.0.0.1:\(port)")
+    #expect(await eventually({ pub.statistics.refusedSubscriptions == 1 }))
+    let extra = ZMQSocket(.sub)
+    extra.subscribe("")
+    try extra.connect("tcp://127.0.0.1:\(port)")
+    #expect(await eventually({ pub.statistics.refusedPeers >= 1 }))
+    #expect(pub.statistics.peers == 1)
+    for socket in [pub, sub, extra] { await socket.close(linger: .zero) }
+  }
+
+  @Test func incompatibleSocketTypesDoNotTalk() async throws {
+    let sub = ZMQSocket(.sub)
+    sub.subscribe("")
+    let port = try await sub.bind("tcp://127.0.0.1:*").port
+    let push = ZMQSocket(.push)
+    try push.connect("tcp://127.0.0.1:\(port)")
+    #expect(await eventually({ sub.statistics.protocolErrors >= 1 }))
+    #expect(sub.statistics.peers == 0)
+    for socket in [sub, push] { await socket.close(linger: .zero) }
+  }
+
+  @Test func receiveAndSendWaitersEndOnClose() async throws {
+    let pull = ZMQSocket(.pull)
+    try await pull.bind("tcp://127.0.0.1:*")
+    let waiting = Task { try await pull.receive() }
+    try await Task.sleep(for: .milliseconds(50))
+    await pull.close()
+    await #expect(throws: ZMQSocketClosed.self) { try await waiting.value }
+    let push = ZMQSocket(.push)
+    let cancelled = Task { try await push.send("nobody") }
+    try await Task.sleep(for: .milliseconds(50))
+    cancelled.cancel()
+    await #expect(throws: CancellationError.self) { try await cancelled.value }
+    await push.close()
+  }
+}
