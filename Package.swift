@@ -97,6 +97,7 @@ let package = Package(
       dependencies: [
         "KafkaProtocol",
         "SluiceBroker",
+        "SluiceDirect",
         "SluiceKafka",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -278,7 +279,8 @@ let package = Package(
     .testTarget(
       name: "SluiceDirectTests",
       dependencies: [
-        "SluiceDirect",
+        "SluiceDirect", "SluiceServer", "SluiceBroker", "KafkaProtocol", "SluiceTestSupport",
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],

@@ -362,6 +362,18 @@ extension TopicConfigEntry {
       value: { $0.log.storage.rawValue },
       apply: { config, value in config.log.storage = value.trimmingSpaces == "memory" ? .memory : .disk }),
     TopicConfigEntry(
+      name: "sluice.zmq.pub", kind: .text(zmqEndpointRule),
+      doc:
+        "Bind a ZeroMQ PUB socket at tcp://HOST:PORT and publish each new record as [topic, key, value] "
+        + "(docs/direct.md); empty: none.",
+      value: { $0.overrides["sluice.zmq.pub"] ?? "" }),
+    TopicConfigEntry(
+      name: "sluice.zmq.pull", kind: .text(zmqEndpointRule),
+      doc:
+        "Bind a ZeroMQ PULL socket at tcp://HOST:PORT and append each message ([value] or [key, value]) "
+        + "to the topic (docs/direct.md); empty: none.",
+      value: { $0.overrides["sluice.zmq.pull"] ?? "" }),
+    TopicConfigEntry(
       name: "unclean.leader.election.enable", brokerName: "unclean.leader.election.enable", kind: .bool,
       doc: "Let a replica outside the ISR become leader.", effect: .none(noReplication),
       value: {
@@ -369,6 +381,17 @@ extension TopicConfigEntry {
           ?? "false"
       }),
   ]
+
+  /// A bridge endpoint: empty (none) or tcp://HOST:PORT with a fixed port (peers must know it).
+  private static let zmqEndpointRule: @Sendable (String) -> String? = { value in
+    let text = value.trimmingSpaces
+    if text.isEmpty { return nil }
+    guard text.hasPrefix("tcp://"), let colon = text.lastIndex(of: ":"),
+      text.distance(from: text.startIndex, to: colon) > "tcp://".count,
+      let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
+    else { return "must be tcp://HOST:PORT with a port from 1 to 65535 (HOST may be *), or empty" }
+    return nil
+  }
 
   /// gzip levels: 1–9, or -1 for the codec's default (Kafka's rule).
   /// Kafka's form for throttled replicas: "*", or "partition:broker" pairs separated by commas.

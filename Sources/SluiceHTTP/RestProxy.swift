@@ -169,10 +169,7 @@ final class RestPartitioner: Sendable {
     Int32((next.wrappingAdd(1, ordering: .relaxed).oldValue & Int.max) % Int(count))
   }
 
-  static func partition(key: ByteBuffer, count: Int32) -> Int32 {
-    let hash = key.withUnsafeReadableBytes { kafkaMurmur2($0) }
-    return (hash & 0x7fff_ffff) % count
-  }
+  static func partition(key: ByteBuffer, count: Int32) -> Int32 { kafkaKeyPartition(key, count: count) }
 }
 
 /// The REST Proxy v2 handlers: topics, partitions, offsets, brokers and produce.

@@ -15,12 +15,15 @@ public final class MetricsServer: Service, Sendable {
   let group: MultiThreadedEventLoopGroup
   let logger: Logger
   let kafkaServer: KafkaServer?
+  let extra: @Sendable () -> String
   let boundPort = Mutex<Int?>(nil)
 
+  /// - Parameter extra: more exposition text appended at each scrape (e.g. the ZeroMQ bridges').
   public init(
     broker: Broker, host: String, port: Int, group: MultiThreadedEventLoopGroup, logger: Logger,
-    kafkaServer: KafkaServer? = nil
+    kafkaServer: KafkaServer? = nil, extra: @escaping @Sendable () -> String = { "" }
   ) {
+    self.extra = extra
     self.broker = broker
     self.host = host
     self.port = port
@@ -34,18 +37,18 @@ public final class MetricsServer: Service, Sendable {
 
   /// The exposition text of the broker (and of a Kafka listener's connections), computed
   /// at each call: for another front door that serves `/metrics` too.
-  public static func renderer(broker: Broker, kafkaServer: KafkaServer?) -> @Sendable () -> String {
+  public static func renderer(
+    broker: Broker, kafkaServer: KafkaServer?, extra: @escaping @Sendable () -> String = { "" }
+  ) -> @Sendable () -> String {
     {
       MetricsRenderer.render(
         broker, connections: kafkaServer?.connectionCount, connectionRates: kafkaServer?.connectionRates)
+        + extra()
     }
   }
 
   public func run() async throws {
-    let render: @Sendable () -> String = { [broker, kafkaServer] in
-      MetricsRenderer.render(
-        broker, connections: kafkaServer?.connectionCount, connectionRates: kafkaServer?.connectionRates)
-    }
+    let render = Self.renderer(broker: broker, kafkaServer: kafkaServer, extra: extra)
     let channel = try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 64)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

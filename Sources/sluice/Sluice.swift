@@ -166,23 +166,26 @@ struct Serve: AsyncParsableCommand {
     )
     let group = MultiThreadedEventLoopGroup.singleton
     let server = KafkaServer(broker: broker, configuration: serverConfig, group: group, logger: logger)
+    let bridges = ZMQBridges(broker: broker, group: group, logger: logger)
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
       .init(service: server),
       .init(service: HousekeepingService(broker: broker)),
+      .init(service: bridges),
     ]
     if let (metricsHost, metricsPort) = metricsAddress {
       services.append(
         .init(
           service: MetricsServer(
             broker: broker, host: metricsHost, port: metricsPort, group: group, logger: logger,
-            kafkaServer: server)))
+            kafkaServer: server, extra: { bridges.renderMetrics() })))
     }
     if let httpConfig {
       services.append(
         .init(
           service: HTTPServer(
             broker: broker, configuration: httpConfig, group: group, logger: logger,
-            metricsText: MetricsServer.renderer(broker: broker, kafkaServer: server))))
+            metricsText: MetricsServer.renderer(
+              broker: broker, kafkaServer: server, extra: { bridges.renderMetrics() }))))
     }
     let serviceGroup = ServiceGroup(
       configuration: .init(

@@ -1,3 +1,12 @@
+public import NIOCore
+
+/// The partition a keyed record goes to with the Java client's default partitioner (and
+/// librdkafka's `murmur2_random`): the positive murmur2 hash of the key, modulo the count.
+public func kafkaKeyPartition(_ key: ByteBuffer, count: Int32) -> Int32 {
+  let hash = key.withUnsafeReadableBytes { kafkaMurmur2($0) }
+  return (hash & 0x7fff_ffff) % count
+}
+
 /// Kafka's murmur2 hash (the Java client's `Utils.murmur2`): MurmurHash2, 32-bit, seed
 /// 0x9747b28c, reading the data as little-endian 32-bit words. Producers hash keys with it
 /// to choose partitions (the Java client's default partitioner, librdkafka's `murmur2`).

@@ -1,20 +1,25 @@
-import KafkaProtocol
-import NIOCore
+public import KafkaProtocol
+public import NIOCore
 
-/// Walks the record batches a read returned, as the HTTP readers (event streams, REST
-/// consumers) need them: records at or after a position, control batches skipped,
-/// decompression bounded.
-enum RecordWalk {
+/// Walks the record batches a read returned, as the front doors that hand out records one by
+/// one (event streams, REST consumers, webhooks, ZeroMQ bridges) need them: records at or
+/// after a position, control batches skipped, decompression bounded.
+public enum RecordWalk {
   /// Why a batch could not be walked: its base offset and the decoder's message.
-  struct Failure: Error {
-    var baseOffset: Int64
-    var message: String
+  public struct Failure: Error {
+    public var baseOffset: Int64
+    public var message: String
+
+    public init(baseOffset: Int64, message: String) {
+      self.baseOffset = baseOffset
+      self.message = message
+    }
   }
 
   /// Calls `visit` for each data record at or after `position`, in order, and returns the
   /// next position: past the last batch, or the offset of the record `visit` declined
   /// (returning false), where walking stops.
-  static func walk(
+  public static func walk(
     _ bytes: ByteBuffer, from position: Int64, maxDecompressedSize: Int,
     _ visit: (Record) throws(Failure) -> Bool
   ) throws(Failure) -> Int64 {

@@ -1,0 +1,303 @@
+import KafkaProtocol
+public import Logging
+public import NIOCore
+public import ServiceLifecycle
+public import SluiceBroker
+import SluiceDirect
+import Synchronization
+
+/// The ZeroMQ bridges of `sluice serve`, driven by topic configs (checked every second, so
+/// `sluice topic alter` starts, moves or stops one while the broker runs):
+/// - `sluice.zmq.pub=tcp://HOST:PORT` binds a PUB socket and publishes every record appended
+///   to the topic from then on as `[topic, key, value]` (an empty frame for a null key or
+///   value; headers are not sent). PUB semantics: a subscriber that is not connected, or
+///   falls `sendHighWaterMark` messages behind, misses messages; the topic keeps them.
+/// - `sluice.zmq.pull=tcp://HOST:PORT` binds a PULL socket and appends each message —
+///   `[value]` or `[key, value]` — to the topic: keyed ones to murmur2(key)'s partition as
+///   Kafka producers do, the others one batch per partition in turn. A message is durable
+///   once appended (with the topic's durability); ZeroMQ has no acknowledgement, so what a
+///   pusher sent but the broker had not yet appended is lost if the broker dies. While
+///   appends are slow (a `backpressure` overflow policy, a slow disk) the bridge reads no
+///   further, and TCP and the pusher's high-water mark make PUSH wait.
+public final class ZMQBridges: Service, Sendable {
+  let broker: Broker
+  let group: any EventLoopGroup
+  let logger: Logger
+  let running = Mutex<[String: Bridge]>([:])
+
+  /// One bridge: its socket (once bound), task and counters.
+  final class Bridge: Sendable {
+    let topic: String
+    let kind: String
+    let endpoint: String
+    let socket = Mutex<ZMQSocket?>(nil)
+    let task = Mutex<Task<Void, Never>?>(nil)
+    /// Records published (pub) or appended (pull).
+    let records = Atomic<Int>(0)
+    /// pull: messages that were not [value] or [key, value]; appends that failed.
+    let malformed = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    let lastError = Mutex<String?>(nil)
+
+    init(topic: String, kind: String, endpoint: String) {
+      self.topic = topic
+      self.kind = kind
+      self.endpoint = endpoint
+    }
+  }
+
+  public init(broker: Broker, group: any EventLoopGroup, logger: Logger) {
+    self.broker = broker
+    self.group = group
+    self.logger = logger
+  }
+
+  public func run() async throws {
+    await cancelWhenGracefulShutdown {
+      while !Task.isCancelled {
+        self.reconcile()
+        try? await Task.sleep(for: .seconds(1))
+      }
+    }
+    await stopAll()
+  }
+
+  /// Starts the bridges topic configs ask for and stops the others.
+  func reconcile() {
+    var wanted: [String: (topic: String, kind: String, endpoint: String)] = [:]
+    for topic in broker.allTopics {
+      let overrides = topic.config.overrides
+      for kind in ["pub", "pull"] {
+        guard let value = overrides["sluice.zmq.\(kind)"],
+          let endpoint = value.split(whereSeparator: \.isWhitespace).first.map(String.init)
+        else { continue }
+        wanted["\(topic.id)|\(kind)|\(endpoint)"] = (topic.name, kind, endpoint)
+      }
+    }
+    let (started, stopped) = running.withLock { running -> ([Bridge], [Bridge]) in
+      let stopped = running.filter { wanted[$0.key] == nil }
+      for key in stopped.keys { running[key] = nil }
+      var started: [Bridge] = []
+      for (key, spec) in wanted where running[key] == nil {
+        let bridge = Bridge(topic: spec.topic, kind: spec.kind, endpoint: spec.endpoint)
+        running[key] = bridge
+        started.append(bridge)
+      }
+      return (started, Array(stopped.values))
+    }
+    for bridge in stopped {
+      logger.info("ZeroMQ \(bridge.kind) bridge of topic \(bridge.topic) at \(bridge.endpoint) stopped")
+      bridge.task.withLock { $0?.cancel() }
+    }
+    for bridge in started {
+      let task = Task { await self.serve(bridge) }
+      bridge.task.withLock { $0 = task }
+    }
+  }
+
+  func stopAll() async {
+    let bridges = running.withLock { running in
+      defer { running = [:] }
+      return Array(running.values)
+    }
+    for bridge in bridges { bridge.task.withLock { $0?.cancel() } }
+    for bridge in bridges { await bridge.task.withLock { $0 }?.value }
+  }
+
+  /// Binds (retrying every 5 s while the address is taken), then publishes or appends until
+  /// cancelled; the socket is closed at the end.
+  private func serve(_ bridge: Bridge) async {
+    let socket = ZMQSocket(bridge.kind == "pub" ? .pub : .pull, group: group, logger: logger)
+    while !Task.isCancelled {
+      do {
+        let bound = try await socket.bind(bridge.endpoint)
+        logger.info("ZeroMQ \(bridge.kind) bridge of topic \(bridge.topic) bound to \(bound)")
+        bridge.lastError.withLock { $0 = nil }
+        break
+      } catch {
+        let message = "cannot bind \(bridge.endpoint): \(error)"
+        let repeated = bridge.lastError.withLock { last in
+          defer { last = message }
+          return last == message
+        }
+        if !repeated {
+          logger.error("ZeroMQ \(bridge.kind) bridge of topic \(bridge.topic): \(message); retrying")
+        }
+        try? await Task.sleep(for: .seconds(5))
+      }
+    }
+    bridge.socket.withLock { $0 = socket }
+    if !Task.isCancelled {
+      if bridge.kind == "pub" { await publish(bridge, socket) } else { await append(bridge, socket) }
+    }
+    await socket.close(linger: .milliseconds(500))
+  }
+
+  // MARK: pub: topic → subscribers
+
+  private func publish(_ bridge: Bridge, _ socket: ZMQSocket) async {
+    await withTaskGroup(of: Void.self) { workers in
+      var started: Set<Int32> = []
+      var first = true
+      while !Task.isCancelled {
+        let partitions = broker.topic(bridge.topic)?.partitions ?? []
+        for partition in partitions where !started.contains(partition.index) {
+          started.insert(partition.index)
+          // From the end at start; a partition added later from its beginning.
+          let start = first ? partition.highWatermark : partition.logStartOffset
+          workers.addTask { await self.tail(bridge, socket, partition.index, from: start) }
+        }
+        first = false
+        try? await Task.sleep(for: .seconds(2))
+      }
+      workers.cancelAll()
+    }
+  }
+
+  private func tail(_ bridge: Bridge, _ socket: ZMQSocket, _ partition: Int32, from start: Int64) async {
+    let topicFrame = ByteBuffer(string: bridge.topic)
+    var position = start
+    while !Task.isCancelled {
+      let results = await broker.read(
+        [PartitionRead(topic: bridge.topic, partition: partition, offset: position, maxBytes: 1 << 20)],
+        options: ReadOptions(maxBytes: 1 << 20, minBytes: 1, maxWaitMs: 500), context: CallContext())
+      guard let result = results.first else { continue }
+      if let failure = result.error {
+        if failure.code == .offsetOutOfRange {
+          position = position < result.logStartOffset ? result.logStartOffset : result.highWatermark
+        } else if failure.code == .unknownTopicOrPartition {
+          return
+        } else {
+          try? await Task.sleep(for: .seconds(1))
+        }
+        continue
+      }
+      guard result.records.count > 0 else { continue }
+      var messages: [ZMQMessage] = []
+      do {
+        let bytes = try result.records.load()
+        position = try RecordWalk.walk(
+          bytes, from: position, maxDecompressedSize: broker.config.maxDecompressedBatchBytes
+        ) { record in
+          messages.append(ZMQMessage([topicFrame, record.key ?? ByteBuffer(), record.value ?? ByteBuffer()]))
+          return true
+        }
+      } catch {
+        bridge.lastError.withLock { $0 = "partition \(partition) at offset \(position): \(error)" }
+        try? await Task.sleep(for: .seconds(1))
+        continue
+      }
+      for message in messages { try? await socket.send(message) }
+      bridge.records.add(messages.count, ordering: .relaxed)
+    }
+  }
+
+  // MARK: pull: pushers → topic
+
+  private func append(_ bridge: Bridge, _ socket: ZMQSocket) async {
+    var nextPartition: Int32 = 0
+    while !Task.isCancelled {
+      guard let first = try? await socket.receive() else { continue }
+      var messages = [first]
+      while messages.count < 1000, let message = socket.tryReceive() { messages.append(message) }
+      guard let topic = broker.topic(bridge.topic) else { return }
+      let count = Int32(topic.partitions.count)
+      let maxBytes = topic.config.maxMessageBytes
+      let now = broker.clock.now()
+      var builders: [Int32: [RecordBatchBuilder]] = [:]
+      let unkeyed = nextPartition % max(count, 1)
+      nextPartition &+= 1
+      for message in messages {
+        guard message.frames.count == 1 || message.frames.count == 2 else {
+          bridge.malformed.add(1, ordering: .relaxed)
+          bridge.lastError.withLock {
+            $0 = "a message of \(message.frames.count) frames (expected [value] or [key, value])"
+          }
+          continue
+        }
+        let key = message.frames.count == 2 ? message.frames[0] : nil
+        let value = message.frames[message.frames.count - 1]
+        let partition = key.map { kafkaKeyPartition($0, count: count) } ?? unkeyed
+        let size = (key?.readableBytes ?? 0) + value.readableBytes + 32
+        if var last = builders[partition]?.popLast() {
+          if last.uncompressedSize + size <= maxBytes {
+            last.append(key: key, value: value, timestamp: now)
+            builders[partition]!.append(last)
+            continue
+          }
+          builders[partition]!.append(last)
+        }
+        var builder = RecordBatchBuilder(capacity: min(size + 128, maxBytes))
+        builder.append(key: key, value: value, timestamp: now)
+        builders[partition, default: []].append(builder)
+      }
+      var writes: [PartitionRecords] = []
+      var counts: [Int] = []
+      for (partition, list) in builders {
+        for var builder in list {
+          let count = Int(builder.count)  // before build(), which empties the builder
+          guard let built = try? builder.build() else {
+            bridge.failed.add(count, ordering: .relaxed)
+            continue
+          }
+          writes.append(PartitionRecords(topic: bridge.topic, partition: partition, records: built.buffer))
+          counts.append(count)
+        }
+      }
+      guard !writes.isEmpty else { continue }
+      let result = await broker.produce(writes, options: ProduceOptions(acks: .all), context: CallContext())
+      for ((write, records), outcome) in zip(zip(writes, counts), result.results) {
+        switch outcome {
+        case .appended, .duplicate:
+          bridge.records.add(records, ordering: .relaxed)
+        case .failed(let failure):
+          bridge.failed.add(records, ordering: .relaxed)
+          let message =
+            "appending to partition \(write.partition) failed: \(failure.code.name) \(failure.message)"
+          let repeated = bridge.lastError.withLock { last in
+            defer { last = message }
+            return last == message
+          }
+          if !repeated { logger.warning("ZeroMQ pull bridge of topic \(bridge.topic): \(message)") }
+        }
+      }
+    }
+  }
+
+  // MARK: metrics
+
+  /// Prometheus text for the bridges' counters.
+  public func renderMetrics() -> String {
+    let bridges = running.withLock { Array($0.values) }.sorted { ($0.topic, $0.kind) < ($1.topic, $1.kind) }
+    guard !bridges.isEmpty else { return "" }
+    var text = ""
+    func family(_ name: String, _ type: String, _ help: String, _ value: (Bridge) -> Int?) {
+      text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+      for bridge in bridges {
+        guard let number = value(bridge) else { continue }
+        text += "\(name){topic=\"\(bridge.topic)\",bridge=\"\(bridge.kind)\"} \(number)\n"
+      }
+    }
+    family("sluice_zmq_bridge_records_total", "counter", "Records published (pub) or appended (pull).") {
+      $0.records.load(ordering: .relaxed)
+    }
+    family("sluice_zmq_bridge_peers", "gauge", "Connected ZeroMQ peers.") {
+      $0.socket.withLock { $0?.statistics.peers } ?? 0
+    }
+    family(
+      "sluice_zmq_bridge_dropped_total", "counter",
+      "pub: copies not sent to a subscriber at its high-water mark."
+    ) { $0.kind == "pub" ? $0.socket.withLock { $0?.statistics.dropped } ?? 0 : nil }
+    family(
+      "sluice_zmq_bridge_malformed_total", "counter", "pull: messages that were not [value] or [key, value]."
+    ) { $0.kind == "pull" ? $0.malformed.load(ordering: .relaxed) : nil }
+    family("sluice_zmq_bridge_failed_total", "counter", "pull: records whose append failed.") {
+      $0.kind == "pull" ? $0.failed.load(ordering: .relaxed) : nil
+    }
+    family(
+      "sluice_zmq_bridge_protocol_errors_total", "counter",
+      "Connections closed for a protocol error, a wrong socket type or a handshake timeout."
+    ) { $0.socket.withLock { $0?.statistics.protocolErrors } ?? 0 }
+    return text
+  }
+}
