@@ -1,23 +1,31 @@
 """`sluice direct pub|sub|push|pull` (SluiceDirect, ZMTP 3.1) against real libzmq (pyzmq).
 
-Swift PUB → pyzmq SUB with prefix filtering (the publisher waits for its subscribers, so
-nothing is lost to the slow-joiner race); pyzmq PUB → Swift SUB with several --subscribe
-prefixes and multipart messages (the last frame is printed); PUSH/PULL both ways in order,
-and a Swift PUSH round-robining over two pyzmq PULLs; reconnection of a --connect socket
-after its libzmq peer restarts on the same port (SUB re-subscribes, PULL, PUSH);
-Swift → Swift; 1 MiB messages both ways; hostile raw-socket peers (garbage greeting, a
-2^40-byte frame header, a mismatched socket type) are closed while the process keeps
-serving real peers; incompatible libzmq socket types deliver nothing.
+- Swift PUB → pyzmq SUB with prefix filtering; the publisher waits for its subscribers, so
+  nothing is lost to the slow-joiner race.
+- pyzmq PUB → Swift SUB with several --subscribe prefixes and multipart messages (the last
+  frame is printed); --count; Swift PUB and SUB through a libzmq XSUB/XPUB proxy (whose
+  XSUB subscribes with 0x01-prefixed messages).
+- PUSH/PULL both ways, in order; PUSH waits for a peer; Swift PUSH round-robins over two
+  pyzmq PULLs; Swift PULL fair-queues two binds; a Swift PULL that cannot write its stdout
+  pushes back on a libzmq PUSH and loses nothing.
+- Reconnection of a --connect socket after its libzmq peer restarts on the same port (SUB
+  re-subscribes; PULL; PUSH).
+- A slow subscriber does not hold up a fast one; PING/PONG with libzmq both ways.
+- CLI behaviour: sub/pull end when their stdout closes; --wait-timeout-ms; error messages.
+- Swift → Swift (10,000 lines); 1 MiB messages both ways.
+- Hostile raw-socket peers (garbage greetings, 2^40-byte frame headers, silence under
+  heartbeats, a subscription flood, mismatched socket types) are closed or bounded while
+  the process keeps serving real peers; incompatible libzmq socket types deliver nothing.
 
 The greetings and commands of the raw-socket tests are written here from ZeroMQ RFC 37
 (ZMTP 3.1), not taken from the code under test.
 """
-
 from __future__ import annotations
 
 import os
 import random
 import re
+import select
 import shutil
 import socket
 import string
@@ -43,7 +51,7 @@ DEADLINE = 10.0
 
 
 class Direct:
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, hold_stdout: bool = False):
         cmd = [str(sluice_binary()), "direct", *args]
         self.cmd = cmd
         # setpriv --pdeathsig: the process dies with this pytest run (it execs: the pid is
@@ -62,10 +70,16 @@ class Direct:
         self.stderr: list[bytes] = []
         self.cond = threading.Condition()
         self.stdout_done = False
+        # hold_stdout: nothing reads the process's stdout until release_stdout() (so its
+        # writes block, as behind a slow consumer).
+        self.stdout_released = threading.Event()
+        if not hold_stdout:
+            self.stdout_released.set()
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_stdout(self) -> None:
+        self.stdout_released.wait()
         for line in self.proc.stdout:
             with self.cond:
                 self.lines.append(line[:-1] if line.endswith(b"\n") else line)
@@ -107,19 +121,22 @@ class Direct:
         with self.cond:
             return list(self.lines)
 
-    def port(self, timeout: float = DEADLINE) -> int:
-        """The port of the first `--bind`, from `sluice direct: TYPE bound to tcp://H:P`."""
+    def ports(self, count: int = 1, timeout: float = DEADLINE) -> list[int]:
+        """The ports of the first `count` `--bind`s, from `sluice direct: TYPE bound to
+        tcp://HOST:PORT` on stderr."""
         pattern = re.compile(rb"bound to tcp://.*:(\d+)\s*$")
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for line in self.stderr:
-                    m = pattern.search(line)
-                    if m:
-                        return int(m.group(1))
+                found = [int(m.group(1)) for line in self.stderr if (m := pattern.search(line))]
+                if len(found) >= count:
+                    return found[:count]
                 left = deadline - time.monotonic()
                 assert left > 0 and self.proc.poll() is None, f"no bound port: {self.describe()}"
                 self.cond.wait(min(left, 0.1))
+
+    def port(self, timeout: float = DEADLINE) -> int:
+        return self.ports(1, timeout)[0]
 
     def feed(self, data: bytes) -> None:
         self.proc.stdin.write(data)
@@ -155,13 +172,14 @@ def direct():
     """direct(*args) -> a started `sluice direct ARGS` (a Direct); killed at the end."""
     started: list[Direct] = []
 
-    def start(*args: str) -> Direct:
-        d = Direct(*args)
+    def start(*args: str, hold_stdout: bool = False) -> Direct:
+        d = Direct(*args, hold_stdout=hold_stdout)
         started.append(d)
         return d
 
     yield start
     for d in started:
+        d.stdout_released.set()
         d.kill()
 
 
@@ -281,6 +299,58 @@ def test_swift_pub_without_topic_single_frame(direct, ctx):
     assert quiet_for(sub, 0.3) == []
 
 
+@pytest.mark.timeout(40)
+def test_swift_pub_slow_subscriber_does_not_block_the_fast_one(direct, ctx):
+    pub = direct("pub", "--bind", ANY, "--wait-subscribers", "2", "--hwm", "100")
+    endpoint = local(pub.port())
+    slow = ctx.socket(zmq.SUB)  # subscribes, then never reads
+    slow.setsockopt(zmq.RCVHWM, 10)
+    slow.setsockopt(zmq.RCVBUF, 64 << 10)
+    slow.setsockopt(zmq.SUBSCRIBE, b"")
+    slow.connect(endpoint)
+    fast = ctx.socket(zmq.SUB)
+    fast.setsockopt(zmq.SUBSCRIBE, b"")
+    fast.connect(endpoint)
+    stop = threading.Event()
+
+    def feeder():
+        # 12 MB in all: far more than the slow subscriber's buffers hold.
+        try:
+            for k in range(12):
+                chunk = b"".join(b"bulk-%06d-%s\n" % (k * 1000 + i, b"y" * 1000) for i in range(1000))
+                if stop.is_set():
+                    return
+                pub.feed(chunk)
+            i = 0
+            while not stop.is_set():  # then markers until the fast one sees one
+                pub.feed(b"marker-%d\n" % i)
+                i += 1
+                time.sleep(0.02)
+        except (BrokenPipeError, ValueError):
+            pass
+
+    thread = threading.Thread(target=feeder, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        seen = 0
+        while True:
+            assert time.monotonic() < deadline, f"fast subscriber got {seen} messages and no marker: {pub.describe()}"
+            if fast.poll(200):
+                m = fast.recv()
+                seen += 1
+                if m.startswith(b"marker-"):
+                    break
+        assert pub.proc.poll() is None, pub.describe()
+    finally:
+        stop.set()
+        thread.join(DEADLINE)
+    # The slow one missed messages (dropped at its high-water mark) instead of holding
+    # everyone up.
+    got_slow = quiet_for(slow, 1.0)
+    assert 0 < len(got_slow) < 12_000, len(got_slow)
+
+
 # ---------------------------------------------------------------------------
 # pyzmq PUB → Swift SUB
 
@@ -328,6 +398,49 @@ def test_swift_sub_count_exits(direct, ctx):
     assert lines[syncs:] == [b"m%d" % i for i in range(105 - syncs)]
 
 
+@pytest.mark.timeout(30)
+def test_swift_pub_and_sub_through_a_libzmq_xsub_xpub_proxy(direct):
+    # libzmq's XSUB forwards subscriptions upstream as messages (0x01 + prefix), the form
+    # ZMTP 3.0 uses: the Swift publishers must take those as subscriptions too.
+    stop, ready, ports = threading.Event(), threading.Event(), []
+
+    def proxy():
+        c = zmq.Context()
+        xsub, xpub = c.socket(zmq.XSUB), c.socket(zmq.XPUB)
+        ports.extend([xsub.bind_to_random_port("tcp://127.0.0.1"), xpub.bind_to_random_port("tcp://127.0.0.1")])
+        ready.set()
+        poller = zmq.Poller()
+        poller.register(xsub, zmq.POLLIN)
+        poller.register(xpub, zmq.POLLIN)
+        while not stop.is_set():
+            for sock, _ in poller.poll(50):
+                (xpub if sock is xsub else xsub).send_multipart(sock.recv_multipart())
+        c.destroy(linger=0)
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(DEADLINE)
+        xsub_port, xpub_port = ports
+        # No --count: the subscription must outlive both publishers' arrival (a SUB that
+        # left would take its subscription, via the proxy, away from a late publisher).
+        sub = direct("sub", "--connect", local(xpub_port), "--subscribe", "a.")
+        pub_a = direct("pub", "--connect", local(xsub_port), "--topic", "a.x")
+        pub_b = direct("pub", "--connect", local(xsub_port), "--topic", "b.x")
+        pub_b.feed(lines_of(*(f"b{i}" for i in range(50))))
+        pub_b.close_stdin()
+        pub_a.feed(lines_of(*(f"a{i}" for i in range(50))))
+        pub_a.close_stdin()
+        assert pub_a.wait_exit() == 0, pub_a.describe()  # so it did see a subscription
+        assert pub_b.wait_exit() == 0, pub_b.describe()
+        assert sub.wait_lines(50) == [b"a%d" % i for i in range(50)]
+        time.sleep(0.2)
+        assert sub.snapshot() == [b"a%d" % i for i in range(50)]
+    finally:
+        stop.set()
+        thread.join(DEADLINE)
+
+
 # ---------------------------------------------------------------------------
 # PUSH / PULL
 
@@ -352,14 +465,17 @@ def test_swift_push_waits_for_a_peer(direct, ctx):
     # PUSH with no peer blocks (backpressure) instead of dropping: lines written before any
     # PULL exists all arrive once one connects.
     push = direct("push", "--connect", local(port := free_port()))
-    push.feed(lines_of(*(f"w{i}" for i in range(100))))
+    # Empty lines are empty messages; a "\r" before "\n" stays; the last line needs no "\n".
+    odd = [b"", b"cr\r", "ünïcødé ✓".encode(), b"\x00nul"]
+    push.feed(lines_of(*(f"w{i}" for i in range(100)), *odd) + b"no-newline")
     push.close_stdin()
     time.sleep(0.3)
     assert push.proc.poll() is None, f"push exited without a peer: {push.describe()}"
     pull = ctx.socket(zmq.PULL)
     pull.bind(local(port))
-    assert recv_n(pull, 100) == [[f"w{i}".encode()] for i in range(100)]
+    assert recv_n(pull, 105) == [[f"w{i}".encode()] for i in range(100)] + [[o] for o in odd] + [[b"no-newline"]]
     assert push.wait_exit() == 0, push.describe()
+    assert quiet_for(pull, 0.2) == []
 
 
 @pytest.mark.timeout(30)
@@ -408,6 +524,62 @@ def test_swift_push_round_robin_over_two_pyzmq_pulls(direct, ctx):
     for part in got:
         assert part == sorted(part), "each peer receives its share in order"
         assert 0.4 * n <= len(part) <= 0.6 * n, f"unfair split: {list(map(len, got))}"
+
+
+@pytest.mark.timeout(30)
+def test_swift_pull_two_binds_fair_queues_two_pyzmq_pushes(direct, ctx):
+    n = 500
+    pull = direct("pull", "--bind", ANY, "--bind", ANY, "--count", str(2 * n))
+    ports = pull.ports(2)
+    assert ports[0] != ports[1]
+    pushes = []
+    for port in ports:
+        s = ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.SNDTIMEO, int(DEADLINE * 1000))
+        s.connect(local(port))
+        pushes.append(s)
+    for i in range(n):
+        for k, s in enumerate(pushes):
+            s.send(b"%d-%d" % (k, i))
+    assert pull.wait_exit() == 0, pull.describe()
+    lines = pull.wait_lines(2 * n)
+    for k in range(2):
+        assert [l for l in lines if l.startswith(b"%d-" % k)] == [b"%d-%d" % (k, i) for i in range(n)]
+
+
+@pytest.mark.timeout(40)
+def test_swift_pull_backpressure_blocks_pyzmq_push_and_loses_nothing(direct, ctx):
+    # Nothing reads sluice's stdout: its writes block, its receive queue (--hwm 100) fills,
+    # it stops reading the connection, and TCP pushes back until the libzmq PUSH cannot send.
+    pull = direct("pull", "--bind", ANY, "--hwm", "100", hold_stdout=True)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 100)
+    push.connect(local(pull.port()))
+    rss_start = pull.rss_kb()
+    payload = b"x" * 1000
+    sent = 0
+    blocked_since = None
+    deadline = time.monotonic() + 20
+    while True:
+        assert time.monotonic() < deadline, f"the PUSH never blocked ({sent} messages sent)"
+        try:
+            push.send(b"%08d" % sent + payload, zmq.NOBLOCK)
+            sent += 1
+            blocked_since = None
+        except zmq.Again:
+            now = time.monotonic()
+            blocked_since = blocked_since or now
+            if now - blocked_since > 1.0:
+                break
+            time.sleep(0.01)
+    assert sent < 200_000, f"{sent} KB accepted: no backpressure"
+    rss_blocked = pull.rss_kb()
+    # Kernel buffers hold most of what was sent; sluice itself holds ~100 messages.
+    assert rss_blocked - rss_start < 64 << 10, f"RSS grew from {rss_start} KB to {rss_blocked} KB"
+    pull.stdout_released.set()
+    lines = pull.wait_lines(sent, timeout=20)
+    assert len(lines) == sent
+    assert all(l == b"%08d" % i + payload for i, l in enumerate(lines)), "lost, reordered or corrupted"
 
 
 # ---------------------------------------------------------------------------
@@ -529,6 +701,123 @@ def test_swift_push_reconnects_after_pull_restart(direct, ctx):
 
 
 # ---------------------------------------------------------------------------
+# Heartbeats (ZMTP 3.1 PING/PONG)
+
+
+def monitor_events(monitor: zmq.Socket, seconds: float) -> list[int]:
+    events = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if monitor.poll(int(left * 1000) + 1):
+            events.append(recv_monitor_message(monitor)["event"])
+    return events
+
+
+@pytest.mark.timeout(30)
+def test_swift_sub_answers_libzmq_pings(direct, ctx):
+    # libzmq pings every 100 ms and drops the connection after 1 s without a reply.
+    port = free_port()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.HEARTBEAT_IVL, 100)
+    pub.setsockopt(zmq.HEARTBEAT_TIMEOUT, 1000)
+    monitor = pub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    pub.bind(local(port))
+    sub = direct("sub", "--connect", local(port))
+    wait_handshakes([monitor])
+    events = monitor_events(monitor, 2.5)  # idle: only PING/PONG on the wire
+    assert zmq.EVENT_DISCONNECTED not in events, f"libzmq dropped sluice (events {events}): {sub.describe()}"
+    send_until_seen(sub, lambda: pub.send(b"still-there"), lambda lines: b"still-there" in lines)
+
+
+@pytest.mark.timeout(30)
+def test_swift_heartbeat_kept_alive_by_libzmq_pongs(direct, ctx):
+    # sluice pings every 200 ms and drops a connection silent for 600 ms; libzmq (no
+    # heartbeats of its own) answers PINGs, which keeps an idle connection up.
+    port = free_port()
+    pull = ctx.socket(zmq.PULL)
+    monitor = pull.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    pull.bind(local(port))
+    push = direct("push", "--connect", local(port), "--heartbeat-ms", "200")
+    wait_handshakes([monitor])
+    events = monitor_events(monitor, 2.5)
+    assert zmq.EVENT_DISCONNECTED not in events, f"sluice dropped libzmq (events {events}): {push.describe()}"
+    push.feed(b"after-idle\n")
+    push.close_stdin()
+    assert recv_n(pull, 1) == [[b"after-idle"]]
+    assert push.wait_exit() == 0, push.describe()
+
+
+# ---------------------------------------------------------------------------
+# CLI behaviour
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", ["sub", "pull"])
+def test_swift_receiver_exits_when_its_stdout_closes(kind, ctx):
+    # `sluice direct sub ... | head -n 1`: once the reader is gone, writes fail (EPIPE, or
+    # SIGPIPE) and the command must end, as any Unix filter does, instead of running on.
+    cmd = [str(sluice_binary()), "direct", kind, "--bind", ANY]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        m = re.search(rb":(\d+)\s*$", proc.stderr.readline())
+        assert m, "no bound port"
+        peer = ctx.socket(zmq.PUB if kind == "sub" else zmq.PUSH)
+        peer.connect(local(int(m.group(1))))
+        peer.send(b"first")  # PUSH: queued until connected; PUB: maybe lost, so repeat below
+        deadline = time.monotonic() + DEADLINE
+        while not select.select([proc.stdout], [], [], 0.05)[0]:
+            assert time.monotonic() < deadline, "nothing printed"
+            if kind == "sub":
+                peer.send(b"first")
+        assert proc.stdout.readline() == b"first\n"
+        proc.stdout.close()  # the reader goes away, like `head -n 1`
+        deadline = time.monotonic() + 5
+        sent = 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                peer.send(b"more-%d" % sent, zmq.NOBLOCK)
+                sent += 1
+            except zmq.Again:
+                pass
+            time.sleep(0.01)
+        assert proc.poll() is not None, (
+            f"`sluice direct {kind}` still running 5 s after its stdout was closed "
+            f"({sent} more messages sent to it)"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+@pytest.mark.timeout(30)
+def test_pub_gives_up_waiting_for_subscribers(direct):
+    pub = direct("pub", "--bind", ANY, "--wait-timeout-ms", "300")
+    pub.feed(b"nobody-listens\n")
+    pub.close_stdin()
+    assert pub.wait_exit() == 1, pub.describe()
+    assert b"no 1 subscriber(s) after 300 ms" in b"".join(pub.stderr), pub.describe()
+
+
+@pytest.mark.timeout(30)
+def test_cli_errors_are_plain_messages(direct):
+    # Like every other sluice command (`error: MESSAGE`, exit status 1), not a Swift dump
+    # of the error value.
+    pub = direct("pub", "--bind", ANY, "--wait-timeout-ms", "100")
+    pub.close_stdin()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    pull = direct("pull", "--bind", local(taken.getsockname()[1]))
+    for proc, text in [(pub, b"no 1 subscriber(s) after 100 ms"), (pull, b"cannot bind")]:
+        assert proc.wait_exit() == 1, proc.describe()
+        err = b"".join(proc.stderr)
+        assert err.startswith(b"error: ") or b"\nerror: " in err, f"stderr: {err!r}"
+        assert text in err and b"UsageError(" not in err, f"stderr: {err!r}"
+    taken.close()
+
+
+# ---------------------------------------------------------------------------
 # Swift → Swift, large messages
 
 
@@ -546,9 +835,10 @@ def test_swift_pub_to_swift_sub_10000_lines(direct):
 
 
 def big_line(size: int = 1 << 20, seed: int = 7) -> bytes:
-    rng = random.Random(seed)
+    # Random printable bytes (any but "\n", which would split the line).
     alphabet = (string.ascii_letters + string.digits + " \t\r,;:!?()[]{}").encode()
-    return bytes(rng.choice(alphabet) for _ in range(size))
+    table = bytes(alphabet[i % len(alphabet)] for i in range(256))
+    return random.Random(seed).randbytes(size).translate(table)
 
 
 @pytest.mark.timeout(30)
@@ -730,6 +1020,52 @@ def test_hostile_2_pow_40_frame_closed_without_growing(direct, ctx, kind, peer_t
     prove_alive(kind, proc, ctx, b"alive")
     assert set(proc.snapshot()) == {b"alive"}
     assert proc.rss_kb() - rss_before < 32 << 10
+
+
+@pytest.mark.timeout(30)
+def test_hostile_silent_peer_dropped_by_heartbeat(direct, ctx):
+    proc = direct("sub", "--bind", ANY, "--heartbeat-ms", "100")
+    s, _ = handshake(proc.port(), b"PUB")
+    started = time.monotonic()
+    # Read sluice's frames (its SUBSCRIBE, then PINGs) and never answer.
+    frames = []
+    s.settimeout(DEADLINE)
+    try:
+        while True:
+            frames.append(read_frame(s))
+    except (AssertionError, ConnectionResetError):
+        pass  # closed
+    elapsed = time.monotonic() - started
+    s.close()
+    pings = [body for flags, body in frames if flags & 0x04 and body[:5] == b"\x04PING"]
+    assert pings, f"no PING before the close: {frames}"
+    assert all(len(p) >= 7 for p in pings), "PING without its TTL"
+    assert 0.2 <= elapsed < 5, f"closed after {elapsed:.2f}s (heartbeat timeout ~0.3 s)"
+    prove_alive("sub", proc, ctx, b"alive")
+
+
+@pytest.mark.timeout(30)
+def test_hostile_subscription_flood_bounded(direct, ctx):
+    # 20,000 distinct 1000-byte subscriptions (20 MB) from one raw SUB peer: the publisher
+    # keeps at most its per-peer cap (1 MiB) and still serves a real subscriber.
+    pub = direct("pub", "--bind", ANY, "--wait-subscribers", "0")
+    port = pub.port()
+    s, props = handshake(port, b"SUB")
+    assert props["socket-type"] == b"PUB"
+    rss_before = pub.rss_kb()
+    flood = b"".join(command(b"SUBSCRIBE", b"%06d" % i + b"s" * 994) for i in range(20_000))
+    send_quietly(s, flood)
+    real = ctx.socket(zmq.SUB)
+    real.setsockopt(zmq.SUBSCRIBE, b"alive")
+    real.connect(local(port))
+    deadline = time.monotonic() + DEADLINE
+    while not real.poll(50):
+        assert time.monotonic() < deadline, f"the real subscriber got nothing: {pub.describe()}"
+        pub.feed(b"alive\n")
+    assert real.recv() == b"alive"
+    rss_after = pub.rss_kb()
+    assert rss_after - rss_before < 32 << 10, f"RSS grew from {rss_before} KB to {rss_after} KB"
+    s.close()
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #   kafka-python    PyPI
 #   aiokafka        PyPI
 #   pytest, pytest-timeout  PyPI: the compat/ suite runner
+#   pyzmq           PyPI (bundles libzmq): the ZeroMQ peer of compat/test_direct.py
 # plus the compression codecs the Python clients use (snappy, lz4, zstd).
 set -euo pipefail
 
@@ -29,6 +30,8 @@ REQUESTS_VERSION=2.34.2
 HTTPX_VERSION=0.28.1
 SSECLIENT_VERSION=1.9.0     # sseclient-py
 SCHEMATHESIS_VERSION=4.32.5
+# ZeroMQ peers (compat/test_direct.py, scripts/bench-direct.py): the wheel bundles libzmq 4.3.5
+PYZMQ_VERSION=27.3.0
 
 PYTHON=${PYTHON:-python3}
 SUDO=""
@@ -82,6 +85,7 @@ reqs=(
   "httpx==${HTTPX_VERSION}"
   "sseclient-py==${SSECLIENT_VERSION}"
   "schemathesis==${SCHEMATHESIS_VERSION}"
+  "pyzmq==${PYZMQ_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.

@@ -340,44 +340,68 @@ public final class ZMQSocket: Sendable {
   // MARK: send
 
   /// Sends a message (PUB, PUSH); see the type's documentation for when it drops or waits.
-  public func send(_ message: ZMQMessage) async throws {
-    var encoded = ByteBuffer()
-    encoded.reserveCapacity(message.frames.reduce(16) { $0 + $1.readableBytes + 9 })
-    ZMTP.writeMessage(message.frames, into: &encoded)
+  public func send(_ message: ZMQMessage) async throws { try await send(contentsOf: [message]) }
+
+  /// Sends messages in order, as `send` would one by one, with one write per peer for all
+  /// of them (what a producer with a batch in hand should use: far fewer system calls). The
+  /// high-water mark applies message by message: a PUB drops what does not fit below it, so
+  /// keep batches well under `sendHighWaterMark`.
+  public func send(contentsOf messages: [ZMQMessage]) async throws {
+    guard !messages.isEmpty else { return }
     switch type {
     case .pub:
       let peers = try state.withLock { state in
         guard !state.closed else { throw ZMQSocketClosed() }
         return state.peers
       }
-      let topic = message.frames.first ?? ByteBuffer()
-      for peer in peers where peer.enqueue(encoded, topic: topic) == .full {
-        counters.dropped.add(1, ordering: .relaxed)
+      if !peers.isEmpty {
+        let encoded = messages.map { (encoded: Self.encode($0), topic: $0.frames.first ?? ByteBuffer()) }
+        var dropped = 0
+        for peer in peers { dropped += peer.publish(encoded) }
+        if dropped > 0 { counters.dropped.add(dropped, ordering: .relaxed) }
       }
-      counters.sent.add(1, ordering: .relaxed)
+      counters.sent.add(messages.count, ordering: .relaxed)
     case .push:
-      while true {
-        let peer = try state.withLock { state -> ZMTPConnection? in
+      var rest = messages.map(Self.encode)[...]
+      while !rest.isEmpty {
+        // Round robin, message by message, over the peers with room: as libzmq hands out.
+        let plan = try state.withLock { state -> [(ZMTPConnection, [ByteBuffer])] in
           guard !state.closed else { throw ZMQSocketClosed() }
           let count = state.peers.count
-          for step in 0..<count {
-            let candidate = state.peers[(state.nextPeer + step) % count]
-            if candidate.hasCapacity {
-              state.nextPeer = (state.nextPeer + step + 1) % count
-              return candidate
-            }
+          guard count > 0 else { return [] }
+          let ordered = (0..<count).map { state.peers[(state.nextPeer + $0) % count] }
+          var rooms = ordered.map(\.room)
+          var lists = Array(repeating: [ByteBuffer](), count: count)
+          var at = 0
+          while let message = rest.first {
+            var step = 0
+            while step < count && rooms[(at + step) % count] == 0 { step += 1 }
+            if step == count { break }
+            let chosen = (at + step) % count
+            lists[chosen].append(message)
+            rooms[chosen] -= 1
+            rest.removeFirst()
+            at = chosen + 1
           }
-          return nil
+          state.nextPeer = (state.nextPeer + at) % count
+          return zip(ordered, lists).filter { !$0.1.isEmpty }
         }
-        if let peer, peer.enqueue(encoded, topic: nil) == .queued {
-          counters.sent.add(1, ordering: .relaxed)
-          return
+        for (peer, list) in plan {
+          peer.enqueue(list)
+          counters.sent.add(list.count, ordering: .relaxed)
         }
-        if peer == nil { try await waitForCapacity() }
+        if !rest.isEmpty { try await waitForCapacity() }
       }
     case .sub, .pull:
       throw ZMTPError("\(type.rawValue) sockets do not send")
     }
+  }
+
+  static func encode(_ message: ZMQMessage) -> ByteBuffer {
+    var encoded = ByteBuffer()
+    encoded.reserveCapacity(message.frames.reduce(16) { $0 + $1.readableBytes + 9 })
+    ZMTP.writeMessage(message.frames, into: &encoded)
+    return encoded
   }
 
   public func send(_ strings: String...) async throws { try await send(ZMQMessage(strings: strings)) }
@@ -392,7 +416,7 @@ public final class ZMQSocket: Sendable {
         let ready: Result<Void, any Error>? = state.withLock { state in
           if state.closed { return .failure(ZMQSocketClosed()) }
           if state.cancelled.remove(id) != nil { return .failure(CancellationError()) }
-          if state.peers.contains(where: { $0.hasCapacity }) { return .success(()) }
+          if state.peers.contains(where: { $0.room > 0 }) { return .success(()) }
           state.senders.append((id, continuation))
           return nil
         }

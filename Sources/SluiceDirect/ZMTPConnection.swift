@@ -31,8 +31,6 @@ final class ZMTPConnection: Sendable {
     }
   }
 
-  enum Enqueued: Equatable { case queued, full, filtered }
-
   init(channel: any Channel, socket: ZMQSocket, handler: NIOLoopBound<ZMTPHandler>) {
     self.channel = channel
     self.socket = socket
@@ -40,25 +38,49 @@ final class ZMTPConnection: Sendable {
     self.out = Mutex(Outbound())
   }
 
-  var hasCapacity: Bool { out.withLock { $0.outstanding < socket.options.sendHighWaterMark } }
   var hasPending: Bool { out.withLock { $0.outstanding > 0 } }
   var hasSubscriptions: Bool { out.withLock { !$0.subscriptions.isEmpty } }
 
-  /// Queues an encoded message unless the queue is full or (with `topic`, at a PUB) the peer
-  /// did not subscribe to it.
-  func enqueue(_ encoded: ByteBuffer, topic: ByteBuffer?, force: Bool = false) -> Enqueued {
-    let (result, schedule) = out.withLock { out -> (Enqueued, Bool) in
-      if let topic, !out.matches(topic) { return (.filtered, false) }
-      if !force && out.outstanding >= socket.options.sendHighWaterMark { return (.full, false) }
-      out.outstanding += 1
-      out.pendingCount += 1
-      out.pending.writeImmutableBuffer(encoded)
-      if out.flushScheduled { return (.queued, false) }
+  /// Room left below the send high-water mark.
+  var room: Int { out.withLock { max(0, socket.options.sendHighWaterMark - $0.outstanding) } }
+
+  /// Queues encoded messages whatever the high-water mark (the caller counted the room, or
+  /// they are subscriptions); one flush is scheduled for all of them.
+  func enqueue(_ encoded: some Collection<ByteBuffer>) {
+    guard !encoded.isEmpty else { return }
+    let schedule = out.withLock { out -> Bool in
+      for message in encoded { out.pending.writeImmutableBuffer(message) }
+      out.outstanding += encoded.count
+      out.pendingCount += encoded.count
+      if out.flushScheduled { return false }
       out.flushScheduled = true
-      return (.queued, true)
+      return true
     }
     if schedule { channel.eventLoop.execute { self.flush() } }
-    return result
+  }
+
+  /// PUB: queues each message whose topic the peer subscribed to, dropping those beyond the
+  /// high-water mark; returns how many were dropped.
+  func publish(_ messages: [(encoded: ByteBuffer, topic: ByteBuffer)]) -> Int {
+    let (dropped, schedule) = out.withLock { out -> (Int, Bool) in
+      var dropped = 0
+      var queued = 0
+      for message in messages where out.matches(message.topic) {
+        if out.outstanding >= socket.options.sendHighWaterMark {
+          dropped += 1
+          continue
+        }
+        out.pending.writeImmutableBuffer(message.encoded)
+        out.outstanding += 1
+        out.pendingCount += 1
+        queued += 1
+      }
+      if queued == 0 || out.flushScheduled { return (dropped, false) }
+      out.flushScheduled = true
+      return (dropped, true)
+    }
+    if schedule { channel.eventLoop.execute { self.flush() } }
+    return dropped
   }
 
   /// On the event loop: everything queued so far, as one write.
@@ -98,7 +120,7 @@ final class ZMTPConnection: Sendable {
       body.writeImmutableBuffer(prefix)
       ZMTP.writeMessage([body], into: &frame)
     }
-    _ = enqueue(frame, topic: nil, force: true)
+    enqueue(CollectionOfOne(frame))
   }
 
   func ready(_ peer: ZMTPSession.Peer) {

@@ -149,6 +149,11 @@ public final class EmbeddedBroker: Service, Sendable {
       try await withThrowingDiscardingTaskGroup { group in
         if let server { group.addTask { try await server.run() } }
         group.addTask { try await HousekeepingService(broker: broker).run() }
+        // Topics with sluice.zmq.pub / sluice.zmq.pull get their ZeroMQ bridges here too.
+        group.addTask { [logger = configuration.logger] in
+          try await ZMQBridges(broker: broker, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            .run()
+        }
         group.addTask {
           // Parked group requests of in-process clients are answered at shutdown too.
           try? await gracefulShutdown()

@@ -145,6 +145,8 @@ func parseAcks(_ text: String) throws -> KafkaConfiguration.Acks {
 /// Buffered writes to stdout (a `print` per record is far too slow for large topics).
 struct OutputBuffer {
   private var bytes: [UInt8] = []
+  /// A write failed (the reader went away: EPIPE, SIGPIPE being ignored); callers stop.
+  private(set) var broken = false
   init() { bytes.reserveCapacity(1 << 16) }
   mutating func append(_ string: String) { bytes.append(contentsOf: string.utf8) }
   mutating func append(_ data: some Sequence<UInt8>) { bytes.append(contentsOf: data) }
@@ -157,7 +159,8 @@ struct OutputBuffer {
         let written = write(1, raw.baseAddress! + offset, raw.count - offset)
         if written <= 0 {
           if written < 0 && errno == EINTR { continue }
-          return
+          broken = true
+          break
         }
         offset += written
       }

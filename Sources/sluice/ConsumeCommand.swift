@@ -156,6 +156,7 @@ struct ConsumeCommand: AsyncParsableCommand {
             if !follow && count == nil && remainingEnds.isEmpty { break reading }
           }
           out.flush()
+          if out.broken { break }  // the reader is gone (`| head`): stop, as SIGPIPE would
           if !follow && count == nil && remainingEnds.isEmpty { break }
         }
         out.flush()

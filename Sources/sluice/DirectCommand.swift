@@ -73,14 +73,17 @@ struct DirectCommand: AsyncParsableCommand {
     var waitTimeoutMs: Int64 = 30_000
 
     func run() async throws {
-      let socket = try await endpoints.open(.pub)
-      if waitSubscribers > 0,
-        !(await socket.waitForPeers(waitSubscribers, subscribed: true, timeout: .milliseconds(waitTimeoutMs)))
-      {
-        await socket.close(linger: .zero)
-        throw UsageError("no \(waitSubscribers) subscriber(s) after \(waitTimeoutMs) ms")
+      try await runClientCommand {
+        let socket = try await endpoints.open(.pub)
+        if waitSubscribers > 0,
+          !(await socket.waitForPeers(
+            waitSubscribers, subscribed: true, timeout: .milliseconds(waitTimeoutMs)))
+        {
+          await socket.close(linger: .zero)
+          throw UsageError("no \(waitSubscribers) subscriber(s) after \(waitTimeoutMs) ms")
+        }
+        try await sendLines(socket, prefix: topic.map { ByteBuffer(string: $0) })
       }
-      try await sendLines(socket, prefix: topic.map { ByteBuffer(string: $0) })
     }
   }
 
@@ -90,8 +93,10 @@ struct DirectCommand: AsyncParsableCommand {
     @OptionGroup var endpoints: Endpoints
 
     func run() async throws {
-      let socket = try await endpoints.open(.push)
-      try await sendLines(socket, prefix: nil)
+      try await runClientCommand {
+        let socket = try await endpoints.open(.push)
+        try await sendLines(socket, prefix: nil)
+      }
     }
   }
 
@@ -104,13 +109,15 @@ struct DirectCommand: AsyncParsableCommand {
     @Option(help: "Exit after this many messages.") var count: Int?
 
     func run() async throws {
-      let socket = try await endpoints.open(.sub)
-      if subscribe.isEmpty {
-        socket.subscribe("")
-      } else {
-        for prefix in subscribe { socket.subscribe(prefix) }
+      try await runClientCommand {
+        let socket = try await endpoints.open(.sub)
+        if subscribe.isEmpty {
+          socket.subscribe("")
+        } else {
+          for prefix in subscribe { socket.subscribe(prefix) }
+        }
+        try await printMessages(socket, count: count)
       }
-      try await printMessages(socket, count: count)
     }
   }
 
@@ -121,8 +128,10 @@ struct DirectCommand: AsyncParsableCommand {
     @Option(help: "Exit after this many messages.") var count: Int?
 
     func run() async throws {
-      let socket = try await endpoints.open(.pull)
-      try await printMessages(socket, count: count)
+      try await runClientCommand {
+        let socket = try await endpoints.open(.pull)
+        try await printMessages(socket, count: count)
+      }
     }
   }
 }
@@ -131,10 +140,10 @@ struct DirectCommand: AsyncParsableCommand {
 /// sends each line; at the end, waits for queued messages to go out (up to 10 s).
 private func sendLines(_ socket: ZMQSocket, prefix: ByteBuffer?) async throws {
   let reader = StdinLines()
-  while let lines = try await NIOThreadPool.singleton.runIfActive({ try reader.next() }) {
-    for line in lines {
-      try await socket.send(ZMQMessage(prefix.map { [$0, line] } ?? [line]))
-    }
+  // Batches well under the high-water mark: a PUB drops what does not fit below it.
+  let most = max(1, min(1024, socket.options.sendHighWaterMark / 2))
+  while let lines = try await NIOThreadPool.singleton.runIfActive({ try reader.next(max: most) }) {
+    try await socket.send(contentsOf: lines.map { line in ZMQMessage(prefix.map { [$0, line] } ?? [line]) })
   }
   await socket.close(linger: .seconds(10))
 }
@@ -148,11 +157,13 @@ private func printMessages(_ socket: ZMQSocket, count: Int?) async throws {
     var message = socket.tryReceive()
     if message == nil {
       out.flush()
+      if out.broken { break }  // the reader is gone (`| head`): stop, as SIGPIPE would
       message = try await socket.receive()
     }
     if let last = message?.frames.last { out.append(last.readableBytesView) }
     out.append("\n")
     out.flushIfLarge()
+    if out.broken { break }
     printed += 1
   }
   out.flush()
@@ -164,5 +175,5 @@ private final class StdinLines: @unchecked Sendable {
   // Used by one thread-pool job at a time: each `next` is awaited before the next starts.
   private var reader = LineReader(fd: 0)
 
-  func next() throws -> [ByteBuffer]? { try reader.nextBatch() }
+  func next(max: Int) throws -> [ByteBuffer]? { try reader.nextBatch(max: max) }
 }

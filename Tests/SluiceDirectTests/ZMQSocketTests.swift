@@ -70,6 +70,15 @@ import Testing
     // Each got half, in order.
     #expect(got[0] == got[0].sorted() && got[1] == got[1].sorted())
     #expect(Set(got[0] + got[1]) == Set(0..<100))
+    // A batch is handed out the same way, message by message, in one write per peer.
+    try await push.send(contentsOf: (100..<200).map { ZMQMessage(strings: ["\($0)"]) })
+    var batch: [[Int]] = [[], []]
+    for (at, pull) in pulls.enumerated() {
+      for _ in 0..<50 { batch[at].append(Int(try await receive(pull).strings[0])!) }
+    }
+    #expect(batch[0] == batch[0].sorted() && batch[1] == batch[1].sorted())
+    #expect(Set(batch[0].map { $0 % 2 }).count == 1 && Set(batch[1].map { $0 % 2 }).count == 1)
+    #expect(Set(batch[0] + batch[1]) == Set(100..<200))
     for socket in [push] + pulls { await socket.close() }
   }
 
