@@ -207,6 +207,16 @@ let package = Package(
       swiftSettings: strict
     ),
     .executableTarget(
+      name: "DirectBench",
+      dependencies: [
+        "SluiceDirect",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      path: "Benchmarks/DirectBench",
+      swiftSettings: strict
+    ),
+    .executableTarget(
       name: "CodecBench",
       dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
       path: "Benchmarks/CodecBench",

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Throughput and latency of `sluice direct` (ZMTP 3.1) against libzmq (pyzmq), same run.
+"""Throughput and latency of SluiceDirect (ZMTP 3.1 in Swift) against libzmq (pyzmq), same run.
 
-Four sender→receiver pairs, alternated over --rounds (the order rotates each round),
-medians reported:
+Sender→receiver pairs, alternated over --rounds (the order rotates each round), medians
+reported:
 
     pyzmq→pyzmq   libzmq on both sides (the reference)
-    swift→pyzmq   `sluice direct pub|push` → a pyzmq SUB/PULL
-    pyzmq→swift   a pyzmq PUB/PUSH → `sluice direct sub|pull`
-    swift→swift   `sluice direct pub|push` → `sluice direct sub|pull`
+    swift→pyzmq   the SluiceDirect library (Benchmarks/DirectBench) → a pyzmq SUB/PULL
+    pyzmq→swift   a pyzmq PUB/PUSH → the SluiceDirect library
+    swift→swift   SluiceDirect on both sides
+    cli→cli       `sluice direct pub|push` → `sluice direct sub|pull` (not in the default set)
 
-The Swift side is the CLI, so its figures include a pipe: a Python process feeds the
-sender's stdin (one line per message) and reads the receiver's stdout (one line per
-message). Every Python side runs in a process of its own (no GIL sharing).
+"swift" is a small program on the library (one `send` per message, as the pyzmq side
+does), so swift and pyzmq are compared as libraries. "cli" is the `sluice direct` CLI, whose
+figures include a pipe: a Python process feeds the sender's stdin (one line per message)
+and reads the receiver's stdout (one line per message). Every Python side runs in a
+process of its own (no GIL sharing).
 
 Tests, each with --size-byte single-frame messages (default 100):
   throughput  PUB→SUB and PUSH→PULL: --messages sent as fast as possible; the rate is
@@ -25,8 +28,10 @@ Tests, each with --size-byte single-frame messages (default 100):
 
 CPU seconds of the sluice processes (user+system, from wait4's rusage) are reported per run.
 
+    swift build -c release --product sluice --product DirectBench --scratch-path .build-release
     scripts/bench-direct.py                                  # release build, defaults
-    scripts/bench-direct.py --bin .build/debug/sluice --rounds 1 --messages 20000
+    scripts/bench-direct.py --bin .build/debug/sluice --lib-bin .build/debug/DirectBench \
+        --rounds 1 --messages 20000
     scripts/bench-direct.py --pairs pyzmq-swift,swift-swift --tests latency --rate 50000
 """
 
@@ -47,7 +52,8 @@ from pathlib import Path
 from sluiceproc import free_port, percentile
 
 REPO = Path(__file__).resolve().parent.parent
-PAIRS = ["pyzmq-pyzmq", "swift-pyzmq", "pyzmq-swift", "swift-swift"]
+PAIRS = ["pyzmq-pyzmq", "swift-pyzmq", "pyzmq-swift", "swift-swift", "cli-cli"]
+DEFAULT_PAIRS = PAIRS[:4]
 TESTS = ["pubsub", "pushpull", "latency"]
 TEST_TITLES = {
     "pubsub": "PUB→SUB throughput",
@@ -100,6 +106,31 @@ def reap(proc: subprocess.Popen, timeout: float, kill: bool = False) -> tuple[in
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, usage.ru_utime + usage.ru_stime
         time.sleep(0.01)
+
+
+def start_lib(binary: str, args: list[str], stdin=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [binary, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "SWIFT_BACKTRACE": "enable=no"},
+    )
+
+
+def read_lines(proc: subprocess.Popen, timeout: float):
+    """Yields stdout lines of a DirectBench process until it ends or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    rest = b""
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.1)[0]:
+            continue
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        rest += chunk
+        *lines, rest = rest.split(b"\n")
+        yield from lines
+    if rest:
+        yield rest
 
 
 def wait_bound(proc: subprocess.Popen, timeout: float = 15) -> None:
@@ -166,6 +197,30 @@ def _receiver(impl, socket_kind, port, params, bound, ready):
                 lat.append(now - sent_time(msg))
         ctx.destroy(linger=0)
         return count, first, last, lat, None
+
+    if impl == "swift":
+        import json
+
+        proc = start_lib(params["lib_bin"], [
+            "receive", "--type", socket_kind, "--bind", f"tcp://127.0.0.1:{port}", "--hwm", str(params["hwm"]),
+            "--expected", str(expected), "--idle", str(idle_s)], stdin=subprocess.DEVNULL)
+        result = None
+        try:
+            for line in read_lines(proc, timeout_s):
+                if line.startswith(b"bound "):
+                    bound.set()
+                elif line == b"ready":
+                    ready.set()
+                elif line.startswith(b"{"):
+                    result = json.loads(line)
+                    break
+        finally:
+            _, cpu = reap(proc, 10, kill=result is None)
+        if result is None:
+            raise RuntimeError("DirectBench receive gave no result: " + proc.stderr.read().decode(errors="replace"))
+        lat = result["latencies_ns"] if latency else []
+        first = result["first_ns"] or None
+        return result["count"], first, result["last_ns"], lat, cpu
 
     proc = start_cli(params["bin"], [socket_kind, "--bind", f"tcp://127.0.0.1:{port}", "--hwm", str(params["hwm"])],
                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
@@ -256,6 +311,32 @@ def _sender(impl, socket_kind, port, params, ready):
         ctx.destroy(linger=10_000)  # like the CLI at EOF: let queued messages out
         return sent, None, 0
 
+    if impl == "swift":
+        import json
+
+        args = ["send", "--type", socket_kind, "--connect", endpoint, "--hwm", str(params["hwm"]),
+                "--size", str(size)]
+        args += (["--rate", str(params["rate"]), "--duration", str(params["duration"])] if params["latency"]
+                 else ["--count", str(n)])
+        proc = start_lib(params["lib_bin"], args, stdin=subprocess.PIPE)
+        try:
+            while not ready.wait(0.01):
+                if proc.poll() is not None:
+                    raise RuntimeError("DirectBench send ended early: " + proc.stderr.read().decode(errors="replace"))
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+            sent = None
+            for line in read_lines(proc, params["timeout"]):
+                if line.startswith(b"{"):
+                    sent = json.loads(line)["sent"]
+            status, cpu = reap(proc, 30)
+        except BaseException:
+            reap(proc, 5, kill=True)
+            raise
+        if sent is None:
+            raise RuntimeError("DirectBench send gave no result: " + proc.stderr.read().decode(errors="replace"))
+        return sent, cpu, status
+
     args = [socket_kind, "--connect", endpoint, "--hwm", str(params["hwm"])]
     proc = start_cli(params["bin"], args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     fd = proc.stdin.fileno()
@@ -292,7 +373,7 @@ def run_one(pair: str, test: str, args) -> dict:
     latency = test == "latency"
     expected = int(args.rate * args.duration) if latency else args.messages
     params = {
-        "bin": args.bin, "size": args.size, "hwm": args.hwm, "messages": args.messages,
+        "bin": args.bin, "lib_bin": args.lib_bin, "size": args.size, "hwm": args.hwm, "messages": args.messages,
         "rate": args.rate, "duration": args.duration, "latency": latency,
         "expected": expected, "idle": 1.0, "timeout": 120.0,
     }
@@ -349,14 +430,16 @@ def label(pair: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", default=str(REPO / ".build-release/release/sluice"), help="the sluice binary")
+    ap.add_argument("--bin", default=str(REPO / ".build-release/release/sluice"), help="the sluice binary (cli pairs)")
+    ap.add_argument("--lib-bin", default=str(REPO / ".build-release/release/DirectBench"),
+                    help="the DirectBench binary (swift pairs)")
     ap.add_argument("--messages", type=int, default=200_000, help="messages per throughput run")
     ap.add_argument("--size", type=int, default=100, help=f"message size in bytes (at least {HEADER})")
     ap.add_argument("--rate", type=int, default=10_000, help="latency runs: messages per second")
     ap.add_argument("--duration", type=float, default=3.0, help="latency runs: seconds of sending")
     ap.add_argument("--rounds", type=int, default=3, help="rounds over every pair; medians are reported")
     ap.add_argument("--hwm", type=int, default=1000, help="high-water mark of every socket (libzmq's default: 1000)")
-    ap.add_argument("--pairs", default=",".join(PAIRS), help=f"comma-separated subset of {','.join(PAIRS)}")
+    ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help=f"comma-separated subset of {','.join(PAIRS)}")
     ap.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated subset of {','.join(TESTS)}")
     args = ap.parse_args()
     pairs = [p for p in args.pairs.split(",") if p]
@@ -365,19 +448,25 @@ def main() -> None:
         ap.error(f"unknown pair or test: {', '.join(bad)}")
     if args.size < HEADER:
         ap.error(f"--size must be at least {HEADER}")
-    if any("swift" in p for p in pairs) and not os.access(args.bin, os.X_OK):
+    if any("cli" in p for p in pairs) and not os.access(args.bin, os.X_OK):
         ap.error(f"{args.bin} is not an executable (build it, or give --bin)")
+    if any("swift" in p for p in pairs) and not os.access(args.lib_bin, os.X_OK):
+        ap.error(f"{args.lib_bin} is not an executable (build it, or give --lib-bin)")
     args.bin = str(Path(args.bin).resolve())
+    args.lib_bin = str(Path(args.lib_bin).resolve())
 
     import zmq
 
     print(f"sluice direct benchmark: {args.size}-byte messages, hwm {args.hwm}, "
           f"median of {args.rounds} round(s), pairs alternated")
-    print(f"  sluice: {args.bin}" + ("  (DEBUG BUILD: not representative)" if "/debug/" in args.bin else ""))
+    for path in {args.lib_bin if any("swift" in p for p in pairs) else None,
+                 args.bin if any("cli" in p for p in pairs) else None} - {None}:
+        print(f"  {path}" + ("  (DEBUG BUILD: not representative)" if "/debug/" in path else ""))
     print(f"  pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}; {os.cpu_count()} CPUs")
-    print("  swift = the `sluice direct` CLI: its figures include a stdin pipe (sender, fed by")
+    print("  swift = the SluiceDirect library (Benchmarks/DirectBench), one send per message;")
+    print("  cli = the `sluice direct` CLI, whose figures include a stdin pipe (sender, fed by")
     print("  Python) or a stdout pipe (receiver, read by Python), one line per message.")
-    print("  sluice cpu s: user+system of the CLI process(es) of a run, start-up included.")
+    print("  swift cpu s: user+system of the Swift process(es) of a run, start-up included.")
     print()
 
     results: dict[tuple[str, str], list[dict]] = {}
@@ -397,11 +486,11 @@ def main() -> None:
         print()
         if test == "latency":
             print(f"{TEST_TITLES[test]}: paced {args.rate:,}/s for {args.duration:g} s; microseconds")
-            print(f"{'pair':<14}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'delivered':>12}{'sluice cpu s tx/rx':>22}")
+            print(f"{'pair':<14}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'delivered':>12}{'swift cpu s tx/rx':>22}")
         else:
             print(f"{TEST_TITLES[test]}: {args.messages:,} messages sent as fast as possible; "
                   "rate = first-to-last arrival")
-            print(f"{'pair':<14}{'msg/s':>12}{'MB/s':>8}{'delivered':>12}{'sluice cpu s tx/rx':>22}{'µs cpu/msg':>12}")
+            print(f"{'pair':<14}{'msg/s':>12}{'MB/s':>8}{'delivered':>12}{'swift cpu s tx/rx':>22}{'µs cpu/msg':>12}")
         for pair in pairs:
             runs = results.get((test, pair), [])
             ok = [x for x in runs if "error" not in x]
