@@ -29,14 +29,22 @@ func monotonicNs() -> Int64 {
   return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
 }
 
-func message(_ kind: Character, _ sequence: Int, _ sentNs: Int64, size: Int) -> ZMQMessage {
-  var text = "\(kind)" + pad(String(sequence), 10) + " " + pad(String(sentNs), 20) + " "
-  if text.utf8.count < size { text += String(repeating: "x", count: size - text.utf8.count) }
-  return ZMQMessage([ByteBuffer(string: text)])
+func message(_ kind: UInt8, _ sequence: Int, _ sentNs: Int64, size: Int) -> ZMQMessage {
+  var bytes = [UInt8](repeating: UInt8(ascii: "x"), count: max(size, 33))
+  bytes[0] = kind
+  digits(UInt64(sequence), into: &bytes, at: 1, width: 10)
+  bytes[11] = UInt8(ascii: " ")
+  digits(UInt64(max(0, sentNs)), into: &bytes, at: 12, width: 20)
+  bytes[32] = UInt8(ascii: " ")
+  return ZMQMessage([ByteBuffer(bytes: bytes)])
 }
 
-func pad(_ digits: String, _ width: Int) -> String {
-  String(repeating: "0", count: max(0, width - digits.count)) + digits
+func digits(_ value: UInt64, into bytes: inout [UInt8], at start: Int, width: Int) {
+  var value = value
+  for index in stride(from: start + width - 1, through: start, by: -1) {
+    bytes[index] = UInt8(ascii: "0") + UInt8(value % 10)
+    value /= 10
+  }
 }
 
 func option(_ name: String, _ arguments: [String]) -> String? {
@@ -62,6 +70,12 @@ func send(_ arguments: [String]) async throws {
   options.sendHighWaterMark = option("hwm", arguments).flatMap(Int.init) ?? 1000
   let socket = ZMQSocket(type, options: options)
   try socket.connect(endpoint)
+  // Throughput runs send messages made beforehand, as the pyzmq sender does.
+  let payloads =
+    option("rate", arguments) == nil
+    ? (0..<(option("count", arguments).flatMap(Int.init) ?? 200_000)).map {
+      message(UInt8(ascii: "D"), $0, 0, size: size)
+    } : []
   // Warm-up until the driver says go: a line on stdin, read on a thread of its own (a
   // blocking read must not hold an event loop).
   let go = GoSignal()
@@ -73,7 +87,7 @@ func send(_ arguments: [String]) async throws {
   while !go.flag.load(ordering: .acquiring) {
     try await Task.sleep(for: .milliseconds(10))
     if type == .pub || socket.statistics.peers > 0 {
-      try await socket.send(message("W", warmups, 0, size: size))
+      try await socket.send(message(UInt8(ascii: "W"), warmups, 0, size: size))
       warmups += 1
     }
   }
@@ -85,17 +99,15 @@ func send(_ arguments: [String]) async throws {
     while sent < total {
       let due = min(total, Int(Double(monotonicNs() - start) / 1e9 * rate) + 1)
       while sent < due {
-        try await socket.send(message("D", sent, monotonicNs(), size: size))
+        try await socket.send(message(UInt8(ascii: "D"), sent, monotonicNs(), size: size))
         sent += 1
       }
       let delayNs = start + Int64(Double(sent) / rate * 1e9) - monotonicNs()
       if delayNs > 0 { try await Task.sleep(for: .nanoseconds(delayNs)) }
     }
   } else {
-    let count = option("count", arguments).flatMap(Int.init) ?? 200_000
-    let payloads = (0..<count).map { message("D", $0, 0, size: size) }
     for payload in payloads { try await socket.send(payload) }
-    sent = count
+    sent = payloads.count
   }
   await socket.close(linger: .seconds(10))
   say("{\"sent\": \(sent)}")

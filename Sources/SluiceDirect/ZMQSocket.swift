@@ -354,24 +354,21 @@ public final class ZMQSocket: Sendable {
         guard !state.closed else { throw ZMQSocketClosed() }
         return state.peers
       }
-      if !peers.isEmpty {
-        let encoded = messages.map { (encoded: Self.encode($0), topic: $0.frames.first ?? ByteBuffer()) }
-        var dropped = 0
-        for peer in peers { dropped += peer.publish(encoded) }
-        if dropped > 0 { counters.dropped.add(dropped, ordering: .relaxed) }
-      }
+      var dropped = 0
+      for peer in peers { dropped += peer.publish(messages) }
+      if dropped > 0 { counters.dropped.add(dropped, ordering: .relaxed) }
       counters.sent.add(messages.count, ordering: .relaxed)
     case .push:
-      var rest = messages.map(Self.encode)[...]
+      var rest = messages[...]
       while !rest.isEmpty {
         // Round robin, message by message, over the peers with room: as libzmq hands out.
-        let plan = try state.withLock { state -> [(ZMTPConnection, [ByteBuffer])] in
+        let plan = try state.withLock { state -> [(ZMTPConnection, [ZMQMessage])] in
           guard !state.closed else { throw ZMQSocketClosed() }
           let count = state.peers.count
           guard count > 0 else { return [] }
           let ordered = (0..<count).map { state.peers[(state.nextPeer + $0) % count] }
           var rooms = ordered.map(\.room)
-          var lists = Array(repeating: [ByteBuffer](), count: count)
+          var lists = Array(repeating: [ZMQMessage](), count: count)
           var at = 0
           while let message = rest.first {
             var step = 0
@@ -395,13 +392,6 @@ public final class ZMQSocket: Sendable {
     case .sub, .pull:
       throw ZMTPError("\(type.rawValue) sockets do not send")
     }
-  }
-
-  static func encode(_ message: ZMQMessage) -> ByteBuffer {
-    var encoded = ByteBuffer()
-    encoded.reserveCapacity(message.frames.reduce(16) { $0 + $1.readableBytes + 9 })
-    ZMTP.writeMessage(message.frames, into: &encoded)
-    return encoded
   }
 
   public func send(_ strings: String...) async throws { try await send(ZMQMessage(strings: strings)) }

@@ -17,7 +17,8 @@ final class ZMTPConnection: Sendable {
     var pendingCount = 0
     /// Messages queued or handed to NIO and not yet written to the kernel.
     var outstanding = 0
-    var flushScheduled = false
+    /// A flush is scheduled or its write is in progress.
+    var flushing = false
     var peerMinor: UInt8 = 1
     var subscriptions: [ByteBuffer: Int] = [:]
     var subscriptionLengths: [Int: Int] = [:]
@@ -44,58 +45,93 @@ final class ZMTPConnection: Sendable {
   /// Room left below the send high-water mark.
   var room: Int { out.withLock { max(0, socket.options.sendHighWaterMark - $0.outstanding) } }
 
-  /// Queues encoded messages whatever the high-water mark (the caller counted the room, or
-  /// they are subscriptions); one flush is scheduled for all of them.
-  func enqueue(_ encoded: some Collection<ByteBuffer>) {
-    guard !encoded.isEmpty else { return }
+  /// Queues messages whatever the high-water mark (the caller counted the room), encoded
+  /// straight into the pending buffer.
+  func enqueue(_ messages: some Collection<ZMQMessage>) {
+    guard !messages.isEmpty else { return }
     let schedule = out.withLock { out -> Bool in
-      for message in encoded { out.pending.writeImmutableBuffer(message) }
-      out.outstanding += encoded.count
-      out.pendingCount += encoded.count
-      if out.flushScheduled { return false }
-      out.flushScheduled = true
-      return true
+      for message in messages { ZMTP.writeMessage(message.frames, into: &out.pending) }
+      out.outstanding += messages.count
+      out.pendingCount += messages.count
+      return Self.claimFlush(&out)
     }
     if schedule { channel.eventLoop.execute { self.flush() } }
   }
 
-  /// PUB: queues each message whose topic the peer subscribed to, dropping those beyond the
-  /// high-water mark; returns how many were dropped.
-  func publish(_ messages: [(encoded: ByteBuffer, topic: ByteBuffer)]) -> Int {
+  /// Queues bytes already encoded (a subscription command).
+  func enqueue(encoded: ByteBuffer) {
+    let schedule = out.withLock { out -> Bool in
+      out.pending.writeImmutableBuffer(encoded)
+      out.outstanding += 1
+      out.pendingCount += 1
+      return Self.claimFlush(&out)
+    }
+    if schedule { channel.eventLoop.execute { self.flush() } }
+  }
+
+  /// PUB: queues each message whose first frame the peer subscribed to, dropping those
+  /// beyond the high-water mark; returns how many were dropped.
+  func publish(_ messages: [ZMQMessage]) -> Int {
     let (dropped, schedule) = out.withLock { out -> (Int, Bool) in
       var dropped = 0
       var queued = 0
-      for message in messages where out.matches(message.topic) {
+      for message in messages where out.matches(message.frames.first ?? ByteBuffer()) {
         if out.outstanding >= socket.options.sendHighWaterMark {
           dropped += 1
           continue
         }
-        out.pending.writeImmutableBuffer(message.encoded)
+        ZMTP.writeMessage(message.frames, into: &out.pending)
         out.outstanding += 1
         out.pendingCount += 1
         queued += 1
       }
-      if queued == 0 || out.flushScheduled { return (dropped, false) }
-      out.flushScheduled = true
-      return (dropped, true)
+      return (dropped, queued > 0 && Self.claimFlush(&out))
     }
     if schedule { channel.eventLoop.execute { self.flush() } }
     return dropped
   }
 
-  /// On the event loop: everything queued so far, as one write.
+  /// Whether the caller must schedule a flush: only when none is running. A running flush
+  /// picks up what was queued meanwhile when its write is done, so a fast sender costs one
+  /// write per batch that accumulated during the previous write, not one per message (and
+  /// no wake-up of the event loop from another thread per message).
+  private static func claimFlush(_ out: inout Outbound) -> Bool {
+    if out.flushing { return false }
+    out.flushing = true
+    return true
+  }
+
+  /// On the event loop: writes everything queued as one buffer; when the write is done,
+  /// goes again if more was queued meanwhile, else stops.
   private func flush() {
-    let (buffer, count) = out.withLock { out in
-      out.flushScheduled = false
+    let (buffer, count) = out.withLock { out -> (ByteBuffer?, Int) in
+      guard out.pendingCount > 0 else {
+        out.flushing = false
+        return (nil, 0)
+      }
       defer {
         out.pending = ByteBuffer()
         out.pendingCount = 0
       }
       return (out.pending, out.pendingCount)
     }
-    guard count > 0 else { return }
+    guard let buffer else { return }
     let promise = channel.eventLoop.makePromise(of: Void.self)
-    promise.futureResult.whenComplete { _ in self.written(count) }
+    promise.futureResult.whenComplete { result in
+      self.written(count)
+      switch result {
+      case .success:
+        self.channel.eventLoop.execute { self.flush() }  // on this loop: no wake-up
+      case .failure:
+        // The connection is gone: what is still queued for it goes with it.
+        self.out.withLock { out in
+          out.outstanding -= out.pendingCount
+          out.pendingCount = 0
+          out.pending = ByteBuffer()
+          out.flushing = false
+        }
+      }
+    }
     channel.writeAndFlush(buffer, promise: promise)
   }
 
@@ -120,7 +156,7 @@ final class ZMTPConnection: Sendable {
       body.writeImmutableBuffer(prefix)
       ZMTP.writeMessage([body], into: &frame)
     }
-    enqueue(CollectionOfOne(frame))
+    enqueue(encoded: frame)
   }
 
   func ready(_ peer: ZMTPSession.Peer) {
