@@ -23,6 +23,17 @@ final class GoSignal: Sendable {
   let flag = Atomic<Bool>(false)
 }
 
+final class LastData: Sendable {
+  let ns = Atomic<Int64>(0)
+}
+
+/// Sleeps with a timer of an event loop (Task.sleep, with NIO as the global executor, arms a
+/// libdispatch timer and hops threads to come back).
+func sleep(nanoseconds: Int64) async throws {
+  try await MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .nanoseconds(nanoseconds)) {}
+    .futureResult.get()
+}
+
 func monotonicNs() -> Int64 {
   var now = timespec()
   clock_gettime(CLOCK_MONOTONIC, &now)
@@ -85,7 +96,7 @@ func send(_ arguments: [String]) async throws {
   }
   var warmups = 0
   while !go.flag.load(ordering: .acquiring) {
-    try await Task.sleep(for: .milliseconds(10))
+    try await sleep(nanoseconds: 10_000_000)
     if type == .pub || socket.statistics.peers > 0 {
       try await socket.send(message(UInt8(ascii: "W"), warmups, 0, size: size))
       warmups += 1
@@ -103,7 +114,7 @@ func send(_ arguments: [String]) async throws {
         sent += 1
       }
       let delayNs = start + Int64(Double(sent) / rate * 1e9) - monotonicNs()
-      if delayNs > 0 { try await Task.sleep(for: .nanoseconds(delayNs)) }
+      if delayNs > 0 { try await sleep(nanoseconds: delayNs) }
     }
   } else {
     for payload in payloads { try await socket.send(payload) }
@@ -131,23 +142,21 @@ func receive(_ arguments: [String]) async throws {
   var ready = false
   var latencies: [Int64] = []
   latencies.reserveCapacity(expected)
-  while count < expected {
-    var next = socket.tryReceive()
-    if next == nil {
-      // Idle after data ends the run (PUB dropped the rest); before data, wait on.
-      next = try await withThrowingTaskGroup(of: ZMQMessage?.self) { group in
-        group.addTask { try await socket.receive() }
-        if first != nil {
-          group.addTask {
-            try await Task.sleep(for: .seconds(idle))
-            return nil
-          }
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
+  // Idle after data ends the run (PUB dropped the rest): a watchdog closes the socket, so
+  // the loop below waits in a plain receive().
+  let lastData = LastData()
+  let watchdog = Task {
+    while !Task.isCancelled {
+      try? await sleep(nanoseconds: 100_000_000)
+      let last = lastData.ns.load(ordering: .relaxed)
+      if last > 0 && Double(monotonicNs() - last) > idle * 1e9 {
+        await socket.close(linger: .zero)
+        return
       }
     }
-    guard let received = next else { break }
+  }
+  while count < expected {
+    guard let received = try? await socket.receive() else { break }
     let now = monotonicNs()
     if !ready {
       ready = true
@@ -157,6 +166,7 @@ func receive(_ arguments: [String]) async throws {
     guard bytes.first == UInt8(ascii: "D") else { continue }
     if first == nil { first = now }
     last = now
+    lastData.ns.store(now, ordering: .relaxed)
     count += 1
     if bytes.count >= 32, let sentNs = Int64(String(decoding: bytes.dropFirst(12).prefix(20), as: UTF8.self)),
       sentNs > 0
@@ -164,6 +174,7 @@ func receive(_ arguments: [String]) async throws {
       latencies.append(now - sentNs)
     }
   }
+  watchdog.cancel()
   await socket.close(linger: .zero)
   say(
     "{\"count\": \(count), \"first_ns\": \(first ?? 0), \"last_ns\": \(last), \"latencies_ns\": ["

@@ -340,13 +340,15 @@ public final class ZMQSocket: Sendable {
   // MARK: send
 
   /// Sends a message (PUB, PUSH); see the type's documentation for when it drops or waits.
-  public func send(_ message: ZMQMessage) async throws { try await send(contentsOf: [message]) }
+  nonisolated(nonsending) public func send(_ message: ZMQMessage) async throws {
+    try await send(contentsOf: [message])
+  }
 
   /// Sends messages in order, as `send` would one by one, with one write per peer for all
   /// of them (what a producer with a batch in hand should use: far fewer system calls). The
   /// high-water mark applies message by message: a PUB drops what does not fit below it, so
   /// keep batches well under `sendHighWaterMark`.
-  public func send(contentsOf messages: [ZMQMessage]) async throws {
+  nonisolated(nonsending) public func send(contentsOf messages: [ZMQMessage]) async throws {
     guard !messages.isEmpty else { return }
     switch type {
     case .pub:
@@ -394,7 +396,9 @@ public final class ZMQSocket: Sendable {
     }
   }
 
-  public func send(_ strings: String...) async throws { try await send(ZMQMessage(strings: strings)) }
+  nonisolated(nonsending) public func send(_ strings: String...) async throws {
+    try await send(ZMQMessage(strings: strings))
+  }
 
   private func waitForCapacity() async throws {
     let id = state.withLock { state in
@@ -438,7 +442,7 @@ public final class ZMQSocket: Sendable {
   }
 
   /// The next message (SUB, PULL), waiting for one.
-  public func receive() async throws -> ZMQMessage {
+  nonisolated(nonsending) public func receive() async throws -> ZMQMessage {
     if let message = tryReceive() { return message }
     let id = state.withLock { state in
       state.nextWaiter += 1

@@ -49,13 +49,14 @@ final class ZMTPConnection: Sendable {
   /// straight into the pending buffer.
   func enqueue(_ messages: some Collection<ZMQMessage>) {
     guard !messages.isEmpty else { return }
-    let schedule = out.withLock { out -> Bool in
+    let (schedule, bytes) = out.withLock { out -> (Bool, Int) in
       for message in messages { ZMTP.writeMessage(message.frames, into: &out.pending) }
       out.outstanding += messages.count
       out.pendingCount += messages.count
-      return Self.claimFlush(&out)
+      return (Self.claimFlush(&out), out.pending.readableBytes)
     }
     if schedule { channel.eventLoop.execute { self.flush() } }
+    writeNowIfStarving(bytes)
   }
 
   /// Queues bytes already encoded (a subscription command).
@@ -72,7 +73,7 @@ final class ZMTPConnection: Sendable {
   /// PUB: queues each message whose first frame the peer subscribed to, dropping those
   /// beyond the high-water mark; returns how many were dropped.
   func publish(_ messages: [ZMQMessage]) -> Int {
-    let (dropped, schedule) = out.withLock { out -> (Int, Bool) in
+    let (dropped, schedule, bytes) = out.withLock { out -> (Int, Bool, Int) in
       var dropped = 0
       var queued = 0
       for message in messages where out.matches(message.frames.first ?? ByteBuffer()) {
@@ -85,10 +86,29 @@ final class ZMTPConnection: Sendable {
         out.pendingCount += 1
         queued += 1
       }
-      return (dropped, queued > 0 && Self.claimFlush(&out))
+      return (dropped, queued > 0 && Self.claimFlush(&out), out.pending.readableBytes)
     }
     if schedule { channel.eventLoop.execute { self.flush() } }
+    writeNowIfStarving(bytes)
     return dropped
+  }
+
+  /// A sender running on this connection's own event loop (NIO as the global executor)
+  /// keeps the scheduled flush from running until it suspends, which a PUB never does: so
+  /// past 64 KiB queued, it writes them itself, here.
+  private func writeNowIfStarving(_ bytes: Int) {
+    guard bytes >= 64 << 10, channel.eventLoop.inEventLoop else { return }
+    let (buffer, count) = out.withLock { out in
+      defer {
+        out.pending = ByteBuffer()
+        out.pendingCount = 0
+      }
+      return (out.pending, out.pendingCount)
+    }
+    guard count > 0 else { return }
+    let promise = channel.eventLoop.makePromise(of: Void.self)
+    promise.futureResult.whenComplete { _ in self.written(count) }
+    channel.writeAndFlush(buffer, promise: promise)
   }
 
   /// Whether the caller must schedule a flush: only when none is running. A running flush

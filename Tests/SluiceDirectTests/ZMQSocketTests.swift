@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import SluiceTestSupport
 import Testing
 
 @testable import SluiceDirect
@@ -157,6 +158,35 @@ import Testing
     while sub.tryReceive() != nil { received += 1 }
     #expect(received <= 10 + 1)
     for socket in [pub, sub] { await socket.close(linger: .zero) }
+  }
+
+  /// With NIO as the global executor (the sluice binary), a sender can run on its
+  /// connection's own event loop, where a PUB, which never suspends, would keep the flush
+  /// from ever running and drop everything past the high-water mark.
+  @Test func aPublisherOnItsConnectionsEventLoopStillWrites() async throws {
+    let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let pub = ZMQSocket(.pub, group: loop)
+    let endpoint = try await pub.bind("tcp://127.0.0.1:*")
+    let sub = ZMQSocket(.sub)
+    sub.subscribe("")
+    try sub.connect("tcp://127.0.0.1:\(endpoint.port)")
+    #expect(await pub.waitForPeers(1, subscribed: true, timeout: .seconds(10)))
+    let total = 20_000
+    let counted = Task {
+      var received = 0
+      while received < total, (try? await receive(sub, within: .seconds(2))) != nil { received += 1 }
+      return received
+    }
+    let payload = ZMQMessage([ByteBuffer(repeating: 7, count: 100)])
+    try await Task(executorPreference: EventLoopTaskExecutor(loop.next())) {
+      precondition(loop.next().inEventLoop)
+      for _ in 0..<total { try await pub.send(payload) }
+    }.value
+    let received = await counted.value
+    #expect(received > 3 * pub.options.sendHighWaterMark, "received \(received) of \(total)")
+    await pub.close()
+    await sub.close()
+    try await loop.shutdownGracefully()
   }
 
   @Test func subReconnectsAndResubscribesAfterThePublisherRestarts() async throws {
