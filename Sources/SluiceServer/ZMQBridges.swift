@@ -187,7 +187,13 @@ public final class ZMQBridges: Service, Sendable {
         try? await Task.sleep(for: .seconds(1))
         continue
       }
-      for message in messages { try? await socket.send(message) }
+      // In slices well under the high-water mark (a PUB drops what does not fit below it).
+      var start = 0
+      while start < messages.count {
+        let end = min(messages.count, start + 256)
+        try? await socket.send(contentsOf: Array(messages[start..<end]))
+        start = end
+      }
       bridge.records.add(messages.count, ordering: .relaxed)
     }
   }
