@@ -269,3 +269,31 @@ def describe_quotas(
         for e in response.entries
         if e.entity[0].entity_type == entity_type
     }
+
+
+def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Reads until the peer closes (True) or `seconds` pass (False); returns what came."""
+    deadline = time.monotonic() + seconds
+    got = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, bytes(got)
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return False, bytes(got)
+        except (ConnectionResetError, BrokenPipeError):
+            return True, bytes(got)
+        if not chunk:
+            return True, bytes(got)
+        got += chunk
+
+
+def send_quietly(sock: socket.socket, data: bytes) -> None:
+    """Sends, ignoring a peer that closes first (what hostile-input tests expect)."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass

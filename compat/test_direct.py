@@ -39,6 +39,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from conftest import free_port, sluice_binary
+from helpers import closed_within, send_quietly
 
 # Deadlines are generous (a loaded 2-core machine, a debug binary); a passing test takes
 # well under a second or two.
@@ -907,33 +908,6 @@ def read_frame(sock: socket.socket) -> tuple[int, bytes]:
     flags = recv_exact(sock, 1)[0]
     size = struct.unpack(">Q", recv_exact(sock, 8))[0] if flags & 0x02 else recv_exact(sock, 1)[0]
     return flags, recv_exact(sock, size)
-
-
-def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
-    """Reads until the peer closes (True) or `seconds` pass (False); returns what came."""
-    deadline = time.monotonic() + seconds
-    got = bytearray()
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False, bytes(got)
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            return False, bytes(got)
-        except (ConnectionResetError, BrokenPipeError):
-            return True, bytes(got)
-        if not chunk:
-            return True, bytes(got)
-        got += chunk
-
-
-def send_quietly(sock: socket.socket, data: bytes) -> None:
-    try:
-        sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # closed before we finished: that is the point
 
 
 def handshake(port: int, peer_type: bytes) -> tuple[socket.socket, dict[str, bytes]]:

@@ -13,7 +13,9 @@ import socket
 import struct
 import time
 
-from helpers import RawClient, admin, consume, create_topic, producer, produce_all
+from helpers import (
+    RawClient, admin, closed_within, consume, create_topic, producer, produce_all, send_quietly,
+)
 
 # ---------------------------------------------------------------------------
 
@@ -33,33 +35,6 @@ def connect(broker, source: str | None = None, timeout: float = 5) -> socket.soc
         s.bind((source, 0))
     s.connect(("127.0.0.1", broker.port))
     return s
-
-
-def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
-    """Reads until the broker closes (True) or `seconds` pass (False); returns what came."""
-    deadline = time.monotonic() + seconds
-    got = bytearray()
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False, bytes(got)
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            return False, bytes(got)
-        except (ConnectionResetError, BrokenPipeError):
-            return True, bytes(got)
-        if not chunk:
-            return True, bytes(got)
-        got += chunk
-
-
-def send_quietly(sock: socket.socket, data: bytes) -> None:
-    try:
-        sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the broker may close before we finish: that is the point
 
 
 def header(api_key: int, version: int, correlation: int = 7, client_id: bytes = b"hostile") -> bytes:

@@ -116,6 +116,8 @@ public final class ZMQSocket: Sendable {
     var paused: [ZMTPConnection] = []
     var receivers: [(id: Int, continuation: CheckedContinuation<ZMQMessage, any Error>)] = []
     var senders: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+    /// Waits that have an id but are not in a list yet; cancelled ones among them.
+    var issued: Set<Int> = []
     var cancelled: Set<Int> = []
     var nextWaiter = 0
     var servers: [any Channel] = []
@@ -179,6 +181,9 @@ public final class ZMQSocket: Sendable {
   /// attempts. Throws only for a malformed endpoint or a closed socket.
   public func connect(_ text: String) throws {
     let endpoint = try ZMQEndpoint.parse(text).get()
+    guard endpoint.port != 0, !text.contains("*") else {
+      throw ZMTPError("\"\(text)\": connect needs a host and a port (* is for bind)")
+    }
     let task = Task { await self.connectLoop(endpoint) }
     let closed = state.withLock { state in
       if !state.closed { state.connectors.append(task) }
@@ -242,7 +247,17 @@ public final class ZMQSocket: Sendable {
       channel: channel, socket: self, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
     handler.connection = connection
     try channel.pipeline.syncOperations.addHandler(handler)
-    state.withLock { $0.connections[ObjectIdentifier(connection)] = connection }
+    let closed = state.withLock { state in
+      if !state.closed { state.connections[ObjectIdentifier(connection)] = connection }
+      return state.closed
+    }
+    if closed {
+      channel.close(promise: nil)
+      throw ZMQSocketClosed()
+    }
+    // Every way a channel ends (a refused connect never becomes active, so channelInactive
+    // is not enough) takes its connection out of the books.
+    channel.closeFuture.whenComplete { _ in self.connectionClosed(connection) }
     return connection
   }
 
@@ -253,9 +268,7 @@ public final class ZMQSocket: Sendable {
       guard !state.closed else { return [] }
       state.peers.append(connection)
       if type == .sub {
-        for (prefix, count) in state.subscriptions {
-          for _ in 0..<count { connection.sendSubscription(prefix, subscribe: true) }
-        }
+        for prefix in state.subscriptions.keys { connection.sendSubscription(prefix, subscribe: true) }
       }
       let waiting = state.senders.map(\.continuation)
       state.senders.removeAll()
@@ -275,7 +288,8 @@ public final class ZMQSocket: Sendable {
   func protocolError() { counters.protocolErrors.add(1, ordering: .relaxed) }
   func refusedSubscription() { counters.refusedSubscriptions.add(1, ordering: .relaxed) }
 
-  /// A message from a peer (SUB, PULL). False: stop reading from that peer for now.
+  /// A message from a peer (SUB, PULL). False: stop reading from that peer for now (it is
+  /// then on the `paused` list, once).
   func deliver(_ message: ZMQMessage, from connection: ZMTPConnection) -> Bool {
     let (receiver, keepReading) = state.withLock {
       state -> (CheckedContinuation<ZMQMessage, any Error>?, Bool) in
@@ -284,7 +298,7 @@ public final class ZMQSocket: Sendable {
       if !state.receivers.isEmpty { return (state.receivers.removeFirst().continuation, true) }
       state.inbound.append(message)
       if state.inbound.count >= options.receiveHighWaterMark {
-        state.paused.append(connection)
+        if !state.paused.contains(where: { $0 === connection }) { state.paused.append(connection) }
         return (nil, false)
       }
       return (nil, true)
@@ -309,11 +323,13 @@ public final class ZMQSocket: Sendable {
   // MARK: subscriptions (SUB)
 
   /// Subscribes to messages whose first frame starts with `prefix` (empty: all). Each call
-  /// counts: as many `unsubscribe` calls undo it.
+  /// counts: as many `unsubscribe` calls undo it (as in libzmq, peers hear of a prefix's
+  /// first subscription and of its last cancellation only).
   public func subscribe(_ prefix: ByteBuffer = ByteBuffer()) {
     precondition(type == .sub, "only SUB sockets subscribe")
     state.withLock { state in
       state.subscriptions[prefix, default: 0] += 1
+      guard state.subscriptions[prefix] == 1 else { return }
       state.subscriptionLengths.insert(prefix.readableBytes)
       for peer in state.peers { peer.sendSubscription(prefix, subscribe: true) }
     }
@@ -325,12 +341,12 @@ public final class ZMQSocket: Sendable {
     precondition(type == .sub, "only SUB sockets subscribe")
     state.withLock { state in
       guard let count = state.subscriptions[prefix] else { return }
-      if count == 1 {
-        state.subscriptions[prefix] = nil
-        state.subscriptionLengths = Set(state.subscriptions.keys.map(\.readableBytes))
-      } else {
+      guard count == 1 else {
         state.subscriptions[prefix] = count - 1
+        return
       }
+      state.subscriptions[prefix] = nil
+      state.subscriptionLengths = Set(state.subscriptions.keys.map(\.readableBytes))
       for peer in state.peers { peer.sendSubscription(prefix, subscribe: false) }
     }
   }
@@ -401,27 +417,47 @@ public final class ZMQSocket: Sendable {
   }
 
   private func waitForCapacity() async throws {
+    try await wait(in: \.senders) { state in
+      state.peers.contains(where: { $0.room > 0 }) ? (.success(()), []) : nil
+    }
+  }
+
+  /// Waits in one of the state's waiter lists until resumed (by `deliver`, `capacityFreed`
+  /// or `close`), unless `ready` — run under the lock just before waiting — answers at once;
+  /// it may also name paused connections to wake. Cancellation resumes with
+  /// `CancellationError`, whether it comes before, while or (harmlessly) after waiting.
+  nonisolated(nonsending) private func wait<T: Sendable>(
+    in list: any WritableKeyPath<State, [(id: Int, continuation: CheckedContinuation<T, any Error>)]>
+      & Sendable,
+    ready: @escaping (inout State) -> (Result<T, any Error>, [ZMTPConnection])?
+  ) async throws -> T {
     let id = state.withLock { state in
       state.nextWaiter += 1
+      state.issued.insert(state.nextWaiter)
       return state.nextWaiter
     }
-    try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        let ready: Result<Void, any Error>? = state.withLock { state in
-          if state.closed { return .failure(ZMQSocketClosed()) }
-          if state.cancelled.remove(id) != nil { return .failure(CancellationError()) }
-          if state.peers.contains(where: { $0.room > 0 }) { return .success(()) }
-          state.senders.append((id, continuation))
+    return try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let answer: (Result<T, any Error>, [ZMTPConnection])? = state.withLock { state in
+          state.issued.remove(id)
+          if state.cancelled.remove(id) != nil { return (.failure(CancellationError()), []) }
+          if let answer = ready(&state) { return answer }
+          if state.closed { return (.failure(ZMQSocketClosed()), []) }
+          state[keyPath: list].append((id, continuation))
           return nil
         }
-        if let ready { continuation.resume(with: ready) }
+        if let (result, resume) = answer {
+          for connection in resume { connection.resumeReading() }
+          continuation.resume(with: result)
+        }
       }
     } onCancel: {
-      let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
-        if let at = state.senders.firstIndex(where: { $0.id == id }) {
-          return state.senders.remove(at: at).continuation
+      let waiter = state.withLock { state -> CheckedContinuation<T, any Error>? in
+        if let at = state[keyPath: list].firstIndex(where: { $0.id == id }) {
+          return state[keyPath: list].remove(at: at).continuation
         }
-        state.cancelled.insert(id)
+        // Not waiting yet: the registration above will see it. Already answered: nothing.
+        if state.issued.contains(id) { state.cancelled.insert(id) }
         return nil
       }
       waiter?.resume(throwing: CancellationError())
@@ -444,37 +480,10 @@ public final class ZMQSocket: Sendable {
   /// The next message (SUB, PULL), waiting for one.
   nonisolated(nonsending) public func receive() async throws -> ZMQMessage {
     if let message = tryReceive() { return message }
-    let id = state.withLock { state in
-      state.nextWaiter += 1
-      return state.nextWaiter
-    }
-    return try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation {
-        (continuation: CheckedContinuation<ZMQMessage, any Error>) in
-        let ready: (Result<ZMQMessage, any Error>, [ZMTPConnection])? = state.withLock { state in
-          if let message = state.inbound.popFirst() {
-            return (.success(message), state.resumable(lowWater: options.receiveHighWaterMark / 2))
-          }
-          if state.closed { return (.failure(ZMQSocketClosed()), []) }
-          if state.cancelled.remove(id) != nil { return (.failure(CancellationError()), []) }
-          state.receivers.append((id, continuation))
-          return nil
-        }
-        if let (result, resume) = ready {
-          for connection in resume { connection.resumeReading() }
-          if case .success = result { counters.received.add(1, ordering: .relaxed) }
-          continuation.resume(with: result)
-        }
-      }
-    } onCancel: {
-      let waiter = state.withLock { state -> CheckedContinuation<ZMQMessage, any Error>? in
-        if let at = state.receivers.firstIndex(where: { $0.id == id }) {
-          return state.receivers.remove(at: at).continuation
-        }
-        state.cancelled.insert(id)
-        return nil
-      }
-      waiter?.resume(throwing: CancellationError())
+    return try await wait(in: \.receivers) { state in
+      guard let message = state.inbound.popFirst() else { return nil }
+      self.counters.received.add(1, ordering: .relaxed)
+      return (.success(message), state.resumable(lowWater: self.options.receiveHighWaterMark / 2))
     }
   }
 

@@ -100,6 +100,22 @@ public enum ZMTP {
     buffer.writeImmutableBuffer(data)
   }
 
+  /// A subscription (or its cancellation) in the form a peer of this ZMTP minor version
+  /// understands: 3.1 peers get a SUBSCRIBE or CANCEL command, 3.0 peers a message whose
+  /// first byte is 1 or 0.
+  public static func subscription(_ prefix: ByteBuffer, subscribe: Bool, peerMinor: UInt8) -> ByteBuffer {
+    var frame = ByteBuffer()
+    if peerMinor >= 1 {
+      writeCommand(subscribe ? "SUBSCRIBE" : "CANCEL", data: prefix, into: &frame)
+    } else {
+      var body = ByteBuffer()
+      body.writeInteger(UInt8(subscribe ? 1 : 0))
+      body.writeImmutableBuffer(prefix)
+      writeMessage([body], into: &frame)
+    }
+    return frame
+  }
+
   /// The metadata of READY (and of other mechanisms' handshakes): name length (1 byte),
   /// name, value length (4 bytes, big-endian), value.
   public static func properties(_ properties: [(name: String, value: [UInt8])]) -> ByteBuffer {
@@ -165,6 +181,9 @@ public struct ZMTPDecoder: Sendable {
   }
 
   public var limits: ZMTPLimits
+  /// Whether message frames are accepted; a connection's session allows them only once the
+  /// handshake is done, so that a peer cannot make us buffer a large message before READY.
+  public var messagesAllowed = true
   private var greeted = false
   private var parts: [ByteBuffer] = []
   private var partsSize = 0
@@ -208,6 +227,7 @@ public struct ZMTPDecoder: Sendable {
           throw ZMTPError("command of \(size) bytes exceeds the limit of \(limits.maxCommandSize)")
         }
       } else {
+        guard messagesAllowed else { throw ZMTPError("a message frame before the handshake is done") }
         guard size <= UInt64(limits.maxMessageSize - partsSize) else {
           throw ZMTPError("message of more than \(limits.maxMessageSize) bytes (the limit)")
         }

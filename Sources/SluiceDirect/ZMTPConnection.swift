@@ -20,13 +20,13 @@ final class ZMTPConnection: Sendable {
     /// A flush is scheduled or its write is in progress.
     var flushing = false
     var peerMinor: UInt8 = 1
-    var subscriptions: [ByteBuffer: Int] = [:]
+    var subscriptions: Set<ByteBuffer> = []
     var subscriptionLengths: [Int: Int] = [:]
     var subscriptionBytes = 0
 
     func matches(_ topic: ByteBuffer) -> Bool {
       for length in subscriptionLengths.keys where length <= topic.readableBytes {
-        if subscriptions[topic.getSlice(at: topic.readerIndex, length: length)!] != nil { return true }
+        if subscriptions.contains(topic.getSlice(at: topic.readerIndex, length: length)!) { return true }
       }
       return false
     }
@@ -41,6 +41,7 @@ final class ZMTPConnection: Sendable {
 
   var hasPending: Bool { out.withLock { $0.outstanding > 0 } }
   var hasSubscriptions: Bool { out.withLock { !$0.subscriptions.isEmpty } }
+  func isSubscribed(_ prefix: ByteBuffer) -> Bool { out.withLock { $0.subscriptions.contains(prefix) } }
 
   /// Room left below the send high-water mark.
   var room: Int { out.withLock { max(0, socket.options.sendHighWaterMark - $0.outstanding) } }
@@ -167,16 +168,7 @@ final class ZMTPConnection: Sendable {
   /// SUB: tells the peer about a subscription change, in the form its ZMTP version knows.
   func sendSubscription(_ prefix: ByteBuffer, subscribe: Bool) {
     let minor = out.withLock { $0.peerMinor }
-    var frame = ByteBuffer()
-    if minor >= 1 {
-      ZMTP.writeCommand(subscribe ? "SUBSCRIBE" : "CANCEL", data: prefix, into: &frame)
-    } else {
-      var body = ByteBuffer()
-      body.writeInteger(UInt8(subscribe ? 1 : 0))
-      body.writeImmutableBuffer(prefix)
-      ZMTP.writeMessage([body], into: &frame)
-    }
-    enqueue(encoded: frame)
+    enqueue(encoded: ZMTP.subscription(prefix, subscribe: subscribe, peerMinor: minor))
   }
 
   func ready(_ peer: ZMTPSession.Peer) {
@@ -185,32 +177,26 @@ final class ZMTPConnection: Sendable {
     socket.connectionReady(self)
   }
 
-  /// PUB: a peer's SUBSCRIBE or CANCEL.
+  /// PUB: a peer's SUBSCRIBE or CANCEL. A peer's subscriptions are a set, as libzmq's PUB
+  /// keeps them (a SUB sends SUBSCRIBE for a prefix's first subscriber and CANCEL for its
+  /// last); a prefix is copied out of the read buffer it arrived in before it is kept.
   func subscription(_ prefix: ByteBuffer, subscribe: Bool) {
     let refused = out.withLock { out -> Bool in
       if subscribe {
-        if let count = out.subscriptions[prefix] {
-          out.subscriptions[prefix] = count + 1
-          return false
-        }
+        if out.subscriptions.contains(prefix) { return false }
         guard out.subscriptions.count < socket.options.maxSubscriptionsPerPeer,
           out.subscriptionBytes + prefix.readableBytes <= socket.options.maxSubscriptionBytesPerPeer
         else { return true }
-        out.subscriptions[prefix] = 1
+        out.subscriptions.insert(ByteBuffer(bytes: prefix.readableBytesView))
         out.subscriptionLengths[prefix.readableBytes, default: 0] += 1
         out.subscriptionBytes += prefix.readableBytes
-      } else if let count = out.subscriptions[prefix] {
-        if count > 1 {
-          out.subscriptions[prefix] = count - 1
+      } else if out.subscriptions.remove(prefix) != nil {
+        out.subscriptionBytes -= prefix.readableBytes
+        let length = prefix.readableBytes
+        if out.subscriptionLengths[length] == 1 {
+          out.subscriptionLengths[length] = nil
         } else {
-          out.subscriptions[prefix] = nil
-          out.subscriptionBytes -= prefix.readableBytes
-          let length = prefix.readableBytes
-          if out.subscriptionLengths[length] == 1 {
-            out.subscriptionLengths[length] = nil
-          } else {
-            out.subscriptionLengths[length]! -= 1
-          }
+          out.subscriptionLengths[length]! -= 1
         }
       }
       return false
@@ -233,7 +219,7 @@ final class ZMTPHandler: ChannelDuplexHandler {
 
   private var session: ZMTPSession
   private let logger: Logger
-  var connection: ZMTPConnection!
+  var connection: ZMTPConnection?
   private var context: ChannelHandlerContext?
   private var received = ByteBuffer()
   private var paused = false
@@ -283,16 +269,28 @@ final class ZMTPHandler: ChannelDuplexHandler {
     } else {
       received.writeBuffer(&bytes)
     }
-    let outputs = session.receive(&received, nowMs: monotonicMs())
+    process(context)
+  }
+
+  /// Decodes what was received, a few messages at a time, until it is used up or the
+  /// socket's receive queue is full; then what is left waits for `resume()`. (So a queue
+  /// passes its high-water mark by at most one slice, whatever one read held.)
+  private func process(_ context: ChannelHandlerContext) {
+    while !paused && !closing && received.readableBytes > 0 {
+      let before = received.readableBytes
+      let outputs = session.receive(&received, nowMs: monotonicMs(), maxMessages: 64)
+      apply(outputs, context)
+      if received.readableBytes == before { break }  // an incomplete frame: wait for more
+    }
     if received.readableBytes == 0 {
       received = ByteBuffer()
     } else if received.readerIndex > 1 << 16 {
       received.discardReadBytes()
     }
-    apply(outputs, context)
   }
 
   private func apply(_ outputs: [ZMTPSession.Output], _ context: ChannelHandlerContext) {
+    guard let connection else { return }
     var wrote = false
     for output in outputs {
       switch output {
@@ -330,9 +328,12 @@ final class ZMTPHandler: ChannelDuplexHandler {
     }
   }
 
+  /// The socket's queue drained: first what was already received, then reading again.
   func resume() {
+    guard paused, let context else { return }
     paused = false
-    if withheldRead, let context {
+    process(context)
+    if !paused && withheldRead {
       withheldRead = false
       context.read()
     }
@@ -341,12 +342,16 @@ final class ZMTPHandler: ChannelDuplexHandler {
   func channelInactive(context: ChannelHandlerContext) {
     timer?.cancel()
     timer = nil
-    connection.socket.connectionClosed(connection)
     context.fireChannelInactive()
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
+    // Breaks the connection ↔ handler cycle and lets go of what was buffered.
+    timer?.cancel()
+    timer = nil
     self.context = nil
+    connection = nil
+    received = ByteBuffer()
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -85,6 +85,7 @@ public struct ZMTPSession: Sendable {
     self.identity = identity
     self.timing = timing
     self.decoder = ZMTPDecoder(limits: limits)
+    self.decoder.messagesAllowed = false
     self.openedMs = nowMs
     self.lastReceivedMs = nowMs
     self.lastPingMs = nowMs
@@ -93,13 +94,18 @@ public struct ZMTPSession: Sendable {
   /// The greeting to send as soon as the connection is open.
   public func start() -> ByteBuffer { ZMTP.greeting() }
 
-  /// Feeds received bytes (consumed as far as they form whole frames).
-  public mutating func receive(_ buffer: inout ByteBuffer, nowMs: Int64) -> [Output] {
+  /// Feeds received bytes (consumed as far as they form whole frames), stopping after
+  /// `maxMessages` messages so that the caller can stop reading at its high-water mark; the
+  /// bytes not consumed stay in `buffer` for the next call.
+  public mutating func receive(_ buffer: inout ByteBuffer, nowMs: Int64, maxMessages: Int = .max) -> [Output]
+  {
     guard phase != .closed else { return [] }
     lastReceivedMs = nowMs
     var outputs: [Output] = []
+    var messages = 0
     do {
-      while phase != .closed, let event = try decoder.next(&buffer) {
+      while phase != .closed, messages < maxMessages, let event = try decoder.next(&buffer) {
+        if case .message = event { messages += 1 }
         try handle(event, into: &outputs)
       }
     } catch {
@@ -140,20 +146,6 @@ public struct ZMTPSession: Sendable {
     return outputs
   }
 
-  /// Encodes a subscription (or its cancellation) in the form the peer understands.
-  public func subscription(_ prefix: ByteBuffer, subscribe: Bool) -> ByteBuffer {
-    var frame = ByteBuffer()
-    if peerMinor >= 1 {
-      ZMTP.writeCommand(subscribe ? "SUBSCRIBE" : "CANCEL", data: prefix, into: &frame)
-    } else {
-      var body = ByteBuffer()
-      body.writeInteger(UInt8(subscribe ? 1 : 0))
-      body.writeImmutableBuffer(prefix)
-      ZMTP.writeMessage([body], into: &frame)
-    }
-    return frame
-  }
-
   private mutating func fail(_ reason: String, into outputs: inout [Output]) {
     var frame = ByteBuffer()
     var data = ByteBuffer()
@@ -191,6 +183,7 @@ public struct ZMTPSession: Sendable {
       let peer = Peer(socketType: type, identity: identity, minor: peerMinor)
       self.peer = peer
       phase = .ready
+      decoder.messagesAllowed = true
       outputs.append(.ready(peer))
     case (_, .command("ERROR", var data)):
       let length = data.readInteger(as: UInt8.self).map(Int.init) ?? 0

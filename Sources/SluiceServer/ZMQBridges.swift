@@ -165,27 +165,29 @@ public final class ZMQBridges: Service, Sendable {
       if let failure = result.error {
         if failure.code == .offsetOutOfRange {
           position = position < result.logStartOffset ? result.logStartOffset : result.highWatermark
-        } else if failure.code == .unknownTopicOrPartition {
-          return
         } else {
+          // Deleted topics stop their bridge when reconcile sees the config gone; anything
+          // else (a partition offline for a moment) is retried, not given up.
           try? await Task.sleep(for: .seconds(1))
         }
         continue
       }
       guard result.records.count > 0 else { continue }
       var messages: [ZMQMessage] = []
+      var failure: String?
       do {
         let bytes = try result.records.load()
         position = try RecordWalk.walk(
           bytes, from: position, maxDecompressedSize: broker.config.maxDecompressedBatchBytes
         ) { record in
           messages.append(ZMQMessage([topicFrame, record.key ?? ByteBuffer(), record.value ?? ByteBuffer()]))
+          position = record.offset + 1
           return true
         }
       } catch {
-        bridge.lastError.withLock { $0 = "partition \(partition) at offset \(position): \(error)" }
-        try? await Task.sleep(for: .seconds(1))
-        continue
+        // Records that cannot be read (a damaged log): the good ones before them go out,
+        // then the bad batch is retried slowly (said once), not skipped.
+        failure = "partition \(partition) at offset \(position): cannot read records: \(error)"
       }
       // In slices well under the high-water mark (a PUB drops what does not fit below it).
       var start = 0
@@ -195,6 +197,14 @@ public final class ZMQBridges: Service, Sendable {
         start = end
       }
       bridge.records.add(messages.count, ordering: .relaxed)
+      if let failure {
+        let repeated = bridge.lastError.withLock { last in
+          defer { last = failure }
+          return last == failure
+        }
+        if !repeated { logger.error("ZeroMQ pub bridge of topic \(bridge.topic): \(failure)") }
+        try? await Task.sleep(for: .seconds(1))
+      }
     }
   }
 

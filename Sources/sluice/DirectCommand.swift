@@ -35,6 +35,10 @@ struct DirectCommand: AsyncParsableCommand {
       for endpoint in bind + connect {
         if case .failure(let error) = ZMQEndpoint.parse(endpoint) { throw ValidationError(error.message) }
       }
+      for endpoint in connect
+      where endpoint.contains("*") || (try? ZMQEndpoint.parse(endpoint).get().port) == 0 {
+        throw ValidationError("--connect \(endpoint): give a host and a port (* is for --bind)")
+      }
     }
 
     /// A socket bound and connected as asked; bound endpoints are reported on stderr.

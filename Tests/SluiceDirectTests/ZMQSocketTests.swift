@@ -47,13 +47,20 @@ import Testing
     #expect(try await receive(weather) == ZMQMessage(strings: ["weather.", "rain"]))
     #expect(try await receive(all) == ZMQMessage(strings: ["sports.", "1-0"]))
     #expect(try await receive(all) == ZMQMessage(strings: ["weather.", "rain"]))
-    // Unsubscribed: the publisher stops sending (a CANCEL reached it), nothing is filtered late.
+    // Unsubscribed and subscribed anew: once a probe on the new prefix arrives, the CANCEL
+    // sent before it on the same connection has reached the publisher too.
     weather.unsubscribe("weather.")
     weather.subscribe("x")
-    try await Task.sleep(for: .milliseconds(100))
+    var probe: ZMQMessage?
+    while probe == nil {
+      try await pub.send("x", "probe")
+      probe = try? await receive(weather, within: .milliseconds(200))
+    }
     try await pub.send("weather.", "sun")
     try await pub.send("x", "last")
-    #expect(try await receive(weather) == ZMQMessage(strings: ["x", "last"]))
+    var next = try await receive(weather)
+    while next == ZMQMessage(strings: ["x", "probe"]) { next = try await receive(weather) }
+    #expect(next == ZMQMessage(strings: ["x", "last"]))
     for socket in [pub, weather, all] { await socket.close() }
   }
 
@@ -153,10 +160,11 @@ import Testing
     #expect(ContinuousClock.now - start < .seconds(30))
     #expect(await eventually({ pub.statistics.dropped > 0 }))
     #expect(pub.statistics.sent == 3000)
-    // What arrived is bounded by the subscriber's HWM plus what TCP buffered.
-    var received = 0
-    while sub.tryReceive() != nil { received += 1 }
-    #expect(received <= 10 + 1)
+    // The subscriber holds its HWM (plus what was left of the read that filled it) and reads
+    // no further; the rest waits in TCP buffers or was dropped at the publisher.
+    #expect(await eventually { sub.state.withLock { $0.inbound.count } >= 10 })
+    try await Task.sleep(for: .milliseconds(100))
+    #expect(sub.state.withLock { $0.inbound.count } <= 10 + 1)
     for socket in [pub, sub] { await socket.close(linger: .zero) }
   }
 
@@ -237,6 +245,101 @@ import Testing
     #expect(await eventually({ sub.statistics.protocolErrors >= 1 }))
     #expect(sub.statistics.peers == 0)
     for socket in [sub, push] { await socket.close(linger: .zero) }
+  }
+
+  @Test func subscriptionsCountAtTheSubscriberAndAreASetAtThePublisher() async throws {
+    let pub = ZMQSocket(.pub)
+    let port = try await pub.bind("tcp://127.0.0.1:*").port
+    let sub = ZMQSocket(.sub)
+    sub.subscribe("a")
+    sub.subscribe("a")
+    try sub.connect("tcp://127.0.0.1:\(port)")
+    #expect(await pub.waitForPeers(1, subscribed: true, timeout: .seconds(10)))
+    // One of two subscriptions undone: still subscribed (no CANCEL went out).
+    sub.unsubscribe("a")
+    sub.subscribe("probe")
+    var probe: ZMQMessage?
+    while probe == nil {
+      try await pub.send("probe")
+      probe = try? await receive(sub, within: .milliseconds(200))
+    }
+    try await pub.send("a", "still")
+    var next = try await receive(sub)
+    while next.strings == ["probe"] { next = try await receive(sub) }
+    #expect(next.strings == ["a", "still"])
+    // The last one undone: the publisher stops sending "a" (its set lost the prefix).
+    sub.unsubscribe("a")
+    #expect(
+      await eventually {
+        pub.state.withLock { state in state.peers.allSatisfy { !$0.isSubscribed(ByteBuffer(string: "a")) } }
+      })
+    for socket in [pub, sub] { await socket.close(linger: .zero) }
+  }
+
+  @Test func failedConnectsAndClosedConnectionsAreForgotten() async throws {
+    let probe = ZMQSocket(.pull)
+    let port = try await probe.bind("tcp://127.0.0.1:*").port
+    await probe.close()
+    var options = ZMQSocketOptions()
+    options.reconnectInterval = .milliseconds(5)
+    options.reconnectIntervalMax = .milliseconds(5)
+    let push = ZMQSocket(.push, options: options)
+    try push.connect("tcp://127.0.0.1:\(port)")  // refused, again and again
+    try await Task.sleep(for: .milliseconds(300))
+    #expect(push.state.withLock { $0.connections.count } <= 1)
+    // A connection that closes lets go of its handler (no cycle keeps either alive).
+    let pull = ZMQSocket(.pull)
+    try await pull.bind("tcp://127.0.0.1:\(port)")
+    #expect(await push.waitForPeers(1, timeout: .seconds(10)))
+    weak let connection = pull.state.withLock { $0.connections.values.first }
+    #expect(connection != nil)
+    await pull.close(linger: .zero)
+    #expect(await eventually { connection == nil })
+    #expect(pull.state.withLock { $0.connections.isEmpty })
+    await push.close(linger: .zero)
+  }
+
+  @Test func aFullReceiveQueueStopsDecodingTinyMessages() async throws {
+    var options = ZMQSocketOptions()
+    options.receiveHighWaterMark = 100
+    let pull = ZMQSocket(.pull, options: options)
+    let port = try await pull.bind("tcp://127.0.0.1:*").port
+    let push = ZMQSocket(.push)
+    try push.connect("tcp://127.0.0.1:\(port)")
+    #expect(await push.waitForPeers(1, timeout: .seconds(10)))
+    // 20,000 one-byte messages fit in a few reads; the queue still stops near its mark.
+    let tiny = ZMQMessage([ByteBuffer(bytes: [1])])
+    let sending = Task { try await push.send(contentsOf: Array(repeating: tiny, count: 20_000)) }
+    #expect(await eventually { pull.state.withLock { $0.inbound.count } >= 100 })
+    try await Task.sleep(for: .milliseconds(200))
+    #expect(pull.state.withLock { $0.inbound.count } <= 100 + 64)
+    #expect(pull.state.withLock { $0.paused.count } == 1)
+    var received = 0
+    while received < 20_000 {
+      _ = try await receive(pull)
+      received += 1
+    }
+    try await sending.value
+    for socket in [pull, push] { await socket.close(linger: .zero) }
+  }
+
+  @Test func cancelledWaitsLeaveNothingBehind() async throws {
+    let pull = ZMQSocket(.pull)
+    let port = try await pull.bind("tcp://127.0.0.1:*").port
+    let push = ZMQSocket(.push)
+    try push.connect("tcp://127.0.0.1:\(port)")
+    #expect(await push.waitForPeers(1, timeout: .seconds(10)))
+    // Cancelled before, while and after waiting, with messages arriving meanwhile.
+    for round in 0..<300 {
+      let waiting = Task { try await pull.receive() }
+      if round % 3 == 1 { try await Task.sleep(for: .milliseconds(1)) }
+      if round % 3 == 2 { try await push.send("\(round)") }
+      waiting.cancel()
+      _ = try? await waiting.value
+    }
+    while pull.tryReceive() != nil {}
+    #expect(pull.state.withLock { $0.issued.isEmpty && $0.cancelled.isEmpty && $0.receivers.isEmpty })
+    for socket in [pull, push] { await socket.close(linger: .zero) }
   }
 
   @Test func receiveAndSendWaitersEndOnClose() async throws {
