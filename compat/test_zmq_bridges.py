@@ -161,3 +161,26 @@ def test_an_invalid_endpoint_is_refused(broker, names):
     futures = client.create_topics([NewTopic(topic, 1, config={"sluice.zmq.pub": "udp://239.0.0.1:5000"})])
     with pytest.raises(Exception, match="tcp://HOST:PORT"):
         futures[topic].result(timeout=15)
+
+
+def test_bridge_figures_on_metrics(make_broker, names, ctx):
+    import urllib.request
+
+    b = make_broker(http=True)
+    topic = names()
+    port = free_port()
+    create_topic(b.bootstrap, topic, config={"sluice.zmq.pull": f"tcp://127.0.0.1:{port}"})
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port}")
+    for i in range(5):
+        push.send(b"m%d" % i)
+    push.send_multipart([b"1", b"2", b"3"])
+    labels = f'{{topic="{topic}",bridge="pull"}}'
+    deadline = time.monotonic() + 20
+    while True:
+        text = urllib.request.urlopen(b.http_url + "/metrics", timeout=10).read().decode()
+        if f"sluice_zmq_bridge_records_total{labels} 5" in text and f"sluice_zmq_bridge_malformed_total{labels} 1" in text:
+            break
+        assert time.monotonic() < deadline, [l for l in text.splitlines() if "zmq" in l]
+        time.sleep(0.2)
+    assert f"sluice_zmq_bridge_peers{labels} 1" in text
