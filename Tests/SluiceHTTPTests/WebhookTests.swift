@@ -14,6 +14,23 @@ import Testing
     #expect(WebhookSignature.sign(secret: "whsec_!!", id: "x", timestamp: 1, body: ByteBuffer()) == nil)
   }
 
+  /// Found by FuzzHTTP: a first backoff above the default maximum (60 s) raises that default
+  /// instead of making a spec whose backoff passes its maximum.
+  @Test func aLongFirstBackoffRaisesTheDefaultMaximum() throws {
+    let body = #"{"name":"w1","topic":"t","url":"http://127.0.0.1:9/h","retry_backoff_ms":108888}"#
+    guard case .success(let spec) = WebhookSpec.parse(ByteBuffer(string: body)) else {
+      Issue.record("refused")
+      return
+    }
+    #expect(spec.retryBackoffMs == 108_888 && spec.maxBackoffMs == 108_888)
+    let explicit =
+      #"{"name":"w1","topic":"t","url":"http://127.0.0.1:9/h","retry_backoff_ms":5000,"max_backoff_ms":4000}"#
+    guard case .failure = WebhookSpec.parse(ByteBuffer(string: explicit)) else {
+      Issue.record("a maximum below the first backoff was accepted")
+      return
+    }
+  }
+
   @Test func parsesHTTPURLs() throws {
     let url = try #require(HTTPURL("http://example.com:8080/hooks/a?x=1"))
     #expect(url.host == "example.com" && url.port == 8080 && url.target == "/hooks/a?x=1")

@@ -62,7 +62,9 @@ struct WebhookAPI {
     guard let backoff = integer("retry_backoff_ms", 1000, 1...600_000) else {
       return invalid("retry_backoff_ms: 1 to 600000")
     }
-    guard let maxBackoff = integer("max_backoff_ms", 60_000, backoff...3_600_000) else {
+    // The default maximum is 60 s, or the first backoff when that is longer (found by FuzzHTTP:
+    // retry_backoff_ms 108888 alone gave a spec whose backoff passed its maximum).
+    guard let maxBackoff = integer("max_backoff_ms", max(60_000, backoff), backoff...3_600_000) else {
       return invalid("max_backoff_ms: retry_backoff_ms to 3600000")
     }
     var deadLetter = "\(name).dlq"
