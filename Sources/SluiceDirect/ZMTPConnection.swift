@@ -342,6 +342,14 @@ final class ZMTPHandler: ChannelDuplexHandler {
   func channelInactive(context: ChannelHandlerContext) {
     timer?.cancel()
     timer = nil
+    // Bytes read while the queue was full are the peer's last messages: they are queued
+    // past the mark rather than lost with the connection (at most the reads that were in
+    // flight when the queue filled).
+    if paused, received.readableBytes > 0, let connection {
+      for case .message(let frames) in session.receive(&received, nowMs: monotonicMs()) {
+        _ = connection.socket.deliver(ZMQMessage(frames), from: connection)
+      }
+    }
     context.fireChannelInactive()
   }
 

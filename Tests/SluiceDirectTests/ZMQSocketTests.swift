@@ -323,6 +323,29 @@ import Testing
     for socket in [pull, push] { await socket.close(linger: .zero) }
   }
 
+  /// What a paused receiver had read when its peer left is still delivered (found by
+  /// bench-direct: `sluice direct push` into a slower `pull` lost the tail of 200k lines).
+  @Test func messagesReadBeforeThePeerLeftAreNotLost() async throws {
+    var options = ZMQSocketOptions()
+    options.receiveHighWaterMark = 10
+    let pull = ZMQSocket(.pull, options: options)
+    let port = try await pull.bind("tcp://127.0.0.1:*").port
+    let push = ZMQSocket(.push)
+    try push.connect("tcp://127.0.0.1:\(port)")
+    #expect(await push.waitForPeers(1, timeout: .seconds(10)))
+    let total = 5000
+    try await push.send(contentsOf: (0..<total).map { ZMQMessage(strings: ["\($0)"]) })
+    #expect(await eventually { pull.state.withLock { $0.inbound.count } >= 10 })
+    await push.close(linger: .seconds(10))
+    #expect(await eventually { pull.statistics.peers == 0 })
+    for expected in 0..<total {
+      let message = try await receive(pull, within: .seconds(5))
+      #expect(message.strings == ["\(expected)"])
+      if message.strings != ["\(expected)"] { break }
+    }
+    await pull.close(linger: .zero)
+  }
+
   @Test func cancelledWaitsLeaveNothingBehind() async throws {
     let pull = ZMQSocket(.pull)
     let port = try await pull.bind("tcp://127.0.0.1:*").port
