@@ -18,6 +18,7 @@ let package = Package(
     .library(name: "SluiceHTTP", targets: ["SluiceHTTP"]),
     .library(name: "KafkaClient", targets: ["KafkaClient"]),
     .library(name: "SluiceDirect", targets: ["SluiceDirect"]),
+    .library(name: "SluiceFeed", targets: ["SluiceFeed"]),
     .library(name: "SluiceEmbedded", targets: ["SluiceEmbedded"]),
     .executable(name: "sluice", targets: ["sluice"]),
   ],
@@ -98,7 +99,9 @@ let package = Package(
         "KafkaProtocol",
         "SluiceBroker",
         "SluiceDirect",
+        "SluiceFeed",
         "SluiceKafka",
+        "SluiceStatsD",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -115,6 +118,21 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
       ],
+      swiftSettings: strict
+    ),
+    // UDP multicast feeds: MoldUDP64 framing and a receiver with gap recovery.
+    .target(
+      name: "SluiceFeed",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    // StatsD line protocol and per-interval aggregation (no I/O).
+    .target(
+      name: "SluiceStatsD",
+      dependencies: [.product(name: "NIOCore", package: "swift-nio")],
       swiftSettings: strict
     ),
     .target(
@@ -195,6 +213,18 @@ let package = Package(
       name: "FuzzZMTP",
       dependencies: ["SluiceDirect", .product(name: "NIOCore", package: "swift-nio")],
       path: "Fuzz/FuzzZMTP",
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "FuzzMoldUDP64",
+      dependencies: ["SluiceFeed", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzMoldUDP64",
+      swiftSettings: strict
+    ),
+    .executableTarget(
+      name: "FuzzStatsD",
+      dependencies: ["SluiceStatsD", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzStatsD",
       swiftSettings: strict
     ),
     .executableTarget(
@@ -290,6 +320,16 @@ let package = Package(
       name: "SluiceDirectTests",
       dependencies: [
         "SluiceDirect", "SluiceServer", "SluiceBroker", "KafkaProtocol", "SluiceTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: strict
+    ),
+    .testTarget(
+      name: "SluiceUDPTests",
+      dependencies: [
+        "SluiceFeed", "SluiceStatsD", "SluiceServer", "SluiceBroker", "KafkaProtocol", "SluiceTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

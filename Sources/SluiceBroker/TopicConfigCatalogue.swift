@@ -326,6 +326,44 @@ extension TopicConfigEntry {
       value: { String($0.log.segmentMs) },
       apply: { config, value in config.log.segmentMs = long(value) }),
     TopicConfigEntry(
+      name: "sluice.feed.heartbeat.ms", kind: .int(min: 10, max: 3_600_000),
+      doc: "Multicast feed: a heartbeat goes out for a session idle this long (docs/udp.md).",
+      value: { $0.overrides["sluice.feed.heartbeat.ms"] ?? "1000" }),
+    TopicConfigEntry(
+      name: "sluice.feed.interface", kind: .text(nil),
+      doc: "Multicast feed: IPv4 address or name of the interface to send on; empty: the kernel's route.",
+      value: { $0.overrides["sluice.feed.interface"] ?? "" }),
+    TopicConfigEntry(
+      name: "sluice.feed.max.datagram.bytes", kind: .int(min: 0, max: 65_507),
+      doc:
+        "Multicast feed: records are packed into datagrams up to this size; 0: the interface's MTU less "
+        + "28 (1472 when unknown).",
+      value: { $0.overrides["sluice.feed.max.datagram.bytes"] ?? "0" }),
+    TopicConfigEntry(
+      name: "sluice.feed.multicast", kind: .text(multicastRule),
+      doc:
+        "Publish each new record to this IPv4 multicast GROUP:PORT as MoldUDP64, one session per partition "
+        + "(docs/udp.md); empty: none.",
+      value: { $0.overrides["sluice.feed.multicast"] ?? "" }),
+    TopicConfigEntry(
+      name: "sluice.feed.payload", kind: .choice(["value", "record"]),
+      doc:
+        "Multicast feed: each message is the record's value, or a record envelope (timestamp, key, value, headers).",
+      value: { $0.overrides["sluice.feed.payload"] ?? "value" }),
+    TopicConfigEntry(
+      name: "sluice.feed.retransmit", kind: .text(hostPortRule),
+      doc:
+        "Multicast feed: HOST:PORT of the retransmission server (unicast UDP, MoldUDP64 requests); empty: none.",
+      value: { $0.overrides["sluice.feed.retransmit"] ?? "" }),
+    TopicConfigEntry(
+      name: "sluice.feed.retransmit.rate", kind: .int(min: 1),
+      doc: "Multicast feed: retransmission answers per second one requester may receive.",
+      value: { $0.overrides["sluice.feed.retransmit.rate"] ?? "1000" }),
+    TopicConfigEntry(
+      name: "sluice.feed.ttl", kind: .int(min: 0, max: 255),
+      doc: "Multicast feed: IP_MULTICAST_TTL (1 stays on the local network).",
+      value: { $0.overrides["sluice.feed.ttl"] ?? "1" }),
+    TopicConfigEntry(
       name: "sluice.overflow.max.bytes", brokerName: "sluice.overflow.max.bytes", kind: .long(min: -1),
       doc:
         "Backlog bound per partition: drop-oldest keeps at most this many bytes, reject refuses produce "
@@ -390,6 +428,32 @@ extension TopicConfigEntry {
       text.distance(from: text.startIndex, to: colon) > "tcp://".count,
       let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
     else { return "must be tcp://HOST:PORT with a port from 1 to 65535 (HOST may be *), or empty" }
+    return nil
+  }
+
+  /// HOST:PORT with a port from 1 to 65535, or empty.
+  private static let hostPortRule: @Sendable (String) -> String? = { value in
+    let text = value.trimmingSpaces
+    if text.isEmpty { return nil }
+    guard let colon = text.lastIndex(of: ":"), colon > text.startIndex,
+      let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
+    else { return "must be HOST:PORT with a port from 1 to 65535, or empty" }
+    return nil
+  }
+
+  /// An IPv4 multicast group (224.0.0.0/4) and a port, or empty.
+  private static let multicastRule: @Sendable (String) -> String? = { value in
+    let text = value.trimmingSpaces
+    if text.isEmpty { return nil }
+    let problem =
+      "must be GROUP:PORT with an IPv4 multicast group (224.0.0.0 to 239.255.255.255) and a port from 1 to 65535, or empty"
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+      (1...65535).contains(port)
+    else { return problem }
+    let octets = text[..<colon].split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
+    guard octets.count == 4, octets.allSatisfy({ $0.map { (0...255).contains($0) } ?? false }),
+      (224...239).contains(octets[0]!)
+    else { return problem }
     return nil
   }
 

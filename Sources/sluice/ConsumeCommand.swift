@@ -333,7 +333,7 @@ func jsonString(_ text: String) -> String {
 }
 
 /// `"name":value` for bytes: a JSON string when UTF-8, else base64 plus `name_encoding`.
-private func jsonBytes(_ name: String, _ bytes: ByteBuffer?) -> String {
+func jsonBytes(_ name: String, _ bytes: ByteBuffer?) -> String {
   guard let bytes else { return "\"\(name)\":null" }
   if let text = String(validating: bytes.readableBytesView, as: UTF8.self) {
     return "\"\(name)\":" + jsonString(text)

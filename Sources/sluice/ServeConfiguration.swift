@@ -1,6 +1,7 @@
 import SluiceBroker
 import SluiceHTTP
 import SluiceServer
+import SluiceStatsD
 
 #if canImport(FoundationEssentials)
   import FoundationEssentials
@@ -415,5 +416,73 @@ let httpSettings: [HTTPSetting] = [
   ) {
     config, value in
     config.consumerRequestMaxBytes = try parseInt("http.consumer.request.max.bytes", value, min: 1024)
+  },
+]
+
+/// A setting of the StatsD intake (`--statsd-listen`, docs/udp.md).
+struct StatsDSetting: Sendable {
+  let key: String
+  let defaultValue: String
+  let help: String
+  let apply: @Sendable (inout StatsDConfiguration, String) throws -> Void
+}
+
+let statsdSettings: [StatsDSetting] = [
+  StatsDSetting(key: "sluice.statsd.flush.ms", defaultValue: "10000", help: "Aggregation interval.") {
+    config, value in config.flushMs = try parseInt("sluice.statsd.flush.ms", value, min: 10)
+  },
+  StatsDSetting(
+    key: "sluice.statsd.topic", defaultValue: "statsd", help: "Topic the records go to (created if missing)."
+  ) {
+    config, value in
+    let name = value.trimmed()
+    guard !name.isEmpty, name.count <= 249,
+      name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") })
+    else {
+      throw ConfigurationError(description: "sluice.statsd.topic: \"\(value)\" is not a valid topic name")
+    }
+    config.topic = name
+  },
+  StatsDSetting(
+    key: "sluice.statsd.mode", defaultValue: "aggregate",
+    help: "aggregate: one record per metric per interval; raw: one record per valid line."
+  ) {
+    config, value in
+    switch value.trimmed() {
+    case "aggregate": config.raw = false
+    case "raw": config.raw = true
+    default: throw ConfigurationError(description: "sluice.statsd.mode: \"\(value)\" is not aggregate or raw")
+    }
+  },
+  StatsDSetting(
+    key: "sluice.statsd.percentiles", defaultValue: "50,90,95,99",
+    help: "Percentiles of timers and histograms."
+  ) {
+    config, value in
+    guard let percentiles = StatsDAggregator.Configuration.percentiles(value) else {
+      throw ConfigurationError(
+        description: "sluice.statsd.percentiles: \"\(value)\" is not a list of 1 to 16 numbers in (0, 100]")
+    }
+    config.aggregation.percentiles = percentiles
+  },
+  StatsDSetting(
+    key: "sluice.statsd.max.metrics", defaultValue: "10000",
+    help: "Distinct metrics (name + tags) per interval; lines for more are dropped and counted."
+  ) {
+    config, value in config.aggregation.maxMetrics = try parseInt("sluice.statsd.max.metrics", value, min: 1)
+  },
+  StatsDSetting(
+    key: "sluice.statsd.max.samples", defaultValue: "100000",
+    help:
+      "Samples kept per timer or histogram per interval (a uniform sample beyond); distinct set members counted."
+  ) {
+    config, value in config.aggregation.maxSamples = try parseInt("sluice.statsd.max.samples", value, min: 1)
+  },
+  StatsDSetting(
+    key: "sluice.statsd.receive.buffer.bytes", defaultValue: "0",
+    help: "SO_RCVBUF of the socket; 0: the system default."
+  ) {
+    config, value in
+    config.receiveBufferBytes = try parseInt("sluice.statsd.receive.buffer.bytes", value, min: 0)
   },
 ]

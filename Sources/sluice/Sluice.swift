@@ -38,7 +38,7 @@ struct Sluice: AsyncParsableCommand {
     abstract: "Sluice: a single-binary, Kafka-compatible event-streaming broker.",
     subcommands: [
       Serve.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self,
-      BenchCommand.self, StorageCommand.self, WebhookCommand.self, DirectCommand.self,
+      BenchCommand.self, StorageCommand.self, WebhookCommand.self, DirectCommand.self, FeedCommand.self,
     ]
   )
 }
@@ -48,12 +48,14 @@ struct Serve: AsyncParsableCommand {
     abstract: "Run the broker.",
     discussion: "With no options: a Kafka listener on 127.0.0.1:9092 and data in ./sluice-data. "
       + "Options also come from the environment (SLUICE_LISTEN, SLUICE_ADVERTISE, SLUICE_DATA_DIR, "
-      + "SLUICE_CONFIG, SLUICE_METRICS_LISTEN, SLUICE_HTTP_LISTEN) and from a Java-properties config file (--config, "
-      + "keys listen, advertise, log.dirs, metrics.listen, http.listen and the settings below).\n\nBroker settings, from --set KEY=VALUE, the environment "
+      + "SLUICE_CONFIG, SLUICE_METRICS_LISTEN, SLUICE_HTTP_LISTEN, SLUICE_STATSD_LISTEN) and from a Java-properties config file (--config, "
+      + "keys listen, advertise, log.dirs, metrics.listen, http.listen, statsd.listen and the settings below).\n\nBroker settings, from --set KEY=VALUE, the environment "
       + "(SLUICE_ + KEY upper-cased with dots as underscores) or the file, strongest first:\n"
       + serveSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
       + "\n\nHTTP settings (with --http-listen), from the same places:\n"
       + httpSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
+      + "\n\nStatsD settings (with --statsd-listen; docs/udp.md), from the same places:\n"
+      + statsdSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
       + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close."
   )
 
@@ -80,6 +82,12 @@ struct Serve: AsyncParsableCommand {
         + "off by default (env SLUICE_HTTP_LISTEN; docs/http.md)."))
   var httpListen: String?
 
+  @Option(
+    help: ArgumentHelp(
+      "Accept StatsD metrics (UDP) at HOST:PORT and append them to a topic; off by default "
+        + "(env SLUICE_STATSD_LISTEN; docs/udp.md)."))
+  var statsdListen: String?
+
   @Option(name: .customLong("set"), help: "A broker setting, KEY=VALUE; repeatable (see below).")
   var settings: [String] = []
 
@@ -97,9 +105,10 @@ struct Serve: AsyncParsableCommand {
       }
       explicit[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
     }
-    let known = Set(serveSettings.map(\.key)).union(httpSettings.map(\.key)).union([
-      "listen", "advertise", "log.dirs", "metrics.listen", "http.listen",
-    ])
+    let known = Set(serveSettings.map(\.key)).union(httpSettings.map(\.key)).union(statsdSettings.map(\.key))
+      .union([
+        "listen", "advertise", "log.dirs", "metrics.listen", "http.listen", "statsd.listen",
+      ])
     for key in explicit.keys.sorted() + file.keys.sorted() where !known.contains(key) {
       throw ValidationError("unknown setting \"\(key)\" (see sluice serve --help)")
     }
@@ -142,6 +151,20 @@ struct Serve: AsyncParsableCommand {
         if let value { try setting.apply(&httpConfig!, value) }
       }
     }
+    let statsdText =
+      statsdListen ?? explicit["statsd.listen"] ?? environment["SLUICE_STATSD_LISTEN"]
+      ?? file["statsd.listen"]
+    var statsdConfig = try statsdText.flatMap { text -> StatsDConfiguration? in
+      if text.isEmpty { return nil }
+      let (host, port) = try parseHostPort(text, option: "--statsd-listen")
+      return StatsDConfiguration(host: host, port: port)
+    }
+    if statsdConfig != nil {
+      for setting in statsdSettings {
+        let value = explicit[setting.key] ?? environment[environmentName(setting.key)] ?? file[setting.key]
+        if let value { try setting.apply(&statsdConfig!, value) }
+      }
+    }
 
     guard let level = Logger.Level(rawValue: logLevel) else {
       throw ValidationError("unknown log level \(logLevel)")
@@ -167,17 +190,26 @@ struct Serve: AsyncParsableCommand {
     let group = MultiThreadedEventLoopGroup.singleton
     let server = KafkaServer(broker: broker, configuration: serverConfig, group: group, logger: logger)
     let bridges = ZMQBridges(broker: broker, group: group, logger: logger)
+    let feeds = FeedBridges(broker: broker, group: group, logger: logger)
+    let statsd = statsdConfig.map {
+      StatsDIntake(broker: broker, configuration: $0, group: group, logger: logger)
+    }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
       .init(service: server),
       .init(service: HousekeepingService(broker: broker)),
       .init(service: bridges),
+      .init(service: feeds),
     ]
+    if let statsd { services.append(.init(service: statsd)) }
+    let extraMetrics: @Sendable () -> String = {
+      bridges.renderMetrics() + feeds.renderMetrics() + (statsd?.renderMetrics() ?? "")
+    }
     if let (metricsHost, metricsPort) = metricsAddress {
       services.append(
         .init(
           service: MetricsServer(
             broker: broker, host: metricsHost, port: metricsPort, group: group, logger: logger,
-            kafkaServer: server, extra: { bridges.renderMetrics() })))
+            kafkaServer: server, extra: extraMetrics)))
     }
     if let httpConfig {
       services.append(
@@ -185,7 +217,7 @@ struct Serve: AsyncParsableCommand {
           service: HTTPServer(
             broker: broker, configuration: httpConfig, group: group, logger: logger,
             metricsText: MetricsServer.renderer(
-              broker: broker, kafkaServer: server, extra: { bridges.renderMetrics() }))))
+              broker: broker, kafkaServer: server, extra: extraMetrics))))
     }
     let serviceGroup = ServiceGroup(
       configuration: .init(

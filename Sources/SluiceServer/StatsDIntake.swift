@@ -1,0 +1,294 @@
+import KafkaProtocol
+public import Logging
+public import NIOCore
+import NIOPosix
+public import ServiceLifecycle
+public import SluiceBroker
+public import SluiceStatsD
+import Synchronization
+
+/// Settings of the StatsD intake (`sluice serve --statsd-listen`, docs/udp.md).
+public struct StatsDConfiguration: Sendable {
+  public var host: String
+  public var port: Int
+  public var flushMs: Int64 = 10_000
+  public var topic = "statsd"
+  /// One record per valid line instead of aggregates.
+  public var raw = false
+  public var aggregation = StatsDAggregator.Configuration()
+  /// SO_RCVBUF; 0: the system default.
+  public var receiveBufferBytes = 0
+
+  public init(host: String, port: Int) {
+    self.host = host
+    self.port = port
+  }
+}
+
+/// The StatsD intake: a UDP socket whose lines are aggregated per interval
+/// (``StatsDAggregator``) and appended to a topic as JSON records, one per metric, keyed by
+/// the metric name; in raw mode, one record per valid line. It counts its own losses:
+/// malformed lines, lines over the metric cap, and datagrams the kernel dropped for its socket.
+public final class StatsDIntake: Service, Sendable {
+  let broker: Broker
+  let configuration: StatsDConfiguration
+  let group: any EventLoopGroup
+  let logger: Logger
+  let aggregator: Mutex<StatsDAggregator>
+  /// Raw mode: lines waiting for the next append (at most `maxRawPending`).
+  let rawPending = Mutex<[(key: String, value: String)]>([])
+  static let maxRawPending = 100_000
+  let totals = Totals()
+  let bound = Mutex<(any Channel)?>(nil)
+  let lastMalformedLog = Mutex<NIODeadline?>(nil)
+
+  final class Totals: Sendable {
+    let packets = Atomic<Int>(0)
+    let lines = Atomic<Int>(0)
+    let malformed = Atomic<Int>(0)
+    let kernelDrops = Atomic<Int>(0)
+    let metricsDropped = Atomic<Int>(0)
+    let records = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+  }
+
+  public init(broker: Broker, configuration: StatsDConfiguration, group: any EventLoopGroup, logger: Logger) {
+    self.broker = broker
+    self.configuration = configuration
+    self.group = group
+    self.logger = logger
+    aggregator = Mutex(
+      StatsDAggregator(configuration: configuration.aggregation, seed: UInt64(configuration.port)))
+  }
+
+  /// The bound port (for port 0), once listening.
+  public var port: Int? { bound.withLock { $0?.localAddress?.port } }
+
+  public func run() async throws {
+    var bootstrap = DatagramBootstrap(group: group)
+      .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1 << 16))
+      .channelOption(.maxMessagesPerRead, value: 64)
+    if configuration.receiveBufferBytes > 0 {
+      bootstrap = bootstrap.channelOption(
+        .socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: configuration.receiveBufferBytes))
+    }
+    let channel = try await bootstrap.channelInitializer { channel in
+      channel.eventLoop.makeCompletedFuture {
+        try channel.pipeline.syncOperations.addHandler(Handler(intake: self))
+      }
+    }
+    .bind(host: configuration.host, port: configuration.port).get()
+    bound.withLock { $0 = channel }
+    logger.info(
+      "StatsD intake on \(channel.localAddress?.description ?? "?") → topic \(configuration.topic) every \(configuration.flushMs) ms"
+    )
+    let localPort = channel.localAddress?.port ?? configuration.port
+    let interval = configuration.raw ? min(configuration.flushMs, 100) : configuration.flushMs
+    await cancelWhenGracefulShutdown {
+      var lastDrops = await self.kernelDrops(port: localPort)
+      var intervalStart = self.broker.clock.now()
+      var stopping = false
+      while !stopping {
+        try? await Task.sleep(for: .milliseconds(interval))
+        // What arrived since the last interval is flushed at shutdown too.
+        stopping = Task.isCancelled
+        let drops = await self.kernelDrops(port: localPort)
+        let dropped = max(0, (drops ?? 0) - (lastDrops ?? 0))
+        lastDrops = drops ?? lastDrops
+        let now = self.broker.clock.now()
+        await self.flush(kernelDrops: dropped, timestampMs: now, intervalMs: max(1, now - intervalStart))
+        intervalStart = now
+      }
+    }
+    try? await channel.close()
+  }
+
+  /// Renders the interval and appends it.
+  func flush(kernelDrops: Int, timestampMs: Int64, intervalMs: Int64) async {
+    totals.kernelDrops.add(kernelDrops, ordering: .relaxed)
+    var records: [(key: String, value: String)]
+    if configuration.raw {
+      records = rawPending.withLock { pending in
+        defer { pending = [] }
+        return pending
+      }
+      _ = aggregator.withLock { $0.takeInterval() }
+    } else {
+      let interval = aggregator.withLock { aggregator in
+        aggregator.kernelDropped(kernelDrops)
+        return aggregator.takeInterval()
+      }
+      totals.metricsDropped.add(interval.intake.metricsDropped, ordering: .relaxed)
+      records = StatsDAggregator.render(interval, timestampMs: timestampMs, intervalMs: intervalMs)
+    }
+    guard !records.isEmpty else { return }
+    await append(records, timestampMs: timestampMs)
+  }
+
+  private func append(_ records: [(key: String, value: String)], timestampMs: Int64) async {
+    if broker.topic(configuration.topic) == nil {
+      do {
+        try await broker.createTopic(name: configuration.topic, partitions: 1, configs: [:])
+      } catch {
+        // Created meanwhile by someone else is fine; anything else is said below.
+      }
+    }
+    guard let topic = broker.topic(configuration.topic) else {
+      totals.failed.add(records.count, ordering: .relaxed)
+      logger.error(
+        "StatsD intake: topic \(configuration.topic) cannot be created; \(records.count) records lost")
+      return
+    }
+    let count = Int32(topic.partitions.count)
+    let maxBytes = topic.config.maxMessageBytes
+    var builders: [Int32: [RecordBatchBuilder]] = [:]
+    for record in records {
+      let key = ByteBuffer(string: record.key)
+      let value = ByteBuffer(string: record.value)
+      let partition = kafkaKeyPartition(key, count: count)
+      let size = key.readableBytes + value.readableBytes + 32
+      if var last = builders[partition]?.popLast() {
+        if last.uncompressedSize + size <= maxBytes {
+          last.append(key: key, value: value, timestamp: timestampMs)
+          builders[partition]!.append(last)
+          continue
+        }
+        builders[partition]!.append(last)
+      }
+      var builder = RecordBatchBuilder(capacity: min(size + 128, maxBytes))
+      builder.append(key: key, value: value, timestamp: timestampMs)
+      builders[partition, default: []].append(builder)
+    }
+    var writes: [PartitionRecords] = []
+    var counts: [Int] = []
+    for (partition, list) in builders {
+      for var builder in list {
+        let records = Int(builder.count)
+        guard let built = try? builder.build() else {
+          totals.failed.add(records, ordering: .relaxed)
+          continue
+        }
+        writes.append(
+          PartitionRecords(topic: configuration.topic, partition: partition, records: built.buffer))
+        counts.append(records)
+      }
+    }
+    let result = await broker.produce(writes, options: ProduceOptions(acks: .all), context: CallContext())
+    for (records, outcome) in zip(counts, result.results) {
+      switch outcome {
+      case .appended, .duplicate:
+        totals.records.add(records, ordering: .relaxed)
+      case .failed(let failure):
+        totals.failed.add(records, ordering: .relaxed)
+        logger.warning(
+          "StatsD intake: appending \(records) records to \(configuration.topic) failed: \(failure.code.name) \(failure.message)"
+        )
+      }
+    }
+  }
+
+  /// The kernel's count of datagrams dropped for the socket on `port` (the `drops` column of
+  /// /proc/net/udp and udp6), read on the thread pool; nil when unreadable.
+  func kernelDrops(port: Int) async -> Int? {
+    let hex = String(port, radix: 16, uppercase: true)
+    let hexPort = ":" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+    return try? await NIOThreadPool.singleton.runIfActive { () -> Int? in
+      var total: Int?
+      for path in ["/proc/net/udp", "/proc/net/udp6"] {
+        guard let table = readSmallFile(path) else { continue }
+        for line in table.split(separator: "\n").dropFirst() {
+          let fields = line.split(separator: " ")
+          guard fields.count >= 13, fields[1].hasSuffix(hexPort), let drops = Int(fields[fields.count - 1])
+          else {
+            continue
+          }
+          total = (total ?? 0) + drops
+        }
+      }
+      return total
+    }.flatMap { $0 }
+  }
+
+  func ingest(_ datagram: ByteBuffer) {
+    let (error, intake) = datagram.withUnsafeReadableBytes { bytes in
+      aggregator.withLock { aggregator -> (StatsDLine.ParseError?, StatsDAggregator.Intake) in
+        let before = aggregator.intake
+        let error = aggregator.ingest(datagram: bytes)
+        var delta = aggregator.intake
+        delta.packets -= before.packets
+        delta.lines -= before.lines
+        delta.malformed -= before.malformed
+        return (error, delta)
+      }
+    }
+    totals.packets.add(intake.packets, ordering: .relaxed)
+    totals.lines.add(intake.lines, ordering: .relaxed)
+    totals.malformed.add(intake.malformed, ordering: .relaxed)
+    if configuration.raw {
+      var records: [(key: String, value: String)] = []
+      datagram.withUnsafeReadableBytes { bytes in
+        for line in StatsDLine.lines(bytes) {
+          guard let parsed = try? StatsDLine(parsing: line) else { continue }
+          records.append((parsed.name, String(decoding: line, as: UTF8.self)))
+        }
+      }
+      let overflow = rawPending.withLock { pending -> Int in
+        let room = max(0, Self.maxRawPending - pending.count)
+        pending.append(contentsOf: records.prefix(room))
+        return records.count - min(room, records.count)
+      }
+      if overflow > 0 { totals.metricsDropped.add(overflow, ordering: .relaxed) }
+    }
+    if let error {
+      let now = NIODeadline.now()
+      let log = lastMalformedLog.withLock { last -> Bool in
+        guard last.map({ now - $0 >= .seconds(10) }) ?? true else { return false }
+        last = now
+        return true
+      }
+      if log {
+        logger.warning(
+          "StatsD intake: malformed line (\(error)); \(totals.malformed.load(ordering: .relaxed)) so far, logged at most every 10 s"
+        )
+      }
+    }
+  }
+
+  final class Handler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let intake: StatsDIntake
+
+    init(intake: StatsDIntake) { self.intake = intake }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+      intake.ingest(unwrapInboundIn(data).data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+  }
+
+  /// Prometheus text for the intake's counters.
+  public func renderMetrics() -> String {
+    var text = ""
+    func counter(_ name: String, _ help: String, _ value: Int) {
+      text += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name) \(value)\n"
+    }
+    counter("sluice_statsd_packets_total", "Datagrams received.", totals.packets.load(ordering: .relaxed))
+    counter("sluice_statsd_lines_total", "Lines received.", totals.lines.load(ordering: .relaxed))
+    counter(
+      "sluice_statsd_malformed_total", "Lines dropped as malformed.",
+      totals.malformed.load(ordering: .relaxed))
+    counter(
+      "sluice_statsd_kernel_drops_total",
+      "Datagrams the kernel dropped for the socket (receive buffer full).",
+      totals.kernelDrops.load(ordering: .relaxed))
+    counter(
+      "sluice_statsd_metrics_dropped_total",
+      "Lines dropped over sluice.statsd.max.metrics (or the raw-mode queue).",
+      totals.metricsDropped.load(ordering: .relaxed))
+    counter("sluice_statsd_records_total", "Records appended.", totals.records.load(ordering: .relaxed))
+    counter(
+      "sluice_statsd_failed_total", "Records whose append failed.", totals.failed.load(ordering: .relaxed))
+    return text
+  }
+}
