@@ -154,6 +154,11 @@ public final class EmbeddedBroker: Service, Sendable {
           try await ZMQBridges(broker: broker, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
             .run()
         }
+        // And topics with sluice.feed.multicast their multicast feeds (docs/udp.md).
+        group.addTask { [logger = configuration.logger] in
+          try await FeedBridges(broker: broker, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            .run()
+        }
         group.addTask {
           // Parked group requests of in-process clients are answered at shutdown too.
           try? await gracefulShutdown()

@@ -41,6 +41,8 @@ public final class StatsDIntake: Service, Sendable {
   let totals = Totals()
   let bound = Mutex<(any Channel)?>(nil)
   let lastMalformedLog = Mutex<NIODeadline?>(nil)
+  let tcpConnections = Atomic<Int>(0)
+  static let maxTCPConnections = 1024
 
   final class Totals: Sendable {
     let packets = Atomic<Int>(0)
@@ -79,6 +81,23 @@ public final class StatsDIntake: Service, Sendable {
     }
     .bind(host: configuration.host, port: configuration.port).get()
     bound.withLock { $0 = channel }
+    // TCP on the same port: newline-separated lines, as the statsd daemon's TCP server takes
+    // them (each line counts as a line, not a packet).
+    let tcp = try await ServerBootstrap(group: group)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          guard self.tcpConnections.add(1, ordering: .relaxed).newValue <= Self.maxTCPConnections else {
+            self.tcpConnections.subtract(1, ordering: .relaxed)
+            throw StatsDTCPError.tooManyConnections
+          }
+          channel.closeFuture.whenComplete { _ in self.tcpConnections.subtract(1, ordering: .relaxed) }
+          try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(StatsDLineDecoder()))
+          try channel.pipeline.syncOperations.addHandler(TCPHandler(intake: self))
+        }
+      }
+      .bind(host: configuration.host, port: channel.localAddress?.port ?? configuration.port).get()
+    defer { tcp.close(promise: nil) }
     logger.info(
       "StatsD intake on \(channel.localAddress?.description ?? "?") → topic \(configuration.topic) every \(configuration.flushMs) ms"
     )
@@ -209,11 +228,12 @@ public final class StatsDIntake: Service, Sendable {
     }.flatMap { $0 }
   }
 
-  func ingest(_ datagram: ByteBuffer) {
+  /// One datagram (UDP), or one line (TCP: `packet` false).
+  func ingest(_ datagram: ByteBuffer, packet: Bool = true) {
     let (error, intake) = datagram.withUnsafeReadableBytes { bytes in
       aggregator.withLock { aggregator -> (StatsDLine.ParseError?, StatsDAggregator.Intake) in
         let before = aggregator.intake
-        let error = aggregator.ingest(datagram: bytes)
+        let error = aggregator.ingest(datagram: bytes, packet: packet)
         var delta = aggregator.intake
         delta.packets -= before.packets
         delta.lines -= before.lines
@@ -267,6 +287,24 @@ public final class StatsDIntake: Service, Sendable {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {}
   }
 
+  final class TCPHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let intake: StatsDIntake
+
+    init(intake: StatsDIntake) { self.intake = intake }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+      intake.ingest(unwrapInboundIn(data), packet: false)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+      // A line past 64 KiB: counted as malformed, and the connection closed (its framing is lost).
+      intake.aggregator.withLock { $0.countMalformed() }
+      intake.totals.malformed.add(1, ordering: .relaxed)
+      context.close(promise: nil)
+    }
+  }
+
   /// Prometheus text for the intake's counters.
   public func renderMetrics() -> String {
     var text = ""
@@ -290,5 +328,38 @@ public final class StatsDIntake: Service, Sendable {
     counter(
       "sluice_statsd_failed_total", "Records whose append failed.", totals.failed.load(ordering: .relaxed))
     return text
+  }
+}
+
+enum StatsDTCPError: Error {
+  case tooManyConnections
+  case lineTooLong
+}
+
+/// Splits a TCP stream into lines of at most 64 KiB (without the newline).
+struct StatsDLineDecoder: ByteToMessageDecoder {
+  typealias InboundOut = ByteBuffer
+  static let maxLine = 65_536
+
+  mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+      if buffer.readableBytes > Self.maxLine { throw StatsDTCPError.lineTooLong }
+      return .needMoreData
+    }
+    let line = buffer.readSlice(length: newline - buffer.readerIndex)!
+    buffer.moveReaderIndex(forwardBy: 1)
+    context.fireChannelRead(NIOAny(line))
+    return .continue
+  }
+
+  mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+    -> DecodingState
+  {
+    // A last line without its newline still counts.
+    if try decode(context: context, buffer: &buffer) == .continue { return .continue }
+    if buffer.readableBytes > 0, let line = buffer.readSlice(length: buffer.readableBytes) {
+      context.fireChannelRead(NIOAny(line))
+    }
+    return .needMoreData
   }
 }

@@ -70,8 +70,10 @@ public struct StatsDAggregator: Sendable {
   }
 
   /// The errors of malformed lines are returned for logging (the count is kept here).
-  public mutating func ingest(datagram: some Collection<UInt8>) -> StatsDLine.ParseError? {
-    intake.packets += 1
+  /// `packet`: count it as a datagram (a TCP line is not one).
+  public mutating func ingest(datagram: some Collection<UInt8>, packet: Bool = true) -> StatsDLine.ParseError?
+  {
+    if packet { intake.packets += 1 }
     var firstError: StatsDLine.ParseError?
     for line in StatsDLine.lines(datagram) {
       intake.lines += 1
@@ -83,6 +85,12 @@ public struct StatsDAggregator: Sendable {
       }
     }
     return firstError
+  }
+
+  /// A line refused before parsing (too long for its transport).
+  public mutating func countMalformed() {
+    intake.lines += 1
+    intake.malformed += 1
   }
 
   /// A datagram dropped by the kernel (counted in the next flush).
