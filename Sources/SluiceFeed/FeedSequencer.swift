@@ -150,8 +150,12 @@ public struct FeedSequencer: Sendable {
 
   /// A packet from the group (`retransmitted: false`) or the retransmission server.
   public mutating func receive(_ packet: MoldUDP64.Packet, retransmitted: Bool, nowMs: Int64) -> [Action] {
-    if retransmitted { statistics.retransmittedPackets += 1 } else { statistics.packets += 1 }
     let start = packet.sequence
+    guard start <= UInt64.max - UInt64(packet.messages.count) else {
+      statistics.malformed += 1
+      return []
+    }
+    if retransmitted { statistics.retransmittedPackets += 1 } else { statistics.packets += 1 }
     var state: SessionState
     if let existing = sessions[packet.session] {
       state = existing
@@ -162,7 +166,7 @@ public struct FeedSequencer: Sendable {
     }
     var actions: [Action] = []
     if packet.isEndOfSession { statistics.endsOfSession += 1 }
-    let end = start &+ UInt64(packet.messages.count)  // one past this packet's messages
+    let end = start + UInt64(packet.messages.count)  // one past this packet's messages
     if retransmitted && packet.messages.isEmpty && !packet.isEndOfSession && start > state.next {
       // The server's answer for sequence numbers it no longer holds: skip to its first.
       statistics.unrecoverable += start - state.next

@@ -47,6 +47,7 @@ public enum MoldUDP64 {
     case trailingBytes(Int)
     case wrongRequestSize(Int)
     case zeroCount
+    case sequenceOverflow
 
     public var description: String {
       switch self {
@@ -56,6 +57,7 @@ public enum MoldUDP64 {
       case .trailingBytes(let count): "\(count) bytes after the last message"
       case .wrongRequestSize(let size): "request packet of \(size) bytes (expected 20)"
       case .zeroCount: "request for 0 messages"
+      case .sequenceOverflow: "sequence number plus count passes 2^64"
       }
     }
   }
@@ -102,6 +104,7 @@ public enum MoldUDP64 {
       guard buffer.readableBytes == 0 else { throw .trailingBytes(buffer.readableBytes) }
       return Packet(session: session, sequence: sequence, messages: [], isEndOfSession: count != 0)
     }
+    guard sequence <= UInt64.max - UInt64(count) else { throw .sequenceOverflow }
     // Each message takes at least its 2-byte length.
     guard Int(count) * 2 <= buffer.readableBytes else {
       throw .truncatedMessage(index: buffer.readableBytes / 2)
@@ -124,6 +127,7 @@ public enum MoldUDP64 {
     var buffer = datagram
     let (session, sequence, count) = try header(&buffer)
     guard count > 0 else { throw .zeroCount }
+    guard sequence <= UInt64.max - UInt64(count) else { throw .sequenceOverflow }
     return Request(session: session, sequence: sequence, count: count)
   }
 

@@ -125,4 +125,12 @@ import Testing
     }
     #expect(sequencer.positions.count == 2)
   }
+
+  @Test func aPacketWhoseSequenceNumbersWouldOverflowIsRefused() {
+    var sequencer = FeedSequencer()
+    let overflowing = MoldUDP64.Packet(
+      session: session, sequence: .max - 1, messages: Array(repeating: ByteBuffer(string: "x"), count: 3))
+    let actions = sequencer.receive(overflowing, retransmitted: false, nowMs: 0)
+    #expect(actions.isEmpty && sequencer.statistics.malformed == 1)
+  }
 }

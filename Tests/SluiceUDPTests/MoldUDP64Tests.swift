@@ -64,6 +64,12 @@ import Testing
       try MoldUDP64.decodeRequest(bytes(header, u16(1), [0]))
     }
     #expect(throws: MoldUDP64.DecodingError.zeroCount) { try MoldUDP64.decodeRequest(bytes(header, u16(0))) }
+    // Found by FuzzMoldUDP64: a sequence number whose messages would pass 2^64.
+    let overflowing = bytes(Array("V000000000".utf8), u64(.max), u16(3), u16(0), u16(0), u16(0))
+    #expect(throws: MoldUDP64.DecodingError.sequenceOverflow) { try MoldUDP64.decodePacket(overflowing) }
+    #expect(throws: MoldUDP64.DecodingError.sequenceOverflow) {
+      try MoldUDP64.decodeRequest(bytes(Array("V000000000".utf8), u64(.max), u16(1)))
+    }
   }
 
   @Test func thePacketBuilderFillsUpToItsCapacityButAlwaysTakesOneMessage() {
