@@ -7,11 +7,14 @@
 #   fiu-utils       Debian package: fiu-run/fiu-ctrl, fault injection (EIO on fdatasync) for storage
 #                   and broker disk-fault tests
 #   e2fsprogs       Debian package: mkfs.ext4/e2fsck for the read-only file-system test
+#   iptables        Debian package: random datagram loss (-m statistic) inside the network
+#                   namespaces of compat/test_feed.py and scripts/bench-udp.py
 #   confluent-kafka PyPI wheel (bundles a recent librdkafka)
 #   kafka-python    PyPI
 #   aiokafka        PyPI
 #   pytest, pytest-timeout  PyPI: the compat/ suite runner
 #   pyzmq           PyPI (bundles libzmq): the ZeroMQ peer of compat/test_direct.py
+#   statsd          PyPI: the StatsD client of compat/test_statsd.py
 # plus the compression codecs the Python clients use (snappy, lz4, zstd).
 set -euo pipefail
 
@@ -32,6 +35,8 @@ SSECLIENT_VERSION=1.9.0     # sseclient-py
 SCHEMATHESIS_VERSION=4.32.5
 # ZeroMQ peers (compat/test_direct.py, scripts/bench-direct.py): the wheel bundles libzmq 4.3.5
 PYZMQ_VERSION=27.3.0
+# StatsD client (compat/test_statsd.py, scripts/bench-udp.py)
+STATSD_VERSION=4.0.1
 
 PYTHON=${PYTHON:-python3}
 SUDO=""
@@ -39,7 +44,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages -------------------------------------------------------
 need_apt=()
-for pkg in kcat fiu-utils e2fsprogs curl; do
+for pkg in kcat fiu-utils e2fsprogs curl iptables; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
@@ -86,6 +91,7 @@ reqs=(
   "sseclient-py==${SSECLIENT_VERSION}"
   "schemathesis==${SCHEMATHESIS_VERSION}"
   "pyzmq==${PYZMQ_VERSION}"
+  "statsd==${STATSD_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.

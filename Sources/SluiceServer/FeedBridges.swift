@@ -354,10 +354,7 @@ public final class FeedBridges: Service, Sendable {
         ? record.value?.readableBytes ?? 0
         : FeedRecord.encodedSize(key: record.key, value: record.value, headers: headers)
       let oversize = length > MoldUDP64.maxMessage
-      if oversize {
-        length = 0
-        feed.oversize.add(1, ordering: .relaxed)
-      }
+      if oversize { length = 0 }
       if let current = builder,
         !current.fits(length) || current.sequence + UInt64(current.count) != sequence
       {
@@ -369,6 +366,8 @@ public final class FeedBridges: Service, Sendable {
         builder = MoldUDP64.PacketBuilder(session: session, sequence: sequence, capacity: capacity)
       }
       if oversize {
+        // Counted where it is packed (a retransmission that stops before it does not count it).
+        feed.oversize.add(1, ordering: .relaxed)
         builder!.append(ByteBuffer())
       } else if payload == .value {
         builder!.append(record.value ?? ByteBuffer())
@@ -402,7 +401,11 @@ public final class FeedBridges: Service, Sendable {
     guard let result = results.first else { return }
     var reply: ByteBuffer
     if let failure = result.error {
-      guard failure.code == .offsetOutOfRange else { return }
+      guard failure.code == .offsetOutOfRange else {
+        // A partition the topic does not have is a session of another feed.
+        if failure.code == .unknownTopicOrPartition { feed.malformed.add(1, ordering: .relaxed) }
+        return
+      }
       // Gone (below the log start) or not there yet: a heartbeat with where the log is.
       let next = offset < result.logStartOffset ? result.logStartOffset : result.highWatermark
       reply = MoldUDP64.heartbeat(request.session, next: UInt64(max(next, 0)) + 1)
