@@ -69,7 +69,9 @@ public final class StatsDIntake: Service, Sendable {
   public func run() async throws {
     var bootstrap = DatagramBootstrap(group: group)
       .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1 << 16))
-      .channelOption(.maxMessagesPerRead, value: 64)
+      .channelOption(.maxMessagesPerRead, value: 4)
+      // recvmmsg: up to 32 datagrams per system call (profiled: one recvmsg per datagram led).
+      .channelOption(.datagramVectorReadMessageCount, value: 32)
     if configuration.receiveBufferBytes > 0 {
       bootstrap = bootstrap.channelOption(
         .socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: configuration.receiveBufferBytes))

@@ -100,8 +100,10 @@ public struct StatsDAggregator: Sendable {
 
   public mutating func add(_ line: StatsDLine) {
     let key = Key(type: line.type, name: line.name, tags: line.tags)
+    // Taken out of the dictionary and put back, so that the sample array or member set is
+    // uniquely referenced and grows in place (a copy per line would cost O(n) each).
     var aggregate: Aggregate
-    if let existing = metrics[key] {
+    if let existing = metrics.removeValue(forKey: key) {
       aggregate = existing
     } else {
       guard metrics.count < configuration.maxMetrics else {
@@ -115,18 +117,17 @@ public struct StatsDAggregator: Sendable {
       case .set: aggregate = .set([])
       }
     }
-    // Mutated in place: a copy of the sample array per line would cost O(n²).
-    metrics[key] = nil
     for value in line.values {
-      switch (aggregate, value) {
-      case (.counter(let sum), .number(let number)):
-        aggregate = .counter(sum + number / line.sampleRate)
-      case (.gauge, .number(let number)):
-        aggregate = .gauge(number)
-      case (.gauge(let current), .delta(let delta)):
-        aggregate = .gauge(current + delta)
-      case (.samples(var samples), .number(let number)):
-        aggregate = .counter(0)  // release the array's reference before mutating it
+      // (Not `switch (aggregate, value)`: the tuple would hold a second reference.)
+      switch aggregate {
+      case .counter(let sum):
+        if case .number(let number) = value { aggregate = .counter(sum + number / line.sampleRate) }
+      case .gauge(let current):
+        if case .number(let number) = value { aggregate = .gauge(number) }
+        if case .delta(let delta) = value { aggregate = .gauge(current + delta) }
+      case .samples(var samples):
+        guard case .number(let number) = value else { break }
+        aggregate = .counter(0)  // release the enum's reference before mutating the array
         samples.seen += 1
         samples.weightedCount += 1 / line.sampleRate
         samples.sum += number
@@ -140,12 +141,11 @@ public struct StatsDAggregator: Sendable {
           if slot < samples.kept.count { samples.kept[slot] = number }
         }
         aggregate = .samples(samples)
-      case (.set(var members), .member(let member)):
+      case .set(var members):
+        guard case .member(let member) = value else { break }
         aggregate = .counter(0)
         if members.count < configuration.maxSamples || members.contains(member) { members.insert(member) }
         aggregate = .set(members)
-      default:
-        break
       }
     }
     metrics[key] = aggregate
