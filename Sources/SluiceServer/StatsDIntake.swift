@@ -161,39 +161,15 @@ public final class StatsDIntake: Service, Sendable {
       return
     }
     let count = Int32(topic.partitions.count)
-    let maxBytes = topic.config.maxMessageBytes
-    var builders: [Int32: [RecordBatchBuilder]] = [:]
+    var batches = TopicBatches(topic: configuration.topic, maxBytes: topic.config.maxMessageBytes)
     for record in records {
       let key = ByteBuffer(string: record.key)
-      let value = ByteBuffer(string: record.value)
-      let partition = kafkaKeyPartition(key, count: count)
-      let size = key.readableBytes + value.readableBytes + 32
-      if var last = builders[partition]?.popLast() {
-        if last.uncompressedSize + size <= maxBytes {
-          last.append(key: key, value: value, timestamp: timestampMs)
-          builders[partition]!.append(last)
-          continue
-        }
-        builders[partition]!.append(last)
-      }
-      var builder = RecordBatchBuilder(capacity: min(size + 128, maxBytes))
-      builder.append(key: key, value: value, timestamp: timestampMs)
-      builders[partition, default: []].append(builder)
+      batches.add(
+        key: key, value: ByteBuffer(string: record.value), timestamp: timestampMs,
+        partition: kafkaKeyPartition(key, count: count))
     }
-    var writes: [PartitionRecords] = []
-    var counts: [Int] = []
-    for (partition, list) in builders {
-      for var builder in list {
-        let records = Int(builder.count)
-        guard let built = try? builder.build() else {
-          totals.failed.add(records, ordering: .relaxed)
-          continue
-        }
-        writes.append(
-          PartitionRecords(topic: configuration.topic, partition: partition, records: built.buffer))
-        counts.append(records)
-      }
-    }
+    let (writes, counts, failed) = batches.take()
+    totals.failed.add(failed, ordering: .relaxed)
     let result = await broker.produce(writes, options: ProduceOptions(acks: .all), context: CallContext())
     for (records, outcome) in zip(counts, result.results) {
       switch outcome {

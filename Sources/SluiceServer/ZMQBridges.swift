@@ -218,9 +218,8 @@ public final class ZMQBridges: Service, Sendable {
       while messages.count < 1000, let message = socket.tryReceive() { messages.append(message) }
       guard let topic = broker.topic(bridge.topic) else { return }
       let count = Int32(topic.partitions.count)
-      let maxBytes = topic.config.maxMessageBytes
       let now = broker.clock.now()
-      var builders: [Int32: [RecordBatchBuilder]] = [:]
+      var batches = TopicBatches(topic: bridge.topic, maxBytes: topic.config.maxMessageBytes)
       let unkeyed = nextPartition % max(count, 1)
       nextPartition &+= 1
       for message in messages {
@@ -233,33 +232,12 @@ public final class ZMQBridges: Service, Sendable {
         }
         let key = message.frames.count == 2 ? message.frames[0] : nil
         let value = message.frames[message.frames.count - 1]
-        let partition = key.map { kafkaKeyPartition($0, count: count) } ?? unkeyed
-        let size = (key?.readableBytes ?? 0) + value.readableBytes + 32
-        if var last = builders[partition]?.popLast() {
-          if last.uncompressedSize + size <= maxBytes {
-            last.append(key: key, value: value, timestamp: now)
-            builders[partition]!.append(last)
-            continue
-          }
-          builders[partition]!.append(last)
-        }
-        var builder = RecordBatchBuilder(capacity: min(size + 128, maxBytes))
-        builder.append(key: key, value: value, timestamp: now)
-        builders[partition, default: []].append(builder)
+        batches.add(
+          key: key, value: value, timestamp: now,
+          partition: key.map { kafkaKeyPartition($0, count: count) } ?? unkeyed)
       }
-      var writes: [PartitionRecords] = []
-      var counts: [Int] = []
-      for (partition, list) in builders {
-        for var builder in list {
-          let count = Int(builder.count)  // before build(), which empties the builder
-          guard let built = try? builder.build() else {
-            bridge.failed.add(count, ordering: .relaxed)
-            continue
-          }
-          writes.append(PartitionRecords(topic: bridge.topic, partition: partition, records: built.buffer))
-          counts.append(count)
-        }
-      }
+      let (writes, counts, failed) = batches.take()
+      bridge.failed.add(failed, ordering: .relaxed)
       guard !writes.isEmpty else { continue }
       let result = await broker.produce(writes, options: ProduceOptions(acks: .all), context: CallContext())
       for ((write, records), outcome) in zip(zip(writes, counts), result.results) {
