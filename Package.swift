@@ -332,6 +332,7 @@ let package = Package(
         "SluiceFeed", "SluiceStatsD", "SluiceServer", "SluiceBroker", "KafkaProtocol", "SluiceTestSupport",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strict

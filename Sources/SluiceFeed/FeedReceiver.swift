@@ -96,7 +96,11 @@ public final class FeedReceiver: Sendable {
           return ([], nil, false)
         }
         var requests: [MoldUDP64.Request] = []
-        for action in state.sequencer.receive(packet, retransmitted: retransmitted, nowMs: now) {
+        // While the consumer lags, no gap is asked for (answers would only pile up in the
+        // queue); `tick` asks once it has caught up.
+        let actions = state.sequencer.receive(
+          packet, retransmitted: retransmitted, nowMs: now, requesting: !state.paused)
+        for action in actions {
           switch action {
           case .deliver(let message): state.queue.append(message)
           case .request(let request): requests.append(request)
@@ -189,9 +193,10 @@ public final class FeedReceiver: Sendable {
       if device == nil { throw FeedReceiverError(description: "no interface \(interface)") }
     }
     var sequencerConfiguration = FeedSequencer.Configuration(from: configuration.from)
-    sequencerConfiguration.requestTimeoutMs =
-      configuration.requestTimeout.components.seconds * 1000
-      + configuration.requestTimeout.components.attoseconds / 1_000_000_000_000_000
+    sequencerConfiguration.requestTimeoutMs = min(
+      3_600_000,
+      min(configuration.requestTimeout.components.seconds, 3600) * 1000
+        + configuration.requestTimeout.components.attoseconds / 1_000_000_000_000_000)
     let core = Core(
       sequencer: FeedSequencer(configuration: sequencerConfiguration), maxQueued: configuration.maxQueued,
       retransmit: retransmit)
@@ -307,7 +312,13 @@ public final class FeedReceiver: Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-      var datagram = unwrapInboundIn(data).data
+      let envelope = unwrapInboundIn(data)
+      // Answers count only from the retransmission server (anyone can send to this port).
+      if retransmitted && envelope.remoteAddress != core.retransmit {
+        core.state.withLock { $0.sequencer.malformed() }
+        return
+      }
+      var datagram = envelope.data
       // Messages are slices of the datagram and may wait in the queue: a small datagram is
       // copied out of the 64 KiB receive buffer rather than keeping all of it alive.
       if datagram.readableBytes < 16_384 {

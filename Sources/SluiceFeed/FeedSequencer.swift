@@ -82,6 +82,10 @@ public struct FeedStatistics: Sendable, Equatable, CustomStringConvertible {
   public var overflowed = 0
   /// Ends of session seen.
   public var endsOfSession = 0
+  /// Sessions that started again from a lower sequence number after their end.
+  public var restarts = 0
+  /// Packets of new sessions refused because `maxSessions` were tracked.
+  public var refusedSessions = 0
 
   public init() {}
 
@@ -89,7 +93,7 @@ public struct FeedStatistics: Sendable, Equatable, CustomStringConvertible {
     "packets=\(packets) retransmitted_packets=\(retransmittedPackets) malformed=\(malformed) "
       + "delivered=\(delivered) recovered=\(recovered) duplicates=\(duplicates) gaps=\(gaps) "
       + "missing=\(missing) requests=\(requests) unrecoverable=\(unrecoverable) overflowed=\(overflowed) "
-      + "ends_of_session=\(endsOfSession)"
+      + "ends_of_session=\(endsOfSession) restarts=\(restarts) refused_sessions=\(refusedSessions)"
   }
 }
 
@@ -104,8 +108,8 @@ public struct FeedSequencer: Sendable {
     public var from: UInt64?
     /// A request still unanswered after this long is sent again.
     public var requestTimeoutMs: Int64 = 100
-    /// Out-of-order messages buffered per session at most; more are dropped and requested
-    /// again when their turn comes.
+    /// Out-of-order messages buffered at most, all sessions together; more are dropped and
+    /// requested again when their turn comes.
     public var maxBuffered = 1_000_000
     /// Sessions tracked at most (a group carrying more is misconfigured or hostile).
     public var maxSessions = 4096
@@ -130,11 +134,16 @@ public struct FeedSequencer: Sendable {
     var head = 0
     /// The outstanding request: from where, when.
     var requested: (sequence: UInt64, atMs: Int64)?
+    /// An end of session was seen: a packet before `next` then starts the session anew (a
+    /// topic deleted and created again, its offsets from 0).
+    var ended = false
   }
 
   public let configuration: Configuration
   public private(set) var statistics = FeedStatistics()
   var sessions: [MoldUDP64.Session: SessionState] = [:]
+  /// Messages buffered in all sessions.
+  var bufferedTotal = 0
 
   public init(configuration: Configuration = Configuration()) {
     self.configuration = configuration
@@ -149,7 +158,10 @@ public struct FeedSequencer: Sendable {
   }
 
   /// A packet from the group (`retransmitted: false`) or the retransmission server.
-  public mutating func receive(_ packet: MoldUDP64.Packet, retransmitted: Bool, nowMs: Int64) -> [Action] {
+  /// `requesting: false` (the consumer lags) asks for no gaps now; `tick` asks later.
+  public mutating func receive(
+    _ packet: MoldUDP64.Packet, retransmitted: Bool, nowMs: Int64, requesting: Bool = true
+  ) -> [Action] {
     let start = packet.sequence
     guard start <= UInt64.max - UInt64(packet.messages.count) else {
       statistics.malformed += 1
@@ -160,21 +172,34 @@ public struct FeedSequencer: Sendable {
     if let existing = sessions[packet.session] {
       state = existing
     } else {
-      guard sessions.count < configuration.maxSessions else { return [] }
+      guard sessions.count < configuration.maxSessions else {
+        statistics.refusedSessions += 1
+        return []
+      }
       let first = configuration.from ?? start
       state = SessionState(next: first, known: first)
     }
     var actions: [Action] = []
-    if packet.isEndOfSession { statistics.endsOfSession += 1 }
+    if !retransmitted && state.ended && start < state.next {
+      // The session started again from a lower number after its end: a new log.
+      statistics.restarts += 1
+      bufferedTotal -= state.buffered.count
+      state = SessionState(next: start, known: start)
+    }
+    if packet.isEndOfSession {
+      statistics.endsOfSession += 1
+      state.ended = true
+    } else if !retransmitted {
+      state.ended = false
+    }
     let end = start + UInt64(packet.messages.count)  // one past this packet's messages
     if retransmitted && packet.messages.isEmpty && !packet.isEndOfSession && start > state.next {
-      // The server's answer for sequence numbers it no longer holds: skip to its first.
-      statistics.unrecoverable += start - state.next
-      state.next = start
-      state.known = max(state.known, start)
-      state.requested = nil
-      drop(below: start, &state)
-      deliverReady(packet.session, &state, &actions)
+      // The server's answer for sequence numbers it no longer holds (trusted only as the
+      // answer to the outstanding request): what is buffered below its first retained
+      // number is delivered, the holes are counted and skipped.
+      if let requested = state.requested, requested.sequence == state.next {
+        skip(packet.session, to: start, &state, &actions)
+      }
     } else {
       if !retransmitted && start > state.known {
         statistics.gaps += 1
@@ -188,10 +213,11 @@ public struct FeedSequencer: Sendable {
         } else if sequence == state.next {
           deliver(packet.session, sequence, message, retransmitted, &state, &actions)
           deliverReady(packet.session, &state, &actions)
-        } else if state.buffered.count >= configuration.maxBuffered {
+        } else if bufferedTotal >= configuration.maxBuffered {
           statistics.overflowed += 1
         } else {
           state.buffered[sequence] = (message, retransmitted)
+          bufferedTotal += 1
           insertOrdered(sequence, &state)
         }
       }
@@ -200,9 +226,29 @@ public struct FeedSequencer: Sendable {
     if retransmitted, let requested = state.requested, requested.sequence != state.next {
       state.requested = nil
     }
-    requestIfNeeded(packet.session, &state, nowMs: nowMs, &actions)
+    if requesting { requestIfNeeded(packet.session, &state, nowMs: nowMs, &actions) }
     sessions[packet.session] = state
     return actions
+  }
+
+  /// Moves `next` to `target`, delivering what is buffered on the way and counting the
+  /// holes as unrecoverable.
+  private mutating func skip(
+    _ session: MoldUDP64.Session, to target: UInt64, _ state: inout SessionState, _ actions: inout [Action]
+  ) {
+    while state.head < state.order.count, state.order[state.head] < target {
+      let sequence = state.order[state.head]
+      state.head += 1
+      guard let entry = state.buffered.removeValue(forKey: sequence) else { continue }
+      bufferedTotal -= 1
+      statistics.unrecoverable += sequence - state.next
+      deliver(session, sequence, entry.payload, entry.recovered, &state, &actions)
+    }
+    statistics.unrecoverable += target - state.next
+    state.next = target
+    state.known = max(state.known, target)
+    state.requested = nil
+    deliverReady(session, &state, &actions)
   }
 
   /// Requests sent again for gaps whose request timed out.
@@ -257,17 +303,10 @@ public struct FeedSequencer: Sendable {
       if sequence > state.next { break }
       state.head += 1
       guard let entry = state.buffered.removeValue(forKey: sequence) else { continue }
+      bufferedTotal -= 1
       if sequence == state.next {
         deliver(session, sequence, entry.payload, entry.recovered, &state, &actions)
       }
-    }
-    compact(&state)
-  }
-
-  private func drop(below sequence: UInt64, _ state: inout SessionState) {
-    while state.head < state.order.count, state.order[state.head] < sequence {
-      state.buffered[state.order[state.head]] = nil
-      state.head += 1
     }
     compact(&state)
   }

@@ -137,7 +137,13 @@ public final class FeedBridges: Service, Sendable {
       feed.task.withLock { $0?.cancel() }
     }
     for feed in started {
-      let task = Task { await self.serve(feed) }
+      // A feed replacing one of the same topic (a config changed) waits for it to end its
+      // sessions and free its ports.
+      let previous = stopped.first { $0.topic == feed.topic }?.task.withLock { $0 }
+      let task = Task {
+        await previous?.value
+        await self.serve(feed)
+      }
       feed.task.withLock { $0 = task }
     }
   }
@@ -155,8 +161,6 @@ public final class FeedBridges: Service, Sendable {
 
   private func serve(_ feed: Feed) async {
     let spec = feed.spec
-    var sender: (any Channel)?
-    var server: (any Channel)?
     let groupAddress: SocketAddress
     do {
       groupAddress = try SocketAddress(ipAddress: spec.group, port: spec.port)
@@ -164,37 +168,58 @@ public final class FeedBridges: Service, Sendable {
       feed.noteError("\(spec.group) is not an IPv4 address", logger)
       return
     }
-    // Bind both sockets, retrying every 5 s (an address in use, an interface not up yet).
-    while !Task.isCancelled && (sender == nil || (spec.retransmit != nil && server == nil)) {
+    // Open the sending socket, retrying every 5 s (an interface not up yet); the
+    // retransmission server binds on its own, so that a port in use there does not stop
+    // the multicast.
+    var sender: (any Channel)?
+    while !Task.isCancelled && sender == nil {
       do {
-        if sender == nil { sender = try await openSender(feed) }
-        if let retransmit = spec.retransmit, server == nil {
-          server = try await DatagramBootstrap(group: group)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048))
-            .channelInitializer { channel in
-              channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(RetransmitHandler(bridges: self, feed: feed))
-              }
-            }
-            .bind(host: retransmit.host, port: retransmit.port).get()
-          logger.info(
-            "multicast feed of topic \(feed.topic): retransmission server on \(retransmit.host):\(retransmit.port)"
-          )
-        }
+        sender = try await openSender(feed)
         feed.lastError.withLock { $0 = nil }
       } catch {
-        feed.noteError("cannot open its sockets: \(error); retrying", logger)
+        feed.noteError("cannot open its sending socket: \(error); retrying", logger)
         try? await Task.sleep(for: .seconds(5))
       }
     }
-    if let sender, !Task.isCancelled {
-      logger.info(
-        "multicast feed of topic \(feed.topic) to \(spec.group):\(spec.port), datagrams up to \(feed.capacity.load(ordering: .relaxed)) bytes"
-      )
+    guard let sender else { return }
+    logger.info(
+      "multicast feed of topic \(feed.topic) to \(spec.group):\(spec.port), datagrams up to \(feed.capacity.load(ordering: .relaxed)) bytes"
+    )
+    await withTaskGroup(of: Void.self) { tasks in
+      if let retransmit = spec.retransmit {
+        tasks.addTask { await self.serveRetransmissions(feed, at: retransmit) }
+      }
       await publish(feed, sender, to: groupAddress)
+      tasks.cancelAll()
     }
-    if let sender { try? await sender.close() }
-    if let server { try? await server.close() }
+    try? await sender.close()
+  }
+
+  /// Binds the retransmission server (retrying every 5 s while the address is taken) and
+  /// keeps it until cancelled.
+  private func serveRetransmissions(_ feed: Feed, at address: (host: String, port: Int)) async {
+    while !Task.isCancelled {
+      do {
+        let server = try await DatagramBootstrap(group: group)
+          .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048))
+          .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+              try channel.pipeline.syncOperations.addHandler(RetransmitHandler(bridges: self, feed: feed))
+            }
+          }
+          .bind(host: address.host, port: address.port).get()
+        logger.info(
+          "multicast feed of topic \(feed.topic): retransmission server on \(address.host):\(address.port)")
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        try? await server.close()
+        return
+      } catch {
+        feed.noteError(
+          "cannot bind its retransmission server at \(address.host):\(address.port): \(error); retrying",
+          logger)
+        try? await Task.sleep(for: .seconds(5))
+      }
+    }
   }
 
   /// The sending socket: TTL, interface and loopback set; the datagram capacity from the
@@ -395,9 +420,11 @@ public final class FeedBridges: Service, Sendable {
     defer { feed.inFlight.subtract(1, ordering: .relaxed) }
     guard let partition = FeedSession.partition(request.session) else { return }
     let offset = Int64(clamping: request.sequence) - 1
+    // One datagram's worth is wanted: the read is sized to it (a batch comes whole anyway).
+    let readBytes = max(feed.capacity.load(ordering: .relaxed), 1 << 16)
     let results = await broker.read(
-      [PartitionRead(topic: feed.topic, partition: partition, offset: max(offset, 0), maxBytes: 1 << 20)],
-      options: ReadOptions(maxBytes: 1 << 20, minBytes: 0, maxWaitMs: 0), context: CallContext())
+      [PartitionRead(topic: feed.topic, partition: partition, offset: max(offset, 0), maxBytes: readBytes)],
+      options: ReadOptions(maxBytes: readBytes, minBytes: 0, maxWaitMs: 0), context: CallContext())
     guard let result = results.first else { return }
     var reply: ByteBuffer
     if let failure = result.error {
@@ -518,13 +545,17 @@ struct FeedError: Error, CustomStringConvertible {
 /// at most 10,000 requesters tracked (idle ones are forgotten first).
 struct RequestLimiter: Sendable {
   var buckets: [SocketAddress: (tokens: Double, at: NIODeadline)] = [:]
+  var lastSweep: NIODeadline?
   static let maxRequesters = 10_000
 
   mutating func admit(_ requester: SocketAddress, rate: Int, now: NIODeadline) -> Bool {
     let capacity = Double(rate)
     var bucket = buckets[requester] ?? (capacity, now)
     if buckets[requester] == nil && buckets.count >= Self.maxRequesters {
-      // Forget requesters whose bucket is full again (idle for a second or more).
+      // Forget requesters whose bucket is full again (idle for a second or more); at most
+      // one sweep a second, so a flood from new addresses costs no more than that.
+      guard lastSweep.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+      lastSweep = now
       buckets = buckets.filter { now - $0.value.at < .seconds(1) }
       if buckets.count >= Self.maxRequesters { return false }
     }

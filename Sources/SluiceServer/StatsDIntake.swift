@@ -38,10 +38,12 @@ public final class StatsDIntake: Service, Sendable {
   /// Raw mode: lines waiting for the next append (at most `maxRawPending`).
   let rawPending = Mutex<[(key: String, value: String)]>([])
   static let maxRawPending = 100_000
+  static let vectorReads = 32
   let totals = Totals()
   let bound = Mutex<(any Channel)?>(nil)
   let lastMalformedLog = Mutex<NIODeadline?>(nil)
   let tcpConnections = Atomic<Int>(0)
+  let tcpChannels = Mutex<[ObjectIdentifier: any Channel]>([:])
   static let maxTCPConnections = 1024
 
   final class Totals: Sendable {
@@ -68,10 +70,14 @@ public final class StatsDIntake: Service, Sendable {
 
   public func run() async throws {
     var bootstrap = DatagramBootstrap(group: group)
-      .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 1 << 16))
+      // recvmmsg: up to 32 datagrams per system call (profiled: one recvmsg per datagram
+      // led). NIO splits the receive buffer evenly among them, so it holds 32 of the largest
+      // datagram (a smaller share would truncate long multi-line datagrams).
+      .channelOption(
+        .recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.vectorReads << 16)
+      )
       .channelOption(.maxMessagesPerRead, value: 4)
-      // recvmmsg: up to 32 datagrams per system call (profiled: one recvmsg per datagram led).
-      .channelOption(.datagramVectorReadMessageCount, value: 32)
+      .channelOption(.datagramVectorReadMessageCount, value: Self.vectorReads)
     if configuration.receiveBufferBytes > 0 {
       bootstrap = bootstrap.channelOption(
         .socketOption(.so_rcvbuf), value: SocketOptionValue(clamping: configuration.receiveBufferBytes))
@@ -93,13 +99,22 @@ public final class StatsDIntake: Service, Sendable {
             self.tcpConnections.subtract(1, ordering: .relaxed)
             throw StatsDTCPError.tooManyConnections
           }
-          channel.closeFuture.whenComplete { _ in self.tcpConnections.subtract(1, ordering: .relaxed) }
+          let id = ObjectIdentifier(channel)
+          self.tcpChannels.withLock { $0[id] = channel }
+          channel.closeFuture.whenComplete { _ in
+            self.tcpConnections.subtract(1, ordering: .relaxed)
+            self.tcpChannels.withLock { $0[id] = nil }
+          }
           try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(StatsDLineDecoder()))
           try channel.pipeline.syncOperations.addHandler(TCPHandler(intake: self))
         }
       }
       .bind(host: configuration.host, port: channel.localAddress?.port ?? configuration.port).get()
-    defer { tcp.close(promise: nil) }
+    defer {
+      // Stop accepting, then close what is connected: nothing flushes its lines any more.
+      tcp.close(promise: nil)
+      for channel in tcpChannels.withLock({ Array($0.values) }) { channel.close(promise: nil) }
+    }
     logger.info(
       "StatsD intake on \(channel.localAddress?.description ?? "?") → topic \(configuration.topic) every \(configuration.flushMs) ms"
     )
@@ -276,9 +291,12 @@ public final class StatsDIntake: Service, Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-      // A line past 64 KiB: counted as malformed, and the connection closed (its framing is lost).
-      intake.aggregator.withLock { $0.countMalformed() }
-      intake.totals.malformed.add(1, ordering: .relaxed)
+      // A line past 64 KiB: counted as malformed, and the connection closed (its framing is
+      // lost). Other errors (a reset) just close it.
+      if error as? StatsDTCPError == .lineTooLong {
+        intake.aggregator.withLock { $0.countMalformed() }
+        intake.totals.malformed.add(1, ordering: .relaxed)
+      }
       context.close(promise: nil)
     }
   }
@@ -318,14 +336,21 @@ enum StatsDTCPError: Error {
 struct StatsDLineDecoder: ByteToMessageDecoder {
   typealias InboundOut = ByteBuffer
   static let maxLine = 65_536
+  /// Bytes of the current line already searched for a newline (each byte is looked at once).
+  var scanned = 0
 
   mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-    guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
-      if buffer.readableBytes > Self.maxLine { throw StatsDTCPError.lineTooLong }
+    let view = buffer.readableBytesView
+    guard let newline = view.dropFirst(scanned).firstIndex(of: UInt8(ascii: "\n")) else {
+      scanned = view.count
+      if scanned > Self.maxLine { throw StatsDTCPError.lineTooLong }
       return .needMoreData
     }
-    let line = buffer.readSlice(length: newline - buffer.readerIndex)!
+    let length = newline - buffer.readerIndex
+    guard length <= Self.maxLine else { throw StatsDTCPError.lineTooLong }
+    let line = buffer.readSlice(length: length)!
     buffer.moveReaderIndex(forwardBy: 1)
+    scanned = 0
     context.fireChannelRead(NIOAny(line))
     return .continue
   }

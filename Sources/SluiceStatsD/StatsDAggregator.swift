@@ -6,6 +6,11 @@ public struct StatsDAggregator: Sendable {
     public var percentiles: [Double] = [50, 90, 95, 99]
     public var maxMetrics = 10_000
     public var maxSamples = 100_000
+    /// Samples and set members kept in one interval, all metrics together (memory: about
+    /// 8 bytes a sample, a member's length plus ~40).
+    public var maxTotalSamples = 1_000_000
+    /// A gauge not updated for this many intervals is forgotten (a later `+N` starts at 0).
+    public var gaugeIdleIntervals = 60
 
     public init() {}
 
@@ -60,8 +65,12 @@ public struct StatsDAggregator: Sendable {
   public let configuration: Configuration
   public private(set) var intake = Intake()
   var metrics: [Key: Aggregate] = [:]
-  /// Gauge values kept across intervals (for `+N`/`-N`), at most `maxMetrics`.
-  var gauges: [Key: Double] = [:]
+  /// Gauge values kept across intervals (for `+N`/`-N`) with the interval of their last
+  /// update, at most `maxMetrics`.
+  var gauges: [Key: (value: Double, interval: Int)] = [:]
+  var interval = 0
+  /// Samples and members kept this interval.
+  var kept = 0
   var random: SplitMix64
 
   public init(configuration: Configuration = Configuration(), seed: UInt64 = 0x5EED) {
@@ -112,7 +121,7 @@ public struct StatsDAggregator: Sendable {
       }
       switch line.type {
       case .counter: aggregate = .counter(0)
-      case .gauge: aggregate = .gauge(gauges[key] ?? 0)
+      case .gauge: aggregate = .gauge(gauges[key]?.value ?? 0)
       case .timer, .histogram: aggregate = .samples(Samples())
       case .set: aggregate = .set([])
       }
@@ -133,9 +142,10 @@ public struct StatsDAggregator: Sendable {
         samples.sum += number
         samples.min = Swift.min(samples.min, number)
         samples.max = Swift.max(samples.max, number)
-        if samples.kept.count < configuration.maxSamples {
+        if samples.kept.count < configuration.maxSamples && kept < configuration.maxTotalSamples {
           samples.kept.append(number)
-        } else {
+          kept += 1
+        } else if !samples.kept.isEmpty {
           // Reservoir sampling (Algorithm R): every sample kept with equal probability.
           let slot = Int(random.next() % UInt64(samples.seen))
           if slot < samples.kept.count { samples.kept[slot] = number }
@@ -144,13 +154,17 @@ public struct StatsDAggregator: Sendable {
       case .set(var members):
         guard case .member(let member) = value else { break }
         aggregate = .counter(0)
-        if members.count < configuration.maxSamples || members.contains(member) { members.insert(member) }
+        if members.count < configuration.maxSamples && kept < configuration.maxTotalSamples,
+          members.insert(member).inserted
+        {
+          kept += 1
+        }
         aggregate = .set(members)
       }
     }
     metrics[key] = aggregate
     if case .gauge(let value) = aggregate, gauges[key] != nil || gauges.count < configuration.maxMetrics {
-      gauges[key] = value
+      gauges[key] = (value, interval)
     }
   }
 
@@ -168,6 +182,10 @@ public struct StatsDAggregator: Sendable {
     defer {
       metrics = [:]
       intake = Intake()
+      kept = 0
+      interval += 1
+      let oldest = interval - configuration.gaugeIdleIntervals
+      gauges = gauges.filter { $0.value.interval >= oldest }
     }
     return Interval(metrics: metrics, intake: intake, percentiles: configuration.percentiles)
   }
@@ -236,7 +254,7 @@ public struct StatsDAggregator: Sendable {
 
   /// The nearest-rank percentile of sorted samples: the element at ⌈p/100 · n⌉ (from 1).
   public static func nearestRank(_ sorted: [Double], _ percentile: Double) -> Double {
-    guard !sorted.isEmpty else { return 0 }
+    guard !sorted.isEmpty else { return .nan }  // no sample kept: null in JSON
     let rank = Int((percentile * Double(sorted.count) / 100).rounded(.up))
     return sorted[min(max(rank, 1), sorted.count) - 1]
   }

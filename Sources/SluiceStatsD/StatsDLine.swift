@@ -46,6 +46,8 @@ public struct StatsDLine: Sendable, Equatable {
   }
 
   public static let maxNameBytes = 1024
+  /// A tag (`name:value`) or a set member at most.
+  public static let maxTagBytes = 1024
   public static let maxTags = 64
   public static let maxValues = 1024
 
@@ -66,10 +68,10 @@ public struct StatsDLine: Sendable, Equatable {
       case .noType: "no '|type'"
       case .badName: "empty name, or a name that is not UTF-8 or holds spaces"
       case .nameTooLong: "name longer than \(StatsDLine.maxNameBytes) bytes"
-      case .badValue: "value is not a finite number"
+      case .badValue: "value is not a finite number (or a set member is empty or too long)"
       case .badType: "type is not c, g, ms, h or s"
       case .badSampleRate: "sample rate is not a number in (0, 1]"
-      case .badTags: "tags are not UTF-8"
+      case .badTags: "a tag is not UTF-8 or longer than \(StatsDLine.maxTagBytes) bytes"
       case .tooMany: "more than \(StatsDLine.maxTags) tags or \(StatsDLine.maxValues) values"
       }
     }
@@ -108,7 +110,9 @@ public struct StatsDLine: Sendable, Equatable {
       } else if field.first == UInt8(ascii: "#") {
         for tag in field.dropFirst().split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
           guard tags.count < Self.maxTags else { throw .tooMany }
-          guard let text = String(validating: tag, as: UTF8.self) else { throw .badTags }
+          guard tag.count <= Self.maxTagBytes, let text = String(validating: tag, as: UTF8.self) else {
+            throw .badTags
+          }
           if let split = text.firstIndex(of: ":") {
             tags.append(Tag(name: String(text[..<split]), value: String(text[text.index(after: split)...])))
           } else {
@@ -124,7 +128,9 @@ public struct StatsDLine: Sendable, Equatable {
     values.reserveCapacity(valueFields.count)
     for field in valueFields {
       if type == .set {
-        guard !field.isEmpty, let member = String(validating: field, as: UTF8.self) else { throw .badValue }
+        guard !field.isEmpty, field.count <= Self.maxTagBytes,
+          let member = String(validating: field, as: UTF8.self)
+        else { throw .badValue }
         values.append(.member(member))
         continue
       }
@@ -133,6 +139,10 @@ public struct StatsDLine: Sendable, Equatable {
       let signed = field.first == UInt8(ascii: "+") || field.first == UInt8(ascii: "-")
       values.append(type == .gauge && signed ? .delta(number) : .number(number))
     }
+    // One value per tag name: the last given wins (JSON objects need unique keys).
+    var byName: [String: String] = [:]
+    for tag in tags { byName[tag.name] = tag.value }
+    if byName.count < tags.count { tags = byName.map { Tag(name: $0.key, value: $0.value) } }
     tags.sort()
     self.init(name: name, type: type, values: values, sampleRate: sampleRate, tags: tags)
   }

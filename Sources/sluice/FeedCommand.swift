@@ -48,7 +48,7 @@ struct FeedCommand: AsyncParsableCommand {
         if let from, from < 1 {
           throw ValidationError("--from must be at least 1 (sequence numbers start at 1)")
         }
-        configuration.requestTimeout = .milliseconds(max(1, requestTimeoutMs))
+        configuration.requestTimeout = .milliseconds(min(max(1, requestTimeoutMs), 3_600_000))
         let receiver: FeedReceiver
         do {
           receiver = try await FeedReceiver.start(configuration)

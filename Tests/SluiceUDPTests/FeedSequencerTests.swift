@@ -133,4 +133,60 @@ import Testing
     let actions = sequencer.receive(overflowing, retransmitted: false, nowMs: 0)
     #expect(actions.isEmpty && sequencer.statistics.malformed == 1)
   }
+
+  @Test func skippingWhatIsGoneKeepsWhatWasReceived() {
+    var sequencer = FeedSequencer()
+    _ = sequencer.receive(packet(1, 99), retransmitted: false, nowMs: 0)  // next: 100
+    _ = sequencer.receive(packet(150, 50), retransmitted: false, nowMs: 0)  // 150...199 waiting
+    // Retention moved the log start to 171 meanwhile: the server says so.
+    let actions = sequencer.receive(packet(171, 0), retransmitted: true, nowMs: 1)
+    #expect(delivered(actions) == Array(150...199))
+    #expect(sequencer.statistics.unrecoverable == 50)  // 100...149 only
+  }
+
+  @Test func aGoneAnswerCountsOnlyForTheOutstandingRequest() {
+    var sequencer = FeedSequencer()
+    _ = sequencer.receive(packet(1, 5), retransmitted: false, nowMs: 0)
+    // No gap, no request: a forged "gone" heartbeat far ahead changes nothing.
+    #expect(sequencer.receive(packet(1 << 63, 0), retransmitted: true, nowMs: 1).isEmpty)
+    #expect(delivered(sequencer.receive(packet(6, 1), retransmitted: false, nowMs: 2)) == [6])
+    #expect(sequencer.statistics.unrecoverable == 0)
+  }
+
+  @Test func aSessionThatStartsAgainAfterItsEndIsFollowed() {
+    var sequencer = FeedSequencer()
+    _ = sequencer.receive(packet(1, 10), retransmitted: false, nowMs: 0)
+    _ = sequencer.receive(packet(11, 0, end: true), retransmitted: false, nowMs: 1)
+    // Deleted and created again: offsets from 0.
+    #expect(delivered(sequencer.receive(packet(1, 3), retransmitted: false, nowMs: 2)) == [1, 2, 3])
+    #expect(sequencer.statistics.restarts == 1 && sequencer.statistics.duplicates == 0)
+    // Without an end first, lower numbers are duplicates.
+    _ = sequencer.receive(packet(2, 1), retransmitted: false, nowMs: 3)
+    #expect(sequencer.statistics.duplicates == 1 && sequencer.statistics.restarts == 1)
+  }
+
+  @Test func noRequestsWhileTheConsumerLags() {
+    var sequencer = FeedSequencer()
+    _ = sequencer.receive(packet(1, 1), retransmitted: false, nowMs: 0)
+    let lagging = sequencer.receive(packet(10, 1), retransmitted: false, nowMs: 1, requesting: false)
+    #expect(requests(lagging).isEmpty && sequencer.statistics.requests == 0)
+    #expect(
+      requests(sequencer.tick(nowMs: 2)) == [MoldUDP64.Request(session: session, sequence: 2, count: 8)])
+  }
+
+  @Test func theBufferBoundCoversAllSessions() {
+    var configuration = FeedSequencer.Configuration()
+    configuration.maxBuffered = 10
+    var sequencer = FeedSequencer(configuration: configuration)
+    for index in 0..<3 {
+      let session = MoldUDP64.Session("V00000000\(index)")!
+      _ = sequencer.receive(
+        MoldUDP64.Packet(session: session, sequence: 1, messages: [ByteBuffer()]), retransmitted: false,
+        nowMs: 0)
+      _ = sequencer.receive(
+        MoldUDP64.Packet(session: session, sequence: 3, messages: Array(repeating: ByteBuffer(), count: 6)),
+        retransmitted: false, nowMs: 0)
+    }
+    #expect(sequencer.bufferedTotal == 10 && sequencer.statistics.overflowed == 8)
+  }
 }

@@ -135,4 +135,42 @@ import Testing
     #expect(intake["malformed"] == 2 && intake["lines"] == 2 && intake["kernel_drops"] == 4)
     #expect(aggregator.flush(timestampMs: 0, intervalMs: 1000).isEmpty)
   }
+
+  @Test func tagsAndMembersAreBoundedAndATagGivenTwiceKeepsItsLastValue() throws {
+    let long = String(repeating: "t", count: 1025)
+    #expect(throws: StatsDLine.ParseError.badTags) { try parse("x:1|c|#\(long)") }
+    #expect(throws: StatsDLine.ParseError.badValue) { try parse("x:\(long)|s") }
+    #expect(try parse("x:1|c|#env:a,env:b").tags == [.init(name: "env", value: "b")])
+  }
+
+  @Test func allMetricsTogetherKeepABoundedNumberOfSamples() throws {
+    var configuration = StatsDAggregator.Configuration()
+    configuration.maxTotalSamples = 5
+    var aggregator = StatsDAggregator(configuration: configuration)
+    for value in 1...4 {
+      aggregator.add(StatsDLine(name: "a", type: .timer, values: [.number(Double(value))]))
+    }
+    for value in 1...4 { aggregator.add(StatsDLine(name: "b", type: .set, values: [.member("m\(value)")])) }
+    aggregator.add(StatsDLine(name: "c", type: .timer, values: [.number(1)]))
+    let records = try json(aggregator.flush(timestampMs: 0, intervalMs: 1000))
+    #expect(records["timer:a"]!["p99"] as? Double == 4)
+    #expect(records["set:b"]!["value"] as? Int == 1)  // 4 + 1 kept: the budget is spent
+    #expect(records["timer:c"]!["count"] as? Double == 1)  // counted, no sample kept…
+    #expect(records["timer:c"]!["p50"] is NSNull)  // …so no percentile
+  }
+
+  @Test func idleGaugesAreForgotten() throws {
+    var configuration = StatsDAggregator.Configuration()
+    configuration.gaugeIdleIntervals = 2
+    var aggregator = StatsDAggregator(configuration: configuration)
+    _ = aggregator.ingest(datagram: Array("g:10|g".utf8))
+    _ = aggregator.flush(timestampMs: 0, intervalMs: 1000)
+    _ = aggregator.flush(timestampMs: 0, intervalMs: 1000)
+    _ = aggregator.ingest(datagram: Array("g:+1|g".utf8))
+    #expect(
+      try json(aggregator.flush(timestampMs: 0, intervalMs: 1000))["gauge:g"]!["value"] as? Double == 11)
+    for _ in 0..<3 { _ = aggregator.flush(timestampMs: 0, intervalMs: 1000) }
+    _ = aggregator.ingest(datagram: Array("g:+1|g".utf8))
+    #expect(try json(aggregator.flush(timestampMs: 0, intervalMs: 1000))["gauge:g"]!["value"] as? Double == 1)
+  }
 }

@@ -2,6 +2,7 @@ import Foundation
 import KafkaProtocol
 import Logging
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import SluiceBroker
 import SluiceTestSupport
@@ -206,6 +207,10 @@ import Testing
     let probe = try await Probe.open()
     try await probe.send(
       ByteBuffer(string: "api.calls:2|c|@0.5\napi.calls:1|c\nbad\nlat:7|ms|#env:test"), to: intake.port!)
+    // A long multi-line datagram arrives whole (a receive buffer split for recmmsg once cut
+    // such datagrams at 2 KiB).
+    let bulk = Array(repeating: "bulk.count:1|c", count: 2000).joined(separator: "\n")
+    try await probe.send(ByteBuffer(string: bulk), to: intake.port!)
     // TCP on the same port: newline-separated lines, the last one may lack its newline.
     let tcp = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .connect(host: "127.0.0.1", port: intake.port!).get()
@@ -232,10 +237,11 @@ import Testing
           values.append(String(buffer: record.value!))
           return true
         }
-        return total("api.calls") == 5 && total("over.tcp") == 7 && values.contains { $0.contains("\"lat\"") }
+        return total("api.calls") == 5 && total("over.tcp") == 7 && total("bulk.count") == 2000
+          && values.contains { $0.contains("\"lat\"") }
       })
     let counter = try #require(values.first { $0.contains("\"name\":\"api.calls\"") })
-    #expect(counter.contains("\"intake\":{\"packets\":1,") && counter.contains("\"malformed\":1,"))
+    #expect(counter.contains("\"malformed\":1,"))  // "bad", the one malformed line
     let timer = try #require(values.first { $0.contains("\"name\":\"lat\"") })
     #expect(timer.contains("\"tags\":{\"env\":\"test\"}") && timer.contains("\"p99\":7"))
     #expect(intake.renderMetrics().contains("sluice_statsd_malformed_total 1"))
@@ -243,5 +249,28 @@ import Testing
     _ = await running.result
     await probe.close()
     await broker.shutdown()
+  }
+}
+
+/// The StatsD TCP line splitter, fed in pieces through an EmbeddedChannel.
+@Suite struct StatsDLineDecoderTests {
+  @Test func linesAreSplitAcrossReadsAndALongLineIsRefused() throws {
+    let channel = EmbeddedChannel(handler: ByteToMessageHandler(StatsDLineDecoder()))
+    for piece in ["a:1|c\nb:", "2|c", "\nc:3|c\n"] { try channel.writeInbound(ByteBuffer(string: piece)) }
+    var lines: [String] = []
+    while let line = try channel.readInbound(as: ByteBuffer.self) { lines.append(String(buffer: line)) }
+    #expect(lines == ["a:1|c", "b:2|c", "c:3|c"])
+    // A line one byte over the limit, sent in pieces, is refused before its newline comes.
+    let piece = ByteBuffer(repeating: UInt8(ascii: "x"), count: 16_385)
+    #expect(throws: StatsDTCPError.lineTooLong) {
+      for _ in 0..<4 { try channel.writeInbound(piece) }
+    }
+  }
+
+  @Test func aLongLineWhoseNewlineArrivesWithItIsRefusedToo() throws {
+    let channel = EmbeddedChannel(handler: ByteToMessageHandler(StatsDLineDecoder()))
+    var buffer = ByteBuffer(repeating: UInt8(ascii: "x"), count: StatsDLineDecoder.maxLine + 1)
+    buffer.writeString("\n")
+    #expect(throws: StatsDTCPError.lineTooLong) { try channel.writeInbound(buffer) }
   }
 }
