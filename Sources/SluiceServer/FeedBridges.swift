@@ -16,7 +16,7 @@ public final class FeedBridges: Service, Sendable {
   let broker: Broker
   let group: any EventLoopGroup
   let logger: Logger
-  let running = Mutex<[String: Feed]>([:])
+  let running = BridgeRegistry<Feed>()
 
   /// A feed's settings, from the topic's configs.
   struct Spec: Hashable, Sendable {
@@ -66,10 +66,10 @@ public final class FeedBridges: Service, Sendable {
   }
 
   /// One running feed: its settings, task and counters.
-  final class Feed: Sendable {
+  final class Feed: BridgeItem {
     let topic: String
     let spec: Spec
-    let task = Mutex<Task<Void, Never>?>(nil)
+    let task = TaskSlot()
     let records = Atomic<Int>(0)
     let datagrams = Atomic<Int>(0)
     let heartbeats = Atomic<Int>(0)
@@ -121,41 +121,14 @@ public final class FeedBridges: Service, Sendable {
       guard let spec = Spec(topic.config.overrides) else { continue }
       wanted["\(topic.id)|\(spec.key)"] = (topic.name, spec)
     }
-    let (started, stopped) = running.withLock { running -> ([Feed], [Feed]) in
-      let stopped = running.filter { wanted[$0.key] == nil }
-      for key in stopped.keys { running[key] = nil }
-      var started: [Feed] = []
-      for (key, wanted) in wanted where running[key] == nil {
-        let feed = Feed(topic: wanted.topic, spec: wanted.spec)
-        running[key] = feed
-        started.append(feed)
-      }
-      return (started, Array(stopped.values))
-    }
+    let makers = wanted.mapValues { wanted in { Feed(topic: wanted.topic, spec: wanted.spec) } }
+    let (_, stopped) = running.reconcile(makers) { await self.serve($0) }
     for feed in stopped {
       logger.info("multicast feed of topic \(feed.topic) to \(feed.spec.group):\(feed.spec.port) stopped")
-      feed.task.withLock { $0?.cancel() }
-    }
-    for feed in started {
-      // A feed replacing one of the same topic (a config changed) waits for it to end its
-      // sessions and free its ports.
-      let previous = stopped.first { $0.topic == feed.topic }?.task.withLock { $0 }
-      let task = Task {
-        await previous?.value
-        await self.serve(feed)
-      }
-      feed.task.withLock { $0 = task }
     }
   }
 
-  func stopAll() async {
-    let feeds = running.withLock { running in
-      defer { running = [:] }
-      return Array(running.values)
-    }
-    for feed in feeds { feed.task.withLock { $0?.cancel() } }
-    for feed in feeds { await feed.task.withLock { $0 }?.value }
-  }
+  func stopAll() async { await running.stopAll() }
 
   // MARK: sending
 
@@ -504,7 +477,7 @@ public final class FeedBridges: Service, Sendable {
 
   /// Prometheus text for the feeds' counters.
   public func renderMetrics() -> String {
-    let feeds = running.withLock { Array($0.values) }.sorted { $0.topic < $1.topic }
+    let feeds = running.items.sorted { $0.topic < $1.topic }
     guard !feeds.isEmpty else { return "" }
     var text = ""
     func family(_ name: String, _ help: String, _ value: (Feed) -> Int) {

@@ -23,15 +23,15 @@ public final class ZMQBridges: Service, Sendable {
   let broker: Broker
   let group: any EventLoopGroup
   let logger: Logger
-  let running = Mutex<[String: Bridge]>([:])
+  let running = BridgeRegistry<Bridge>()
 
   /// One bridge: its socket (once bound), task and counters.
-  final class Bridge: Sendable {
+  final class Bridge: BridgeItem {
     let topic: String
     let kind: String
     let endpoint: String
     let socket = Mutex<ZMQSocket?>(nil)
-    let task = Mutex<Task<Void, Never>?>(nil)
+    let task = TaskSlot()
     /// Records published (pub) or appended (pull).
     let records = Atomic<Int>(0)
     /// pull: messages that were not [value] or [key, value]; appends that failed.
@@ -74,35 +74,16 @@ public final class ZMQBridges: Service, Sendable {
         wanted["\(topic.id)|\(kind)|\(endpoint)"] = (topic.name, kind, endpoint)
       }
     }
-    let (started, stopped) = running.withLock { running -> ([Bridge], [Bridge]) in
-      let stopped = running.filter { wanted[$0.key] == nil }
-      for key in stopped.keys { running[key] = nil }
-      var started: [Bridge] = []
-      for (key, spec) in wanted where running[key] == nil {
-        let bridge = Bridge(topic: spec.topic, kind: spec.kind, endpoint: spec.endpoint)
-        running[key] = bridge
-        started.append(bridge)
-      }
-      return (started, Array(stopped.values))
+    let makers = wanted.mapValues { spec in
+      { Bridge(topic: spec.topic, kind: spec.kind, endpoint: spec.endpoint) }
     }
+    let (_, stopped) = running.reconcile(makers) { await self.serve($0) }
     for bridge in stopped {
       logger.info("ZeroMQ \(bridge.kind) bridge of topic \(bridge.topic) at \(bridge.endpoint) stopped")
-      bridge.task.withLock { $0?.cancel() }
-    }
-    for bridge in started {
-      let task = Task { await self.serve(bridge) }
-      bridge.task.withLock { $0 = task }
     }
   }
 
-  func stopAll() async {
-    let bridges = running.withLock { running in
-      defer { running = [:] }
-      return Array(running.values)
-    }
-    for bridge in bridges { bridge.task.withLock { $0?.cancel() } }
-    for bridge in bridges { await bridge.task.withLock { $0 }?.value }
-  }
+  func stopAll() async { await running.stopAll() }
 
   /// Binds (retrying every 5 s while the address is taken), then publishes or appends until
   /// cancelled; the socket is closed at the end.
@@ -262,7 +243,7 @@ public final class ZMQBridges: Service, Sendable {
 
   /// Prometheus text for the bridges' counters.
   public func renderMetrics() -> String {
-    let bridges = running.withLock { Array($0.values) }.sorted { ($0.topic, $0.kind) < ($1.topic, $1.kind) }
+    let bridges = running.items.sorted { ($0.topic, $0.kind) < ($1.topic, $1.kind) }
     guard !bridges.isEmpty else { return "" }
     var text = ""
     func family(_ name: String, _ type: String, _ help: String, _ value: (Bridge) -> Int?) {

@@ -48,7 +48,7 @@ import Testing
     let sub = ZMQSocket(.sub)
     sub.subscribe("events")
     try sub.connect("tcp://127.0.0.1:\(pubPort)")
-    let pubBridge = bridges.running.withLock { $0.values.first { $0.kind == "pub" } }!
+    let pubBridge = bridges.running.items.first { $0.kind == "pub" }!
     #expect(
       await eventually {
         guard let socket = pubBridge.socket.withLock({ $0 }) else { return false }
@@ -60,7 +60,7 @@ import Testing
     try await push.send("unkeyed")
     try await push.send("user-7", "keyed")
     try await push.send("a", "b", "c")  // three frames: refused, counted
-    let pullBridge = bridges.running.withLock { $0.values.first { $0.kind == "pull" } }!
+    let pullBridge = bridges.running.items.first { $0.kind == "pull" }!
     #expect(await eventually { pullBridge.records.load(ordering: .relaxed) == 2 })
     #expect(await eventually { pullBridge.malformed.load(ordering: .relaxed) == 1 })
 
@@ -82,7 +82,7 @@ import Testing
     try await broker.topics.setConfigs(
       "events", ["sluice.zmq.pub": "tcp://127.0.0.1:\(pubPort)"], validateOnly: false)
     bridges.reconcile()
-    #expect(await eventually { bridges.running.withLock { $0.count } == 1 })
+    #expect(await eventually { bridges.running.items.count == 1 })
     let reuse = ZMQSocket(.pull)
     #expect(
       await eventually {
@@ -102,7 +102,7 @@ import Testing
     let bridges = ZMQBridges(
       broker: broker, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
     bridges.reconcile()
-    let bridge = bridges.running.withLock { $0.values.first }!
+    let bridge = bridges.running.items.first!
     #expect(await eventually { bridge.lastError.withLock { $0 }?.contains("cannot bind") == true })
     await squatter.close()
     // Retried every 5 s: bound once the address is free.

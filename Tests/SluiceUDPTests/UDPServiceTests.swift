@@ -85,7 +85,7 @@ import Testing
     let feeds = FeedBridges(
       broker: broker, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
     feeds.reconcile()
-    let feed = feeds.running.withLock { $0.values.first }!
+    let feed = feeds.running.items.first!
     let probe = try await Probe.open()
     let session = FeedSession.session(partition: 0, payload: .value)
 
