@@ -29,7 +29,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        if len(body) < length:
+            # The sender died mid-request (a SIGKILLed broker): not a delivery, and nobody
+            # is left to answer.
+            self.close_connection = True
+            return
         if args.delay_ms:
             time.sleep(args.delay_ms / 1000)
         message_id = self.headers.get("webhook-id", "")
