@@ -355,12 +355,31 @@ func parseHostPort(_ text: String, option: String) throws -> (String, Int) {
   return (host, port)
 }
 
-/// A setting of the HTTP front door (used when http.listen is set; docs/http.md).
-struct HTTPSetting: Sendable {
+/// A setting of a front door that is off unless its listener is set: HTTP (`http.listen`,
+/// docs/http.md) and StatsD (`statsd.listen`, docs/udp.md).
+struct FrontDoorSetting<Config>: Sendable {
   let key: String
   let defaultValue: String
   let help: String
-  let apply: @Sendable (inout HTTPServerConfiguration, String) throws -> Void
+  let apply: @Sendable (inout Config, String) throws -> Void
+}
+
+typealias HTTPSetting = FrontDoorSetting<HTTPServerConfiguration>
+typealias StatsDSetting = FrontDoorSetting<StatsDConfiguration>
+
+extension Array {
+  /// Applies each setting `value` finds (explicit, environment or file) to `config`.
+  func apply<Config>(to config: inout Config, _ value: (String) -> String?) throws
+  where Element == FrontDoorSetting<Config> {
+    for setting in self {
+      if let value = value(setting.key) { try setting.apply(&config, value) }
+    }
+  }
+
+  /// `  key (default value): help` lines for `sluice serve --help`.
+  func helpLines<Config>() -> String where Element == FrontDoorSetting<Config> {
+    map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
+  }
 }
 
 let httpSettings: [HTTPSetting] = [
@@ -418,14 +437,6 @@ let httpSettings: [HTTPSetting] = [
     config.consumerRequestMaxBytes = try parseInt("http.consumer.request.max.bytes", value, min: 1024)
   },
 ]
-
-/// A setting of the StatsD intake (`--statsd-listen`, docs/udp.md).
-struct StatsDSetting: Sendable {
-  let key: String
-  let defaultValue: String
-  let help: String
-  let apply: @Sendable (inout StatsDConfiguration, String) throws -> Void
-}
 
 let statsdSettings: [StatsDSetting] = [
   StatsDSetting(key: "sluice.statsd.flush.ms", defaultValue: "10000", help: "Aggregation interval.") {

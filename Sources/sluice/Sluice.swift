@@ -53,9 +53,9 @@ struct Serve: AsyncParsableCommand {
       + "(SLUICE_ + KEY upper-cased with dots as underscores) or the file, strongest first:\n"
       + serveSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
       + "\n\nHTTP settings (with --http-listen), from the same places:\n"
-      + httpSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
+      + httpSettings.helpLines()
       + "\n\nStatsD settings (with --statsd-listen; docs/udp.md), from the same places:\n"
-      + statsdSettings.map { "  \($0.key) (default \($0.defaultValue)): \($0.help)" }.joined(separator: "\n")
+      + statsdSettings.helpLines()
       + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close."
   )
 
@@ -115,9 +115,10 @@ struct Serve: AsyncParsableCommand {
 
     var brokerConfig = BrokerConfig()
     var serverConfig = KafkaServer.Configuration()
+    // A setting's value: explicit, else from the environment, else from the file.
+    func value(_ key: String) -> String? { explicit[key] ?? environment[environmentName(key)] ?? file[key] }
     for setting in serveSettings {
-      let value = explicit[setting.key] ?? environment[environmentName(setting.key)] ?? file[setting.key]
-      if let value { try setting.apply(&brokerConfig, &serverConfig, value) }
+      if let value = value(setting.key) { try setting.apply(&brokerConfig, &serverConfig, value) }
     }
     if let problem = brokerConfig.defaultOverflow.problem { throw ValidationError(problem) }
     let listenText = listen ?? environment["SLUICE_LISTEN"] ?? file["listen"] ?? "127.0.0.1:9092"
@@ -146,10 +147,7 @@ struct Serve: AsyncParsableCommand {
       return HTTPServerConfiguration(host: host, port: port)
     }
     if httpConfig != nil {
-      for setting in httpSettings {
-        let value = explicit[setting.key] ?? environment[environmentName(setting.key)] ?? file[setting.key]
-        if let value { try setting.apply(&httpConfig!, value) }
-      }
+      try httpSettings.apply(to: &httpConfig!, value)
     }
     let statsdText =
       statsdListen ?? explicit["statsd.listen"] ?? environment["SLUICE_STATSD_LISTEN"]
@@ -160,10 +158,7 @@ struct Serve: AsyncParsableCommand {
       return StatsDConfiguration(host: host, port: port)
     }
     if statsdConfig != nil {
-      for setting in statsdSettings {
-        let value = explicit[setting.key] ?? environment[environmentName(setting.key)] ?? file[setting.key]
-        if let value { try setting.apply(&statsdConfig!, value) }
-      }
+      try statsdSettings.apply(to: &statsdConfig!, value)
     }
 
     guard let level = Logger.Level(rawValue: logLevel) else {
