@@ -38,16 +38,24 @@ public final class FeedBridges: Service, Sendable {
         + "\(payload.rawValue)|\(maxDatagram)|\(heartbeatMs)|\(rate)"
     }
 
-    init?(_ overrides: [String: String]) {
-      func text(_ name: String) -> String? {
-        guard let value = overrides["sluice.feed.\(name)"]?.trimmingCharacters(), !value.isEmpty else {
-          return nil
-        }
-        return value
+    /// From the topic's effective configs (its own values, else the catalogue's defaults,
+    /// which are checked when set); nil when it has no feed.
+    init?(_ config: TopicConfig) {
+      guard config.overrides["sluice.feed.multicast"]?.trimmingCharacters().isEmpty == false else {
+        return nil
       }
-      func number(_ name: String, _ fallback: Int) -> Int { text(name).flatMap { Int($0) } ?? fallback }
+      var values: [String: String] = [:]
+      for entry in config.effectiveValues() where entry.name.hasPrefix("sluice.feed.") {
+        values[String(entry.name.dropFirst("sluice.feed.".count))] = entry.value.trimmingCharacters()
+      }
+      func text(_ name: String) -> String? { values[name].flatMap { $0.isEmpty ? nil : $0 } }
       guard let multicast = text("multicast"), let colon = multicast.lastIndex(of: ":"),
-        let port = Int(multicast[multicast.index(after: colon)...])
+        let port = Int(multicast[multicast.index(after: colon)...]),
+        let ttl = text("ttl").flatMap({ Int($0) }),
+        let maxDatagram = text("max.datagram.bytes").flatMap({ Int($0) }),
+        let heartbeatMs = text("heartbeat.ms").flatMap({ Int64($0) }),
+        let rate = text("retransmit.rate").flatMap({ Int($0) }),
+        let payload = text("payload").flatMap(FeedSession.Payload.init(rawValue:))
       else { return nil }
       group = String(multicast[..<colon])
       self.port = port
@@ -56,12 +64,12 @@ public final class FeedBridges: Service, Sendable {
       {
         retransmit = (String(value[..<colon]), port)
       }
-      ttl = number("ttl", 1)
+      self.ttl = ttl
       interface = text("interface")
-      payload = text("payload").flatMap(FeedSession.Payload.init(rawValue:)) ?? .value
-      maxDatagram = number("max.datagram.bytes", 0)
-      heartbeatMs = Int64(number("heartbeat.ms", 1000))
-      rate = max(1, number("retransmit.rate", 1000))
+      self.payload = payload
+      self.maxDatagram = maxDatagram
+      self.heartbeatMs = heartbeatMs
+      self.rate = max(1, rate)
     }
   }
 
@@ -118,7 +126,7 @@ public final class FeedBridges: Service, Sendable {
   func reconcile() {
     var wanted: [String: (topic: String, spec: Spec)] = [:]
     for topic in broker.allTopics {
-      guard let spec = Spec(topic.config.overrides) else { continue }
+      guard let spec = Spec(topic.config) else { continue }
       wanted["\(topic.id)|\(spec.key)"] = (topic.name, spec)
     }
     let makers = wanted.mapValues { wanted in { Feed(topic: wanted.topic, spec: wanted.spec) } }
