@@ -51,6 +51,7 @@ let package = Package(
       name: "SluiceStorage",
       dependencies: [
         "KafkaProtocol",
+        "CSluiceSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],

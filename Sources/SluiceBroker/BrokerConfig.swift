@@ -50,6 +50,10 @@ public struct BrokerConfig: Sendable {
   public var minInsyncReplicas = 1
   /// Upper bound on partitions per topic (a hostile CreateTopics cannot ask for millions).
   public var maxPartitionsPerTopic: Int32 = 10_000
+  /// `sluice.log.max.open.files`: descriptors of log files (segments, indexes) kept open at
+  /// most, process-wide; the least recently used are closed beyond it. Nil: a quarter of
+  /// the process's descriptor limit (RLIMIT_NOFILE), at least 64.
+  public var maxOpenLogFiles: Int?
 
   // Consumer groups (see docs/groups.md).
   /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an Empty group

@@ -5,6 +5,10 @@ import NIOPosix
 import SluiceStorage
 import Synchronization
 
+#if canImport(Dispatch)
+  import Dispatch
+#endif
+
 /// A topic: its id, configuration and partitions.
 public final class Topic: Sendable {
   public let name: String
@@ -87,17 +91,28 @@ public final class TopicRegistry: Sendable {
     self.flushPool = flushPool
     self.adminPool = NIOThreadPool(numberOfThreads: 1)
     self.dynamicBrokerConfigs = Mutex(DynamicBrokerConfigs(metadata.snapshot))
-    var opened: [String: Topic] = [:]
-    for record in metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name }) {
-      let topicConfig =
-        (try? makeTopicConfig(record.configs)) ?? (try? makeTopicConfig([:]))
+    let records = metadata.snapshot.topics.values.sorted(by: { $0.name < $1.name })
+    let configs = records.map { record in
+      (try? makeTopicConfig(record.configs)) ?? (try? makeTopicConfig([:]))
         ?? (try! TopicConfig(overrides: [:], broker: config))
-      var partitions: [Partition] = []
-      for index in 0..<record.partitions {
-        partitions.append(try openPartition(topic: record.name, index: index, config: topicConfig))
-      }
+    }
+    // Every partition of every topic, opened in parallel; the clean-shutdown markers they
+    // remove are made durable by one sync of the file system below, before any append.
+    let wanted = zip(records, configs).flatMap { record, topicConfig in
+      (0..<record.partitions).map { (record.name, $0, topicConfig) }
+    }
+    let partitions = try openPartitions(wanted, syncMarkerRemoval: false)
+    if configs.contains(where: { $0.log.storage == .disk }) {
+      try FileLog.syncFileSystem(of: config.dataDirectory)
+    }
+    var opened: [String: Topic] = [:]
+    var next = 0
+    for (record, topicConfig) in zip(records, configs) {
+      let count = Int(record.partitions)
       opened[record.name] = Topic(
-        name: record.name, id: record.topicId, config: topicConfig, partitions: partitions)
+        name: record.name, id: record.topicId, config: topicConfig,
+        partitions: Array(partitions[next..<next + count]))
+      next += count
     }
     topics.withLock { $0 = opened }
     // Started last: an init that throws leaves no thread behind.
@@ -114,9 +129,9 @@ public final class TopicRegistry: Sendable {
     config.dataDirectory + "/" + topic + "-" + String(index)
   }
 
-  func openPartition(topic: String, index: Int32, config topicConfig: TopicConfig) throws(StorageError)
-    -> Partition
-  {
+  func openPartition(
+    topic: String, index: Int32, config topicConfig: TopicConfig, syncMarkerRemoval: Bool = true
+  ) throws(StorageError) -> Partition {
     let log: any PartitionLog
     switch topicConfig.log.storage {
     case .memory:
@@ -124,9 +139,55 @@ public final class TopicRegistry: Sendable {
     case .disk:
       log = try FileLog(
         directory: partitionDirectory(topic, index), config: topicConfig.log, threadPool: flushPool,
-        now: clock.now())
+        now: clock.now(), syncMarkerRemoval: syncMarkerRemoval)
     }
     return Partition(topic: topic, index: index, log: log, producers: Self.rebuildProducerState(log))
+  }
+
+  /// Opens (or creates) partitions on every core at once: thousands of logs load in a
+  /// fraction of the time one after the other takes. Throws the first error (the partitions
+  /// opened are dropped, which closes their files).
+  func openPartitions(_ wanted: [(topic: String, index: Int32, config: TopicConfig)], syncMarkerRemoval: Bool)
+    throws(StorageError) -> [Partition]
+  {
+    guard wanted.count > 1 else {
+      return try wanted.map { (topic, index, topicConfig) throws(StorageError) in
+        try openPartition(
+          topic: topic, index: index, config: topicConfig, syncMarkerRemoval: syncMarkerRemoval)
+      }
+    }
+    let results = Mutex<(partitions: [Partition?], error: StorageError?)>(
+      ([Partition?](repeating: nil, count: wanted.count), nil))
+    let nextIndex = Atomic<Int>(0)
+    let workers = min(wanted.count, max(2, System.coreCount * 2))
+    DispatchQueue.concurrentPerform(iterations: workers) { _ in
+      while true {
+        let position = nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue
+        guard position < wanted.count, results.withLock({ $0.error == nil }) else { return }
+        let (topic, index, topicConfig) = wanted[position]
+        do throws(StorageError) {
+          let partition = try openPartition(
+            topic: topic, index: index, config: topicConfig, syncMarkerRemoval: syncMarkerRemoval)
+          results.withLock { $0.partitions[position] = partition }
+        } catch {
+          results.withLock { if $0.error == nil { $0.error = error } }
+        }
+      }
+    }
+    let (partitions, error) = results.withLock { ($0.partitions, $0.error) }
+    if let error { throw error }
+    return partitions.map { $0! }
+  }
+
+  /// Removes the partition directories `indexes` of `topic` (what a failed create made, or
+  /// what a deletion that failed half-way left), then syncs the data directory.
+  func removePartitionDirectories(_ topic: String, _ indexes: Range<Int32>) throws(StorageError) {
+    var removed = false
+    for index in indexes {
+      let directory = partitionDirectory(topic, index)
+      removed = try FileLog.removeLeftovers(in: directory) || removed
+    }
+    if removed { try FileLog.syncDirectory(config.dataDirectory) }
   }
 
   /// Rebuilds idempotent-producer state from the newest batches of a log (up to 8 MiB),
@@ -206,18 +267,28 @@ public final class TopicRegistry: Sendable {
       if topic(name) != nil { throw .exists }
       if validateOnly { return nil }
       let id = KafkaUUID.random()
+      let disk = topicConfig.log.storage == .disk
       do throws(StorageError) {
-        var opened: [Partition] = []
-        for index in 0..<partitions where topicConfig.log.storage == .disk {
-          // A topic of this name deleted before may have left files (a deletion that failed
-          // half-way): they must not come back as this topic's records.
-          try FileLog.removeLeftovers(in: partitionDirectory(name, index))
-        }
-        for index in 0..<partitions {
-          opened.append(try openPartition(topic: name, index: index, config: topicConfig))
-        }
+        // A topic of this name deleted before may have left files (a deletion that failed
+        // half-way): they must not come back as this topic's records.
+        if disk { try removePartitionDirectories(name, 0..<partitions) }
+        // The metadata first: a crash from here on finds the topic listed and creates what
+        // is missing of its (empty) partitions at the next start; a failure removes what
+        // was made, then the listing.
         try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
           document.topics[name] = TopicRecord(name: name, id: id, partitions: partitions, configs: configs)
+        }
+        let opened: [Partition]
+        do throws(StorageError) {
+          opened = try openPartitions(
+            (0..<partitions).map { (name, $0, topicConfig) }, syncMarkerRemoval: true)
+          if disk { try FileLog.syncDirectory(config.dataDirectory) }
+        } catch {
+          if disk { try? removePartitionDirectories(name, 0..<partitions) }
+          try? metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+            document.topics[name] = nil
+          }
+          throw error
         }
         let created = Topic(name: name, id: id, config: topicConfig, partitions: opened)
         topics.withLock { $0[name] = created }
@@ -267,13 +338,24 @@ public final class TopicRegistry: Sendable {
             "Number of partitions must be at most \(self.config.maxPartitionsPerTopic).")
         }
         if validateOnly { return }
+        let disk = existing.config.log.storage == .disk
         do throws(StorageError) {
-          var added: [Partition] = []
-          for index in current..<count {
-            added.append(try self.openPartition(topic: name, index: index, config: existing.config))
-          }
+          // As `create`: leftovers out, the metadata first, undone on failure.
+          if disk { try self.removePartitionDirectories(name, current..<count) }
           try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
             document.topics[name]?.partitions = count
+          }
+          let added: [Partition]
+          do throws(StorageError) {
+            added = try self.openPartitions(
+              (current..<count).map { (name, $0, existing.config) }, syncMarkerRemoval: true)
+            if disk { try FileLog.syncDirectory(self.config.dataDirectory) }
+          } catch {
+            if disk { try? self.removePartitionDirectories(name, current..<count) }
+            try? self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+              document.topics[name]?.partitions = current
+            }
+            throw error
           }
           existing.mutable.withLock { $0.partitions += added }
         } catch {

@@ -67,6 +67,15 @@ let serveSettings: [ServeSetting] = [
   ) {
     _, server, value in server.maximumFrameSize = try parseInt("socket.request.max.bytes", value, min: 1024)
   },
+  ServeSetting(
+    key: "sluice.log.max.open.files", defaultValue: "0",
+    help: "Log files (segments, indexes) kept open at most; the least recently used close beyond it. "
+      + "0: a quarter of the process's descriptor limit (RLIMIT_NOFILE), at least 64."
+  ) {
+    broker, _, value in
+    let limit = try parseInt("sluice.log.max.open.files", value, min: 0)
+    broker.maxOpenLogFiles = limit == 0 ? nil : limit
+  },
   ServeSetting(key: "max.connections", defaultValue: "10000", help: "Connections beyond this are refused.") {
     _, server, value in server.maximumConnections = try parseInt("max.connections", value, min: 1)
   },

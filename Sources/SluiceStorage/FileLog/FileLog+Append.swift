@@ -246,7 +246,8 @@ extension FileLog {
         state.segments[last].maxTimestamp, offset: state.segments[last].maxTimestampOffset)
     }
     try? state.segments[last].index.persist()
-    var segment = try Segment.open(directory: directory, baseOffset: state.logEndOffset, create: true)
+    var segment = try Segment.open(
+      directory: directory, baseOffset: state.logEndOffset, create: true, cache: fileCache)
     segment.createdMs = now
     segment.lastAppendMs = now
     segment.rollJitterMs = Segment.rollJitter(state.config)

@@ -34,20 +34,35 @@ extension FileLog {
       + "appends are refused until the log is repaired (sluice storage repair truncates it there)"
   }
 
-  static func recover(directory: String, config: LogConfig, now: Int64) throws(StorageError) -> State {
+  /// `syncMarkerRemoval` false: the caller makes the removal of the clean-shutdown marker
+  /// durable itself, for many logs at once (``FileLog/syncFileSystem(of:)``), before any of
+  /// them takes an append.
+  static func recover(
+    directory: String, config: LogConfig, now: Int64, syncMarkerRemoval: Bool, cache: OpenFileCache
+  )
+    throws(StorageError) -> State
+  {
     let inventory = try takeInventory(directory: directory)
-    var recovered = try recoverSegments(directory: directory, inventory, config: config, now: now)
+    var recovered = try recoverSegments(
+      directory: directory, inventory, config: config, now: now, cache: cache)
+    // A new log (or one emptied by a repair): its first segment's directory entry becomes
+    // durable with the first flush that has data to make durable, not now.
+    var directoryUnsynced = false
     if recovered.segments.isEmpty {
       recovered.segments.append(
         try createFirstSegment(
-          directory: directory, baseOffset: max(inventory.storedStart, 0), config: config, now: now))
+          directory: directory, baseOffset: max(inventory.storedStart, 0), config: config, now: now,
+          cache: cache))
+      directoryUnsynced = true
     }
     let segments = recovered.segments
     let logEnd = segments.last!.nextOffset
     let logStart = min(max(inventory.storedStart, segments.first!.baseOffset), logEnd)
     if inventory.clean {
+      // Until this removal is durable the log takes no append: a crash after one must not
+      // find the marker and trust the indexes.
       try FileSystem.remove(directory + "/" + cleanShutdownFile)
-      try FileSystem.syncDirectory(directory)
+      if syncMarkerRemoval { try FileSystem.syncDirectory(directory) }
     }
     var recoveryPoint = min(inventory.recoveryPoint, logEnd)
     if recovered.damage == nil {
@@ -56,15 +71,18 @@ extension FileLog {
       if !inventory.clean {
         for segment in segments { try segment.file.sync() }
       }
+      // After a clean stop it usually says so already (a missing file reads as 0).
+      if inventory.recoveryPoint != logEnd {
+        try writeNumber(directory + "/" + recoveryPointFile, logEnd)
+      }
       recoveryPoint = logEnd
-      try writeNumber(directory + "/" + recoveryPointFile, logEnd)
     }
+    var flush = Flush(
+      logEnd: logEnd, durableOffset: recoveryPoint, recoveryPoint: recoveryPoint, failure: recovered.damage)
+    if directoryUnsynced { flush.directoryCreated() }
     return State(
       config: config, segments: segments, logStartOffset: logStart, logEndOffset: logEnd,
-      readOnlyEnd: recovered.damage == nil ? nil : logEnd,
-      flush: Flush(
-        logEnd: logEnd, durableOffset: recoveryPoint, recoveryPoint: recoveryPoint, failure: recovered.damage)
-    )
+      readOnlyEnd: recovered.damage == nil ? nil : logEnd, flush: flush)
   }
 
   /// Lists the directory (removing leftovers of interrupted atomic writes, which are never
@@ -83,7 +101,7 @@ extension FileLog {
   /// past the recovery point it is a torn tail (cut there, later segments removed); below
   /// it, the segments so far are kept as they are and the damage is reported.
   static func recoverSegments(
-    directory: String, _ inventory: DiskInventory, config: LogConfig, now: Int64
+    directory: String, _ inventory: DiskInventory, config: LogConfig, now: Int64, cache: OpenFileCache
   ) throws(StorageError) -> RecoveredSegments {
     var result = RecoveredSegments()
     let recoveryPoint = inventory.recoveryPoint
@@ -104,7 +122,7 @@ extension FileLog {
         }
         return result
       }
-      var segment = try Segment.open(directory: directory, baseOffset: base, create: false)
+      var segment = try Segment.open(directory: directory, baseOffset: base, create: false, cache: cache)
       if inventory.clean, try reuseIndex(of: &segment, config: config, now: now) {
         result.segments.append(segment)
         continue
@@ -205,15 +223,17 @@ extension FileLog {
     }
   }
 
-  /// The first segment of a new (or emptied) log.
-  static func createFirstSegment(directory: String, baseOffset: Int64, config: LogConfig, now: Int64)
+  /// The first segment of a new (or emptied) log. Its directory entry is not synced here
+  /// (see ``FlushStateMachine/directoryCreated()``).
+  static func createFirstSegment(
+    directory: String, baseOffset: Int64, config: LogConfig, now: Int64, cache: OpenFileCache
+  )
     throws(StorageError) -> Segment
   {
-    var segment = try Segment.open(directory: directory, baseOffset: baseOffset, create: true)
+    var segment = try Segment.open(directory: directory, baseOffset: baseOffset, create: true, cache: cache)
     segment.createdMs = now
     segment.lastAppendMs = now
     segment.rollJitterMs = Segment.rollJitter(config)
-    try FileSystem.syncDirectory(directory)
     return segment
   }
 }

@@ -169,6 +169,8 @@ extension FileLog {
     while state.segments.count > 1, shouldDelete(state.segments[0], 0) {
       let segment = state.segments.removeFirst()
       deleted.append(segment.file)
+      // A fetch may still hold the segment: its descriptor stays open until that is done.
+      segment.file.keepOpen()
       try Segment.removeFiles(directory: directory, baseOffset: segment.baseOffset)
       bytes += segment.size
       state.logStartOffset = max(state.logStartOffset, state.segments[0].baseOffset)

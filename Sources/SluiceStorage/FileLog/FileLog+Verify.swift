@@ -60,7 +60,7 @@ extension FileLog {
           reason: "segment starts at offset \(base) but the one before ends at \(result.intactEnd)",
           belowRecoveryPoint: result.intactEnd < result.recoveryPoint)
       }
-      let file = try SegmentFile(path: path, create: false, readOnly: true)
+      let file = try SegmentFile(path: path, creation: .existing, readOnly: true)
       result.segments += 1
       let damage = try BatchScanner.verify(file: file, baseOffset: base, end: try file.size()) { info in
         result.batches += 1
@@ -115,7 +115,7 @@ extension FileLog {
   public static func repair(directory: String) throws(StorageError) -> LogRepair? {
     guard let plan = try planRepair(directory: directory) else { return nil }
     if let path = plan.truncatedFile {
-      let file = try SegmentFile(path: path, create: false)
+      let file = try SegmentFile(path: path, creation: .existing)
       try file.truncate(to: plan.truncatedAt)
       try file.sync()
     }

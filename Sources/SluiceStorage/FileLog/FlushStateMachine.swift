@@ -104,6 +104,8 @@ package struct FlushStateMachine<File: AnyObject, Waiter> {
   /// What the recovery-point file says: below it, damage found at open is lost data, not a
   /// torn tail.
   package private(set) var recoveryPoint: Int64
+  /// The first segment's directory entry is not yet synced (``directoryCreated()``).
+  package private(set) var directoryUnsynced = false
   /// Rounds completed, successfully or not (tests observe group commit with it).
   package private(set) var completedRounds = 0
 
@@ -144,11 +146,22 @@ package struct FlushStateMachine<File: AnyObject, Waiter> {
     to file: File, records: Int64, logEnd: Int64, now: Int64, flushMessages: Int64
   ) -> (mustWait: Bool, action: Action) {
     writtenEnd = logEnd
+    if directoryUnsynced {
+      pending.syncDirectory = true
+      directoryUnsynced = false
+    }
     if !pending.files.contains(where: { $0 === file }) { pending.files.append(file) }
     pending.records += records
     if pending.oldestMs == nil { pending.oldestMs = now }
     guard pending.records >= flushMessages else { return (false, .none) }
     return (true, prepareRound())
+  }
+
+  /// The log's first segment was just created and its directory not synced: the first
+  /// round that makes an append durable syncs the directory too (a log no one writes to
+  /// costs no fsync; after a crash it is simply empty).
+  package mutating func directoryCreated() {
+    directoryUnsynced = true
   }
 
   /// A segment was sealed and a new one created: the directory and the recovery point

@@ -62,12 +62,17 @@ struct Segment {
     }.sorted()
   }
 
-  /// Opens a segment's files (the log created only if `create`; the indexes always), empty
+  /// A segment's files (the log created now if `create`, the indexes when first used), empty
   /// in memory: recovery or the first append fills it in.
-  static func open(directory: String, baseOffset: Int64, create: Bool) throws(StorageError) -> Segment {
-    let file = try SegmentFile(path: directory + "/" + fileName(baseOffset, ".log"), create: create)
-    let offsetFile = try SegmentFile(path: directory + "/" + fileName(baseOffset, ".index"), create: true)
-    let timeFile = try SegmentFile(path: directory + "/" + fileName(baseOffset, ".timeindex"), create: true)
+  static func open(directory: String, baseOffset: Int64, create: Bool, cache: OpenFileCache)
+    throws(StorageError) -> Segment
+  {
+    let file = try SegmentFile(
+      path: directory + "/" + fileName(baseOffset, ".log"), creation: create ? .now : .existing, cache: cache)
+    let offsetFile = try SegmentFile(
+      path: directory + "/" + fileName(baseOffset, ".index"), creation: .onFirstUse, cache: cache)
+    let timeFile = try SegmentFile(
+      path: directory + "/" + fileName(baseOffset, ".timeindex"), creation: .onFirstUse, cache: cache)
     return Segment(
       baseOffset: baseOffset, file: file,
       index: SparseIndex(baseOffset: baseOffset, offsetFile: offsetFile, timeFile: timeFile),

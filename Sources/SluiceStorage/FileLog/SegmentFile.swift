@@ -1,3 +1,4 @@
+import CSluiceSupport
 public import NIOCore
 import Synchronization
 
@@ -9,45 +10,116 @@ import Synchronization
   import Darwin
 #endif
 
-/// An open file of a log: a segment, or an index. Reference-counted so that a segment
-/// deleted by retention stays readable for a fetch that already holds it (the descriptor
-/// closes when the last reference goes).
+/// A file of a log: a segment, or an index. Its descriptor is opened on first use and may be
+/// closed again whenever no call is using it (``OpenFileCache`` bounds how many are open);
+/// callers never see that. Reference-counted: a segment that retention deletes is detached
+/// from the cache first (``keepOpen()``), so a fetch that already holds it can still read it
+/// (the descriptor closes when the last reference goes).
 ///
 /// All I/O is positional (`pread`/`pwrite`), so concurrent readers need no lock; the log
 /// serialises writers.
 public final class SegmentFile: Sendable {
   public let path: String
-  let descriptor: CInt
+  let flags: CInt
+  let cache: OpenFileCache
+  /// The file's slot in ``cache`` while it holds a descriptor, else -1 (set under its lock).
+  let slot = Atomic<Int>(-1)
+  /// Calls using the descriptor right now: the cache closes only unpinned descriptors.
+  let pins = Atomic<Int>(0)
+  /// A descriptor taken out of the cache by ``keepOpen()``, closed at deinit; else -1.
+  let detached = Atomic<CInt>(-1)
 
-  /// Opens `path` for reading and writing (creating it if `create`), or, with `readOnly`,
-  /// for reading only (`FileLog.verify`, which must change nothing).
-  init(path: String, create: Bool, readOnly: Bool = false) throws(StorageError) {
-    self.path = path
-    let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0)
-    let fd = open(path, flags, 0o644)
-    guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
-    self.descriptor = fd
+  /// How a file comes to exist.
+  enum Creation {
+    /// It must exist already (checked now).
+    case existing
+    /// Created now if absent.
+    case now
+    /// Created when first used (index files, which may never be written).
+    case onFirstUse
   }
 
-  deinit { close(descriptor) }
+  /// A file for reading and writing, or, with `readOnly`, for reading only
+  /// (`FileLog.verify`, which must change nothing). Its descriptor is opened when first used.
+  init(path: String, creation: Creation, readOnly: Bool = false, cache: OpenFileCache = .shared)
+    throws(StorageError)
+  {
+    self.path = path
+    self.flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (creation == .onFirstUse ? O_CREAT : 0)
+    self.cache = cache
+    switch creation {
+    case .now:
+      // Through the cache, which makes room when descriptors run out; the new file is
+      // likely to be written soon.
+      _ = try cache.pin(self, extraFlags: O_CREAT)
+      pins.subtract(1, ordering: .releasing)
+    case .existing:
+      if access(path, F_OK) != 0 { throw StorageError.system("open", path: path, errno: errno) }
+    case .onFirstUse:
+      break
+    }
+  }
+
+  deinit {
+    let own = detached.load(ordering: .relaxed)
+    if own >= 0 { close(own) }
+    if slot.load(ordering: .relaxed) >= 0 { cache.forget(self) }
+  }
+
+  /// Opens a new descriptor for the file (the cache calls this; -1 and `errno` on failure).
+  func openDescriptor(extraFlags: CInt = 0) -> CInt {
+    if let injected = OpenFaultInjection.errno(for: path) {
+      errno = injected
+      return -1
+    }
+    return open(path, flags | extraFlags, 0o644)
+  }
+
+  /// Runs `body` with the file's descriptor, open and pinned for the duration of the call.
+  func withOpenDescriptor<R, E: Error>(_ body: (CInt) throws(E) -> R) throws(StorageError) -> Result<R, E> {
+    let own = detached.load(ordering: .relaxed)
+    if own >= 0 {
+      do throws(E) { return .success(try body(own)) } catch { return .failure(error) }
+    }
+    let fd = try cache.pin(self)
+    defer { pins.subtract(1, ordering: .releasing) }
+    do throws(E) { return .success(try body(fd)) } catch { return .failure(error) }
+  }
+
+  /// Like ``withOpenDescriptor(_:)`` for a body that reports failure as an errno (0: none),
+  /// thrown as `operation` failing on this file.
+  func withDescriptor(_ operation: String, _ body: (CInt) -> Int32) throws(StorageError) {
+    let err = try withOpenDescriptor { fd -> Int32 in body(fd) }.get()
+    if err != 0 { throw StorageError.system(operation, path: path, errno: err) }
+  }
 
   /// Calls `body` with the raw descriptor, e.g. to `dup` it for a zero-copy `FileRegion`.
   /// The descriptor stays open for the duration of the call.
-  public func withDescriptor<R>(_ body: (CInt) throws -> R) rethrows -> R {
-    try body(descriptor)
+  public func withDescriptor<R>(_ body: (CInt) throws -> R) throws -> R {
+    try withOpenDescriptor { fd throws(any Error) -> R in try body(fd) }.get()
+  }
+
+  /// Takes the descriptor out of the cache for good: it stays open until the last
+  /// reference goes, so the file stays readable after it is unlinked (retention).
+  func keepOpen() {
+    guard detached.load(ordering: .relaxed) < 0, let fd = try? cache.detach(self) else { return }
+    detached.store(fd, ordering: .relaxed)
   }
 
   /// A new `NIOFileHandle` on a duplicate of this file's descriptor, for `FileRegion`s
   /// (NIO requires one handle per concurrent user). The caller closes it.
   public func makeFileHandle() throws(StorageError) -> NIOFileHandle {
-    let fd = dup(descriptor)
-    guard fd >= 0 else { throw StorageError.system("dup", path: path, errno: errno) }
+    var fd: CInt = -1
+    try withDescriptor("dup") { descriptor in
+      fd = dup(descriptor)
+      return fd >= 0 ? 0 : errno
+    }
     return NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
   }
 
   func size() throws(StorageError) -> Int {
     var info = stat()
-    guard fstat(descriptor, &info) == 0 else { throw StorageError.system("fstat", path: path, errno: errno) }
+    try withDescriptor("fstat") { fstat($0, &info) == 0 ? 0 : errno }
     return Int(info.st_size)
   }
 
@@ -55,23 +127,31 @@ public final class SegmentFile: Sendable {
   /// segment was last appended to (retention counts from it; see `FileLog.Segment`).
   func modifiedMs() throws(StorageError) -> Int64 {
     var info = stat()
-    guard fstat(descriptor, &info) == 0 else { throw StorageError.system("fstat", path: path, errno: errno) }
+    try withDescriptor("fstat") { fstat($0, &info) == 0 ? 0 : errno }
     return Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
   }
 
   /// Writes all of `bytes` at `position`. A short write that cannot be completed throws;
   /// the caller truncates back so no partial batch stays in the log.
   func write(_ bytes: UnsafeRawBufferPointer, at position: Int) throws(StorageError) {
-    var done = 0
-    while done < bytes.count {
-      let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(position + done))
-      if n < 0 {
-        if errno == EINTR { continue }
-        throw StorageError.system("write", path: path, errno: errno)
+    var wroteNothing = false
+    try withDescriptor("write") { descriptor in
+      var done = 0
+      while done < bytes.count {
+        let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(position + done))
+        if n < 0 {
+          if errno == EINTR { continue }
+          return errno
+        }
+        if n == 0 {
+          wroteNothing = true
+          return 0
+        }
+        done += n
       }
-      if n == 0 { throw StorageError(.io, "write \(path): wrote 0 bytes") }
-      done += n
+      return 0
     }
+    if wroteNothing { throw StorageError(.io, "write \(path): wrote 0 bytes") }
   }
 
   /// Linux's IOV_MAX (a macro Swift does not import).
@@ -83,32 +163,40 @@ public final class SegmentFile: Sendable {
     var vectors = pieces.filter { $0.count > 0 }.map {
       iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
     }
-    var first = 0
-    var offset = position
-    while first < vectors.count {
-      let count = min(vectors.count - first, Self.maxVectors)
-      let n = vectors.withUnsafeBufferPointer { all in
-        pwritev(descriptor, all.baseAddress! + first, Int32(count), off_t(offset))
-      }
-      if n < 0 {
-        if errno == EINTR { continue }
-        throw StorageError.system("write", path: path, errno: errno)
-      }
-      if n == 0 { throw StorageError(.io, "write \(path): wrote 0 bytes") }
-      offset += n
-      // Skip what was written: whole vectors, then part of the next.
-      var left = n
-      while left > 0 && first < vectors.count {
-        if left >= vectors[first].iov_len {
-          left -= vectors[first].iov_len
-          first += 1
-        } else {
-          vectors[first].iov_base = vectors[first].iov_base! + left
-          vectors[first].iov_len -= left
-          left = 0
+    var wroteNothing = false
+    try withDescriptor("write") { descriptor in
+      var first = 0
+      var offset = position
+      while first < vectors.count {
+        let count = min(vectors.count - first, Self.maxVectors)
+        let n = vectors.withUnsafeBufferPointer { all in
+          pwritev(descriptor, all.baseAddress! + first, Int32(count), off_t(offset))
+        }
+        if n < 0 {
+          if errno == EINTR { continue }
+          return errno
+        }
+        if n == 0 {
+          wroteNothing = true
+          return 0
+        }
+        offset += n
+        // Skip what was written: whole vectors, then part of the next.
+        var left = n
+        while left > 0 && first < vectors.count {
+          if left >= vectors[first].iov_len {
+            left -= vectors[first].iov_len
+            first += 1
+          } else {
+            vectors[first].iov_base = vectors[first].iov_base! + left
+            vectors[first].iov_len -= left
+            left = 0
+          }
         }
       }
+      return 0
     }
+    if wroteNothing { throw StorageError(.io, "write \(path): wrote 0 bytes") }
   }
 
   func write(_ buffer: ByteBuffer, at position: Int) throws(StorageError) {
@@ -128,23 +216,24 @@ public final class SegmentFile: Sendable {
     throws(StorageError) -> ByteBuffer
   {
     var buffer = allocator.buffer(capacity: length)
-    var failure: Int32 = 0
-    let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { target in
-      var done = 0
-      while done < length {
-        let n = pread(descriptor, target.baseAddress! + done, length - done, off_t(position + done))
-        if n < 0 {
-          if errno == EINTR { continue }
-          failure = errno
-          return done
+    try withDescriptor("read") { descriptor in
+      var failure: Int32 = 0
+      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { target in
+        var done = 0
+        while done < length {
+          let n = pread(descriptor, target.baseAddress! + done, length - done, off_t(position + done))
+          if n < 0 {
+            if errno == EINTR { continue }
+            failure = errno
+            return done
+          }
+          if n == 0 { break }
+          done += n
         }
-        if n == 0 { break }
-        done += n
+        return done
       }
-      return done
+      return failure
     }
-    _ = got
-    if failure != 0 { throw StorageError.system("read", path: path, errno: failure) }
     return buffer
   }
 
@@ -156,16 +245,22 @@ public final class SegmentFile: Sendable {
     if let injected = SyncFaultInjection.errno(for: path) {
       throw StorageError.system("fsync", path: path, errno: injected)
     }
-    while fdatasync(descriptor) != 0 {
-      if errno == EINTR { continue }
-      throw StorageError.system("fsync", path: path, errno: errno)
+    try withDescriptor("fsync") { descriptor in
+      while fdatasync(descriptor) != 0 {
+        if errno == EINTR { continue }
+        return errno
+      }
+      return 0
     }
   }
 
   func truncate(to size: Int) throws(StorageError) {
-    while ftruncate(descriptor, off_t(size)) != 0 {
-      if errno == EINTR { continue }
-      throw StorageError.system("truncate", path: path, errno: errno)
+    try withDescriptor("truncate") { descriptor in
+      while ftruncate(descriptor, off_t(size)) != 0 {
+        if errno == EINTR { continue }
+        return errno
+      }
+      return 0
     }
   }
 }
@@ -196,6 +291,46 @@ package enum SyncFaultInjection {
   }
 }
 
+/// Test hook: makes opening files (and creating directories) under a directory fail with
+/// an errno after `after` more successes, as a full disk (ENOSPC) or an exhausted descriptor
+/// table (EMFILE) would part-way through a large CreateTopics.
+package enum OpenFaultInjection {
+  private struct Rule {
+    var remaining: Int
+    var errno: Int32
+  }
+  private static let rules = Mutex<[String: Rule]>([:])
+  private static let active = Atomic<Bool>(false)
+
+  /// Paths starting with `prefix` (a directory's ends with "/"; a directory itself is
+  /// matched as its path with "/" appended).
+  package static func fail(pathsStartingWith prefix: String, after successes: Int, errno: Int32) {
+    rules.withLock {
+      $0[prefix] = Rule(remaining: successes, errno: errno)
+      active.store(true, ordering: .releasing)
+    }
+  }
+
+  package static func clear(pathsStartingWith prefix: String) {
+    rules.withLock {
+      $0[prefix] = nil
+      active.store(!$0.isEmpty, ordering: .releasing)
+    }
+  }
+
+  static func errno(for path: String) -> Int32? {
+    guard active.load(ordering: .acquiring) else { return nil }
+    return rules.withLock { rules -> Int32? in
+      guard let key = rules.keys.first(where: { path.hasPrefix($0) }) else { return nil }
+      if rules[key]!.remaining > 0 {
+        rules[key]!.remaining -= 1
+        return nil
+      }
+      return rules[key]!.errno
+    }
+  }
+}
+
 /// Small file-system helpers with errors as `StorageError`.
 enum FileSystem {
   static func exists(_ path: String) -> Bool {
@@ -213,6 +348,9 @@ enum FileSystem {
   }
 
   static func makeDirectory(_ path: String) throws(StorageError) {
+    if let injected = OpenFaultInjection.errno(for: path + "/") {
+      throw StorageError.system("mkdir", path: path, errno: injected)
+    }
     if mkdir(path, 0o755) != 0 && errno != EEXIST {
       throw StorageError.system("mkdir", path: path, errno: errno)
     }
@@ -282,10 +420,34 @@ enum FileSystem {
     return result
   }
 
+  /// Makes everything written to the file system holding `path` durable: `syncfs`, which
+  /// reports writeback errors since Linux 5.8.
+  static func syncFileSystem(_ path: String) throws(StorageError) {
+    BlockingCalls.check("syncfs")
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
+    defer { close(fd) }
+    if let injected = SyncFaultInjection.errno(for: path + "/") {
+      throw StorageError.system("syncfs", path: path, errno: injected)
+    }
+    if sluice_syncfs(fd) != 0 { throw StorageError.system("syncfs", path: path, errno: errno) }
+  }
+
   /// Replaces `path` with `bytes` so that a crash at any instant leaves either the old or
   /// the new content: write a temporary file, fsync it, rename over, fsync the directory.
   static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
     BlockingCalls.check("an atomic file write")
+    try writeTemporary(for: path, bytes, sync: true)
+    try commitTemporary(for: path)
+    let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+    try syncDirectory(slash.isEmpty ? "/" : slash)
+  }
+
+  /// The first half of ``writeAtomically(_:_:)``: writes `bytes` to `path`.tmp (fsynced if
+  /// `sync`; else a later ``syncFileSystem(_:)`` must, before ``commitTemporary(for:)``).
+  /// A `.tmp` file is never the real one: opening a log removes leftovers.
+  @discardableResult
+  static func writeTemporary(for path: String, _ bytes: [UInt8], sync: Bool) throws(StorageError) -> String {
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw StorageError.system("open", path: temporary, errno: errno) }
@@ -301,19 +463,24 @@ enum FileSystem {
       }
       written += n
     }
-    if fsync(fd) != 0 {
+    if sync && fsync(fd) != 0 {
       let err = errno
       close(fd)
       unlink(temporary)
       throw StorageError.system("fsync", path: temporary, errno: err)
     }
     close(fd)
+    return temporary
+  }
+
+  /// The second half: renames `path`.tmp over `path` (durable once the directory or the
+  /// file system is synced).
+  static func commitTemporary(for path: String) throws(StorageError) {
+    let temporary = path + ".tmp"
     if rename(temporary, path) != 0 {
       let err = errno
       unlink(temporary)
       throw StorageError.system("rename", path: path, errno: err)
     }
-    let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-    try syncDirectory(slash.isEmpty ? "/" : slash)
   }
 }

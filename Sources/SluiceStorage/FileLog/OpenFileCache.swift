@@ -1,0 +1,208 @@
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Bounds the descriptors that logs keep open, whatever the number of partitions: a
+/// process-wide LRU of open ``SegmentFile`` descriptors with a cap, as Kafka's and
+/// RocksDB's file caches do. A file is opened on first use and closed again when the cache
+/// is full and it is the least recently used one that no call is using right now.
+///
+/// Every I/O call on a ``SegmentFile`` pins its descriptor (under the cache's lock, which
+/// also moves it to the front) and unpins it afterwards (an atomic decrement); eviction
+/// closes only unpinned descriptors, so no call ever sees its descriptor closed or reused
+/// under it. When every open descriptor is pinned the cache goes over its cap rather than
+/// fail.
+///
+/// Durability: closing a descriptor loses no fsync error: Linux (4.16+) reports a
+/// writeback error that no descriptor has seen yet to the next `fsync` on the file, through
+/// any descriptor opened later.
+public final class OpenFileCache: Sendable {
+  struct Slot {
+    /// Unretained: a file removes itself (``forget(_:)``, from its deinit, under the lock)
+    /// before its memory goes, and the cache must never retain one, or a last release under
+    /// the lock would run that deinit there.
+    var file: Unmanaged<SegmentFile>?
+    var descriptor: CInt = -1
+    var previous = -1
+    var next = -1
+  }
+
+  struct State {
+    var slots: [Slot] = []
+    var free: [Int] = []
+    /// Most and least recently used slots.
+    var head = -1
+    var tail = -1
+    var openCount = 0
+    var capacity: Int
+    var opens = 0
+    var evictions = 0
+  }
+
+  let state: Mutex<State>
+
+  public init(capacity: Int) {
+    state = Mutex(State(capacity: max(1, capacity)))
+  }
+
+  /// The cache every log uses.
+  public static let shared = OpenFileCache(capacity: defaultCapacity())
+
+  /// A quarter of the process's descriptor limit (RLIMIT_NOFILE, soft), at least 64: the
+  /// rest is left to connections, zero-copy reads and everything else.
+  public static func defaultCapacity() -> Int {
+    var limit = rlimit()
+    guard getrlimit(CInt(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+    let soft = limit.rlim_cur == rlim_t.max ? 1 << 20 : Int(clamping: limit.rlim_cur)
+    return max(64, soft / 4)
+  }
+
+  /// The process's descriptor limit (RLIMIT_NOFILE, soft), for error messages.
+  static func descriptorLimit() -> String {
+    var limit = rlimit()
+    guard getrlimit(CInt(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return "unknown" }
+    return limit.rlim_cur == rlim_t.max ? "unlimited" : String(limit.rlim_cur)
+  }
+
+  public var capacity: Int {
+    get { state.withLock { $0.capacity } }
+    set {
+      state.withLock { state in
+        state.capacity = max(1, newValue)
+        while state.openCount > state.capacity, Self.evictOne(&state) {}
+      }
+    }
+  }
+
+  /// Descriptors open now (pinned or not), and how many opens and evictions there were.
+  public var statistics: (open: Int, opens: Int, evictions: Int) {
+    state.withLock { ($0.openCount, $0.opens, $0.evictions) }
+  }
+
+  /// The descriptor of `file`, opened if needed, pinned until the caller's
+  /// ``SegmentFile/unpin()``.
+  func pin(_ file: SegmentFile, extraFlags: CInt = 0) throws(StorageError) -> CInt {
+    try state.withLock { (state: inout State) throws(StorageError) -> CInt in
+      let index = file.slot.load(ordering: .relaxed)
+      if index >= 0 {
+        Self.moveToFront(index, &state)
+        file.pins.add(1, ordering: .relaxed)
+        return state.slots[index].descriptor
+      }
+      while state.openCount >= state.capacity, Self.evictOne(&state) {}
+      var descriptor = file.openDescriptor(extraFlags: extraFlags)
+      if descriptor < 0 && (errno == EMFILE || errno == ENFILE) {
+        // Other parts of the process hold the rest: give back half of what this cache holds.
+        let target = state.openCount / 2
+        while state.openCount > target, Self.evictOne(&state) {}
+        descriptor = file.openDescriptor(extraFlags: extraFlags)
+      }
+      guard descriptor >= 0 else {
+        let err = errno
+        if err == EMFILE || err == ENFILE {
+          throw StorageError(
+            .io,
+            "open \(file.path): too many open files (the process's limit, RLIMIT_NOFILE, is "
+              + "\(Self.descriptorLimit()); log files hold at most \(state.capacity) of them, "
+              + "sluice.log.max.open.files)", errno: err)
+        }
+        throw StorageError.system("open", path: file.path, errno: err)
+      }
+      let index2: Int
+      if let reused = state.free.popLast() {
+        index2 = reused
+        state.slots[index2] = Slot(file: .passUnretained(file), descriptor: descriptor)
+      } else {
+        index2 = state.slots.count
+        state.slots.append(Slot(file: .passUnretained(file), descriptor: descriptor))
+      }
+      Self.insertFront(index2, &state)
+      state.openCount += 1
+      state.opens += 1
+      file.slot.store(index2, ordering: .relaxed)
+      file.pins.add(1, ordering: .relaxed)
+      return descriptor
+    }
+  }
+
+  /// Takes `file`'s descriptor out of the cache: it stays open, uncounted, until the file
+  /// object goes (a deleted segment that a read may still hold). Returns it.
+  func detach(_ file: SegmentFile) throws(StorageError) -> CInt {
+    let descriptor = try pin(file)
+    state.withLock { state in
+      let index = file.slot.load(ordering: .relaxed)
+      Self.unlink(index, &state)
+      state.slots[index] = Slot()
+      state.free.append(index)
+      state.openCount -= 1
+      file.slot.store(-1, ordering: .relaxed)
+    }
+    file.pins.subtract(1, ordering: .relaxed)
+    return descriptor
+  }
+
+  /// Called by a file going away: closes its descriptor if the cache holds one.
+  func forget(_ file: SegmentFile) {
+    state.withLock { state in
+      let index = file.slot.load(ordering: .relaxed)
+      guard index >= 0 else { return }
+      close(state.slots[index].descriptor)
+      Self.unlink(index, &state)
+      state.slots[index] = Slot()
+      state.free.append(index)
+      state.openCount -= 1
+      file.slot.store(-1, ordering: .relaxed)
+    }
+  }
+
+  /// Closes the least recently used unpinned descriptor; false if every one is pinned.
+  static func evictOne(_ state: inout State) -> Bool {
+    var index = state.tail
+    while index >= 0 {
+      let slot = state.slots[index]
+      // Never retained (see `Slot.file`); a file in its deinit waits for the lock in
+      // `forget`, so its memory is still there.
+      if let file = slot.file, file._withUnsafeGuaranteedRef({ $0.pins.load(ordering: .acquiring) }) == 0 {
+        close(slot.descriptor)
+        unlink(index, &state)
+        state.slots[index] = Slot()
+        state.free.append(index)
+        state.openCount -= 1
+        state.evictions += 1
+        file._withUnsafeGuaranteedRef { $0.slot.store(-1, ordering: .relaxed) }
+        return true
+      }
+      index = slot.previous
+    }
+    return false
+  }
+
+  static func unlink(_ index: Int, _ state: inout State) {
+    let previous = state.slots[index].previous
+    let next = state.slots[index].next
+    if previous >= 0 { state.slots[previous].next = next } else { state.head = next }
+    if next >= 0 { state.slots[next].previous = previous } else { state.tail = previous }
+    state.slots[index].previous = -1
+    state.slots[index].next = -1
+  }
+
+  static func insertFront(_ index: Int, _ state: inout State) {
+    state.slots[index].previous = -1
+    state.slots[index].next = state.head
+    if state.head >= 0 { state.slots[state.head].previous = index }
+    state.head = index
+    if state.tail < 0 { state.tail = index }
+  }
+
+  static func moveToFront(_ index: Int, _ state: inout State) {
+    guard state.head != index else { return }
+    unlink(index, &state)
+    insertFront(index, &state)
+  }
+}
