@@ -101,6 +101,8 @@ public final class TopicRegistry: Sendable {
     let wanted = zip(records, configs).flatMap { record, topicConfig in
       (0..<record.partitions).map { (record.name, $0, topicConfig) }
     }
+    // What a deletion interrupted by a crash left.
+    try FileLog.removeMovedAside(in: config.dataDirectory)
     let partitions = try openPartitions(wanted, syncMarkerRemoval: false)
     if configs.contains(where: { $0.log.storage == .disk }) {
       try FileLog.syncFileSystem(of: config.dataDirectory)
@@ -310,10 +312,20 @@ public final class TopicRegistry: Sendable {
             document.topics[name] = nil
           }
           self.topics.withLock { $0[name] = nil }
+          // The directories move aside (renames: quick), then go (which takes long for a
+          // big topic): a crash during the removal leaves only hidden `.deleting-`
+          // directories, which the next start removes.
+          let disk = existing.config.log.storage == .disk
+          var movedAside: [String] = []
+          for partition in existing.partitions where disk {
+            movedAside.append(try FileLog.moveAside(self.partitionDirectory(name, partition.index)))
+          }
+          if disk { try FileLog.syncDirectory(self.config.dataDirectory) }
           for partition in existing.partitions {
             partition.notifyAppended()
             try partition.log.delete()
           }
+          for path in movedAside { try FileLog.removeLeftovers(in: path) }
         } catch {
           throw .storage(error.message)
         }

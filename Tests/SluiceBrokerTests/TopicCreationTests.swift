@@ -85,4 +85,28 @@ import Testing
     #expect(reply?.errorCode == 0)
     await reopened.shutdown()
   }
+
+  /// Deleting a topic moves its partition directories aside before removing them; what a
+  /// crash during the removal leaves (hidden `.deleting-` directories) goes at the next start.
+  @Test func deletionLeavesNothingAndACrashedOneIsSweptAtStart() async throws {
+    let (broker, directory) = try BrokerTests.makeBroker()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    try await broker.createTopic(name: "gone", partitions: 4, configs: [:])
+    _ = await BrokerTests.produce(broker, topic: "gone", records: try BrokerTests.batch(["a"]))
+    #expect(try await broker.deleteTopic("gone"))
+    let left = try FileManager.default.contentsOfDirectory(atPath: directory)
+    #expect(!left.contains { $0.hasPrefix("gone-") || $0.hasPrefix(".deleting-") }, "\(left)")
+    await broker.shutdown()
+
+    // As a crash half-way through removing a moved-aside partition leaves it.
+    let crashed = directory + "/.deleting-old-0-1f2e3d"
+    try FileManager.default.createDirectory(atPath: crashed, withIntermediateDirectories: true)
+    _ = FileManager.default.createFile(
+      atPath: crashed + "/00000000000000000000.log", contents: Data([1, 2, 3]))
+    var config = BrokerConfig()
+    config.dataDirectory = directory
+    let reopened = try Broker(config: config)
+    #expect(!FileManager.default.fileExists(atPath: crashed))
+    await reopened.shutdown()
+  }
 }

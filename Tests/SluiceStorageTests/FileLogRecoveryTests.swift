@@ -48,7 +48,8 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       try log.close()
       #expect(FileManager.default.fileExists(atPath: dir + "/.clean-shutdown"))
       log = try FileLog(directory: dir, config: settings, threadPool: pool, now: 0)
-      #expect(!FileManager.default.fileExists(atPath: dir + "/.clean-shutdown"))
+      // An open log's marker says it is not closed (rewritten in place, not removed).
+      #expect(fileBytes(dir + "/.clean-shutdown") == Array("dirty\n".utf8))
       #expect(log.logStartOffset == 0 && log.logEndOffset == 120 && log.durableEndOffset == 120)
       #expect(try readAll(log) == expected(appended))
       #expect(try log.maxTimestamp().map { [$0.offset, $0.timestamp] } == [117, 39])

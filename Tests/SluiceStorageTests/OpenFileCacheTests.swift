@@ -55,7 +55,7 @@ import Testing
       #expect(openDescriptors(under: dir) == 0)
       for index in 0..<300 {
         let path = "\(dir)/p-\(index)"
-        #expect(FileManager.default.fileExists(atPath: path + "/.clean-shutdown"), "\(path)")
+        #expect(fileBytes(path + "/.clean-shutdown") == Array("clean\n".utf8), "\(path)")
         #expect(String(decoding: fileBytes(path + "/recovery-point") ?? [], as: UTF8.self) == "6\n")
         #expect(
           !((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).contains {
@@ -71,7 +71,7 @@ import Testing
         #expect(log.logEndOffset == 6 && log.offlineError == nil)
         let want = (0..<3).flatMap { ["\(index)-\($0)-a", "\(index)-\($0)-b"] }
         #expect(try readAll(log).map(\.value) == want)
-        #expect(!FileManager.default.fileExists(atPath: "\(dir)/p-\(index)/.clean-shutdown"))
+        #expect(fileBytes("\(dir)/p-\(index)/.clean-shutdown") == Array("dirty\n".utf8))
       }
     }
   }

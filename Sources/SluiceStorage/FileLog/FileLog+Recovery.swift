@@ -34,7 +34,7 @@ extension FileLog {
       + "appends are refused until the log is repaired (sluice storage repair truncates it there)"
   }
 
-  /// `syncMarkerRemoval` false: the caller makes the removal of the clean-shutdown marker
+  /// `syncMarkerRemoval` false: the caller makes the reset of the clean-shutdown marker
   /// durable itself, for many logs at once (``FileLog/syncFileSystem(of:)``), before any of
   /// them takes an append.
   static func recover(
@@ -59,10 +59,12 @@ extension FileLog {
     let logEnd = segments.last!.nextOffset
     let logStart = min(max(inventory.storedStart, segments.first!.baseOffset), logEnd)
     if inventory.clean {
-      // Until this removal is durable the log takes no append: a crash after one must not
-      // find the marker and trust the indexes.
-      try FileSystem.remove(directory + "/" + cleanShutdownFile)
-      if syncMarkerRemoval { try FileSystem.syncDirectory(directory) }
+      // Until this is durable the log takes no append: a crash after one must not find the
+      // marker saying clean and trust the indexes. (Written in place: see
+      // `FileSystem.overwrite`.)
+      let marker = directory + "/" + cleanShutdownFile
+      try FileSystem.overwrite(marker, dirtyMarker)
+      if syncMarkerRemoval { try FileSystem.syncFile(marker) }
     }
     var recoveryPoint = min(inventory.recoveryPoint, logEnd)
     if recovered.damage == nil {
@@ -90,9 +92,15 @@ extension FileLog {
   static func takeInventory(directory: String) throws(StorageError) -> DiskInventory {
     let names = try FileSystem.list(directory)
     for name in names where name.hasSuffix(".tmp") { try FileSystem.remove(directory + "/" + name) }
+    var clean = false
+    if names.contains(cleanShutdownFile) {
+      clean =
+        try FileSystem.readAll(directory + "/" + cleanShutdownFile).map { !$0.starts(with: dirtyMarker) }
+        ?? false
+    }
     return DiskInventory(
       baseOffsets: Segment.baseOffsets(in: names),
-      clean: FileSystem.exists(directory + "/" + cleanShutdownFile),
+      clean: clean,
       recoveryPoint: try readNumber(directory + "/" + recoveryPointFile) ?? 0,
       storedStart: try readNumber(directory + "/" + logStartFile) ?? 0)
   }

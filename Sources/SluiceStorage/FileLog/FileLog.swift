@@ -58,7 +58,12 @@ public final class FileLog: PartitionLog {
   /// close) and remembers the last value written, so an older value never replaces a newer.
   let logStartWritten = Mutex<Int64>(Int64.min)
 
+  /// The clean-shutdown marker: a log closed cleanly has it, empty or saying `clean`; an
+  /// open log has it saying `dirty` (rewritten in place, not removed, so that opening and
+  /// closing thousands of logs frees and allocates no inodes), or not at all.
   static let cleanShutdownFile = ".clean-shutdown"
+  static let dirtyMarker = Array("dirty\n".utf8)
+  static let cleanMarker = Array("clean\n".utf8)
   static let recoveryPointFile = "recovery-point"
   static let logStartFile = "log-start-offset"
 
@@ -115,8 +120,12 @@ public final class FileLog: PartitionLog {
     return value
   }
 
+  /// Writes a log's number file (recovery point, log start) in place and fsyncs it (and
+  /// its directory when the file is new). In place, not by a rename over it: flush rounds
+  /// of thousands of partitions checkpoint every `flush.ms`, and a rename per checkpoint
+  /// allocates and frees an inode each time (see `FileSystem.overwrite`).
   static func writeNumber(_ path: String, _ value: Int64) throws(StorageError) {
-    try FileSystem.writeAtomically(path, Array("\(value)\n".utf8))
+    try FileSystem.overwriteDurably(path, Array("\(value)\n".utf8))
   }
 
   /// Makes everything written to the file system holding `directory` durable (`syncfs`):
@@ -155,7 +164,7 @@ public final class FileLog: PartitionLog {
       }
       try Self.writeNumber(directory + "/" + Self.recoveryPointFile, segments.last!.nextOffset)
       if let logStart { try persistLogStart(logStart) }
-      try FileSystem.writeAtomically(directory + "/" + Self.cleanShutdownFile, [])
+      try FileSystem.overwriteDurably(directory + "/" + Self.cleanShutdownFile, Self.cleanMarker)
       return nil
     } catch {
       return StorageError(.offline, "\(directory): close failed (\(error.message))", errno: error.errno)
@@ -163,15 +172,15 @@ public final class FileLog: PartitionLog {
   }
 
   /// Closes many logs, as ``close()`` does each, with two file-system syncs in all instead
-  /// of several fsyncs per log (a broker's stop with thousands of partitions). First every
-  /// log's indexes and new recovery point and log start (as `.tmp` files) are written and
-  /// everything synced with the segments; then the `.tmp` files are renamed into place and
-  /// the clean-shutdown markers created, and synced again. A crash in between leaves logs
-  /// without markers, which the next open recovers in full. All logs must be on the file
-  /// system of `directory`. Returns each log's error, if any.
+  /// of several fsyncs per log (a broker's stop with thousands of partitions): first every
+  /// log's indexes are written and everything synced with the segments; then each log's
+  /// recovery point, log start and clean-shutdown marker are written in place (see
+  /// `FileSystem.overwrite`) and synced again. A crash in between leaves logs marked
+  /// dirty, which the next open recovers in full. All logs must be on the file system of
+  /// `directory`. Returns each log's error, if any.
   public static func closeAll(_ logs: [FileLog], fileSystemOf directory: String) -> [StorageError?] {
     var results = [StorageError?](repeating: nil, count: logs.count)
-    var closing: [(position: Int, logStart: Bool)] = []
+    var closing: [(position: Int, end: Int64, logStart: Int64?)] = []
     func fail(_ position: Int, _ error: StorageError) {
       let failed = StorageError(
         .offline, "\(logs[position].directory): close failed (\(error.message))", errno: error.errno)
@@ -196,18 +205,7 @@ public final class FileLog: PartitionLog {
       }
       do throws(StorageError) {
         for var segment in segments { try segment.index.persist() }
-        let end = segments.last!.nextOffset
-        try FileSystem.writeTemporary(
-          for: log.directory + "/" + recoveryPointFile, Array("\(end)\n".utf8), sync: false)
-        var writesStart = false
-        if let logStart {
-          writesStart = log.logStartWritten.withLock { $0 < logStart }
-          if writesStart {
-            try FileSystem.writeTemporary(
-              for: log.directory + "/" + logStartFile, Array("\(logStart)\n".utf8), sync: false)
-          }
-        }
-        closing.append((position, writesStart))
+        closing.append((position, segments.last!.nextOffset, logStart))
       } catch {
         fail(position, error)
       }
@@ -216,18 +214,19 @@ public final class FileLog: PartitionLog {
       do throws(StorageError) {
         try FileSystem.syncFileSystem(directory)
       } catch {
-        for (position, _) in closing { fail(position, error) }
+        for entry in closing { fail(entry.position, error) }
         return results
       }
       guard round == 0 else { break }
-      var marked: [(position: Int, logStart: Bool)] = []
+      var marked: [(position: Int, end: Int64, logStart: Int64?)] = []
       for entry in closing {
         let log = logs[entry.position]
         do throws(StorageError) {
-          try FileSystem.commitTemporary(for: log.directory + "/" + recoveryPointFile)
-          if entry.logStart { try FileSystem.commitTemporary(for: log.directory + "/" + logStartFile) }
-          try FileSystem.writeTemporary(for: log.directory + "/" + cleanShutdownFile, [], sync: false)
-          try FileSystem.commitTemporary(for: log.directory + "/" + cleanShutdownFile)
+          try FileSystem.overwrite(log.directory + "/" + recoveryPointFile, Array("\(entry.end)\n".utf8))
+          if let logStart = entry.logStart, log.logStartWritten.withLock({ $0 < logStart }) {
+            try FileSystem.overwrite(log.directory + "/" + logStartFile, Array("\(logStart)\n".utf8))
+          }
+          try FileSystem.overwrite(log.directory + "/" + cleanShutdownFile, cleanMarker)
           marked.append(entry)
         } catch {
           fail(entry.position, error)
@@ -235,8 +234,8 @@ public final class FileLog: PartitionLog {
       }
       closing = marked
     }
-    for (position, _) in closing {
-      logs[position].perform(logs[position].state.withLock { $0.flush.closeCompleted(nil) })
+    for entry in closing {
+      logs[entry.position].perform(logs[entry.position].state.withLock { $0.flush.closeCompleted(nil) })
     }
     return results
   }
@@ -256,8 +255,36 @@ public final class FileLog: PartitionLog {
     try FileSystem.syncDirectory(path)
   }
 
+  /// (Its directory may have been moved aside already: ``moveAside(_:)``.)
   public func delete() throws(StorageError) {
     perform(state.withLock { $0.flush.deleted() })
-    try FileSystem.removeTree(directory)
+    if FileSystem.exists(directory) { try FileSystem.removeTree(directory) }
+  }
+
+  /// The prefix of a directory a deletion moved aside (``moveAside(_:)``): hidden, so no
+  /// listing of partitions sees it, and removed by ``removeMovedAside(in:)``.
+  static let movedAsidePrefix = ".deleting-"
+
+  /// Renames a log's directory out of the way (the first step of deleting a topic: after
+  /// it, a crash leaves nothing that looks like a partition) and returns the new path. The
+  /// rename is durable once the parent directory is synced.
+  public static func moveAside(_ directory: String) throws(StorageError) -> String {
+    let parent = directory.lastIndex(of: "/").map { String(directory[..<$0]) } ?? "."
+    // Not the partition's name: with it, a topic name of 249 characters would pass NAME_MAX.
+    let target = parent + "/" + movedAsidePrefix + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    if rename(directory, target) != 0 {
+      if errno == ENOENT { return target }  // never created (a log with no directory)
+      throw StorageError.system("rename", path: directory, errno: errno)
+    }
+    return target
+  }
+
+  /// Removes every directory a deletion moved aside in `dataDirectory` (at a broker's
+  /// start: what a crash during a deletion left). Returns how many.
+  @discardableResult
+  public static func removeMovedAside(in dataDirectory: String) throws(StorageError) -> Int {
+    let names = try FileSystem.list(dataDirectory).filter { $0.hasPrefix(movedAsidePrefix) }
+    for name in names { try FileSystem.removeTree(dataDirectory + "/" + name) }
+    return names.count
   }
 }

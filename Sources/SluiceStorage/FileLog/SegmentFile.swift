@@ -433,21 +433,43 @@ enum FileSystem {
     if sluice_syncfs(fd) != 0 { throw StorageError.system("syncfs", path: path, errno: errno) }
   }
 
+  /// Writes `bytes` over the start of `path` in place (created if absent), cut to their
+  /// length; no fsync (a later ``syncFileSystem(_:)`` does it). For the few bytes of a
+  /// log's marker and numbers: a write within one 512-byte sector is atomic on the devices
+  /// this runs on (PostgreSQL relies on the same for pg_control), and unlike a rename over
+  /// the old file it allocates and frees no inode — thousands of those per second make
+  /// ext4's inode allocator scan (its `recently_deleted` check).
+  static func overwrite(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
+    precondition(bytes.count <= 512)
+    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
+    defer { close(fd) }
+    let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    guard written == bytes.count else {
+      throw StorageError.system("write", path: path, errno: written < 0 ? errno : EIO)
+    }
+    var info = stat()
+    if fstat(fd, &info) == 0 && Int(info.st_size) != bytes.count && ftruncate(fd, off_t(bytes.count)) != 0 {
+      throw StorageError.system("truncate", path: path, errno: errno)
+    }
+  }
+
+  /// ``overwrite(_:_:)``, then fsync (and, for a new file, an fsync of its directory).
+  static func overwriteDurably(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
+    BlockingCalls.check("an fsync of a small file")
+    let existed = exists(path)
+    try overwrite(path, bytes)
+    try syncFile(path)
+    if !existed {
+      let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+      try syncDirectory(slash.isEmpty ? "/" : slash)
+    }
+  }
+
   /// Replaces `path` with `bytes` so that a crash at any instant leaves either the old or
   /// the new content: write a temporary file, fsync it, rename over, fsync the directory.
   static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
     BlockingCalls.check("an atomic file write")
-    try writeTemporary(for: path, bytes, sync: true)
-    try commitTemporary(for: path)
-    let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-    try syncDirectory(slash.isEmpty ? "/" : slash)
-  }
-
-  /// The first half of ``writeAtomically(_:_:)``: writes `bytes` to `path`.tmp (fsynced if
-  /// `sync`; else a later ``syncFileSystem(_:)`` must, before ``commitTemporary(for:)``).
-  /// A `.tmp` file is never the real one: opening a log removes leftovers.
-  @discardableResult
-  static func writeTemporary(for path: String, _ bytes: [UInt8], sync: Bool) throws(StorageError) -> String {
     let temporary = path + ".tmp"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw StorageError.system("open", path: temporary, errno: errno) }
@@ -463,24 +485,28 @@ enum FileSystem {
       }
       written += n
     }
-    if sync && fsync(fd) != 0 {
+    if fsync(fd) != 0 {
       let err = errno
       close(fd)
       unlink(temporary)
       throw StorageError.system("fsync", path: temporary, errno: err)
     }
     close(fd)
-    return temporary
-  }
-
-  /// The second half: renames `path`.tmp over `path` (durable once the directory or the
-  /// file system is synced).
-  static func commitTemporary(for path: String) throws(StorageError) {
-    let temporary = path + ".tmp"
     if rename(temporary, path) != 0 {
       let err = errno
       unlink(temporary)
       throw StorageError.system("rename", path: path, errno: err)
     }
+    let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+    try syncDirectory(slash.isEmpty ? "/" : slash)
+  }
+
+  /// fsyncs one file by path.
+  static func syncFile(_ path: String) throws(StorageError) {
+    BlockingCalls.check("fsync")
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
+    defer { close(fd) }
+    if fsync(fd) != 0 { throw StorageError.system("fsync", path: path, errno: errno) }
   }
 }

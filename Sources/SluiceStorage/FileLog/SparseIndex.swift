@@ -41,10 +41,12 @@ struct SparseIndex {
     baseOffset: Int64, offsetFile: SegmentFile, timeFile: SegmentFile, logSize: Int
   ) throws(StorageError) -> SparseIndex? {
     var index = SparseIndex(baseOffset: baseOffset, offsetFile: offsetFile, timeFile: timeFile)
-    let offsetSize = try offsetFile.size()
-    let timeSize = try timeFile.size()
+    // Index files are created when first written: a missing one is empty (and stays
+    // missing: no descriptor, no inode for a segment that never had an entry).
+    let offsetSize = FileSystem.size(offsetFile.path) ?? 0
+    let timeSize = FileSystem.size(timeFile.path) ?? 0
     guard offsetSize % 8 == 0, timeSize % 12 == 0 else { return nil }
-    var bytes = try offsetFile.read(at: 0, length: offsetSize)
+    var bytes = offsetSize == 0 ? ByteBuffer() : try offsetFile.read(at: 0, length: offsetSize)
     while let (relative, position) = bytes.readMultipleIntegers(as: (UInt32, UInt32).self) {
       if let last = index.offsets.last, relative <= last.relativeOffset || position <= last.position {
         return nil
@@ -52,7 +54,7 @@ struct SparseIndex {
       guard Int(position) < logSize else { return nil }
       index.offsets.append(OffsetEntry(relativeOffset: relative, position: position))
     }
-    var timeBytes = try timeFile.read(at: 0, length: timeSize)
+    var timeBytes = timeSize == 0 ? ByteBuffer() : try timeFile.read(at: 0, length: timeSize)
     while let (timestamp, relative) = timeBytes.readMultipleIntegers(as: (Int64, UInt32).self) {
       if let last = index.times.last, timestamp < last.timestamp || relative < last.relativeOffset {
         return nil
@@ -107,8 +109,10 @@ struct SparseIndex {
     times.removeAll()
     persistedOffsets = 0
     persistedTimes = 0
-    try offsetFile.truncate(to: 0)
-    try timeFile.truncate(to: 0)
+    // (A missing file is empty already: not created here.)
+    for file in [offsetFile, timeFile] where (FileSystem.size(file.path) ?? 0) > 0 {
+      try file.truncate(to: 0)
+    }
   }
 
   /// Drops entries at or after `position` / `offset` (the log was truncated there).
@@ -164,7 +168,6 @@ struct SparseIndex {
 
   mutating func sync() throws(StorageError) {
     try persist()
-    try offsetFile.sync()
-    try timeFile.sync()
+    for file in [offsetFile, timeFile] where FileSystem.exists(file.path) { try file.sync() }
   }
 }
