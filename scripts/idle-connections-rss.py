@@ -4,6 +4,9 @@ after opening N idle TCP connections (default 10,000) that complete no request, 
 one ApiVersions round trip on each (a connection that has been used).
 
     SLUICE_BIN=.build/debug/sluice scripts/idle-connections-rss.py [N]
+
+`measure()` is also imported by compat/test_hostile.py and scripts/bench-scale.py (which
+passes a `probe`: a good client's latency before and while the idle connections are open).
 """
 from __future__ import annotations
 
@@ -26,15 +29,21 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def measure(n: int) -> dict:
+def measure(n: int, settings: dict[str, str] | None = None, probe=None) -> dict:
+    """`settings`: extra broker --set settings. `probe(bootstrap) -> dict`, if given, runs
+    once before the connections are opened and once while they are open and idle; its
+    results are returned as "probe_before" and "probe_idle"."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = n + 1000
     if soft < want:  # the broker inherits this limit too
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, soft), max(want, hard)))
     with tempfile.TemporaryDirectory() as tmp:
-        b = SluiceBroker(Path(tmp) / "data", {"max.connections": str(n + 100)}).start()
+        b = SluiceBroker(Path(tmp) / "data", {"max.connections": str(n + 100), **(settings or {})}).start()
         try:
             pid = b.proc.pid
+            probed = {}
+            if probe is not None:
+                probed["probe_before"] = probe(b.bootstrap)
             time.sleep(1)
             before = rss_kb(pid)
             socks = []
@@ -43,6 +52,8 @@ def measure(n: int) -> dict:
                 socks.append(s)
             time.sleep(2)
             idle = rss_kb(pid)
+            if probe is not None:
+                probed["probe_idle"] = probe(b.bootstrap)
             for s in socks:  # each now completes one request
                 s.sendall(struct.pack(">ihhih", 13, 18, 0, 1, 3) + b"rss")
             answered = 0
@@ -63,7 +74,7 @@ def measure(n: int) -> dict:
             after_close = rss_kb(pid)
             return {"connections": n, "rss_before_kb": before, "rss_idle_kb": idle, "rss_used_kb": used,
                     "rss_after_close_kb": after_close, "growth_idle_kb": idle - before,
-                    "growth_used_kb": used - before, "alive": alive, "answered": answered}
+                    "growth_used_kb": used - before, "alive": alive, "answered": answered, **probed}
         finally:
             b.stop()
 

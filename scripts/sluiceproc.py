@@ -23,17 +23,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_sluice(binary: str, data_dir: str, settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_sluice(binary: str, data_dir: str, settings: dict[str, str] | None = None,
+                 timeout: float = 15) -> tuple[subprocess.Popen, str]:
     """Starts `sluice serve` on a free loopback port with `settings` (--set KEY=VALUE), its
-    output in sluice.log beside `data_dir`; returns once it accepts connections."""
+    output appended to sluice.log beside `data_dir`; returns once it accepts connections
+    (within `timeout` seconds: a broker with many partitions opens them all first)."""
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     cmd = [binary, "serve", "--listen", bootstrap, "--data-dir", data_dir]
     for k, v in (settings or {}).items():
         cmd += ["--set", f"{k}={v}"]
-    log = open(os.path.join(data_dir, "..", "sluice.log"), "wb")
+    log = open(os.path.join(data_dir, "..", "sluice.log"), "ab")  # a restart keeps the earlier output
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
+    log.close()  # the child has its own copy
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
