@@ -69,7 +69,7 @@ public final class Broker: Sendable {
   init(opening config: BrokerConfig, clock: any BrokerClock) throws(StorageError) {
     self.config = config
     self.clock = clock
-    if let maxOpenLogFiles = config.maxOpenLogFiles { OpenFileCache.shared.capacity = maxOpenLogFiles }
+    OpenFileCache.shared.capacity = config.maxOpenLogFiles ?? OpenFileCache.defaultCapacity()
     self.dataDirectoryLock = try DataDirectoryLock(directory: config.dataDirectory)
     self.metadata = try MetadataStore(directory: config.dataDirectory)
     self.quotas = ClientQuotas(metadata: metadata, clock: clock)

@@ -287,8 +287,15 @@ public final class TopicRegistry: Sendable {
           if disk { try FileLog.syncDirectory(config.dataDirectory) }
         } catch {
           if disk { try? removePartitionDirectories(name, 0..<partitions) }
-          try? metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-            document.topics[name] = nil
+          do throws(StorageError) {
+            try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+              document.topics[name] = nil
+            }
+          } catch let rollback {
+            throw StorageError(
+              error.code,
+              "\(error.message); and removing the topic from the metadata failed too (\(rollback.message)): "
+                + "it will be back, with empty partitions, after a restart", errno: error.errno)
           }
           throw error
         }
@@ -307,27 +314,38 @@ public final class TopicRegistry: Sendable {
     try await offLoop { () throws(TopicError) -> Bool in
       try self.adminLock.withLock { _ throws(TopicError) -> Bool in
         guard let existing = self.topic(name) else { return false }
+        // The partition directories move aside first (renames: quick; a crash after them
+        // leaves only hidden `.deleting-` directories, which the next start removes — and
+        // the topic listed with empty partitions if the metadata was not written yet), then
+        // the metadata forgets the topic, then the directories go (slow for a big topic).
+        let disk = existing.config.log.storage == .disk
+        var movedAside: [(original: String, moved: String)] = []
         do throws(StorageError) {
+          for partition in existing.partitions where disk {
+            let original = self.partitionDirectory(name, partition.index)
+            movedAside.append((original, try FileLog.moveAside(original)))
+          }
+          if disk { try FileLog.syncDirectory(self.config.dataDirectory) }
           try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
             document.topics[name] = nil
           }
-          self.topics.withLock { $0[name] = nil }
-          // The directories move aside (renames: quick), then go (which takes long for a
-          // big topic): a crash during the removal leaves only hidden `.deleting-`
-          // directories, which the next start removes.
-          let disk = existing.config.log.storage == .disk
-          var movedAside: [String] = []
-          for partition in existing.partitions where disk {
-            movedAside.append(try FileLog.moveAside(self.partitionDirectory(name, partition.index)))
-          }
-          if disk { try FileLog.syncDirectory(self.config.dataDirectory) }
-          for partition in existing.partitions {
-            partition.notifyAppended()
-            try partition.log.delete()
-          }
-          for path in movedAside { try FileLog.removeLeftovers(in: path) }
         } catch {
+          for entry in movedAside.reversed() { FileLog.undoMoveAside(entry.moved, to: entry.original) }
           throw .storage(error.message)
+        }
+        self.topics.withLock { $0[name] = nil }
+        var failure: StorageError?
+        for partition in existing.partitions {
+          partition.notifyAppended()
+          do throws(StorageError) { try partition.log.delete() } catch { failure = failure ?? error }
+        }
+        for entry in movedAside {
+          do throws(StorageError) { try FileLog.removeLeftovers(in: entry.moved) } catch {
+            failure = failure ?? error
+          }
+        }
+        if let failure {
+          throw .storage("\(failure.message) (the topic is deleted; the next start removes what is left)")
         }
         return true
       }
@@ -364,8 +382,16 @@ public final class TopicRegistry: Sendable {
             if disk { try FileLog.syncDirectory(self.config.dataDirectory) }
           } catch {
             if disk { try? self.removePartitionDirectories(name, current..<count) }
-            try? self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-              document.topics[name]?.partitions = current
+            do throws(StorageError) {
+              try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+                document.topics[name]?.partitions = current
+              }
+            } catch let rollback {
+              throw StorageError(
+                error.code,
+                "\(error.message); and restoring the partition count in the metadata failed too "
+                  + "(\(rollback.message)): the new partitions will be there, empty, after a restart",
+                errno: error.errno)
             }
             throw error
           }

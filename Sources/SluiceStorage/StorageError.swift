@@ -15,6 +15,9 @@ public struct StorageError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let io = Code(name: "io")
     /// The disk is full (ENOSPC, EDQUOT). The log is unchanged and usable once space is freed.
     public static let noSpace = Code(name: "noSpace")
+    /// A file of the log could not be opened (descriptors exhausted, or the file is gone);
+    /// the operation did not take effect and the log is unchanged.
+    public static let openFailed = Code(name: "openFailed")
     /// The file system is read-only (EROFS).
     public static let readOnly = Code(name: "readOnly")
     /// The log is offline: an fsync failed (its data can no longer be trusted) or recovery

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import SluiceBroker
 import SluiceHTTP
 import SluiceServer
+import SluiceStorage
 
 #if canImport(FoundationEssentials)
   import FoundationEssentials
@@ -170,7 +171,8 @@ struct Serve: AsyncParsableCommand {
       return handler
     }
     let logger = Logger(label: "sluice")
-    raiseFileDescriptorLimit(wanted: serverConfig.maximumConnections, logger: logger)
+    raiseFileDescriptorLimit(
+      wanted: serverConfig.maximumConnections, logFiles: brokerConfig.maxOpenLogFiles, logger: logger)
     let started = ContinuousClock.now
     let broker: Broker
     do {
@@ -242,7 +244,7 @@ struct Serve: AsyncParsableCommand {
 /// do): every connection and every segment takes a descriptor, and a soft limit of 1024
 /// would make accept fail long before `max.connections`. Warns when even the hard limit is
 /// below what the connection cap needs.
-func raiseFileDescriptorLimit(wanted connections: Int, logger: Logger) {
+func raiseFileDescriptorLimit(wanted connections: Int, logFiles: Int?, logger: Logger) {
   var limit = rlimit()
   guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
   if limit.rlim_cur < limit.rlim_max {
@@ -250,10 +252,12 @@ func raiseFileDescriptorLimit(wanted connections: Int, logger: Logger) {
     raised.rlim_cur = limit.rlim_max
     if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
   }
-  let headroom = 256  // segments, index files, metadata, the listeners
-  if limit.rlim_cur != rlim_t.max && Int(clamping: limit.rlim_cur) < connections + headroom {
+  let headroom = 256  // metadata, the journal, the listeners, zero-copy sends
+  // Log files take at most sluice.log.max.open.files (by default a quarter of the limit).
+  let logFiles = logFiles ?? OpenFileCache.defaultCapacity()
+  if limit.rlim_cur != rlim_t.max && Int(clamping: limit.rlim_cur) < connections + logFiles + headroom {
     logger.warning(
-      "open-file limit \(limit.rlim_cur) is below max.connections \(connections) + \(headroom): raise it (ulimit -n) or lower max.connections"
+      "open-file limit \(limit.rlim_cur) is below max.connections \(connections) + sluice.log.max.open.files \(logFiles) + \(headroom): raise it (ulimit -n), or lower max.connections or sluice.log.max.open.files; log files that cannot be opened fail their requests with KAFKA_STORAGE_ERROR"
     )
   }
 }

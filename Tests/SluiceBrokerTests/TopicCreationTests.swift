@@ -14,7 +14,7 @@ import Testing
 /// completed at the next start.
 @Suite struct TopicCreationTests {
   /// Every path under `directory` with each regular file's bytes, for before/after
-  /// comparisons. The data-directory lock's file is the broker's own and skipped.
+  /// comparisons (the data-directory lock's file included: it holds this process's id).
   static func snapshot(_ directory: String) -> [String: [UInt8]] {
     var result: [String: [UInt8]] = [:]
     let enumerator = FileManager.default.enumerator(atPath: directory)
@@ -67,9 +67,10 @@ import Testing
     await reopened.shutdown()
   }
 
-  /// A crash after the metadata lists a new topic but before all its partition directories
-  /// exist: the next start creates the missing (empty) ones.
-  @Test func crashDuringCreateIsCompletedAtStart() async throws {
+  /// What a crash after the metadata lists a new topic, before all its partition
+  /// directories exist, leaves (made here by removing directories after a clean stop): the
+  /// next start creates the missing, empty ones.
+  @Test func missingPartitionDirectoriesAreCreatedAtStart() async throws {
     let (broker, directory) = try BrokerTests.makeBroker()
     defer { try? FileManager.default.removeItem(atPath: directory) }
     try await broker.createTopic(name: "t", partitions: 20, configs: [:])

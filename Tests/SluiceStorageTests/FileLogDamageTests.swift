@@ -20,7 +20,7 @@ import Testing
         makeBatch(batch, timestamps: Array(repeating: Int64(1000 + index), count: 3)), now: 0)
     }
     try await log.flush()
-    #expect(String(decoding: fileBytes(directory + "/recovery-point") ?? [], as: UTF8.self) == "21\n")
+    #expect(storedNumber(directory + "/recovery-point") == 21)
     #expect(listLogFiles(directory) == [segmentName(0), segmentName(9), segmentName(18)])
     return (settings, values)
   }
@@ -185,7 +185,7 @@ import Testing
       #expect(try FileLog.repair(directory: dir) == plan)
       #expect(listLogFiles(dir) == [segmentName(0), segmentName(9)])
       #expect(fileSize(damaged) == layout[1].position)
-      #expect(String(decoding: fileBytes(dir + "/recovery-point") ?? [], as: UTF8.self) == "12\n")
+      #expect(storedNumber(dir + "/recovery-point") == 12)
       #expect(try FileLog.verify(directory: dir).damage == nil)
       #expect(try FileLog.repair(directory: dir) == nil, "nothing left to repair")
 

@@ -120,8 +120,7 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
       }
       #expect(listLogFiles(original) == [segmentName(0), segmentName(9)])
       // A new log writes no recovery point until a flush moves it (a missing file means 0).
-      let recoveryPoint = String(decoding: fileBytes(original + "/recovery-point") ?? [], as: UTF8.self)
-      #expect(recoveryPoint == (recoveryPointAtTornBatch ? "15\n" : ""))
+      #expect(storedNumber(original + "/recovery-point") == (recoveryPointAtTornBatch ? 15 : nil))
       let lastSegment = segmentName(9)
       #expect(fileSize(original + "/" + lastSegment) == 3 * size)
       let survivors = expected(Array(appended.prefix(5)))
@@ -205,7 +204,7 @@ func detectablePositions(_ batch: (position: Int, size: Int)) -> [Int] {
         try await log.flush()  // syncs the sealed segment and checkpoints the recovery point
         _ = try await log.append(makeBatch(batchValues(4)), now: 0)
       }
-      #expect(String(decoding: fileBytes(original + "/recovery-point") ?? [], as: UTF8.self) == "12\n")
+      #expect(storedNumber(original + "/recovery-point") == 12)
       let sealed = segmentName(0)
       let layout = batchPositions(original + "/" + sealed)
       #expect(layout.count == 3)

@@ -35,6 +35,12 @@ func fileBytes(_ path: String) -> [UInt8]? {
   FileManager.default.contents(atPath: path).map { Array($0) }
 }
 
+/// The number in a log's number file (`recovery-point`, `log-start-offset`: zero-padded
+/// digits and a newline), or nil if there is none.
+func storedNumber(_ path: String) -> Int64? {
+  fileBytes(path).flatMap { Int64(String(decoding: $0, as: UTF8.self).filter { !$0.isWhitespace }) }
+}
+
 func writeFile(_ path: String, _ bytes: [UInt8]) {
   _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
 }

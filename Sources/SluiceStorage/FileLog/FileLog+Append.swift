@@ -179,6 +179,9 @@ extension FileLog {
       }
       return nil
     } catch {
+      // The file could not be opened (descriptors exhausted): nothing was written, the log
+      // is unchanged and stays online.
+      if error.code == .openFailed { throw error }
       do {
         try file.truncate(to: position)
       } catch let truncateError {

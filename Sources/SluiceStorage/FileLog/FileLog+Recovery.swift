@@ -63,8 +63,11 @@ extension FileLog {
       // marker saying clean and trust the indexes. (Written in place: see
       // `FileSystem.overwrite`.)
       let marker = directory + "/" + cleanShutdownFile
-      try FileSystem.overwrite(marker, dirtyMarker)
-      if syncMarkerRemoval { try FileSystem.syncFile(marker) }
+      if syncMarkerRemoval {
+        try FileSystem.overwriteDurably(marker, dirtyMarker)
+      } else {
+        try FileSystem.overwrite(marker, dirtyMarker)
+      }
     }
     var recoveryPoint = min(inventory.recoveryPoint, logEnd)
     if recovered.damage == nil {
@@ -94,9 +97,10 @@ extension FileLog {
     for name in names where name.hasSuffix(".tmp") { try FileSystem.remove(directory + "/" + name) }
     var clean = false
     if names.contains(cleanShutdownFile) {
-      clean =
-        try FileSystem.readAll(directory + "/" + cleanShutdownFile).map { !$0.starts(with: dirtyMarker) }
-        ?? false
+      // `clean`, or empty (what a single close wrote before markers had content); anything
+      // else — `dirty`, a torn sector — is not.
+      let content = try FileSystem.readAll(directory + "/" + cleanShutdownFile) ?? dirtyMarker
+      clean = content.isEmpty || content == cleanMarker
     }
     return DiskInventory(
       baseOffsets: Segment.baseOffsets(in: names),

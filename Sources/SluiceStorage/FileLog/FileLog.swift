@@ -125,7 +125,14 @@ public final class FileLog: PartitionLog {
   /// of thousands of partitions checkpoint every `flush.ms`, and a rename per checkpoint
   /// allocates and frees an inode each time (see `FileSystem.overwrite`).
   static func writeNumber(_ path: String, _ value: Int64) throws(StorageError) {
-    try FileSystem.overwriteDurably(path, Array("\(value)\n".utf8))
+    try FileSystem.overwriteDurably(path, numberBytes(value))
+  }
+
+  /// A number as its files hold it: 20 digits, zero-padded, and a newline — always the same
+  /// length, so an in-place rewrite never needs a truncation a crash could separate from it.
+  static func numberBytes(_ value: Int64) -> [UInt8] {
+    let digits = String(value)
+    return Array((String(repeating: "0", count: max(0, 20 - digits.count)) + digits + "\n").utf8)
   }
 
   /// Makes everything written to the file system holding `directory` durable (`syncfs`):
@@ -179,6 +186,17 @@ public final class FileLog: PartitionLog {
   /// dirty, which the next open recovers in full. All logs must be on the file system of
   /// `directory`. Returns each log's error, if any.
   public static func closeAll(_ logs: [FileLog], fileSystemOf directory: String) -> [StorageError?] {
+    // Before Linux 5.8 syncfs reports no writeback error: close each log with its fsyncs.
+    guard FileSystem.syncfsReportsErrors else {
+      return logs.map { log in
+        do throws(StorageError) {
+          try log.close()
+          return nil
+        } catch {
+          return error
+        }
+      }
+    }
     var results = [StorageError?](repeating: nil, count: logs.count)
     var closing: [(position: Int, end: Int64, logStart: Int64?)] = []
     func fail(_ position: Int, _ error: StorageError) {
@@ -214,7 +232,13 @@ public final class FileLog: PartitionLog {
       do throws(StorageError) {
         try FileSystem.syncFileSystem(directory)
       } catch {
-        for entry in closing { fail(entry.position, error) }
+        for entry in closing {
+          // Markers written in this round may reach the disk anyway: say dirty again.
+          if round == 1 {
+            try? FileSystem.overwrite(logs[entry.position].directory + "/" + cleanShutdownFile, dirtyMarker)
+          }
+          fail(entry.position, error)
+        }
         return results
       }
       guard round == 0 else { break }
@@ -222,9 +246,9 @@ public final class FileLog: PartitionLog {
       for entry in closing {
         let log = logs[entry.position]
         do throws(StorageError) {
-          try FileSystem.overwrite(log.directory + "/" + recoveryPointFile, Array("\(entry.end)\n".utf8))
+          try FileSystem.overwrite(log.directory + "/" + recoveryPointFile, numberBytes(entry.end))
           if let logStart = entry.logStart, log.logStartWritten.withLock({ $0 < logStart }) {
-            try FileSystem.overwrite(log.directory + "/" + logStartFile, Array("\(logStart)\n".utf8))
+            try FileSystem.overwrite(log.directory + "/" + logStartFile, numberBytes(logStart))
           }
           try FileSystem.overwrite(log.directory + "/" + cleanShutdownFile, cleanMarker)
           marked.append(entry)
@@ -258,6 +282,12 @@ public final class FileLog: PartitionLog {
   /// (Its directory may have been moved aside already: ``moveAside(_:)``.)
   public func delete() throws(StorageError) {
     perform(state.withLock { $0.flush.deleted() })
+    // A round still running would write its recovery point into the directory, which by
+    // then may belong to a new topic of the same name.
+    while state.withLock({ $0.flush.isFlushRunning }) { usleep(1000) }
+    for segment in state.withLock({ $0.segments }) {
+      for file in [segment.file, segment.index.offsetFile, segment.index.timeFile] { file.markGone() }
+    }
     if FileSystem.exists(directory) { try FileSystem.removeTree(directory) }
   }
 
@@ -277,6 +307,11 @@ public final class FileLog: PartitionLog {
       throw StorageError.system("rename", path: directory, errno: errno)
     }
     return target
+  }
+
+  /// Renames a directory moved aside back (a deletion that failed before it took effect).
+  public static func undoMoveAside(_ moved: String, to original: String) {
+    _ = rename(moved, original)
   }
 
   /// Removes every directory a deletion moved aside in `dataDirectory` (at a broker's

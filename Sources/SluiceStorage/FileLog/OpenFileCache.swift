@@ -19,9 +19,11 @@ import Synchronization
 /// under it. When every open descriptor is pinned the cache goes over its cap rather than
 /// fail.
 ///
-/// Durability: closing a descriptor loses no fsync error: Linux (4.16+) reports a
-/// writeback error that no descriptor has seen yet to the next `fsync` on the file, through
-/// any descriptor opened later.
+/// Durability: files written since their last fsync are evicted last. Linux (4.16+) reports
+/// a writeback error no descriptor has seen to the next `fsync` through any descriptor
+/// opened later — as long as the kernel keeps the inode, which it may reclaim under memory
+/// pressure once no descriptor is open. So when more files are written within one flush
+/// interval than the cap holds, such an error can go unreported (docs/storage.md).
 public final class OpenFileCache: Sendable {
   struct Slot {
     /// Unretained: a file removes itself (``forget(_:)``, from its deinit, under the lock)
@@ -73,10 +75,15 @@ public final class OpenFileCache: Sendable {
   public var capacity: Int {
     get { state.withLock { $0.capacity } }
     set {
-      state.withLock { state in
+      let evicted = state.withLock { state -> [CInt] in
         state.capacity = max(1, newValue)
-        while state.openCount > state.capacity, Self.evictOne(&state) {}
+        var evicted: [CInt] = []
+        while state.openCount > state.capacity, let descriptor = Self.evictOne(&state) {
+          evicted.append(descriptor)
+        }
+        return evicted
       }
+      for descriptor in evicted { close(descriptor) }
     }
   }
 
@@ -86,46 +93,57 @@ public final class OpenFileCache: Sendable {
   }
 
   /// The descriptor of `file`, opened if needed, pinned until the caller's
-  /// ``SegmentFile/unpin()``.
+  /// ``SegmentFile/unpin()``. Descriptors evicted to make room are closed after the lock is
+  /// released (closing the last descriptor of a deleted file frees its blocks, which can
+  /// take long); opening happens under it.
   func pin(_ file: SegmentFile, extraFlags: CInt = 0) throws(StorageError) -> CInt {
-    try state.withLock { (state: inout State) throws(StorageError) -> CInt in
+    var toClose: [CInt] = []
+    defer { for descriptor in toClose { close(descriptor) } }
+    return try state.withLock { (state: inout State) throws(StorageError) -> CInt in
       let index = file.slot.load(ordering: .relaxed)
       if index >= 0 {
         Self.moveToFront(index, &state)
         file.pins.add(1, ordering: .relaxed)
         return state.slots[index].descriptor
       }
-      while state.openCount >= state.capacity, Self.evictOne(&state) {}
-      var descriptor = file.openDescriptor(extraFlags: extraFlags)
+      while state.openCount >= state.capacity, let evicted = Self.evictOne(&state) { toClose.append(evicted) }
+      var descriptor = try file.openDescriptor(extraFlags: extraFlags)
       if descriptor < 0 && (errno == EMFILE || errno == ENFILE) {
-        // Other parts of the process hold the rest: give back half of what this cache holds.
+        // Other parts of the process hold the rest: give back half of what this cache holds
+        // (closed now, so that the retry can use them).
         let target = state.openCount / 2
-        while state.openCount > target, Self.evictOne(&state) {}
-        descriptor = file.openDescriptor(extraFlags: extraFlags)
+        while state.openCount > target, let evicted = Self.evictOne(&state) { close(evicted) }
+        for evicted in toClose { close(evicted) }
+        toClose.removeAll()
+        descriptor = try file.openDescriptor(extraFlags: extraFlags)
       }
       guard descriptor >= 0 else {
         let err = errno
+        let limit =
+          err == EMFILE
+          ? "the process's limit, RLIMIT_NOFILE, is \(Self.descriptorLimit())"
+          : "the system-wide table is full (fs.file-max)"
         if err == EMFILE || err == ENFILE {
           throw StorageError(
-            .io,
-            "open \(file.path): too many open files (the process's limit, RLIMIT_NOFILE, is "
-              + "\(Self.descriptorLimit()); log files hold at most \(state.capacity) of them, "
-              + "sluice.log.max.open.files)", errno: err)
+            .openFailed,
+            "open \(file.path): too many open files (\(limit); log files hold at most \(state.capacity) of "
+              + "them, sluice.log.max.open.files)", errno: err)
         }
-        throw StorageError.system("open", path: file.path, errno: err)
+        throw StorageError(
+          .openFailed, StorageError.system("open", path: file.path, errno: err).message, errno: err)
       }
-      let index2: Int
+      let slot: Int
       if let reused = state.free.popLast() {
-        index2 = reused
-        state.slots[index2] = Slot(file: .passUnretained(file), descriptor: descriptor)
+        slot = reused
+        state.slots[slot] = Slot(file: .passUnretained(file), descriptor: descriptor)
       } else {
-        index2 = state.slots.count
+        slot = state.slots.count
         state.slots.append(Slot(file: .passUnretained(file), descriptor: descriptor))
       }
-      Self.insertFront(index2, &state)
+      Self.insertFront(slot, &state)
       state.openCount += 1
       state.opens += 1
-      file.slot.store(index2, ordering: .relaxed)
+      file.slot.store(slot, ordering: .relaxed)
       file.pins.add(1, ordering: .relaxed)
       return descriptor
     }
@@ -149,38 +167,49 @@ public final class OpenFileCache: Sendable {
 
   /// Called by a file going away: closes its descriptor if the cache holds one.
   func forget(_ file: SegmentFile) {
-    state.withLock { state in
+    let descriptor = state.withLock { state -> CInt in
       let index = file.slot.load(ordering: .relaxed)
-      guard index >= 0 else { return }
-      close(state.slots[index].descriptor)
+      guard index >= 0 else { return -1 }
+      let descriptor = state.slots[index].descriptor
       Self.unlink(index, &state)
       state.slots[index] = Slot()
       state.free.append(index)
       state.openCount -= 1
       file.slot.store(-1, ordering: .relaxed)
+      return descriptor
     }
+    if descriptor >= 0 { close(descriptor) }
   }
 
-  /// Closes the least recently used unpinned descriptor; false if every one is pinned.
-  static func evictOne(_ state: inout State) -> Bool {
-    var index = state.tail
-    while index >= 0 {
-      let slot = state.slots[index]
-      // Never retained (see `Slot.file`); a file in its deinit waits for the lock in
-      // `forget`, so its memory is still there.
-      if let file = slot.file, file._withUnsafeGuaranteedRef({ $0.pins.load(ordering: .acquiring) }) == 0 {
-        close(slot.descriptor)
-        unlink(index, &state)
-        state.slots[index] = Slot()
-        state.free.append(index)
-        state.openCount -= 1
-        state.evictions += 1
-        file._withUnsafeGuaranteedRef { $0.slot.store(-1, ordering: .relaxed) }
-        return true
+  /// Takes the least recently used unpinned descriptor out of the cache and returns it for
+  /// the caller to close; nil if every one is pinned. Files with writes not yet fsynced are
+  /// taken only when there is no other: Linux keeps a writeback error in the inode, which it
+  /// may reclaim once no descriptor is open (the next fsync through a new descriptor would
+  /// then not see the error).
+  static func evictOne(_ state: inout State) -> CInt? {
+    for takeUnsynced in [false, true] {
+      var index = state.tail
+      while index >= 0 {
+        let slot = state.slots[index]
+        // Never retained (see `Slot.file`); a file in its deinit waits for the lock in
+        // `forget`, so its memory is still there.
+        if let file = slot.file,
+          file._withUnsafeGuaranteedRef({
+            $0.pins.load(ordering: .acquiring) == 0 && (takeUnsynced || !$0.unsynced.load(ordering: .relaxed))
+          })
+        {
+          unlink(index, &state)
+          state.slots[index] = Slot()
+          state.free.append(index)
+          state.openCount -= 1
+          state.evictions += 1
+          file._withUnsafeGuaranteedRef { $0.slot.store(-1, ordering: .relaxed) }
+          return slot.descriptor
+        }
+        index = slot.previous
       }
-      index = slot.previous
     }
-    return false
+    return nil
   }
 
   static func unlink(_ index: Int, _ state: inout State) {

@@ -21,6 +21,8 @@ import Synchronization
 public final class SegmentFile: Sendable {
   public let path: String
   let flags: CInt
+  /// O_CREAT for a file created on first use, until it has been opened once.
+  let createOnFirstOpen: CInt
   let cache: OpenFileCache
   /// The file's slot in ``cache`` while it holds a descriptor, else -1 (set under its lock).
   let slot = Atomic<Int>(-1)
@@ -28,6 +30,22 @@ public final class SegmentFile: Sendable {
   let pins = Atomic<Int>(0)
   /// A descriptor taken out of the cache by ``keepOpen()``, closed at deinit; else -1.
   let detached = Atomic<CInt>(-1)
+  /// Written since the last fsync began: the cache evicts such files last (see
+  /// ``OpenFileCache/evictOne(_:)``).
+  let unsynced = Atomic<Bool>(false)
+  /// The file's device and inode once first opened (else 0, 0): a reopen that finds another
+  /// file at the path (the log deleted, a new topic of the same name created) fails instead
+  /// of reading or writing that file.
+  let device = Atomic<UInt64>(0)
+  let inode = Atomic<UInt64>(0)
+  /// Set when the log is deleted: the file is never opened again by path (which may name
+  /// a new topic's file by then; an inode number can be reused at once).
+  let gone = Atomic<Bool>(false)
+
+  /// The log was deleted: later opens by path fail (a descriptor open now stays usable).
+  func markGone() {
+    gone.store(true, ordering: .releasing)
+  }
 
   /// How a file comes to exist.
   enum Creation {
@@ -45,7 +63,8 @@ public final class SegmentFile: Sendable {
     throws(StorageError)
   {
     self.path = path
-    self.flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (creation == .onFirstUse ? O_CREAT : 0)
+    self.flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC
+    self.createOnFirstOpen = creation == .onFirstUse ? O_CREAT : 0
     self.cache = cache
     switch creation {
     case .now:
@@ -66,24 +85,56 @@ public final class SegmentFile: Sendable {
     if slot.load(ordering: .relaxed) >= 0 { cache.forget(self) }
   }
 
-  /// Opens a new descriptor for the file (the cache calls this; -1 and `errno` on failure).
-  func openDescriptor(extraFlags: CInt = 0) -> CInt {
+  /// Opens a new descriptor for the file (the cache calls this, under its lock): -1 and
+  /// `errno` when the system refuses; throws when the path now names another file.
+  func openDescriptor(extraFlags: CInt = 0) throws(StorageError) -> CInt {
     if let injected = OpenFaultInjection.errno(for: path) {
       errno = injected
       return -1
     }
-    return open(path, flags | extraFlags, 0o644)
+    if gone.load(ordering: .acquiring) {
+      throw StorageError(.openFailed, "open \(path): the log was deleted", errno: ENOENT)
+    }
+    let known = inode.load(ordering: .relaxed) != 0
+    let fd = open(path, flags | extraFlags | (known ? 0 : createOnFirstOpen), 0o644)
+    guard fd >= 0 else { return fd }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else {
+      let err = errno
+      close(fd)
+      errno = err
+      return -1
+    }
+    if !known {
+      device.store(UInt64(info.st_dev), ordering: .relaxed)
+      inode.store(UInt64(info.st_ino), ordering: .relaxed)
+    } else if UInt64(info.st_dev) != device.load(ordering: .relaxed)
+      || UInt64(info.st_ino) != inode.load(ordering: .relaxed)
+    {
+      close(fd)
+      throw StorageError(
+        .openFailed, "open \(path): the file was deleted (another file has its name now)", errno: ENOENT)
+    }
+    return fd
   }
 
   /// Runs `body` with the file's descriptor, open and pinned for the duration of the call.
   func withOpenDescriptor<R, E: Error>(_ body: (CInt) throws(E) -> R) throws(StorageError) -> Result<R, E> {
-    let own = detached.load(ordering: .relaxed)
-    if own >= 0 {
-      do throws(E) { return .success(try body(own)) } catch { return .failure(error) }
+    var own = detached.load(ordering: .relaxed)
+    if own < 0 {
+      let fd: CInt
+      do throws(StorageError) {
+        fd = try cache.pin(self)
+      } catch {
+        // Retention may have detached and unlinked the file meanwhile (`keepOpen`).
+        own = detached.load(ordering: .acquiring)
+        guard own >= 0 else { throw error }
+        do throws(E) { return .success(try body(own)) } catch { return .failure(error) }
+      }
+      defer { pins.subtract(1, ordering: .releasing) }
+      do throws(E) { return .success(try body(fd)) } catch { return .failure(error) }
     }
-    let fd = try cache.pin(self)
-    defer { pins.subtract(1, ordering: .releasing) }
-    do throws(E) { return .success(try body(fd)) } catch { return .failure(error) }
+    do throws(E) { return .success(try body(own)) } catch { return .failure(error) }
   }
 
   /// Like ``withOpenDescriptor(_:)`` for a body that reports failure as an errno (0: none),
@@ -103,7 +154,7 @@ public final class SegmentFile: Sendable {
   /// reference goes, so the file stays readable after it is unlinked (retention).
   func keepOpen() {
     guard detached.load(ordering: .relaxed) < 0, let fd = try? cache.detach(self) else { return }
-    detached.store(fd, ordering: .relaxed)
+    detached.store(fd, ordering: .releasing)
   }
 
   /// A new `NIOFileHandle` on a duplicate of this file's descriptor, for `FileRegion`s
@@ -136,6 +187,7 @@ public final class SegmentFile: Sendable {
   func write(_ bytes: UnsafeRawBufferPointer, at position: Int) throws(StorageError) {
     var wroteNothing = false
     try withDescriptor("write") { descriptor in
+      unsynced.store(true, ordering: .relaxed)  // while pinned: the cache sees it before evicting
       var done = 0
       while done < bytes.count {
         let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(position + done))
@@ -165,6 +217,7 @@ public final class SegmentFile: Sendable {
     }
     var wroteNothing = false
     try withDescriptor("write") { descriptor in
+      unsynced.store(true, ordering: .relaxed)
       var first = 0
       var offset = position
       while first < vectors.count {
@@ -246,9 +299,13 @@ public final class SegmentFile: Sendable {
       throw StorageError.system("fsync", path: path, errno: injected)
     }
     try withDescriptor("fsync") { descriptor in
+      // Cleared before the fsync: a write that races it sets it again.
+      unsynced.store(false, ordering: .relaxed)
       while fdatasync(descriptor) != 0 {
         if errno == EINTR { continue }
-        return errno
+        let err = errno
+        unsynced.store(true, ordering: .relaxed)
+        return err
       }
       return 0
     }
@@ -256,6 +313,7 @@ public final class SegmentFile: Sendable {
 
   func truncate(to size: Int) throws(StorageError) {
     try withDescriptor("truncate") { descriptor in
+      unsynced.store(true, ordering: .relaxed)
       while ftruncate(descriptor, off_t(size)) != 0 {
         if errno == EINTR { continue }
         return errno
@@ -420,8 +478,21 @@ enum FileSystem {
     return result
   }
 
+  /// Whether `syncfs` reports writeback errors (Linux 5.8 and later); callers that rely on
+  /// it for durability fall back to an fsync per file otherwise.
+  static let syncfsReportsErrors: Bool = {
+    var name = utsname()
+    guard uname(&name) == 0 else { return false }
+    let release = withUnsafeBytes(of: &name.release) { bytes in
+      String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+    }
+    let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+    guard parts.count == 2 else { return false }
+    return parts[0] > 5 || (parts[0] == 5 && parts[1] >= 8)
+  }()
+
   /// Makes everything written to the file system holding `path` durable: `syncfs`, which
-  /// reports writeback errors since Linux 5.8.
+  /// reports writeback errors since Linux 5.8 (``syncfsReportsErrors``).
   static func syncFileSystem(_ path: String) throws(StorageError) {
     BlockingCalls.check("syncfs")
     let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -440,8 +511,29 @@ enum FileSystem {
   /// the old file it allocates and frees no inode — thousands of those per second make
   /// ext4's inode allocator scan (its `recently_deleted` check).
   static func overwrite(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
+    try overwrite(path, bytes, sync: false)
+  }
+
+  /// ``overwrite(_:_:)``, then fsync (and, for a new file, an fsync of its directory), on
+  /// one descriptor.
+  static func overwriteDurably(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
+    BlockingCalls.check("an fsync of a small file")
+    if try overwrite(path, bytes, sync: true) {
+      let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+      try syncDirectory(slash.isEmpty ? "/" : slash)
+    }
+  }
+
+  /// Returns whether the file was created.
+  @discardableResult
+  private static func overwrite(_ path: String, _ bytes: [UInt8], sync: Bool) throws(StorageError) -> Bool {
     precondition(bytes.count <= 512)
-    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+    var created = false
+    var fd = open(path, O_WRONLY | O_CLOEXEC)
+    if fd < 0 && errno == ENOENT {
+      fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+      created = true
+    }
     guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
     defer { close(fd) }
     let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
@@ -452,18 +544,13 @@ enum FileSystem {
     if fstat(fd, &info) == 0 && Int(info.st_size) != bytes.count && ftruncate(fd, off_t(bytes.count)) != 0 {
       throw StorageError.system("truncate", path: path, errno: errno)
     }
-  }
-
-  /// ``overwrite(_:_:)``, then fsync (and, for a new file, an fsync of its directory).
-  static func overwriteDurably(_ path: String, _ bytes: [UInt8]) throws(StorageError) {
-    BlockingCalls.check("an fsync of a small file")
-    let existed = exists(path)
-    try overwrite(path, bytes)
-    try syncFile(path)
-    if !existed {
-      let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-      try syncDirectory(slash.isEmpty ? "/" : slash)
+    if sync {
+      while fsync(fd) != 0 {
+        if errno == EINTR { continue }
+        throw StorageError.system("fsync", path: path, errno: errno)
+      }
     }
+    return created
   }
 
   /// Replaces `path` with `bytes` so that a crash at any instant leaves either the old or
@@ -499,14 +586,5 @@ enum FileSystem {
     }
     let slash = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
     try syncDirectory(slash.isEmpty ? "/" : slash)
-  }
-
-  /// fsyncs one file by path.
-  static func syncFile(_ path: String) throws(StorageError) {
-    BlockingCalls.check("fsync")
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw StorageError.system("open", path: path, errno: errno) }
-    defer { close(fd) }
-    if fsync(fd) != 0 { throw StorageError.system("fsync", path: path, errno: errno) }
   }
 }
