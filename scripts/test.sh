@@ -32,6 +32,6 @@ SLUICE_BIN=.build/debug/sluice python3 -m pytest -q compat || { echo "compat tes
 
 if [ "${SLUICE_SKIP_FUZZ:-0}" != "1" ]; then
   echo "== short fuzz runs"
-  FUZZ_SECONDS=${FUZZ_SECONDS:-45} scripts/fuzz.sh
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} scripts/fuzz.sh
 fi
 echo "== all tests passed"
