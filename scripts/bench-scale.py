@@ -485,6 +485,12 @@ def restart_and_wait(broker: Broker, expected: dict[str, int], timeout: float) -
             "rss_kb": broker.rss_kb(), "fds": broker.fds()}
 
 
+def report_start(label: str, c: dict) -> None:
+    say(f"  {label}: answers full Metadata {c['ready_s']:.2f} s after spawn (listening after "
+        f"{c['listening_s']:.2f} s, broker CPU {c['cpu_s']:.1f} s); RSS {mib(c['rss_kb'])} MiB, "
+        f"{c['fds']:,} open descriptors")
+
+
 def report_produce(label: str, p: dict) -> None:
     trouble = (f"; {p['failed']:,} failed, {p['undelivered']:,} undelivered: {'; '.join(p['errors'])}"
                if p["failed"] or p["undelivered"] else "")
@@ -561,9 +567,7 @@ def run_partitions(n: int, args, binary: str, settings: dict[str, str]) -> dict:
             say(f"  shutdown (SIGTERM -> exit): {r['shutdown_s']:.2f} s, exit status {r['shutdown_status']}")
             c = restart_and_wait(broker, everything, args.start_timeout)
             r["clean"] = c
-            say(f"  clean start: answers full Metadata {c['ready_s']:.2f} s after spawn (listening after "
-                f"{c['listening_s']:.2f} s, broker CPU {c['cpu_s']:.1f} s); RSS {mib(c['rss_kb'])} MiB, "
-                f"{c['fds']:,} open descriptors")
+            report_start("clean start", c)
         with step(r, broker, "verify after clean restart"):
             r["verify_clean"] = verify(broker.bootstrap, everything, acked)
             report_verify(r["verify_clean"], "clean restart")
@@ -575,9 +579,7 @@ def run_partitions(n: int, args, binary: str, settings: dict[str, str]) -> dict:
             broker.kill()
             u = restart_and_wait(broker, everything, args.start_timeout)
             r["unclean"] = u
-            say(f"  unclean start (SIGKILL after {pd['acked']:,} more acknowledged records): answers full "
-                f"Metadata {u['ready_s']:.2f} s after spawn (listening after {u['listening_s']:.2f} s, broker "
-                f"CPU {u['cpu_s']:.1f} s); RSS {mib(u['rss_kb'])} MiB, {u['fds']:,} open descriptors")
+            report_start(f"unclean start (SIGKILL after {pd['acked']:,} more acknowledged records)", u)
         with step(r, broker, "verify after unclean restart"):
             r["verify_unclean"] = verify(broker.bootstrap, everything, acked)
             report_verify(r["verify_unclean"], "unclean restart")

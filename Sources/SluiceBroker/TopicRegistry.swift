@@ -181,6 +181,41 @@ public final class TopicRegistry: Sendable {
     return partitions.map { $0! }
   }
 
+  /// Creates partitions `indexes` of `topic` (CreateTopics, CreatePartitions), all or
+  /// nothing on disk. Leftovers of an earlier topic of that name go first (its records must
+  /// not come back as this topic's); then `listing` records the change in the metadata — a
+  /// crash from here on finds it and creates what is missing of the (empty) partitions at
+  /// the next start; then the partitions are made in parallel, with one fsync of the data
+  /// directory. A failure removes what was made and undoes the listing (`unlisting`); if
+  /// that fails too, the error says so (`ifUnlistingFails`) and what a restart will find.
+  func addPartitions(
+    _ topic: String, _ indexes: Range<Int32>, config topicConfig: TopicConfig,
+    listing: (inout MetadataStore.Document) -> Void, unlisting: (inout MetadataStore.Document) -> Void,
+    ifUnlistingFails: String, afterRestart: String
+  ) throws(StorageError) -> [Partition] {
+    let disk = topicConfig.log.storage == .disk
+    if disk { try removePartitionDirectories(topic, indexes) }
+    try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in listing(&document)
+    }
+    do throws(StorageError) {
+      let made = try openPartitions(indexes.map { (topic, $0, topicConfig) }, syncMarkerRemoval: true)
+      if disk { try FileLog.syncDirectory(config.dataDirectory) }
+      return made
+    } catch {
+      if disk { try? removePartitionDirectories(topic, indexes) }
+      do throws(StorageError) {
+        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
+          unlisting(&document)
+        }
+      } catch let rollback {
+        throw StorageError(
+          error.code, "\(error.message); and \(ifUnlistingFails) (\(rollback.message)): \(afterRestart)",
+          errno: error.errno)
+      }
+      throw error
+    }
+  }
+
   /// Removes the partition directories `indexes` of `topic` (what a failed create made, or
   /// what a deletion that failed half-way left), then syncs the data directory.
   func removePartitionDirectories(_ topic: String, _ indexes: Range<Int32>) throws(StorageError) {
@@ -269,36 +304,15 @@ public final class TopicRegistry: Sendable {
       if topic(name) != nil { throw .exists }
       if validateOnly { return nil }
       let id = KafkaUUID.random()
-      let disk = topicConfig.log.storage == .disk
       do throws(StorageError) {
-        // A topic of this name deleted before may have left files (a deletion that failed
-        // half-way): they must not come back as this topic's records.
-        if disk { try removePartitionDirectories(name, 0..<partitions) }
-        // The metadata first: a crash from here on finds the topic listed and creates what
-        // is missing of its (empty) partitions at the next start; a failure removes what
-        // was made, then the listing.
-        try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-          document.topics[name] = TopicRecord(name: name, id: id, partitions: partitions, configs: configs)
-        }
-        let opened: [Partition]
-        do throws(StorageError) {
-          opened = try openPartitions(
-            (0..<partitions).map { (name, $0, topicConfig) }, syncMarkerRemoval: true)
-          if disk { try FileLog.syncDirectory(config.dataDirectory) }
-        } catch {
-          if disk { try? removePartitionDirectories(name, 0..<partitions) }
-          do throws(StorageError) {
-            try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-              document.topics[name] = nil
-            }
-          } catch let rollback {
-            throw StorageError(
-              error.code,
-              "\(error.message); and removing the topic from the metadata failed too (\(rollback.message)): "
-                + "it will be back, with empty partitions, after a restart", errno: error.errno)
-          }
-          throw error
-        }
+        let opened = try addPartitions(
+          name, 0..<partitions, config: topicConfig,
+          listing: {
+            $0.topics[name] = TopicRecord(name: name, id: id, partitions: partitions, configs: configs)
+          },
+          unlisting: { $0.topics[name] = nil },
+          ifUnlistingFails: "removing the topic from the metadata failed too",
+          afterRestart: "it will be back, with empty partitions, after a restart")
         let created = Topic(name: name, id: id, config: topicConfig, partitions: opened)
         topics.withLock { $0[name] = created }
         return created
@@ -368,33 +382,13 @@ public final class TopicRegistry: Sendable {
             "Number of partitions must be at most \(self.config.maxPartitionsPerTopic).")
         }
         if validateOnly { return }
-        let disk = existing.config.log.storage == .disk
         do throws(StorageError) {
-          // As `create`: leftovers out, the metadata first, undone on failure.
-          if disk { try self.removePartitionDirectories(name, current..<count) }
-          try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-            document.topics[name]?.partitions = count
-          }
-          let added: [Partition]
-          do throws(StorageError) {
-            added = try self.openPartitions(
-              (current..<count).map { (name, $0, existing.config) }, syncMarkerRemoval: true)
-            if disk { try FileLog.syncDirectory(self.config.dataDirectory) }
-          } catch {
-            if disk { try? self.removePartitionDirectories(name, current..<count) }
-            do throws(StorageError) {
-              try self.metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
-                document.topics[name]?.partitions = current
-              }
-            } catch let rollback {
-              throw StorageError(
-                error.code,
-                "\(error.message); and restoring the partition count in the metadata failed too "
-                  + "(\(rollback.message)): the new partitions will be there, empty, after a restart",
-                errno: error.errno)
-            }
-            throw error
-          }
+          let added = try self.addPartitions(
+            name, current..<count, config: existing.config,
+            listing: { $0.topics[name]?.partitions = count },
+            unlisting: { $0.topics[name]?.partitions = current },
+            ifUnlistingFails: "restoring the partition count in the metadata failed too",
+            afterRestart: "the new partitions will be there, empty, after a restart")
           existing.mutable.withLock { $0.partitions += added }
         } catch {
           throw .storage(error.message)

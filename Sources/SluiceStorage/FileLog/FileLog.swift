@@ -144,21 +144,33 @@ public final class FileLog: PartitionLog {
   // MARK: Closing
 
   public func close() throws(StorageError) {
+    guard let (segments, logStart) = try beginClose() else { return }
+    let error = syncForClose(segments, logStart: logStart)
+    perform(state.withLock { $0.flush.closeCompleted(error) })
+    if let error { throw error }
+  }
+
+  /// The first half of ``close()`` (and of ``closeAll(_:fileSystemOf:)``): no append or round
+  /// starts from here on, and a running round is let finish (it may be writing the recovery
+  /// point, which a close writes too). Returns what the close must make durable, or nil if
+  /// the log is closing or closed already; throws the error that took the log offline.
+  func beginClose() throws(StorageError) -> (segments: [Segment], logStart: Int64?)? {
     switch state.withLock({ $0.flush.closeRequested() }) {
-    case .none: return
+    case .none: return nil
     case .fail(let error): throw error
     case .syncEverything: break
     }
-    // No append or round starts from here on; let a running round finish (it may be writing
-    // the recovery point, which close writes too).
-    while state.withLock({ $0.flush.isFlushRunning }) { usleep(1000) }
+    waitForRunningFlush()
     let (segments, logStart, failure) = state.withLock {
       ($0.segments, $0.flush.pending.logStart, $0.flush.failure)
     }
     if let failure { throw failure }
-    let error = syncForClose(segments, logStart: logStart)
-    perform(state.withLock { $0.flush.closeCompleted(error) })
-    if let error { throw error }
+    return (segments, logStart)
+  }
+
+  /// Blocks until no flush round runs (called once no new round can start).
+  func waitForRunningFlush() {
+    while state.withLock({ $0.flush.isFlushRunning }) { usleep(1000) }
   }
 
   /// Syncs every segment and index, records the recovery point and the log start, and
@@ -206,19 +218,13 @@ public final class FileLog: PartitionLog {
       logs[position].perform(logs[position].state.withLock { $0.flush.closeCompleted(failed) })
     }
     for (position, log) in logs.enumerated() {
-      switch log.state.withLock({ $0.flush.closeRequested() }) {
-      case .none: continue
-      case .fail(let error):
+      let segments: [Segment]
+      let logStart: Int64?
+      do throws(StorageError) {
+        guard let begun = try log.beginClose() else { continue }
+        (segments, logStart) = begun
+      } catch {
         results[position] = error
-        continue
-      case .syncEverything: break
-      }
-      while log.state.withLock({ $0.flush.isFlushRunning }) { usleep(1000) }
-      let (segments, logStart, failure) = log.state.withLock {
-        ($0.segments, $0.flush.pending.logStart, $0.flush.failure)
-      }
-      if let failure {
-        results[position] = failure
         continue
       }
       do throws(StorageError) {
@@ -284,7 +290,7 @@ public final class FileLog: PartitionLog {
     perform(state.withLock { $0.flush.deleted() })
     // A round still running would write its recovery point into the directory, which by
     // then may belong to a new topic of the same name.
-    while state.withLock({ $0.flush.isFlushRunning }) { usleep(1000) }
+    waitForRunningFlush()
     for segment in state.withLock({ $0.segments }) {
       for file in [segment.file, segment.index.offsetFile, segment.index.timeFile] { file.markGone() }
     }

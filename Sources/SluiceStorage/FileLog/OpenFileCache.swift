@@ -59,17 +59,20 @@ public final class OpenFileCache: Sendable {
   /// A quarter of the process's descriptor limit (RLIMIT_NOFILE, soft), at least 64: the
   /// rest is left to connections, zero-copy reads and everything else.
   public static func defaultCapacity() -> Int {
-    var limit = rlimit()
-    guard getrlimit(CInt(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
-    let soft = limit.rlim_cur == rlim_t.max ? 1 << 20 : Int(clamping: limit.rlim_cur)
-    return max(64, soft / 4)
+    guard let soft = softDescriptorLimit() else { return 1024 }
+    return max(64, (soft == rlim_t.max ? 1 << 20 : Int(clamping: soft)) / 4)
   }
 
-  /// The process's descriptor limit (RLIMIT_NOFILE, soft), for error messages.
-  static func descriptorLimit() -> String {
+  /// The process's descriptor limit (RLIMIT_NOFILE, soft; `rlim_t.max` when unlimited).
+  static func softDescriptorLimit() -> rlim_t? {
     var limit = rlimit()
-    guard getrlimit(CInt(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return "unknown" }
-    return limit.rlim_cur == rlim_t.max ? "unlimited" : String(limit.rlim_cur)
+    return getrlimit(CInt(RLIMIT_NOFILE.rawValue), &limit) == 0 ? limit.rlim_cur : nil
+  }
+
+  /// ``softDescriptorLimit()`` for error messages.
+  static func descriptorLimit() -> String {
+    guard let soft = softDescriptorLimit() else { return "unknown" }
+    return soft == rlim_t.max ? "unlimited" : String(soft)
   }
 
   public var capacity: Int {
@@ -92,8 +95,8 @@ public final class OpenFileCache: Sendable {
     state.withLock { ($0.openCount, $0.opens, $0.evictions) }
   }
 
-  /// The descriptor of `file`, opened if needed, pinned until the caller's
-  /// ``SegmentFile/unpin()``. Descriptors evicted to make room are closed after the lock is
+  /// The descriptor of `file`, opened if needed, pinned until the caller decrements
+  /// ``SegmentFile/pins``. Descriptors evicted to make room are closed after the lock is
   /// released (closing the last descriptor of a deleted file frees its blocks, which can
   /// take long); opening happens under it.
   func pin(_ file: SegmentFile, extraFlags: CInt = 0) throws(StorageError) -> CInt {
@@ -153,14 +156,7 @@ public final class OpenFileCache: Sendable {
   /// object goes (a deleted segment that a read may still hold). Returns it.
   func detach(_ file: SegmentFile) throws(StorageError) -> CInt {
     let descriptor = try pin(file)
-    state.withLock { state in
-      let index = file.slot.load(ordering: .relaxed)
-      Self.unlink(index, &state)
-      state.slots[index] = Slot()
-      state.free.append(index)
-      state.openCount -= 1
-      file.slot.store(-1, ordering: .relaxed)
-    }
+    state.withLock { state in _ = Self.removeSlot(file.slot.load(ordering: .relaxed), &state) }
     file.pins.subtract(1, ordering: .relaxed)
     return descriptor
   }
@@ -169,14 +165,7 @@ public final class OpenFileCache: Sendable {
   func forget(_ file: SegmentFile) {
     let descriptor = state.withLock { state -> CInt in
       let index = file.slot.load(ordering: .relaxed)
-      guard index >= 0 else { return -1 }
-      let descriptor = state.slots[index].descriptor
-      Self.unlink(index, &state)
-      state.slots[index] = Slot()
-      state.free.append(index)
-      state.openCount -= 1
-      file.slot.store(-1, ordering: .relaxed)
-      return descriptor
+      return index >= 0 ? Self.removeSlot(index, &state) : -1
     }
     if descriptor >= 0 { close(descriptor) }
   }
@@ -198,18 +187,26 @@ public final class OpenFileCache: Sendable {
             $0.pins.load(ordering: .acquiring) == 0 && (takeUnsynced || !$0.unsynced.load(ordering: .relaxed))
           })
         {
-          unlink(index, &state)
-          state.slots[index] = Slot()
-          state.free.append(index)
-          state.openCount -= 1
           state.evictions += 1
-          file._withUnsafeGuaranteedRef { $0.slot.store(-1, ordering: .relaxed) }
-          return slot.descriptor
+          return removeSlot(index, &state)
         }
         index = slot.previous
       }
     }
     return nil
+  }
+
+  /// Takes a slot out of the list and frees it, telling its file it has no descriptor any
+  /// more; returns the descriptor, which the caller closes (or keeps: `detach`).
+  static func removeSlot(_ index: Int, _ state: inout State) -> CInt {
+    let slot = state.slots[index]
+    unlink(index, &state)
+    state.slots[index] = Slot()
+    state.free.append(index)
+    state.openCount -= 1
+    // Never retained (see `Slot.file`).
+    slot.file?._withUnsafeGuaranteedRef { $0.slot.store(-1, ordering: .relaxed) }
+    return slot.descriptor
   }
 
   static func unlink(_ index: Int, _ state: inout State) {

@@ -120,21 +120,20 @@ public final class SegmentFile: Sendable {
 
   /// Runs `body` with the file's descriptor, open and pinned for the duration of the call.
   func withOpenDescriptor<R, E: Error>(_ body: (CInt) throws(E) -> R) throws(StorageError) -> Result<R, E> {
-    var own = detached.load(ordering: .relaxed)
-    if own < 0 {
-      let fd: CInt
+    var fd = detached.load(ordering: .relaxed)
+    var pinned = false
+    if fd < 0 {
       do throws(StorageError) {
         fd = try cache.pin(self)
+        pinned = true
       } catch {
         // Retention may have detached and unlinked the file meanwhile (`keepOpen`).
-        own = detached.load(ordering: .acquiring)
-        guard own >= 0 else { throw error }
-        do throws(E) { return .success(try body(own)) } catch { return .failure(error) }
+        fd = detached.load(ordering: .acquiring)
+        guard fd >= 0 else { throw error }
       }
-      defer { pins.subtract(1, ordering: .releasing) }
-      do throws(E) { return .success(try body(fd)) } catch { return .failure(error) }
     }
-    do throws(E) { return .success(try body(own)) } catch { return .failure(error) }
+    defer { if pinned { pins.subtract(1, ordering: .releasing) } }
+    do throws(E) { return .success(try body(fd)) } catch { return .failure(error) }
   }
 
   /// Like ``withOpenDescriptor(_:)`` for a body that reports failure as an errno (0: none),
@@ -185,25 +184,7 @@ public final class SegmentFile: Sendable {
   /// Writes all of `bytes` at `position`. A short write that cannot be completed throws;
   /// the caller truncates back so no partial batch stays in the log.
   func write(_ bytes: UnsafeRawBufferPointer, at position: Int) throws(StorageError) {
-    var wroteNothing = false
-    try withDescriptor("write") { descriptor in
-      unsynced.store(true, ordering: .relaxed)  // while pinned: the cache sees it before evicting
-      var done = 0
-      while done < bytes.count {
-        let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(position + done))
-        if n < 0 {
-          if errno == EINTR { continue }
-          return errno
-        }
-        if n == 0 {
-          wroteNothing = true
-          return 0
-        }
-        done += n
-      }
-      return 0
-    }
-    if wroteNothing { throw StorageError(.io, "write \(path): wrote 0 bytes") }
+    try write(pieces: [bytes], at: position)
   }
 
   /// Linux's IOV_MAX (a macro Swift does not import).
@@ -217,7 +198,7 @@ public final class SegmentFile: Sendable {
     }
     var wroteNothing = false
     try withDescriptor("write") { descriptor in
-      unsynced.store(true, ordering: .relaxed)
+      unsynced.store(true, ordering: .relaxed)  // while pinned: the cache sees it before evicting
       var first = 0
       var offset = position
       while first < vectors.count {
