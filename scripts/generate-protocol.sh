@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates Sources/KafkaProtocol/Generated and the test samples from Kafka's message
-# definitions in ../shared/kafka-protocol/message (or $KAFKA_MESSAGE_DIR).
+# definitions in ../shared/kafka-protocol/message (or $KAFKA_MESSAGE_DIR), with the
+# project's own definitions in protocol/message replacing Kafka's files of the same name
+# (newer versions than that copy holds; each says where its facts come from).
 #   scripts/generate-protocol.sh          regenerate in place
 #   scripts/generate-protocol.sh --check  fail if regenerating would change anything
 set -euo pipefail
@@ -18,7 +20,7 @@ BIN=$(swift build --show-bin-path)/_KafkaProtocolCodegen
 if [ "${1:-}" = "--check" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  "$BIN" "$MESSAGE_DIR" "$tmp/gen" "$tmp/tests" "$COMMIT" >/dev/null
+  "$BIN" "$MESSAGE_DIR" "$tmp/gen" "$tmp/tests" "$COMMIT" protocol/message >/dev/null
   if ! diff -r "$tmp/gen" Sources/KafkaProtocol/Generated >/dev/null \
     || ! diff -r "$tmp/tests" Tests/KafkaProtocolTests/Generated >/dev/null; then
     echo "generate-protocol: generated code is out of date; run scripts/generate-protocol.sh" >&2
@@ -27,5 +29,5 @@ if [ "${1:-}" = "--check" ]; then
   fi
   echo "generate-protocol: generated code matches $MESSAGE_DIR (commit $COMMIT)"
 else
-  "$BIN" "$MESSAGE_DIR" Sources/KafkaProtocol/Generated Tests/KafkaProtocolTests/Generated "$COMMIT"
+  "$BIN" "$MESSAGE_DIR" Sources/KafkaProtocol/Generated Tests/KafkaProtocolTests/Generated "$COMMIT" protocol/message
 fi

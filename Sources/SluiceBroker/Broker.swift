@@ -31,6 +31,8 @@ public final class Broker: Sendable {
   public let topics: TopicRegistry
   /// Consumer groups and their committed offsets.
   package let groups: GroupCoordinator
+  /// Share groups (KIP-932): membership, share sessions, per-record delivery state.
+  package let shares: ShareGroups
   /// Client quotas (produce and fetch byte rates per client id, connection rates per ip).
   public let quotas: ClientQuotas
   /// Set when a shutdown begins: requests held by backpressure give up.
@@ -80,6 +82,11 @@ public final class Broker: Sendable {
         directory: config.dataDirectory + "/group-offsets", threadPool: threadPool,
         compactionBytes: config.offsetsLogCompactionBytes),
       clock: clock)
+    self.shares = ShareGroups(
+      configuration: .init(config),
+      store: try ShareStore(
+        directory: config.dataDirectory + "/share-groups", threadPool: threadPool,
+        compactionBytes: config.offsetsLogCompactionBytes))
     self.topics = try TopicRegistry(config: config, clock: clock, metadata: metadata, flushPool: threadPool)
     // Started last: an init that throws leaves no thread behind (nothing is submitted
     // before: recovery runs on this thread).
@@ -150,6 +157,7 @@ public final class Broker: Sendable {
   public func housekeeping() async {
     await topics.offLoop { () -> Void in self.housekeepingNow() }
     groups.housekeeping()
+    await shareHousekeeping()
   }
 
   func housekeepingNow() {
@@ -221,9 +229,11 @@ public final class Broker: Sendable {
     // Committed offsets still being written (an expiry, a commit that raced the stop) go to
     // disk on the pool before it stops.
     await groups.offsets.waitUntilIdle()
+    await shares.store.waitUntilIdle()
     try? await threadPool.shutdownGracefully()
     try? await topics.adminPool.shutdownGracefully()
     groups.offsets.close()
+    shares.store.close()
     dataDirectoryLock.release()
   }
 }

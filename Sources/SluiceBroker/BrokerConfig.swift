@@ -78,5 +78,27 @@ public struct BrokerConfig: Sendable {
   /// previous snapshot).
   public var offsetsLogCompactionBytes: Int = 4 << 20
 
+  // Share groups (KIP-932; see docs/queues.md).
+  /// `group.share.record.lock.duration.ms`: how long a record handed to a share consumer
+  /// stays locked to it before another member may get it.
+  public var shareRecordLockDurationMs: Int64 = 30_000
+  /// `group.share.delivery.count.limit`: deliveries of one record at most; released or
+  /// timed out once more, it is archived (and dead-lettered).
+  public var shareDeliveryCountLimit: Int16 = 5
+  /// `group.share.partition.max.record.locks`: in-flight records per share partition.
+  public var sharePartitionMaxRecordLocks: Int = 2000
+  /// `group.share.session.timeout.ms`: a share consumer silent this long leaves its group.
+  public var shareSessionTimeoutMs: Int64 = 45_000
+  /// `group.share.heartbeat.interval.ms`.
+  public var shareHeartbeatIntervalMs: Int32 = 5000
+  /// `group.share.max.size`: members per share group.
+  public var shareMaxSize: Int = 200
+  /// `group.share.max.share.sessions`: share sessions on this broker.
+  public var shareMaxSessions: Int = 2000
+  /// `sluice.share.dlq.topic`: where rejected records and records that used up their
+  /// delivery count go, as a name pattern (`{topic}` and `{group}` are replaced); empty:
+  /// they are archived silently, as Kafka does.
+  public var shareDeadLetterTopic: String = ""
+
   public init() {}
 }

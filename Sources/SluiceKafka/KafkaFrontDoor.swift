@@ -102,6 +102,11 @@ public struct KafkaFrontDoor: Sendable {
     // Client quotas (client-id and ip entities): Handlers/Quotas.swift.
     (.describeClientQuotas, 0...1),
     (.alterClientQuotas, 0...1),
+    // Share groups (KIP-932), v1 as Kafka 4.1 and librdkafka 2.16: Handlers/Shares.swift.
+    (.shareGroupHeartbeat, 1...1),
+    (.shareGroupDescribe, 1...1),
+    (.shareFetch, 1...1),
+    (.shareAcknowledge, 1...1),
   ]
 
   public static func supportedVersions(_ key: ApiKey) -> ClosedRange<Int16>? {
@@ -168,6 +173,12 @@ public struct KafkaFrontDoor: Sendable {
     case .deleteGroups(let body): return .deleteGroups(await deleteGroups(body))
     case .describeClientQuotas(let body): return .describeClientQuotas(describeClientQuotas(body))
     case .alterClientQuotas(let body): return .alterClientQuotas(await alterClientQuotas(body))
+    case .shareGroupHeartbeat(let body):
+      return .shareGroupHeartbeat(
+        await shareGroupHeartbeat(body, clientId: request.header.clientId, clientHost: context.clientHost))
+    case .shareGroupDescribe(let body): return .shareGroupDescribe(shareGroupDescribe(body))
+    case .shareFetch(let body): return .shareFetch(await shareFetch(body, context: context))
+    case .shareAcknowledge(let body): return .shareAcknowledge(await shareAcknowledge(body, context: context))
     default: return nil
     }
   }

@@ -76,6 +76,55 @@ let serveSettings: [ServeSetting] = [
     let limit = try parseInt("sluice.log.max.open.files", value, min: 0)
     broker.maxOpenLogFiles = limit == 0 ? nil : limit
   },
+  ServeSetting(
+    key: "group.share.record.lock.duration.ms", defaultValue: "30000",
+    help: "How long a record handed to a share consumer stays locked to it (then it is delivered again)."
+  ) {
+    broker, _, value in
+    broker.shareRecordLockDurationMs = try parseInt("group.share.record.lock.duration.ms", value, min: 1)
+  },
+  ServeSetting(
+    key: "group.share.delivery.count.limit", defaultValue: "5",
+    help: "Deliveries of one record to share consumers at most; then it is archived (and dead-lettered)."
+  ) {
+    broker, _, value in
+    broker.shareDeliveryCountLimit = try parseInt("group.share.delivery.count.limit", value, min: 1)
+  },
+  ServeSetting(
+    key: "group.share.partition.max.record.locks", defaultValue: "2000",
+    help: "In-flight records per share partition (delivered, not yet acknowledged) at most."
+  ) {
+    broker, _, value in
+    broker.sharePartitionMaxRecordLocks = try parseInt("group.share.partition.max.record.locks", value, min: 1)
+  },
+  ServeSetting(
+    key: "group.share.session.timeout.ms", defaultValue: "45000",
+    help: "A share consumer that has not heartbeated for this long leaves its group."
+  ) {
+    broker, _, value in
+    broker.shareSessionTimeoutMs = try parseInt("group.share.session.timeout.ms", value, min: 1)
+  },
+  ServeSetting(
+    key: "group.share.heartbeat.interval.ms", defaultValue: "5000", help: "Share consumers' heartbeat interval."
+  ) {
+    broker, _, value in
+    broker.shareHeartbeatIntervalMs = try parseInt("group.share.heartbeat.interval.ms", value, min: 1)
+  },
+  ServeSetting(key: "group.share.max.size", defaultValue: "200", help: "Members per share group at most.") {
+    broker, _, value in broker.shareMaxSize = try parseInt("group.share.max.size", value, min: 1)
+  },
+  ServeSetting(
+    key: "group.share.max.share.sessions", defaultValue: "2000", help: "Share sessions on this broker at most."
+  ) {
+    broker, _, value in broker.shareMaxSessions = try parseInt("group.share.max.share.sessions", value, min: 1)
+  },
+  ServeSetting(
+    key: "sluice.share.dlq.topic", defaultValue: "",
+    help: "Dead-letter topic of share groups, a pattern ({topic}, {group} replaced): rejected records and "
+      + "records that used up their delivery count go there with headers saying why. Empty: off."
+  ) {
+    broker, _, value in broker.shareDeadLetterTopic = value.trimmed()
+  },
   ServeSetting(key: "max.connections", defaultValue: "10000", help: "Connections beyond this are refused.") {
     _, server, value in server.maximumConnections = try parseInt("max.connections", value, min: 1)
   },

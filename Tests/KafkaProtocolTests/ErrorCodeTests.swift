@@ -39,6 +39,7 @@ import Testing
     (.producerFenced, 90, "PRODUCER_FENCED"),
     (.unknownTopicId, 100, "UNKNOWN_TOPIC_ID"),
     (.rebootstrapRequired, 129, "REBOOTSTRAP_REQUIRED"),
+    (.shareSessionLimitReached, 133, "SHARE_SESSION_LIMIT_REACHED"),
   ]
 
   @Test func pinnedCodesMatchKafka() {
@@ -103,7 +104,7 @@ import Testing
     let rawValues = ErrorCode.allKnown.map(\.rawValue)
     #expect(Set(rawValues).count == rawValues.count)
     #expect(Set(ErrorCode.allKnown).count == ErrorCode.allKnown.count)
-    #expect(rawValues == Array(-1...129))
+    #expect(rawValues == Array(-1...133))
     #expect(ErrorCode.allKnown.count == 131)
   }
 

@@ -1,7 +1,7 @@
 /// A Kafka protocol error code, as carried in the `error_code` (INT16) fields of responses.
 ///
 /// Covers every code in Kafka's `org.apache.kafka.common.protocol.Errors` as of Kafka 4.0
-/// (-1 `UNKNOWN_SERVER_ERROR`, 0 `NONE`, 1 through 129). Like ``KafkaProtocolError/Code``, this is
+/// (-1 `UNKNOWN_SERVER_ERROR`, 0 `NONE`, 1 through 133). Like ``KafkaProtocolError/Code``, this is
 /// a struct of static members rather than an enum, so codes added by newer brokers round-trip
 /// unchanged and do not break a caller's `switch`: `ErrorCode(rawValue: 999)` is a valid value
 /// whose ``name`` is `"UNKNOWN_ERROR_CODE_999"` and which is not retriable.
@@ -279,8 +279,16 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
   public static let invalidRegularExpression = ErrorCode(rawValue: 128)
   /// `REBOOTSTRAP_REQUIRED` (129).
   public static let rebootstrapRequired = ErrorCode(rawValue: 129)
+  /// `STREAMS_INVALID_TOPOLOGY` (130).
+  public static let streamsInvalidTopology = ErrorCode(rawValue: 130)
+  /// `STREAMS_INVALID_TOPOLOGY_EPOCH` (131).
+  public static let streamsInvalidTopologyEpoch = ErrorCode(rawValue: 131)
+  /// `STREAMS_TOPOLOGY_FENCED` (132).
+  public static let streamsTopologyFenced = ErrorCode(rawValue: 132)
+  /// `SHARE_SESSION_LIMIT_REACHED` (133); retriable.
+  public static let shareSessionLimitReached = ErrorCode(rawValue: 133)
 
-  /// Every code Kafka defines, in ascending raw-value order (from -1 through 129).
+  /// Every code Kafka defines, in ascending raw-value order (from -1 through 133).
   public static let allKnown: [ErrorCode] = table.map { ErrorCode(rawValue: $0.code) }
 
   /// Whether this code is one of ``allKnown``.
@@ -610,5 +618,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     Entry(
       129, "REBOOTSTRAP_REQUIRED", false,
       "Client metadata is stale, client should rebootstrap to obtain new metadata."),
+    Entry(130, "STREAMS_INVALID_TOPOLOGY", false, "The supplied topology is invalid."),
+    Entry(131, "STREAMS_INVALID_TOPOLOGY_EPOCH", false, "The supplied topology epoch is invalid."),
+    Entry(132, "STREAMS_TOPOLOGY_FENCED", false, "The supplied topology epoch is outdated."),
+    Entry(133, "SHARE_SESSION_LIMIT_REACHED", true, "The limit of share sessions has been reached."),
   ]
 }

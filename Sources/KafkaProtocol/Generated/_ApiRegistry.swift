@@ -448,10 +448,10 @@ extension ApiKey {
     case 73: 0...0
     case 74: 0...0
     case 75: 0...0
-    case 76: 0...0
-    case 77: 0...0
-    case 78: 0...0
-    case 79: 0...0
+    case 76: 1...1
+    case 77: 1...1
+    case 78: 1...1
+    case 79: 1...1
     case 80: 0...0
     case 81: 0...0
     case 82: 0...0
@@ -543,10 +543,10 @@ extension ApiKey {
     case 73: 0
     case 74: 0
     case 75: 0
-    case 76: 0
-    case 77: 0
-    case 78: 0
-    case 79: 0
+    case 76: 1
+    case 77: 1
+    case 78: 1
+    case 79: 1
     case 80: 0
     case 81: 0
     case 82: 0
@@ -638,10 +638,10 @@ extension ApiKey {
     case 73: 0
     case 74: 0
     case 75: 0
-    case 76: 0
-    case 77: 0
-    case 78: 0
-    case 79: 0
+    case 76: 1
+    case 77: 1
+    case 78: 1
+    case 79: 1
     case 80: 0
     case 81: 0
     case 82: 0

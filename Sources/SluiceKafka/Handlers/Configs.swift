@@ -6,6 +6,7 @@ import SluiceBroker
 extension KafkaFrontDoor {
   static let topicResource: Int8 = 2
   static let brokerResource: Int8 = 4
+  static let groupResource: Int8 = 32
 
   /// Kafka's ConfigSource codes.
   static func sourceCode(_ source: BrokerConfigEntry.Source) -> Int8 {
@@ -68,6 +69,14 @@ extension KafkaFrontDoor {
             name: entry.name, value: entry.value, readOnly: entry.readOnly,
             source: Self.sourceCode(entry.source),
             typeCode: entry.typeCode, doc: entry.doc)
+        }
+      case Self.groupResource:
+        // Share-group configs (docs/queues.md): set ones are GROUP_CONFIG (8).
+        let set = broker.shares.configs(resource.resourceName)
+        for (name, value) in ShareGroups.groupConfigDefaults.merging(set, uniquingKeysWith: { $1 }).sorted(by: { $0.key < $1.key }) {
+          add(
+            name: name, value: value, readOnly: false, source: set[name] == nil ? 5 : 8, typeCode: 2,
+            doc: "Share-group config; see docs/queues.md.")
         }
       default:
         result.errorCode = ErrorCode.invalidRequest.rawValue
@@ -132,6 +141,8 @@ extension KafkaFrontDoor {
       let refusal: BrokerError?
       if let problem {
         refusal = problem
+      } else if resource.resourceType == Self.groupResource {
+        refusal = await alterGroupConfigs(resource.resourceName, changes, validateOnly: request.validateOnly)
       } else {
         refusal = await alter(resource.resourceType, resource.resourceName) { () async throws(TopicError) in
           switch resource.resourceType {
@@ -170,6 +181,26 @@ extension KafkaFrontDoor {
       return nil
     } catch {
       return BrokerError(error.code, error.message)
+    }
+  }
+
+  /// IncrementalAlterConfigs on a GROUP resource: SET and DELETE of share-group configs.
+  func alterGroupConfigs(_ group: String, _ changes: [ConfigChange], validateOnly: Bool) async -> BrokerError? {
+    guard !group.isEmpty else { return BrokerError(.invalidRequest, "A group name is required") }
+    var configs = broker.shares.configs(group)
+    for change in changes {
+      switch change {
+      case .set(let name, let value): configs[name] = value
+      case .delete(let name): configs[name] = nil
+      case .append(let name, _), .subtract(let name, _):
+        return BrokerError(.invalidConfig, "\(name) is not a list: APPEND and SUBTRACT do not apply")
+      }
+    }
+    do {
+      try await broker.shares.setConfigs(group, configs, validateOnly: validateOnly)
+      return nil
+    } catch {
+      return error
     }
   }
 

@@ -4334,6 +4334,8 @@ extension ShareFetchRequest: Sampleable {
     value.maxWaitMs = rng.integer(Int32.self)
     value.minBytes = rng.integer(Int32.self)
     value.maxBytes = rng.integer(Int32.self)
+    value.maxRecords = rng.integer(Int32.self)
+    value.batchSize = rng.integer(Int32.self)
     value.topics = rng.array { (rng: inout SampleRNG) in ShareFetchRequest.FetchTopic.sample(version: version, rng: &rng) }
     value.forgottenTopicsData = rng.array { (rng: inout SampleRNG) in ShareFetchRequest.ForgottenTopic.sample(version: version, rng: &rng) }
     if rng.oneIn(3) { value.unknownTaggedFields = rng.unknownTaggedFields() }
@@ -4356,7 +4358,6 @@ extension ShareFetchRequest.FetchPartition: Sampleable {
   static func sample(version: Int16, rng: inout SampleRNG) -> Self {
     var value = Self()
     value.partitionIndex = rng.integer(Int32.self)
-    value.partitionMaxBytes = rng.integer(Int32.self)
     value.acknowledgementBatches = rng.array { (rng: inout SampleRNG) in ShareFetchRequest.AcknowledgementBatch.sample(version: version, rng: &rng) }
     if rng.oneIn(3) { value.unknownTaggedFields = rng.unknownTaggedFields() }
     return value
@@ -4389,6 +4390,7 @@ extension ShareFetchResponse: Sampleable {
     value.throttleTimeMs = rng.integer(Int32.self)
     value.errorCode = rng.integer(Int16.self)
     value.errorMessage = rng.oneIn(4) ? nil : rng.string()
+    value.acquisitionLockTimeoutMs = rng.integer(Int32.self)
     value.responses = rng.array { (rng: inout SampleRNG) in ShareFetchResponse.ShareFetchableTopicResponse.sample(version: version, rng: &rng) }
     value.nodeEndpoints = rng.array { (rng: inout SampleRNG) in ShareFetchResponse.NodeEndpoint.sample(version: version, rng: &rng) }
     if rng.oneIn(3) { value.unknownTaggedFields = rng.unknownTaggedFields() }

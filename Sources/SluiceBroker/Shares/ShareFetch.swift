@@ -1,0 +1,312 @@
+import KafkaProtocol
+import Logging
+import NIOCore
+import SluiceStorage
+
+/// Records of one partition a share consumer settles.
+public struct ShareAcknowledgement: Sendable {
+  public var key: SharePartitionKey
+  public var first: Int64
+  public var last: Int64
+  /// One type for the whole range, or one per offset.
+  public var types: [ShareAcknowledgeType]
+
+  public init(key: SharePartitionKey, first: Int64, last: Int64, types: [ShareAcknowledgeType]) {
+    self.key = key
+    self.first = first
+    self.last = last
+    self.types = types
+  }
+}
+
+/// A ShareFetch (or, with `fetch` false, a ShareAcknowledge) in the broker's terms.
+public struct ShareFetchCall: Sendable {
+  public var groupId: String
+  public var memberId: String
+  /// 0 opens a share session, -1 closes it, otherwise the session's next epoch.
+  public var sessionEpoch: Int32
+  public var maxWaitMs: Int64 = 0
+  public var maxBytes: Int = Int(Int32.max)
+  public var maxRecords: Int = 500
+  /// Partitions to add to the session (ShareFetch only).
+  public var partitions: [SharePartitionKey] = []
+  /// Partitions to remove from the session.
+  public var forgotten: [SharePartitionKey] = []
+  public var acknowledgements: [ShareAcknowledgement] = []
+  /// Whether to hand out records (false: ShareAcknowledge).
+  public var fetch: Bool = true
+
+  public init(groupId: String, memberId: String, sessionEpoch: Int32) {
+    self.groupId = groupId
+    self.memberId = memberId
+    self.sessionEpoch = sessionEpoch
+  }
+}
+
+public struct ShareFetchPartitionResult: Sendable {
+  public var key: SharePartitionKey
+  public var error: BrokerError?
+  /// Set when the call carried acknowledgements for this partition: nil = all applied.
+  public var acknowledgeError: BrokerError?
+  public var acknowledged = false
+  public var records = RecordData()
+  public var acquired: [SharePartitionState.Acquired] = []
+
+  public init(key: SharePartitionKey) { self.key = key }
+}
+
+public struct ShareFetchResult: Sendable {
+  public var error: BrokerError?
+  public var partitions: [ShareFetchPartitionResult] = []
+  /// `group.share.record.lock.duration.ms`, for the client.
+  public var lockTimeoutMs: Int64 = 0
+
+  public init(error: BrokerError? = nil) { self.error = error }
+}
+
+extension Broker {
+  /// ShareFetch / ShareAcknowledge: checks the share session, applies the acknowledgements
+  /// (durable before this returns; rejected and exhausted records go to the dead-letter
+  /// topic), then acquires records for the member from the session's partitions — parking,
+  /// as a Fetch does, until some are available, `maxWaitMs` passes, a lock held by another
+  /// member expires, or the caller leaves.
+  public func shareFetch(_ call: ShareFetchCall, context: CallContext = CallContext()) async -> ShareFetchResult {
+    var result = ShareFetchResult()
+    result.lockTimeoutMs = shares.configuration.limits.lockDurationMs
+    let session: [SharePartitionKey]
+    switch shares.useSession(call, now: clock.monotonicMs()) {
+    case .failure(let error):
+      result.error = error
+      return result
+    case .success(let partitions):
+      session = partitions
+    }
+    var byKey: [SharePartitionKey: ShareFetchPartitionResult] = [:]
+    var order: [SharePartitionKey] = []
+    func slot(_ key: SharePartitionKey) -> SharePartitionKey {
+      if byKey[key] == nil {
+        byKey[key] = ShareFetchPartitionResult(key: key)
+        order.append(key)
+      }
+      return key
+    }
+
+    // Acknowledgements first: durable, and dead letters written, before the answer.
+    if !call.acknowledgements.isEmpty {
+      let outcome = shares.acknowledge(call, now: clock.monotonicMs())
+      for (key, error) in outcome.errors { byKey[slot(key)]!.acknowledgeError = error }
+      for acknowledgement in call.acknowledgements { byKey[slot(acknowledgement.key)]!.acknowledged = true }
+      let failure = await shares.store.write([])
+      if let failure {
+        for key in outcome.touched { byKey[slot(key)]!.acknowledgeError = BrokerError(ErrorCode.from(failure), failure.message) }
+      }
+      await writeDeadLetters(group: call.groupId, outcome.dead)
+      wakeShareFetches(outcome.released)
+    }
+    if call.sessionEpoch == -1 {
+      let (released, dead) = shares.closeSession(group: call.groupId, member: call.memberId)
+      await writeDeadLetters(group: call.groupId, dead)
+      wakeShareFetches(released)
+    }
+
+    if call.fetch && call.sessionEpoch != -1 && !session.isEmpty {
+      for (key, fetched) in await acquire(call, session, context: context) {
+        var slotted = byKey[slot(key)]!
+        slotted.error = fetched.error
+        slotted.records = fetched.records
+        slotted.acquired = fetched.acquired
+        byKey[key] = slotted
+      }
+    }
+    result.partitions = order.map { byKey[$0]! }
+    return result
+  }
+
+  /// Acquires records from the session's partitions, parking while there are none.
+  func acquire(_ call: ShareFetchCall, _ session: [SharePartitionKey], context: CallContext) async
+    -> [(SharePartitionKey, ShareFetchPartitionResult)]
+  {
+    let deadline = clock.monotonicMs() + max(0, call.maxWaitMs)
+    while true {
+      let waiter = FetchWaiter(eventLoop: context.eventLoop)
+      var registered: [Partition] = []
+      var results: [(SharePartitionKey, ShareFetchPartitionResult)] = []
+      var acquiredAny = false
+      var bytes = 0
+      var records = 0
+      var nextLock: Int64?
+      for key in session {
+        var partitionResult = ShareFetchPartitionResult(key: key)
+        guard let partition = topic(key.topic)?.partition(key.partition) else {
+          partitionResult.error = .unknownPartition(key.topic, key.partition)
+          results.append((key, partitionResult))
+          continue
+        }
+        partition.addWaiter(waiter)
+        registered.append(partition)
+        guard bytes < call.maxBytes, records < call.maxRecords else { continue }
+        let now = clock.monotonicMs()
+        let (readFrom, dead, lock) = shares.prepare(
+          group: call.groupId, key, partition: partition, now: now, wallNow: clock.now())
+        if !dead.isEmpty {
+          let letters = dead
+          Task { await self.writeDeadLetters(group: call.groupId, [ShareStore.Key(group: call.groupId, topic: key.topic, partition: key.partition): letters]) }
+        }
+        if let lock { nextLock = min(nextLock ?? lock, lock) }
+        let highWatermark = partition.highWatermark
+        guard let readFrom, readFrom < highWatermark else { continue }
+        do throws(StorageError) {
+          let read = try partition.log.read(
+            from: readFrom, maxBytes: call.maxBytes - bytes, upTo: highWatermark, minOneBatch: true)
+          let loaded = try read.loadBytes()
+          guard let range = Self.offsetRange(loaded, below: highWatermark) else { continue }
+          let acquired = shares.acquire(
+            group: call.groupId, member: call.memberId, key, offsets: range, maxRecords: call.maxRecords - records,
+            now: clock.monotonicMs())
+          guard !acquired.isEmpty else { continue }
+          acquiredAny = true
+          bytes += loaded.readableBytes
+          records += acquired.reduce(0) { $0 + Int($1.last - $1.first + 1) }
+          partitionResult.records = RecordData(pieces: [.bytes(loaded)])
+          partitionResult.acquired = acquired
+          results.append((key, partitionResult))
+        } catch {
+          partitionResult.error = BrokerError(ErrorCode.from(error), error.message)
+          results.append((key, partitionResult))
+        }
+      }
+      let now = clock.monotonicMs()
+      let done =
+        acquiredAny || results.contains { $0.1.error != nil } || call.maxWaitMs <= 0 || now >= deadline
+        || stopping.load(ordering: .relaxed) || !context.isConnected()
+      if done {
+        for partition in registered { partition.removeWaiter(waiter) }
+        return results
+      }
+      // Park until an append or a release wakes a partition, the deadline, or the
+      // earliest lock of this group's partitions expires.
+      var wakeAt = min(deadline, now + Self.parkSliceMs)
+      if let nextLock { wakeAt = min(wakeAt, max(now + 1, nextLock)) }
+      let timer = clock.schedule(afterMs: wakeAt - now, on: context.eventLoop) { waiter.wake() }
+      await waiter.wait()
+      timer.cancel()
+      for partition in registered { partition.removeWaiter(waiter) }
+    }
+  }
+
+  /// The first and last offsets of the data batches in `bytes`, the last capped below the
+  /// high watermark.
+  static func offsetRange(_ bytes: ByteBuffer, below highWatermark: Int64) -> ClosedRange<Int64>? {
+    var splitter = RecordBatchSplitter(bytes)
+    var first: Int64?
+    var last: Int64 = -1
+    while let batch = try? splitter.next() {
+      if first == nil { first = batch.baseOffset }
+      last = max(last, batch.nextOffset - 1)
+    }
+    guard let first else { return nil }
+    last = min(last, highWatermark - 1)
+    return first <= last ? first...last : nil
+  }
+
+  /// ShareGroupHeartbeat (see ``ShareGroups``): a member leaving releases its records,
+  /// which wakes fetches parked on them.
+  package func shareHeartbeat(_ request: ShareGroups.HeartbeatRequest) async -> ShareGroups.HeartbeatResult {
+    if request.memberEpoch == 0, groups.describe(request.groupId) != nil {
+      var refused = ShareGroups.HeartbeatResult()
+      refused.error = BrokerError(
+        .inconsistentGroupProtocol, "Group \(request.groupId) is a consumer group, not a share group")
+      return refused
+    }
+    let (result, released) = shares.heartbeat(request, now: clock.monotonicMs()) { names in
+      names.flatMap { name -> [SharePartitionKey] in
+        guard let topic = self.topic(name) else { return [] }
+        return topic.partitions.map { SharePartitionKey(topic: name, partition: $0.index) }
+      }
+    }
+    wakeShareFetches(released)
+    await writeDeadLetters(group: request.groupId, released)
+    return result
+  }
+
+  /// Wakes fetches parked on partitions where records became available again.
+  func wakeShareFetches<T>(_ released: [ShareStore.Key: T]) {
+    for key in Set(released.keys.map { SharePartitionKey(topic: $0.topic, partition: $0.partition) }) {
+      topic(key.topic)?.partition(key.partition)?.notifyAppended()
+    }
+  }
+
+  /// Share groups' periodic work: member session timeouts and expired locks (parked fetches
+  /// also wake at the earliest lock deadline by themselves).
+  func shareHousekeeping() async {
+    let released = shares.tick(now: clock.monotonicMs())
+    guard !released.isEmpty else { return }
+    wakeShareFetches(released)
+    for (key, letters) in released where !letters.isEmpty {
+      await writeDeadLetters(group: key.group, [key: letters])
+    }
+  }
+
+  /// The dead-letter topic of a group's partition (nil: dead letters are off).
+  func deadLetterTopic(group: String, topic: String) -> String? {
+    let pattern = shares.configuration.deadLetterTopic
+    guard !pattern.isEmpty else { return nil }
+    return Self.substitute(Self.substitute(pattern, "{topic}", topic), "{group}", group)
+  }
+
+  static func substitute(_ text: String, _ placeholder: String, _ value: String) -> String {
+    text.split(separator: placeholder, omittingEmptySubsequences: false).joined(separator: value)
+  }
+
+  /// Appends archived records to the dead-letter topic (created with one partition when
+  /// missing), each with headers naming where it came from and why. Retried until stored or
+  /// the broker stops.
+  func writeDeadLetters(group: String, _ letters: [ShareStore.Key: [SharePartitionState.DeadLetter]]) async {
+    for (key, dead) in letters where !dead.isEmpty {
+      guard let target = deadLetterTopic(group: group, topic: key.topic), target != key.topic else { continue }
+      guard let partition = topic(key.topic)?.partition(key.partition) else { continue }
+      var wanted = Set(dead.map(\.offset))
+      let byOffset = Dictionary(dead.map { ($0.offset, $0) }, uniquingKeysWith: { a, _ in a })
+      var builder = RecordBatchBuilder()
+      var position = dead.map(\.offset).min() ?? 0
+      while !wanted.isEmpty {
+        guard let read = try? partition.log.read(from: position, maxBytes: 1 << 20, upTo: partition.highWatermark, minOneBatch: true),
+          let bytes = try? read.loadBytes(), bytes.readableBytes > 0
+        else { break }
+        let next = try? RecordWalk.walk(bytes, from: position, maxDecompressedSize: config.maxDecompressedBatchBytes) {
+          record in
+          guard wanted.remove(record.offset) != nil, let letter = byOffset[record.offset] else { return true }
+          var headers = record.headers
+          func add(_ name: String, _ value: String) {
+            headers.append(RecordHeader(key: name, value: ByteBuffer(string: value)))
+          }
+          add("sluice.dlq.original.topic", key.topic)
+          add("sluice.dlq.original.partition", String(key.partition))
+          add("sluice.dlq.original.offset", String(record.offset))
+          add("sluice.dlq.group", group)
+          add("sluice.dlq.delivery.count", String(letter.deliveryCount))
+          add("sluice.dlq.reason", letter.reason.rawValue)
+          builder.append(key: record.key, value: record.value, headers: headers, timestamp: record.timestamp)
+          return true
+        }
+        guard let next, next > position else { break }
+        position = next
+        if let remaining = wanted.min(), remaining > position { position = remaining }
+      }
+      guard builder.count > 0, let batch = try? builder.build() else { continue }
+      var backoff: Int64 = 100
+      while !stopping.load(ordering: .relaxed) {
+        if topic(target) == nil {
+          _ = try? await createTopic(name: target, partitions: 1, configs: [:])
+        }
+        let result = await produce(
+          [PartitionRecords(topic: target, partition: 0, records: batch.buffer)], options: ProduceOptions(acks: .all))
+        if case .appended? = result.results.first { break }
+        if case .duplicate? = result.results.first { break }
+        shares.logger.warning("share group \(group): cannot append to dead-letter topic \(target); retrying")
+        await clock.sleep(ms: backoff)
+        backoff = min(backoff * 2, 10_000)
+      }
+    }
+  }
+}

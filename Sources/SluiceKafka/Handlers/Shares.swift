@@ -1,0 +1,246 @@
+import KafkaProtocol
+import NIOCore
+import SluiceBroker
+
+/// Share groups (KIP-932) on the Kafka wire: ShareGroupHeartbeat, ShareGroupDescribe,
+/// ShareFetch and ShareAcknowledge, translated onto ``Broker/shareFetch(_:context:)`` and
+/// ``ShareGroups`` (docs/queues.md). Topics travel by id.
+extension KafkaFrontDoor {
+  func shareGroupHeartbeat(_ request: ShareGroupHeartbeatRequest, clientId: String?, clientHost: String) async
+    -> ShareGroupHeartbeatResponse
+  {
+    var response = ShareGroupHeartbeatResponse()
+    guard !request.groupId.isEmpty else {
+      response.errorCode = ErrorCode.invalidGroupId.rawValue
+      response.errorMessage = "GroupId must not be empty"
+      return response
+    }
+    if let names = request.subscribedTopicNames, names.count > 10_000 {
+      response.errorCode = ErrorCode.invalidRequest.rawValue
+      response.errorMessage = "\(names.count) subscribed topics; at most 10000"
+      return response
+    }
+    let result = await broker.shareHeartbeat(
+      .init(
+        groupId: request.groupId, memberId: request.memberId, memberEpoch: request.memberEpoch,
+        rackId: request.rackId, subscribedTopicNames: request.subscribedTopicNames, clientId: clientId ?? "",
+        clientHost: clientHost))
+    if let error = result.error {
+      response.errorCode = error.code.rawValue
+      response.errorMessage = error.message
+      return response
+    }
+    response.memberId = result.memberId
+    response.memberEpoch = result.memberEpoch
+    response.heartbeatIntervalMs = result.heartbeatIntervalMs
+    if let assignment = result.assignment {
+      var byTopic: [String: [Int32]] = [:]
+      var order: [String] = []
+      for key in assignment {
+        if byTopic[key.topic] == nil { order.append(key.topic) }
+        byTopic[key.topic, default: []].append(key.partition)
+      }
+      response.assignment = .init(
+        topicPartitions: order.compactMap { name in
+          broker.topic(name).map { .init(topicId: $0.id, partitions: byTopic[name] ?? []) }
+        })
+    }
+    return response
+  }
+
+  func shareGroupDescribe(_ request: ShareGroupDescribeRequest) -> ShareGroupDescribeResponse {
+    var response = ShareGroupDescribeResponse()
+    for groupId in request.groupIds.prefix(10_000) {
+      var described = ShareGroupDescribeResponse.DescribedGroup()
+      described.groupId = groupId
+      guard let group = broker.shares.group(groupId) else {
+        described.errorCode = ErrorCode.groupIdNotFound.rawValue
+        described.errorMessage = "Share group \(groupId) not found"
+        response.groups.append(described)
+        continue
+      }
+      described.groupState = group.members.isEmpty ? "Empty" : "Stable"
+      described.groupEpoch = group.groupEpoch
+      described.assignmentEpoch = group.groupEpoch
+      described.assignorName = "simple"
+      for member in group.members.values.sorted(by: { $0.memberId < $1.memberId }) {
+        var entry = ShareGroupDescribeResponse.Member()
+        entry.memberId = member.memberId
+        entry.rackId = member.rackId
+        entry.memberEpoch = member.memberEpoch
+        entry.clientId = member.clientId
+        entry.clientHost = member.clientHost
+        entry.subscribedTopicNames = member.subscribedTopics
+        var byTopic: [String: [Int32]] = [:]
+        for key in member.assignment ?? [] { byTopic[key.topic, default: []].append(key.partition) }
+        entry.assignment.topicPartitions = byTopic.keys.sorted().compactMap { name in
+          broker.topic(name).map { .init(topicId: $0.id, topicName: name, partitions: byTopic[name] ?? []) }
+        }
+        described.members.append(entry)
+      }
+      response.groups.append(described)
+    }
+    return response
+  }
+
+  func shareFetch(_ request: ShareFetchRequest, context: RequestContext) async -> ShareFetchResponse {
+    var call = ShareFetchCall(
+      groupId: request.groupId ?? "", memberId: request.memberId ?? "", sessionEpoch: request.shareSessionEpoch)
+    call.maxWaitMs = Int64(max(0, request.maxWaitMs))
+    call.maxBytes = Int(max(1, request.maxBytes))
+    call.maxRecords = request.maxRecords > 0 ? Int(request.maxRecords) : 500
+    var response = ShareFetchResponse()
+    var names: [KafkaUUID: String] = [:]
+    var unknown: [(KafkaUUID, Int32)] = []
+    for topic in request.topics {
+      guard let name = broker.topic(id: topic.topicId)?.name else {
+        unknown += topic.partitions.map { (topic.topicId, $0.partitionIndex) }
+        continue
+      }
+      names[topic.topicId] = name
+      for partition in topic.partitions {
+        let key = SharePartitionKey(topic: name, partition: partition.partitionIndex)
+        call.partitions.append(key)
+        for batch in partition.acknowledgementBatches {
+          call.acknowledgements.append(
+            ShareAcknowledgement(
+              key: key, first: batch.firstOffset, last: batch.lastOffset,
+              types: batch.acknowledgeTypes.map { ShareAcknowledgeType(rawValue: $0) ?? .accept }))
+        }
+      }
+    }
+    if let bad = Self.badAcknowledgement(request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes)) {
+      response.errorCode = ErrorCode.invalidRequest.rawValue
+      response.errorMessage = bad
+      return response
+    }
+    for topic in request.forgottenTopicsData {
+      guard let name = broker.topic(id: topic.topicId)?.name else { continue }
+      call.forgotten += topic.partitions.map { SharePartitionKey(topic: name, partition: $0) }
+    }
+    let result = await broker.shareFetch(call, context: context.call)
+    response.acquisitionLockTimeoutMs = Int32(clamping: result.lockTimeoutMs)
+    if let error = result.error {
+      response.errorCode = error.code.rawValue
+      response.errorMessage = error.message
+      return response
+    }
+    var topics: [String: ShareFetchResponse.ShareFetchableTopicResponse] = [:]
+    var order: [String] = []
+    for partition in result.partitions {
+      guard let topic = broker.topic(partition.key.topic) else { continue }
+      if topics[topic.name] == nil {
+        topics[topic.name] = .init(topicId: topic.id, partitions: [])
+        order.append(topic.name)
+      }
+      var data = ShareFetchResponse.PartitionData()
+      data.partitionIndex = partition.key.partition
+      data.currentLeader = .init(leaderId: broker.config.nodeId, leaderEpoch: 0)
+      if let error = partition.error {
+        data.errorCode = error.code.rawValue
+        data.errorMessage = error.message
+      }
+      if let error = partition.acknowledgeError {
+        data.acknowledgeErrorCode = error.code.rawValue
+        data.acknowledgeErrorMessage = error.message
+      }
+      data.records = (try? partition.records.load()) ?? ByteBuffer()
+      data.acquiredRecords = partition.acquired.map {
+        .init(firstOffset: $0.first, lastOffset: $0.last, deliveryCount: $0.deliveryCount)
+      }
+      topics[topic.name]!.partitions.append(data)
+    }
+    response.responses = order.map { topics[$0]! }
+    var byId: [KafkaUUID: Int] = [:]
+    for (index, topic) in response.responses.enumerated() { byId[topic.topicId] = index }
+    for (id, partition) in unknown {
+      var data = ShareFetchResponse.PartitionData()
+      data.partitionIndex = partition
+      data.errorCode = ErrorCode.unknownTopicId.rawValue
+      data.errorMessage = "Unknown topic id \(id)"
+      data.records = ByteBuffer()
+      if let index = byId[id] {
+        response.responses[index].partitions.append(data)
+      } else {
+        byId[id] = response.responses.count
+        response.responses.append(.init(topicId: id, partitions: [data]))
+      }
+    }
+    return response
+  }
+
+  func shareAcknowledge(_ request: ShareAcknowledgeRequest, context: RequestContext) async
+    -> ShareAcknowledgeResponse
+  {
+    var call = ShareFetchCall(
+      groupId: request.groupId ?? "", memberId: request.memberId ?? "", sessionEpoch: request.shareSessionEpoch)
+    call.fetch = false
+    var response = ShareAcknowledgeResponse()
+    var unknown: [(KafkaUUID, Int32)] = []
+    for topic in request.topics {
+      guard let name = broker.topic(id: topic.topicId)?.name else {
+        unknown += topic.partitions.map { (topic.topicId, $0.partitionIndex) }
+        continue
+      }
+      for partition in topic.partitions {
+        let key = SharePartitionKey(topic: name, partition: partition.partitionIndex)
+        for batch in partition.acknowledgementBatches {
+          call.acknowledgements.append(
+            ShareAcknowledgement(
+              key: key, first: batch.firstOffset, last: batch.lastOffset,
+              types: batch.acknowledgeTypes.map { ShareAcknowledgeType(rawValue: $0) ?? .accept }))
+        }
+      }
+    }
+    if let bad = Self.badAcknowledgement(request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes)) {
+      response.errorCode = ErrorCode.invalidRequest.rawValue
+      response.errorMessage = bad
+      return response
+    }
+    let result = await broker.shareFetch(call, context: context.call)
+    if let error = result.error {
+      response.errorCode = error.code.rawValue
+      response.errorMessage = error.message
+      return response
+    }
+    var byId: [KafkaUUID: Int] = [:]
+    func append(_ id: KafkaUUID, _ data: ShareAcknowledgeResponse.PartitionData) {
+      if let index = byId[id] {
+        response.responses[index].partitions.append(data)
+      } else {
+        byId[id] = response.responses.count
+        response.responses.append(.init(topicId: id, partitions: [data]))
+      }
+    }
+    for partition in result.partitions {
+      guard let topic = broker.topic(partition.key.topic) else { continue }
+      var data = ShareAcknowledgeResponse.PartitionData()
+      data.partitionIndex = partition.key.partition
+      data.currentLeader = .init(leaderId: broker.config.nodeId, leaderEpoch: 0)
+      if let error = partition.acknowledgeError ?? partition.error {
+        data.errorCode = error.code.rawValue
+        data.errorMessage = error.message
+      }
+      append(topic.id, data)
+    }
+    for (id, partition) in unknown {
+      var data = ShareAcknowledgeResponse.PartitionData()
+      data.partitionIndex = partition
+      data.errorCode = ErrorCode.unknownTopicId.rawValue
+      data.errorMessage = "Unknown topic id \(id)"
+      append(id, data)
+    }
+    return response
+  }
+
+  /// An acknowledge type that is not Kafka's (0 gap, 1 accept, 2 release, 3 reject).
+  static func badAcknowledgement(_ types: [[Int8]]) -> String? {
+    for list in types {
+      if list.isEmpty { return "An acknowledgement batch has no acknowledge types" }
+      if let bad = list.first(where: { ShareAcknowledgeType(rawValue: $0) == nil }) {
+        return "Acknowledge type \(bad) is not 0 (gap), 1 (accept), 2 (release) or 3 (reject)"
+      }
+    }
+    return nil
+  }
+}
