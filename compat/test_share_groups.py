@@ -220,3 +220,40 @@ def test_broker_restart_loses_no_acknowledgement(make_broker, names, how):
     assert not accepted & set(after), f"acknowledged records delivered again: {sorted(accepted & set(after))[:10]}"
     assert held <= set(after)
     assert sorted(accepted | set(after)) == list(range(1000))
+
+
+def test_share_groups_are_described_and_deleted(broker, names):
+    topic, group = names("t"), names("g")
+    create_topic(broker.bootstrap, topic)
+    produce_all(producer(broker.bootstrap), topic, [b"%d" % i for i in range(10)])
+    start_at_earliest(broker.bootstrap, group)
+    consumer = share_consumer(broker.bootstrap, group, topic, explicit=True)
+    got = []
+    deadline = time.monotonic() + 15
+    while len(got) < 10 and time.monotonic() < deadline:
+        got += poll_records(consumer)
+    for message in got[:4]:
+        consumer.acknowledge(message, AcknowledgeType.ACCEPT)
+    for message in got[4:]:
+        consumer.acknowledge(message, AcknowledgeType.RELEASE)
+    consumer.commit_sync(10)
+    client = admin(broker.bootstrap)
+    # (Listing: confluent-kafka 2.16 has no share group type and drops such groups from
+    # list_consumer_groups; SluiceKafkaTests covers ListGroups.)
+    configs = client.describe_configs([ConfigResource(ResourceType.GROUP, group)])
+    entries = list(configs.values())[0].result(timeout=15)
+    assert entries["share.auto.offset.reset"].value == "earliest"
+    assert entries[f"sluice.stats.share.{topic}.0.start.offset"].value == "4"
+    assert entries[f"sluice.stats.share.{topic}.0.acquired"].value == "0"
+
+    # A group with a member is not deleted; once it is empty, it goes with its state.
+    with pytest.raises(Exception, match="NON_EMPTY_GROUP"):
+        client.delete_consumer_groups([group])[group].result(timeout=15)
+    consumer.close()
+    client.delete_consumer_groups([group])[group].result(timeout=15)
+    with pytest.raises(Exception, match="GROUP_ID_NOT_FOUND"):
+        client.delete_consumer_groups([group])[group].result(timeout=15)
+    # Its state went with it: the group starts again at the default position (latest).
+    entries = list(client.describe_configs([ConfigResource(ResourceType.GROUP, group)]).values())[0].result(timeout=15)
+    assert entries["share.auto.offset.reset"].value == "latest"
+    assert not [name for name in entries if name.startswith("sluice.stats.")]

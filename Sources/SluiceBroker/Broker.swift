@@ -115,7 +115,10 @@ public final class Broker: Sendable {
   /// Deletes a topic and its data; false if there was none.
   @discardableResult
   public func deleteTopic(_ name: String) async throws(TopicError) -> Bool {
-    try await topics.delete(name)
+    let deleted = try await topics.delete(name)
+    // Share groups forget the topic: one created later under its name starts afresh.
+    if deleted { await shares.forget(topic: name) }
+    return deleted
   }
 
   /// A new producer id (InitProducerId), from a counter kept in the metadata file.

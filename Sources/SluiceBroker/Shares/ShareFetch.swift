@@ -157,13 +157,16 @@ extension Broker {
         guard let readFrom, readFrom < highWatermark else { continue }
         do throws(StorageError) {
           let read = try partition.log.read(
-            from: readFrom, maxBytes: call.maxBytes - bytes, upTo: highWatermark, minOneBatch: true)
-          let loaded = try read.loadBytes()
+            from: readFrom, maxBytes: min(call.maxBytes - bytes, Self.shareReadBytes), upTo: highWatermark,
+            minOneBatch: true)
+          var loaded = try read.loadBytes()
           guard let range = Self.offsetRange(loaded, below: highWatermark) else { continue }
           let acquired = shares.acquire(
             group: call.groupId, member: call.memberId, key, offsets: range, maxRecords: call.maxRecords - records,
             now: clock.monotonicMs())
-          guard !acquired.isEmpty else { continue }
+          guard let first = acquired.first?.first, let last = acquired.last?.last else { continue }
+          // Only the batches holding acquired records travel.
+          loaded = Self.batches(of: loaded, overlapping: first...last)
           acquiredAny = true
           bytes += loaded.readableBytes
           records += acquired.reduce(0) { $0 + Int($1.last - $1.first + 1) }
@@ -192,6 +195,28 @@ extension Broker {
       timer.cancel()
       for partition in registered { partition.removeWaiter(waiter) }
     }
+  }
+
+  /// Bytes of log read per partition and ShareFetch at most: a fetch hands out at most
+  /// MaxRecords records (500 by default), and the in-flight window bounds them anyway.
+  static let shareReadBytes = 1 << 20
+
+  /// The whole batches of `bytes` that hold an offset in `range`.
+  static func batches(of bytes: ByteBuffer, overlapping range: ClosedRange<Int64>) -> ByteBuffer {
+    var splitter = RecordBatchSplitter(bytes)
+    var start: Int?
+    var end = bytes.readerIndex
+    var position = bytes.readerIndex
+    while let batch = try? splitter.next() {
+      let size = batch.buffer.readableBytes
+      if batch.nextOffset - 1 >= range.lowerBound && batch.baseOffset <= range.upperBound {
+        if start == nil { start = position }
+        end = position + size
+      }
+      position += size
+    }
+    guard let start, let slice = bytes.getSlice(at: start, length: end - start) else { return bytes }
+    return slice
   }
 
   /// The first and last offsets of the data batches in `bytes`, the last capped below the

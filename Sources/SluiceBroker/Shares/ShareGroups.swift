@@ -316,6 +316,19 @@ package final class ShareGroups: Sendable {
     return outcome
   }
 
+  /// Drops every share partition of a deleted topic.
+  func forget(topic: String) async {
+    state.withLock { state in
+      let gone = state.partitions.keys.filter { $0.topic == topic }
+      for key in gone { state.partitions[key] = nil }
+      for key in Array(state.sessions.keys) {
+        state.sessions[key]!.partitions.removeAll { $0.topic == topic }
+      }
+      store.writeSoon(gone.map { .deletePartition($0) })
+    }
+    _ = await store.write([])
+  }
+
   // MARK: Group configs
 
   /// The group configs a share group accepts (Kafka 4.1's names), with their defaults.

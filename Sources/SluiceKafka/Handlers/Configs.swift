@@ -78,6 +78,20 @@ extension KafkaFrontDoor {
             name: name, value: value, readOnly: false, source: set[name] == nil ? 5 : 8, typeCode: 2,
             doc: "Share-group config; see docs/queues.md.")
         }
+        // Read-only statistics per share partition, as for topics (docs/queues.md).
+        for (key, share) in broker.shares.partitionStates(resource.resourceName) {
+          let prefix = "\(TopicConfig.statisticPrefix)share.\(key.topic).\(key.partition)."
+          for (name, value) in [
+            ("start.offset", share.startOffset), ("end.offset", share.endOffset),
+            ("acquired", Int64(share.acquiredCount)),
+            ("acknowledged", Int64(share.entries.count { $0.state == .acknowledged })),
+            ("archived", Int64(share.entries.count { $0.state == .archived })),
+          ] {
+            add(
+              name: prefix + name, value: String(value), readOnly: true, source: 5, typeCode: 5,
+              doc: "Read-only statistic of a share partition; see docs/queues.md.")
+          }
+        }
       default:
         result.errorCode = ErrorCode.invalidRequest.rawValue
         result.errorMessage = "Resource type \(resource.resourceType) is not supported"

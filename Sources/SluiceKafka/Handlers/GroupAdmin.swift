@@ -3,7 +3,7 @@ import SluiceBroker
 
 /// ListGroups, DescribeGroups, DeleteGroups.
 extension KafkaFrontDoor {
-  /// Sluice has classic groups only.
+  /// Consumer groups are classic groups; share groups (ListGroups v5+) are "share".
   static let groupType = "classic"
   /// DescribeGroups v3+ `authorized_operations` with no ACLs: READ (3), DELETE (6), DESCRIBE (8).
   static let groupOperations: Int32 = (1 << 3) | (1 << 6) | (1 << 8)
@@ -12,6 +12,17 @@ extension KafkaFrontDoor {
     let states = version >= 4 ? Set(request.statesFilter.map { $0.lowercased() }) : []
     let types = version >= 5 ? Set(request.typesFilter.map { $0.lowercased() }) : []
     var response = ListGroupsResponse()
+    if types.isEmpty || types.contains("share") {
+      for groupId in broker.shares.groupIds {
+        guard let group = broker.shares.group(groupId) else { continue }
+        let state = group.members.isEmpty ? "Empty" : "Stable"
+        guard states.isEmpty || states.contains(state.lowercased()) else { continue }
+        var entry = ListGroupsResponse.ListedGroup(groupId: groupId, protocolType: "share")
+        if version >= 4 { entry.groupState = state }
+        if version >= 5 { entry.groupType = "share" }
+        response.groups.append(entry)
+      }
+    }
     guard types.isEmpty || types.contains(Self.groupType) else { return response }
     for group in broker.groups.list()
     where states.isEmpty || states.contains(group.state.rawValue.lowercased()) {
@@ -60,6 +71,11 @@ extension KafkaFrontDoor {
   func deleteGroups(_ request: DeleteGroupsRequest) async -> DeleteGroupsResponse {
     var response = DeleteGroupsResponse()
     for groupId in request.groupsNames {
+      if broker.shares.group(groupId) != nil {
+        let code = await broker.shares.delete(groupId) ?? .none
+        response.results.append(.init(groupId: groupId, errorCode: code.rawValue))
+        continue
+      }
       let code = await broker.groups.deleteGroup(groupId)
       response.results.append(.init(groupId: groupId, errorCode: code.rawValue))
     }
