@@ -257,3 +257,47 @@ def test_share_groups_are_described_and_deleted(broker, names):
     entries = list(client.describe_configs([ConfigResource(ResourceType.GROUP, group)]).values())[0].result(timeout=15)
     assert entries["share.auto.offset.reset"].value == "latest"
     assert not [name for name in entries if name.startswith("sluice.stats.")]
+
+
+def sluice_cli(*args: str, bootstrap: str, timeout: float = 60) -> str:
+    import os
+
+    from conftest import sluice_binary
+
+    result = subprocess.run(
+        [str(sluice_binary()), *args, "--bootstrap", bootstrap],
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, "SWIFT_BACKTRACE": "enable=no"},
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result.stdout.decode()
+
+
+def test_swift_share_consumer_shares_a_group_with_librdkafka(broker, names):
+    """`sluice consume --share-group` (KafkaShareConsumer) and confluent-kafka's
+    ShareConsumer in one share group: together they see every record once; records the
+    Swift member releases come back to the other with delivery count 2; `sluice group
+    describe` shows the share group."""
+    topic, group = names("t"), names("g")
+    create_topic(broker.bootstrap, topic)
+    produce_all(producer(broker.bootstrap), topic, [b"%d" % i for i in range(200)])
+    start_at_earliest(broker.bootstrap, group)
+    accepted = [int(x) for x in sluice_cli("consume", topic, "--share-group", group, "--count", "50", "--format", "%o\\n", bootstrap=broker.bootstrap).split()]
+    released = [int(x) for x in sluice_cli("consume", topic, "--share-group", group, "--count", "10", "--ack", "release", "--format", "%o\\n", bootstrap=broker.bootstrap).split()]
+    assert len(set(accepted)) == 50 and len(set(released)) == 10 and not set(accepted) & set(released)
+    consumer = share_consumer(broker.bootstrap, group, topic, explicit=True)
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + 20
+    while len(seen) < 150 and time.monotonic() < deadline:
+        for message in poll_records(consumer):
+            seen[message.offset()] = message.delivery_count()
+            consumer.acknowledge(message, AcknowledgeType.ACCEPT)
+        consumer.commit_sync(10)
+    described = sluice_cli("group", "describe", group, bootstrap=broker.bootstrap)
+    consumer.close()
+    assert sorted(set(seen) | set(accepted)) == list(range(200))
+    assert not set(seen) & set(accepted)
+    assert {offset: seen[offset] for offset in released} == {offset: 2 for offset in released}
+    assert f"share group {group}" in described
+    assert f"{topic}\t0\t200\t200\t0\t" in described, described

@@ -30,6 +30,12 @@ struct ConsumeCommand: AsyncParsableCommand {
       committed as records are printed. It stops after --count records, or on SIGINT/SIGTERM, when \
       it commits and leaves the group.
 
+      --share-group G consumes as a member of share group G (a work queue, KIP-932): any number \
+      of members read the same partitions, each record goes to one of them, and each printed record \
+      is acknowledged with --ack (accept, release: deliver again, reject: never again). It stops \
+      after --count records, on SIGINT/SIGTERM, or (without --follow) when a fetch brings nothing. \
+      Where a new share group starts is its share.auto.offset.reset config (latest by default).
+
       --format tokens: %s value, %k key, %t topic, %p partition, %o offset, %T timestamp (ms), \
       %h headers (k=v,…), %S value size, %K key size, %% a percent sign; \\n \\t \\\\ escapes. \
       Default "%s\\n". --json prints one object per record: topic, partition, offset, timestamp, \
@@ -51,6 +57,9 @@ struct ConsumeCommand: AsyncParsableCommand {
   @Option(help: "With --group: range or roundrobin (default: both, range preferred).") var assignor: String?
   @Option(help: "With --group: session timeout in milliseconds.") var sessionTimeoutMs: Int = 45_000
   @Option(help: "With --group: rebalance timeout in milliseconds.") var rebalanceTimeoutMs: Int = 60_000
+  @Option(help: "Consume as a member of this share group (see below).") var shareGroup: String?
+  @Option(help: "With --share-group: accept, release or reject each printed record.") var ack: String =
+    "accept"
 
   enum Start {
     case offset(KafkaOffset)
@@ -77,6 +86,14 @@ struct ConsumeCommand: AsyncParsableCommand {
       let addresses = try options.addresses()
       let connection = try options.connection()
       let logger = try options.logger()
+      if let shareGroup {
+        guard group == nil, partitions.isEmpty, instanceId == nil, assignor == nil else {
+          throw ValidationError("--share-group excludes --group, --partition, --instance-id and --assignor")
+        }
+        try await consumeAsShareGroupMember(
+          shareGroup, template: template, addresses: addresses, connection: connection, logger: logger)
+        return
+      }
       if let group {
         try await consumeAsGroupMember(
           group, start: start, template: template, addresses: addresses, connection: connection,
@@ -226,6 +243,72 @@ extension ConsumeCommand {
           }
         }
         out.flush()
+      }
+      out.flush()
+      await consumer.close()
+    } catch {
+      out.flush()
+      await consumer.close()
+      throw error
+    }
+  }
+}
+
+extension ConsumeCommand {
+  /// `--share-group`: a share-group member that prints and acknowledges what it is handed.
+  func consumeAsShareGroupMember(
+    _ group: String, template: FormatTemplate, addresses: [KafkaConfiguration.BrokerAddress],
+    connection: KafkaConfiguration.Connection, logger: Logger
+  ) async throws {
+    let type: KafkaAcknowledgeType
+    switch ack.lowercased() {
+    case "accept": type = .accept
+    case "release": type = .release
+    case "reject": type = .reject
+    default: throw ValidationError("--ack must be accept, release or reject")
+    }
+    var configuration = KafkaShareConsumerConfiguration(
+      groupId: group, topics: [topic], bootstrapBrokerAddresses: addresses)
+    configuration.connection = connection
+    configuration.acknowledgementMode = .explicit
+    if let count, count > 0 { configuration.maxPollRecords = Int32(clamping: min(count, 500)) }
+    let consumer = try KafkaShareConsumer(configuration: configuration, logger: logger)
+    let signals = [SIGINT, SIGTERM].map { number in
+      signal(number, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: number)
+      source.setEventHandler { Task { await consumer.close() } }
+      source.resume()
+      return source
+    }
+    defer { for source in signals { source.cancel() } }
+    var out = OutputBuffer()
+    var printed = 0
+    do {
+      reading: while count != 0 {
+        let batch: [KafkaShareMessage]
+        do {
+          batch = try await consumer.poll()
+        } catch let error as KafkaError where error.code == .closed {
+          break
+        }
+        if batch.isEmpty && !follow { break }
+        for (index, message) in batch.enumerated() {
+          if json {
+            out.append(jsonLine(message.message))
+          } else {
+            template.render(message.message, into: &out)
+          }
+          try await consumer.acknowledge(message, type)
+          printed += 1
+          out.flushIfLarge()
+          if let count, printed >= count {
+            // The rest of the batch was not printed: it goes back to the group.
+            for rest in batch[(index + 1)...] { try await consumer.acknowledge(rest, .release) }
+            break reading
+          }
+        }
+        out.flush()
+        if out.broken { break }
       }
       out.flush()
       await consumer.close()

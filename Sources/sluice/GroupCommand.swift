@@ -58,6 +58,9 @@ struct GroupCommand: AsyncParsableCommand {
     }
 
     private func describe(_ admin: KafkaAdmin) async throws {
+      if let share = try await admin.describeShareGroup(group) {
+        return try await describeShare(share, admin)
+      }
       guard let description = try await admin.describeGroups([group]).first else {
         throw KafkaError.broker(.groupIdNotFound, "describe group \(group)")
       }
@@ -108,6 +111,64 @@ struct GroupCommand: AsyncParsableCommand {
             "\(topicPartition.topic)\t\(topicPartition.partition)\t\(offset.map(String.init) ?? "-")\t\(end.map(String.init) ?? "-")\t\(lag.map(String.init) ?? "-")\t\(owners[topicPartition] ?? "-")\n"
           )
         }
+      }
+      out.flush()
+    }
+
+    /// A share group: members, and per partition the share-partition start offset (below
+    /// it everything is settled), the log end, records not yet settled, and of the
+    /// in-flight window those acquired, acknowledged and archived (Sluice's statistics).
+    private func describeShare(_ description: KafkaAdmin.ShareGroupDescription, _ admin: KafkaAdmin)
+      async throws
+    {
+      var out = OutputBuffer()
+      out.append(
+        "share group \(description.groupId)  state \(description.state)  epoch \(description.groupEpoch)  members \(description.members.count)\n"
+      )
+      if !description.members.isEmpty {
+        out.append("\nMEMBER\tCLIENT\tHOST\tPARTITIONS\n")
+        for member in description.members {
+          let partitions = member.assignment.map(\.description).joined(separator: ",")
+          out.append(
+            "\(member.memberId)\t\(member.clientId)\t\(member.clientHost)\t\(partitions.isEmpty ? "-" : partitions)\n"
+          )
+        }
+      }
+      let prefix = "sluice.stats.share."
+      var stats: [KafkaTopicPartition: [String: Int]] = [:]
+      for entry in (try? await admin.describeConfigs(.group, name: group)) ?? []
+      where entry.name.hasPrefix(prefix) {
+        // sluice.stats.share.<topic>.<partition>.<name>: the topic may contain dots.
+        let parts = entry.name.dropFirst(prefix.count).split(separator: ".")
+        let statLength = parts.last == "offset" ? 2 : 1
+        guard parts.count >= statLength + 2, let partition = Int(parts[parts.count - 1 - statLength]),
+          let value = Int(entry.value ?? "")
+        else { continue }
+        let stat = parts.suffix(statLength).joined(separator: ".")
+        let topicParts = parts.dropLast(statLength + 1)
+        let key = KafkaTopicPartition(
+          topic: topicParts.joined(separator: "."), partition: KafkaPartition(rawValue: partition))
+        stats[key, default: [:]][stat] = value
+      }
+      if !stats.isEmpty {
+        out.append("\nTOPIC\tPARTITION\tSTART\tEND\tUNSETTLED\tACQUIRED\tACKNOWLEDGED\tARCHIVED\n")
+        var configuration = KafkaConsumerConfiguration(
+          consumptionStrategy: .partitions([:]), bootstrapBrokerAddresses: try options.addresses())
+        configuration.connection = try options.connection()
+        let consumer = try KafkaConsumer(configuration: configuration)
+        for key in stats.keys.sorted(by: {
+          ($0.topic, $0.partition.rawValue) < ($1.topic, $1.partition.rawValue)
+        }) {
+          let values = stats[key]!
+          let start = values["start.offset"]
+          let end = try? await consumer.watermarks(key).high.rawValue
+          let unsettled = start.flatMap { s in end.map { max(0, $0 - s) } }
+          func text(_ value: Int?) -> String { value.map(String.init) ?? "-" }
+          out.append(
+            "\(key.topic)\t\(key.partition)\t\(text(start))\t\(text(end))\t\(text(unsettled))\t\(text(values["acquired"]))\t\(text(values["acknowledged"]))\t\(text(values["archived"]))\n"
+          )
+        }
+        await consumer.close()
       }
       out.flush()
     }

@@ -95,7 +95,8 @@ let serveSettings: [ServeSetting] = [
     help: "In-flight records per share partition (delivered, not yet acknowledged) at most."
   ) {
     broker, _, value in
-    broker.sharePartitionMaxRecordLocks = try parseInt("group.share.partition.max.record.locks", value, min: 1)
+    broker.sharePartitionMaxRecordLocks = try parseInt(
+      "group.share.partition.max.record.locks", value, min: 1)
   },
   ServeSetting(
     key: "group.share.session.timeout.ms", defaultValue: "45000",
@@ -105,7 +106,8 @@ let serveSettings: [ServeSetting] = [
     broker.shareSessionTimeoutMs = try parseInt("group.share.session.timeout.ms", value, min: 1)
   },
   ServeSetting(
-    key: "group.share.heartbeat.interval.ms", defaultValue: "5000", help: "Share consumers' heartbeat interval."
+    key: "group.share.heartbeat.interval.ms", defaultValue: "5000",
+    help: "Share consumers' heartbeat interval."
   ) {
     broker, _, value in
     broker.shareHeartbeatIntervalMs = try parseInt("group.share.heartbeat.interval.ms", value, min: 1)
@@ -114,9 +116,11 @@ let serveSettings: [ServeSetting] = [
     broker, _, value in broker.shareMaxSize = try parseInt("group.share.max.size", value, min: 1)
   },
   ServeSetting(
-    key: "group.share.max.share.sessions", defaultValue: "2000", help: "Share sessions on this broker at most."
+    key: "group.share.max.share.sessions", defaultValue: "2000",
+    help: "Share sessions on this broker at most."
   ) {
-    broker, _, value in broker.shareMaxSessions = try parseInt("group.share.max.share.sessions", value, min: 1)
+    broker, _, value in
+    broker.shareMaxSessions = try parseInt("group.share.max.share.sessions", value, min: 1)
   },
   ServeSetting(
     key: "sluice.share.dlq.topic", defaultValue: "",

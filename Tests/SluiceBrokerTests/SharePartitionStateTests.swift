@@ -5,16 +5,25 @@ import Testing
 @Suite struct SharePartitionStateTests {
   typealias Acquired = SharePartitionState.Acquired
 
-  func state(start: Int64 = 0, lockMs: Int64 = 1000, limit: Int16 = 3, window: Int = 100) -> SharePartitionState {
+  func state(start: Int64 = 0, lockMs: Int64 = 1000, limit: Int16 = 3, window: Int = 100)
+    -> SharePartitionState
+  {
     SharePartitionState(
-      startOffset: start, limits: .init(lockDurationMs: lockMs, deliveryCountLimit: limit, maxInFlight: window))
+      startOffset: start,
+      limits: .init(lockDurationMs: lockMs, deliveryCountLimit: limit, maxInFlight: window))
   }
 
   @Test func acquireHandsEachRecordToOneMember() {
     var share = state()
-    #expect(share.acquire(member: "a", offsets: 0...4, maxRecords: 10, now: 0) == [Acquired(first: 0, last: 4, deliveryCount: 1)])
+    #expect(
+      share.acquire(member: "a", offsets: 0...4, maxRecords: 10, now: 0) == [
+        Acquired(first: 0, last: 4, deliveryCount: 1)
+      ])
     // The same offsets are locked to a: b gets only what is new.
-    #expect(share.acquire(member: "b", offsets: 0...9, maxRecords: 10, now: 0) == [Acquired(first: 5, last: 9, deliveryCount: 1)])
+    #expect(
+      share.acquire(member: "b", offsets: 0...9, maxRecords: 10, now: 0) == [
+        Acquired(first: 5, last: 9, deliveryCount: 1)
+      ])
     #expect(share.endOffset == 10)
     #expect(share.acquiredCount == 10)
     #expect(share.nextReadOffset == 10)
@@ -22,15 +31,24 @@ import Testing
 
   @Test func maxRecordsAndWindowBoundAcquisition() throws {
     var share = state(window: 4)
-    #expect(share.acquire(member: "a", offsets: 0...9, maxRecords: 3, now: 0) == [Acquired(first: 0, last: 2, deliveryCount: 1)])
-    #expect(share.acquire(member: "a", offsets: 3...9, maxRecords: 10, now: 0) == [Acquired(first: 3, last: 3, deliveryCount: 1)])
+    #expect(
+      share.acquire(member: "a", offsets: 0...9, maxRecords: 3, now: 0) == [
+        Acquired(first: 0, last: 2, deliveryCount: 1)
+      ])
+    #expect(
+      share.acquire(member: "a", offsets: 3...9, maxRecords: 10, now: 0) == [
+        Acquired(first: 3, last: 3, deliveryCount: 1)
+      ])
     // The window is full and nothing in it is available.
     #expect(share.nextReadOffset == nil)
     #expect(share.acquire(member: "b", offsets: 4...9, maxRecords: 10, now: 0).isEmpty)
     // Accepting the head frees the window.
     #expect(try share.acknowledge(member: "a", first: 0, last: 1, types: [.accept]).get() == [])
     #expect(share.startOffset == 2)
-    #expect(share.acquire(member: "b", offsets: 4...9, maxRecords: 10, now: 0) == [Acquired(first: 4, last: 5, deliveryCount: 1)])
+    #expect(
+      share.acquire(member: "b", offsets: 4...9, maxRecords: 10, now: 0) == [
+        Acquired(first: 4, last: 5, deliveryCount: 1)
+      ])
   }
 
   @Test func acceptAdvancesTheStartOnlyOverASettledPrefix() throws {
@@ -50,7 +68,10 @@ import Testing
     #expect(try share.acknowledge(member: "a", first: 0, last: 1, types: [.release, .accept]).get() == [])
     #expect(share.entry(at: 0)?.state == .available)
     #expect(share.nextReadOffset == 0)
-    #expect(share.acquire(member: "b", offsets: 0...1, maxRecords: 10, now: 0) == [Acquired(first: 0, last: 0, deliveryCount: 2)])
+    #expect(
+      share.acquire(member: "b", offsets: 0...1, maxRecords: 10, now: 0) == [
+        Acquired(first: 0, last: 0, deliveryCount: 2)
+      ])
   }
 
   @Test func rejectArchivesAndDeadLetters() throws {
@@ -66,7 +87,10 @@ import Testing
     var share = state(limit: 2)
     _ = share.acquire(member: "a", offsets: 0...0, maxRecords: 10, now: 0)
     #expect(try share.acknowledge(member: "a", first: 0, last: 0, types: [.release]).get() == [])
-    #expect(share.acquire(member: "a", offsets: 0...0, maxRecords: 10, now: 0) == [Acquired(first: 0, last: 0, deliveryCount: 2)])
+    #expect(
+      share.acquire(member: "a", offsets: 0...0, maxRecords: 10, now: 0) == [
+        Acquired(first: 0, last: 0, deliveryCount: 2)
+      ])
     let dead = try share.acknowledge(member: "a", first: 0, last: 0, types: [.release]).get()
     #expect(dead == [.init(offset: 0, deliveryCount: 2, reason: .deliveryCountExceeded)])
     #expect(share.entries.isEmpty && share.startOffset == 1)
@@ -78,9 +102,13 @@ import Testing
     #expect(share.nextLockDeadline == 6000)
     #expect(share.expireLocks(now: 5999).expired == 0)
     #expect(share.expireLocks(now: 6000).expired == 2)
-    #expect(share.acquire(member: "b", offsets: 0...1, maxRecords: 10, now: 7000) == [Acquired(first: 0, last: 1, deliveryCount: 2)])
+    #expect(
+      share.acquire(member: "b", offsets: 0...1, maxRecords: 10, now: 7000) == [
+        Acquired(first: 0, last: 1, deliveryCount: 2)
+      ])
     // a's late acknowledgement is refused: the records are b's now.
-    #expect(share.acknowledge(member: "a", first: 0, last: 1, types: [.accept]) == .failure(.invalidRecordState(0)))
+    #expect(
+      share.acknowledge(member: "a", first: 0, last: 1, types: [.accept]) == .failure(.invalidRecordState(0)))
     // The second expiry uses up the delivery count.
     let (expired, dead) = share.expireLocks(now: 8000)
     #expect(expired == 2)
@@ -92,11 +120,13 @@ import Testing
     var share = state()
     _ = share.acquire(member: "a", offsets: 0...1, maxRecords: 10, now: 0)
     // Offset 2 was never acquired: nothing of the range is applied.
-    #expect(share.acknowledge(member: "a", first: 0, last: 2, types: [.accept]) == .failure(.invalidRecordState(2)))
+    #expect(
+      share.acknowledge(member: "a", first: 0, last: 2, types: [.accept]) == .failure(.invalidRecordState(2)))
     #expect(share.acquiredCount == 2)
     #expect(share.acknowledge(member: "a", first: 0, last: 1, types: [.accept, .accept, .accept]).isFailure)
     #expect(share.acknowledge(member: "a", first: 1, last: 0, types: [.accept]).isFailure)
-    #expect(share.acknowledge(member: "b", first: 0, last: 1, types: [.accept]) == .failure(.invalidRecordState(0)))
+    #expect(
+      share.acknowledge(member: "b", first: 0, last: 1, types: [.accept]) == .failure(.invalidRecordState(0)))
   }
 
   @Test func releaseAllFreesOnlyThatMembersRecords() {
@@ -121,7 +151,8 @@ import Testing
         .init(first: 2, last: 2, state: .acknowledged, deliveryCount: 1),
         .init(first: 3, last: 5, state: .available, deliveryCount: 1),
       ])
-    let restored = SharePartitionState(startOffset: share.startOffset, endOffset: share.endOffset, runs: runs, limits: share.limits)
+    let restored = SharePartitionState(
+      startOffset: share.startOffset, endOffset: share.endOffset, runs: runs, limits: share.limits)
     #expect(restored.startOffset == 1 && restored.endOffset == 6)
     #expect(restored.acquiredCount == 0)
     #expect(restored.entry(at: 2)?.state == .acknowledged)

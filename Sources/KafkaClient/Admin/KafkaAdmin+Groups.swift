@@ -42,26 +42,46 @@ extension KafkaAdmin {
 
   /// The coordinator of `groupId` (FindCoordinator).
   private func coordinator(for groupId: String) async throws -> KafkaConnection {
-    let any = try await cluster.anyConnection()
-    let version = try any.version(for: .findCoordinator, max: 4)
-    var request = FindCoordinatorRequest()
-    if version >= 4 { request.coordinatorKeys = [groupId] } else { request.key = groupId }
+    try await findGroupCoordinator(groupId, cluster: cluster).connection
+  }
+
+  /// A share group (KIP-932) as ShareGroupDescribe reports it.
+  public struct ShareGroupDescription: Sendable, Hashable {
+    public var groupId: String
+    /// Empty or Stable.
+    public var state: String
+    public var groupEpoch: Int32
+    public var members: [GroupMemberDescription]
+  }
+
+  /// Describes a share group; nil when there is none of that id (or the broker has no
+  /// share groups).
+  public func describeShareGroup(_ groupId: String) async throws -> ShareGroupDescription? {
+    let connection = try await coordinator(for: groupId)
+    guard let version = try? connection.version(for: .shareGroupDescribe, min: 1, max: 1) else { return nil }
+    var request = ShareGroupDescribeRequest()
+    request.groupIds = [groupId]
     guard
-      case .findCoordinator(let response) = try await any.send(.findCoordinator(request), version: version)
-    else { throw KafkaError(.protocolError, "not a FindCoordinator response") }
-    if version >= 4 {
-      guard let found = response.coordinators.first else {
-        throw KafkaError(.protocolError, "FindCoordinator: no answer for group \(groupId)")
-      }
-      try ErrorCode(rawValue: found.errorCode).check(
-        "FindCoordinator \(groupId)", message: found.errorMessage)
-      return try await cluster.connection(
-        node: found.nodeId, address: .init(host: found.host, port: Int(found.port)))
+      case .shareGroupDescribe(let response) = try await connection.send(
+        .shareGroupDescribe(request), version: version)
+    else { throw KafkaError(.protocolError, "not a ShareGroupDescribe response") }
+    guard let group = response.groups.first(where: { $0.groupId == groupId }) else { return nil }
+    let code = ErrorCode(rawValue: group.errorCode)
+    if code == .groupIdNotFound { return nil }
+    try code.check("ShareGroupDescribe \(groupId)", message: group.errorMessage)
+    let members = group.members.map { member in
+      GroupMemberDescription(
+        memberId: member.memberId, groupInstanceId: nil, clientId: member.clientId,
+        clientHost: member.clientHost,
+        assignment: member.assignment.topicPartitions.flatMap { topic in
+          topic.partitions.map {
+            KafkaTopicPartition(topic: topic.topicName, partition: KafkaPartition(rawValue: Int($0)))
+          }
+        })
     }
-    try ErrorCode(rawValue: response.errorCode).check(
-      "FindCoordinator \(groupId)", message: response.errorMessage)
-    return try await cluster.connection(
-      node: response.nodeId, address: .init(host: response.host, port: Int(response.port)))
+    return ShareGroupDescription(
+      groupId: groupId, state: group.groupState, groupEpoch: group.groupEpoch,
+      members: members.sorted { $0.memberId < $1.memberId })
   }
 
   /// Every group of every broker, sorted by id.

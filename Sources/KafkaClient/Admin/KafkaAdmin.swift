@@ -84,6 +84,8 @@ public final class KafkaAdmin: Sendable {
   public enum ResourceType: Int8, Sendable {
     case topic = 2
     case broker = 4
+    /// A consumer or share group (Kafka 4's group configs, e.g. `share.auto.offset.reset`).
+    case group = 32
   }
 
   /// An incremental config change.

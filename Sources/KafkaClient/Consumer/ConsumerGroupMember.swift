@@ -346,30 +346,9 @@ actor ConsumerGroupMember {
 
   private func coordinatorConnection() async throws -> KafkaConnection {
     if let coordinator, coordinator.connection.isActive { return coordinator.connection }
-    let any = try await cluster.anyConnection()
-    let version = try any.version(for: .findCoordinator, max: 4)
-    var request = FindCoordinatorRequest()
-    request.keyType = 0
-    if version >= 4 { request.coordinatorKeys = [groupId] } else { request.key = groupId }
-    guard
-      case .findCoordinator(let response) = try await any.send(.findCoordinator(request), version: version)
-    else { throw KafkaError(.protocolError, "not a FindCoordinator response") }
-    let (code, node, host, port): (ErrorCode, Int32, String, Int32)
-    if version >= 4 {
-      guard let found = response.coordinators.first(where: { $0.key == groupId }) else {
-        throw KafkaError(.protocolError, "FindCoordinator: no answer for group \(groupId)")
-      }
-      (code, node, host, port) = (ErrorCode(rawValue: found.errorCode), found.nodeId, found.host, found.port)
-    } else {
-      (code, node, host, port) = (
-        ErrorCode(rawValue: response.errorCode), response.nodeId, response.host, response.port
-      )
-    }
-    try code.check("FindCoordinator \(groupId)")
-    let connection = try await cluster.connection(
-      node: node, address: KafkaConfiguration.BrokerAddress(host: host, port: Int(port)))
-    coordinator = (node, connection)
-    return connection
+    let found = try await findGroupCoordinator(groupId, cluster: cluster)
+    coordinator = found
+    return found.connection
   }
 
   // MARK: Offsets
@@ -532,4 +511,34 @@ func fetchCommittedOffsets(
     }
   }
   return result
+}
+
+/// FindCoordinator for a group (key type 0, as consumer and share groups use), and a
+/// connection to it.
+func findGroupCoordinator(_ groupId: String, cluster: KafkaCluster) async throws -> (
+  node: Int32, connection: KafkaConnection
+) {
+  let any = try await cluster.anyConnection()
+  let version = try any.version(for: .findCoordinator, max: 4)
+  var request = FindCoordinatorRequest()
+  request.keyType = 0
+  if version >= 4 { request.coordinatorKeys = [groupId] } else { request.key = groupId }
+  guard
+    case .findCoordinator(let response) = try await any.send(.findCoordinator(request), version: version)
+  else { throw KafkaError(.protocolError, "not a FindCoordinator response") }
+  let (code, node, host, port): (ErrorCode, Int32, String, Int32)
+  if version >= 4 {
+    guard let found = response.coordinators.first(where: { $0.key == groupId }) else {
+      throw KafkaError(.protocolError, "FindCoordinator: no answer for group \(groupId)")
+    }
+    (code, node, host, port) = (ErrorCode(rawValue: found.errorCode), found.nodeId, found.host, found.port)
+  } else {
+    (code, node, host, port) = (
+      ErrorCode(rawValue: response.errorCode), response.nodeId, response.host, response.port
+    )
+  }
+  try code.check("FindCoordinator \(groupId)")
+  let connection = try await cluster.connection(
+    node: node, address: KafkaConfiguration.BrokerAddress(host: host, port: Int(port)))
+  return (node, connection)
 }

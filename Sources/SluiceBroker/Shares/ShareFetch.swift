@@ -70,7 +70,9 @@ extension Broker {
   /// topic), then acquires records for the member from the session's partitions — parking,
   /// as a Fetch does, until some are available, `maxWaitMs` passes, a lock held by another
   /// member expires, or the caller leaves.
-  public func shareFetch(_ call: ShareFetchCall, context: CallContext = CallContext()) async -> ShareFetchResult {
+  public func shareFetch(_ call: ShareFetchCall, context: CallContext = CallContext()) async
+    -> ShareFetchResult
+  {
     var result = ShareFetchResult()
     result.lockTimeoutMs = shares.configuration.limits.lockDurationMs
     let session: [SharePartitionKey]
@@ -98,7 +100,9 @@ extension Broker {
       for acknowledgement in call.acknowledgements { byKey[slot(acknowledgement.key)]!.acknowledged = true }
       let failure = await shares.store.write([])
       if let failure {
-        for key in outcome.touched { byKey[slot(key)]!.acknowledgeError = BrokerError(ErrorCode.from(failure), failure.message) }
+        for key in outcome.touched {
+          byKey[slot(key)]!.acknowledgeError = BrokerError(ErrorCode.from(failure), failure.message)
+        }
       }
       await writeDeadLetters(group: call.groupId, outcome.dead)
       wakeShareFetches(outcome.released)
@@ -150,7 +154,11 @@ extension Broker {
           group: call.groupId, key, partition: partition, now: now, wallNow: clock.now())
         if !dead.isEmpty {
           let letters = dead
-          Task { await self.writeDeadLetters(group: call.groupId, [ShareStore.Key(group: call.groupId, topic: key.topic, partition: key.partition): letters]) }
+          Task {
+            await self.writeDeadLetters(
+              group: call.groupId,
+              [ShareStore.Key(group: call.groupId, topic: key.topic, partition: key.partition): letters])
+          }
         }
         if let lock { nextLock = min(nextLock ?? lock, lock) }
         let highWatermark = partition.highWatermark
@@ -162,7 +170,8 @@ extension Broker {
           var loaded = try read.loadBytes()
           guard let range = Self.offsetRange(loaded, below: highWatermark) else { continue }
           let acquired = shares.acquire(
-            group: call.groupId, member: call.memberId, key, offsets: range, maxRecords: call.maxRecords - records,
+            group: call.groupId, member: call.memberId, key, offsets: range,
+            maxRecords: call.maxRecords - records,
             now: clock.monotonicMs())
           guard let first = acquired.first?.first, let last = acquired.last?.last else { continue }
           // Only the batches holding acquired records travel.
@@ -288,17 +297,23 @@ extension Broker {
   /// the broker stops.
   func writeDeadLetters(group: String, _ letters: [ShareStore.Key: [SharePartitionState.DeadLetter]]) async {
     for (key, dead) in letters where !dead.isEmpty {
-      guard let target = deadLetterTopic(group: group, topic: key.topic), target != key.topic else { continue }
+      guard let target = deadLetterTopic(group: group, topic: key.topic), target != key.topic else {
+        continue
+      }
       guard let partition = topic(key.topic)?.partition(key.partition) else { continue }
       var wanted = Set(dead.map(\.offset))
       let byOffset = Dictionary(dead.map { ($0.offset, $0) }, uniquingKeysWith: { a, _ in a })
       var builder = RecordBatchBuilder()
       var position = dead.map(\.offset).min() ?? 0
       while !wanted.isEmpty {
-        guard let read = try? partition.log.read(from: position, maxBytes: 1 << 20, upTo: partition.highWatermark, minOneBatch: true),
+        guard
+          let read = try? partition.log.read(
+            from: position, maxBytes: 1 << 20, upTo: partition.highWatermark, minOneBatch: true),
           let bytes = try? read.loadBytes(), bytes.readableBytes > 0
         else { break }
-        let next = try? RecordWalk.walk(bytes, from: position, maxDecompressedSize: config.maxDecompressedBatchBytes) {
+        let next = try? RecordWalk.walk(
+          bytes, from: position, maxDecompressedSize: config.maxDecompressedBatchBytes
+        ) {
           record in
           guard wanted.remove(record.offset) != nil, let letter = byOffset[record.offset] else { return true }
           var headers = record.headers
@@ -325,7 +340,8 @@ extension Broker {
           _ = try? await createTopic(name: target, partitions: 1, configs: [:])
         }
         let result = await produce(
-          [PartitionRecords(topic: target, partition: 0, records: batch.buffer)], options: ProduceOptions(acks: .all))
+          [PartitionRecords(topic: target, partition: 0, records: batch.buffer)],
+          options: ProduceOptions(acks: .all))
         if case .appended? = result.results.first { break }
         if case .duplicate? = result.results.first { break }
         shares.logger.warning("share group \(group): cannot append to dead-letter topic \(target); retrying")

@@ -187,7 +187,8 @@ package final class ShareGroups: Sendable {
         if request.memberEpoch == 0 { member.assignment = nil }
       } else {
         guard request.memberEpoch == 0 else {
-          result.error = BrokerError(.unknownMemberId, "Member \(request.memberId) is not in group \(request.groupId)")
+          result.error = BrokerError(
+            .unknownMemberId, "Member \(request.memberId) is not in group \(request.groupId)")
           return
         }
         guard request.subscribedTopicNames != nil else {
@@ -196,7 +197,8 @@ package final class ShareGroups: Sendable {
         }
         guard group.members.count < configuration.maxMembers else {
           result.error = BrokerError(
-            .groupMaxSizeReached, "Share group \(request.groupId) has \(group.members.count) members (group.share.max.size)")
+            .groupMaxSizeReached,
+            "Share group \(request.groupId) has \(group.members.count) members (group.share.max.size)")
           return
         }
         let memberId = request.memberId.isEmpty ? KafkaUUID.random().description : request.memberId
@@ -258,7 +260,8 @@ package final class ShareGroups: Sendable {
     state.withLock { state in
       var released: [ShareStore.Key: [SharePartitionState.DeadLetter]] = [:]
       for (groupId, group) in state.groups {
-        for member in group.members.values where now - member.lastHeartbeat >= configuration.sessionTimeoutMs {
+        for member in group.members.values where now - member.lastHeartbeat >= configuration.sessionTimeoutMs
+        {
           logger.info("share group \(groupId): member \(member.memberId) timed out; its records are released")
           released.merge(leave(&state, group: groupId, member: member.memberId)) { $0 + $1 }
         }
@@ -342,17 +345,21 @@ package final class ShareGroups: Sendable {
   }
 
   /// Checks and stores a group's configs (IncrementalAlterConfigs on a GROUP resource).
-  package func setConfigs(_ groupId: String, _ configs: [String: String], validateOnly: Bool) async throws(BrokerError)
+  package func setConfigs(_ groupId: String, _ configs: [String: String], validateOnly: Bool)
+    async throws(BrokerError)
   {
     for (name, value) in configs {
       switch name {
       case "share.auto.offset.reset":
         guard Self.autoOffsetReset(value) != nil else {
-          throw BrokerError(.invalidConfig, "share.auto.offset.reset: \(value) is not latest, earliest or by_duration:<ISO-8601 duration>")
+          throw BrokerError(
+            .invalidConfig,
+            "share.auto.offset.reset: \(value) is not latest, earliest or by_duration:<ISO-8601 duration>")
         }
       case "share.isolation.level":
         guard value == "read_uncommitted" || value == "read_committed" else {
-          throw BrokerError(.invalidConfig, "share.isolation.level: \(value) is not read_uncommitted or read_committed")
+          throw BrokerError(
+            .invalidConfig, "share.isolation.level: \(value) is not read_uncommitted or read_committed")
         }
       default:
         throw BrokerError(.invalidConfig, "Unknown group config \(name)")
@@ -436,11 +443,13 @@ extension ShareGroups {
       switch call.sessionEpoch {
       case 0:
         guard call.fetch else {
-          return .failure(BrokerError(.invalidShareSessionEpoch, "ShareAcknowledge cannot open a share session"))
+          return .failure(
+            BrokerError(.invalidShareSessionEpoch, "ShareAcknowledge cannot open a share session"))
         }
         guard state.sessions[key] != nil || state.sessions.count < configuration.maxSessions else {
           return .failure(
-            BrokerError(.shareSessionLimitReached, "Too many share sessions (group.share.max.share.sessions)"))
+            BrokerError(.shareSessionLimitReached, "Too many share sessions (group.share.max.share.sessions)")
+          )
         }
         var session = Session(epoch: 1, lastUsed: now)
         Self.update(&session, adding: call.partitions, forgetting: call.forgotten)
@@ -456,7 +465,8 @@ extension ShareGroups {
         guard call.sessionEpoch == session.epoch else {
           return .failure(
             BrokerError(
-              .invalidShareSessionEpoch, "Share session epoch \(call.sessionEpoch), expected \(session.epoch)"))
+              .invalidShareSessionEpoch, "Share session epoch \(call.sessionEpoch), expected \(session.epoch)"
+            ))
         }
         session.epoch = session.epoch == Int32.max ? 1 : session.epoch + 1
         session.lastUsed = now
@@ -476,7 +486,8 @@ extension ShareGroups {
 
   /// Closes a member's share session (epoch -1): its records are released.
   func closeSession(group: String, member: String) -> (
-    released: [ShareStore.Key: [SharePartitionState.DeadLetter]], dead: [ShareStore.Key: [SharePartitionState.DeadLetter]]
+    released: [ShareStore.Key: [SharePartitionState.DeadLetter]],
+    dead: [ShareStore.Key: [SharePartitionState.DeadLetter]]
   ) {
     state.withLock { state in
       state.sessions[SessionKey(group: group, member: member)] = nil
@@ -518,7 +529,8 @@ extension ShareGroups {
           if acknowledgement.types.contains(.release) { outcome.released[key] = true }
         case .failure(.invalidRecordState(let offset)):
           outcome.errors[acknowledgement.key] = BrokerError(
-            .invalidRecordState, "Offset \(offset) of \(key.topic)-\(key.partition) is not acquired by this member")
+            .invalidRecordState,
+            "Offset \(offset) of \(key.topic)-\(key.partition) is not acquired by this member")
         case .failure(.invalidRequest(let message)):
           outcome.errors[acknowledgement.key] = BrokerError(.invalidRequest, message)
         }
@@ -543,7 +555,8 @@ extension ShareGroups {
     return state.withLock { state in
       var changed = false
       if state.partitions[storeKey] == nil {
-        let reset = Self.autoOffsetReset(state.groups[group]?.configs["share.auto.offset.reset"] ?? "latest") ?? .latest
+        let reset =
+          Self.autoOffsetReset(state.groups[group]?.configs["share.auto.offset.reset"] ?? "latest") ?? .latest
         let start: Int64
         switch reset {
         case .earliest: start = logStart
@@ -571,7 +584,8 @@ extension ShareGroups {
   /// Acquires records among `offsets` for a member (see ``SharePartitionState/acquire``);
   /// the new delivery counts are queued for the journal without waiting.
   func acquire(
-    group: String, member: String, _ key: SharePartitionKey, offsets: ClosedRange<Int64>, maxRecords: Int, now: Int64
+    group: String, member: String, _ key: SharePartitionKey, offsets: ClosedRange<Int64>, maxRecords: Int,
+    now: Int64
   ) -> [SharePartitionState.Acquired] {
     let storeKey = ShareStore.Key(group: group, topic: key.topic, partition: key.partition)
     return state.withLock { state in

@@ -249,7 +249,8 @@ public struct SharePartitionState: Sendable, Equatable {
       case .gap:
         settle(index, .archived)
       case .reject:
-        dead.append(DeadLetter(offset: offset, deliveryCount: entries[index].deliveryCount, reason: .rejected))
+        dead.append(
+          DeadLetter(offset: offset, deliveryCount: entries[index].deliveryCount, reason: .rejected))
         settle(index, .archived)
       case .release:
         if let letter = release(index) { dead.append(letter) }
@@ -274,7 +275,8 @@ public struct SharePartitionState: Sendable, Equatable {
   public mutating func expireLocks(now: Int64) -> (expired: Int, dead: [DeadLetter]) {
     var dead: [DeadLetter] = []
     var expired = 0
-    for index in entries.indices where entries[index].state == .acquired && entries[index].lockDeadline <= now {
+    for index in entries.indices where entries[index].state == .acquired && entries[index].lockDeadline <= now
+    {
       expired += 1
       if let letter = release(index) { dead.append(letter) }
     }

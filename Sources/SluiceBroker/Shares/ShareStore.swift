@@ -215,12 +215,15 @@ final class ShareStore: Sendable {
       return buffer.readString(length: Int(length))
     }
     func key() -> Key? {
-      guard let group = string(), let topic = string(), let partition = buffer.readInteger(as: Int32.self) else {
+      guard let group = string(), let topic = string(), let partition = buffer.readInteger(as: Int32.self)
+      else {
         return nil
       }
       return Key(group: group, topic: topic, partition: partition)
     }
-    guard let raw = buffer.readInteger(as: UInt8.self), let type = RecordType(rawValue: raw) else { return nil }
+    guard let raw = buffer.readInteger(as: UInt8.self), let type = RecordType(rawValue: raw) else {
+      return nil
+    }
     switch type {
     case .partition:
       guard let k = key(), let start = buffer.readInteger(as: Int64.self),

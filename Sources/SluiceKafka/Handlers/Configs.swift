@@ -73,7 +73,9 @@ extension KafkaFrontDoor {
       case Self.groupResource:
         // Share-group configs (docs/queues.md): set ones are GROUP_CONFIG (8).
         let set = broker.shares.configs(resource.resourceName)
-        for (name, value) in ShareGroups.groupConfigDefaults.merging(set, uniquingKeysWith: { $1 }).sorted(by: { $0.key < $1.key }) {
+        for (name, value) in ShareGroups.groupConfigDefaults.merging(set, uniquingKeysWith: { $1 }).sorted(
+          by: { $0.key < $1.key })
+        {
           add(
             name: name, value: value, readOnly: false, source: set[name] == nil ? 5 : 8, typeCode: 2,
             doc: "Share-group config; see docs/queues.md.")
@@ -199,7 +201,8 @@ extension KafkaFrontDoor {
   }
 
   /// IncrementalAlterConfigs on a GROUP resource: SET and DELETE of share-group configs.
-  func alterGroupConfigs(_ group: String, _ changes: [ConfigChange], validateOnly: Bool) async -> BrokerError? {
+  func alterGroupConfigs(_ group: String, _ changes: [ConfigChange], validateOnly: Bool) async -> BrokerError?
+  {
     guard !group.isEmpty else { return BrokerError(.invalidRequest, "A group name is required") }
     var configs = broker.shares.configs(group)
     for change in changes {

@@ -85,7 +85,8 @@ extension KafkaFrontDoor {
 
   func shareFetch(_ request: ShareFetchRequest, context: RequestContext) async -> ShareFetchResponse {
     var call = ShareFetchCall(
-      groupId: request.groupId ?? "", memberId: request.memberId ?? "", sessionEpoch: request.shareSessionEpoch)
+      groupId: request.groupId ?? "", memberId: request.memberId ?? "",
+      sessionEpoch: request.shareSessionEpoch)
     call.maxWaitMs = Int64(max(0, request.maxWaitMs))
     call.maxBytes = Int(max(1, request.maxBytes))
     call.maxRecords = request.maxRecords > 0 ? Int(request.maxRecords) : 500
@@ -109,7 +110,9 @@ extension KafkaFrontDoor {
         }
       }
     }
-    if let bad = Self.badAcknowledgement(request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes)) {
+    if let bad = Self.badAcknowledgement(
+      request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes))
+    {
       response.errorCode = ErrorCode.invalidRequest.rawValue
       response.errorMessage = bad
       return response
@@ -173,7 +176,8 @@ extension KafkaFrontDoor {
     -> ShareAcknowledgeResponse
   {
     var call = ShareFetchCall(
-      groupId: request.groupId ?? "", memberId: request.memberId ?? "", sessionEpoch: request.shareSessionEpoch)
+      groupId: request.groupId ?? "", memberId: request.memberId ?? "",
+      sessionEpoch: request.shareSessionEpoch)
     call.fetch = false
     var response = ShareAcknowledgeResponse()
     var unknown: [(KafkaUUID, Int32)] = []
@@ -192,7 +196,9 @@ extension KafkaFrontDoor {
         }
       }
     }
-    if let bad = Self.badAcknowledgement(request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes)) {
+    if let bad = Self.badAcknowledgement(
+      request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes))
+    {
       response.errorCode = ErrorCode.invalidRequest.rawValue
       response.errorMessage = bad
       return response
