@@ -199,6 +199,12 @@ let package = Package(
       swiftSettings: strict
     ),
     .executableTarget(
+      name: "FuzzShare",
+      dependencies: ["SluiceBroker", .product(name: "NIOCore", package: "swift-nio")],
+      path: "Fuzz/FuzzShare",
+      swiftSettings: strict
+    ),
+    .executableTarget(
       name: "FuzzDecompress",
       dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
       path: "Fuzz/FuzzDecompress",

@@ -62,12 +62,12 @@ import Testing
       .offsetNotAvailable, .preferredLeaderNotAvailable, .eligibleLeadersNotAvailable,
       .electionNotNeeded, .unstableOffsetCommit, .throttlingQuotaExceeded, .unknownTopicId,
       .inconsistentTopicId, .fetchSessionTopicIdError, .shareSessionNotFound,
-      .invalidShareSessionEpoch,
+      .invalidShareSessionEpoch, .shareSessionLimitReached,
     ]
     for code in retriable {
       #expect(code.isRetriable, "\(code)")
     }
-    // Kafka 4.0 marks exactly these 31 codes retriable.
+    // Kafka 4.1 marks exactly these 32 codes retriable.
     #expect(ErrorCode.allKnown.filter(\.isRetriable) == retriable.sorted { $0.rawValue < $1.rawValue })
   }
 
@@ -105,7 +105,7 @@ import Testing
     #expect(Set(rawValues).count == rawValues.count)
     #expect(Set(ErrorCode.allKnown).count == ErrorCode.allKnown.count)
     #expect(rawValues == Array(-1...133))
-    #expect(ErrorCode.allKnown.count == 131)
+    #expect(ErrorCode.allKnown.count == 135)
   }
 
   @Test func everyKnownCodeHasAMessage() {
@@ -130,7 +130,7 @@ import Testing
     #expect(unknown == ErrorCode(rawValue: 999))
     #expect(unknown != .unknownServerError)
 
-    for rawValue: Int16 in [-2, 130, .min, .max] {
+    for rawValue: Int16 in [-2, 134, .min, .max] {
       let code = ErrorCode(rawValue: rawValue)
       #expect(code.name == "UNKNOWN_ERROR_CODE_\(rawValue)")
       #expect(!code.isRetriable)

@@ -159,6 +159,20 @@ import Testing
     #expect(restored.nextReadOffset == 1)
   }
 
+  @Test func aRecordInFlightOnItsLastDeliveryAtARestartIsArchivedNotDeliveredAgain() {
+    var share = state(limit: 1)
+    _ = share.acquire(member: "a", offsets: 0...1, maxRecords: 10, now: 0)
+    var restored = SharePartitionState(
+      startOffset: share.startOffset, endOffset: share.endOffset, runs: share.runs, limits: share.limits)
+    #expect(restored.acquire(member: "b", offsets: 0...1, maxRecords: 10, now: 0).isEmpty)
+    #expect(
+      restored.archiveExhausted() == [
+        .init(offset: 0, deliveryCount: 1, reason: .deliveryCountExceeded),
+        .init(offset: 1, deliveryCount: 1, reason: .deliveryCountExceeded),
+      ])
+    #expect(restored.startOffset == 2 && restored.entries.isEmpty)
+  }
+
   @Test func moveStartDropsWhatTheLogNoLongerHolds() {
     var share = state()
     _ = share.acquire(member: "a", offsets: 0...5, maxRecords: 10, now: 0)

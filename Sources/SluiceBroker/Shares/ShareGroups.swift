@@ -568,7 +568,10 @@ extension ShareGroups {
         changed = true
       }
       var share = state.partitions[storeKey]!
-      let (expired, dead) = share.expireLocks(now: now)
+      var (expired, dead) = share.expireLocks(now: now)
+      let exhausted = share.archiveExhausted()
+      dead += exhausted
+      if !exhausted.isEmpty { changed = true }
       if share.startOffset < logStart {
         share.moveStart(to: logStart)
         changed = true

@@ -194,7 +194,10 @@ public struct SharePartitionState: Sendable, Equatable {
     while offset <= offsets.upperBound && taken < maxRecords {
       let index = Int(offset - startOffset)
       if index < entries.count {
-        guard entries[index].state == .available else {
+        // A record whose deliveries are used up is not handed out again (it is archived by
+        // ``archiveExhausted()``): after a restart, in-flight records come back available.
+        guard entries[index].state == .available, entries[index].deliveryCount < limits.deliveryCountLimit
+        else {
           offset += 1
           continue
         }
@@ -225,17 +228,15 @@ public struct SharePartitionState: Sendable, Equatable {
     member: String, first: Int64, last: Int64, types: [ShareAcknowledgeType]
   ) -> Result<[DeadLetter], AcknowledgeError> {
     guard first <= last else { return .failure(.invalidRequest("LastOffset \(last) < FirstOffset \(first)")) }
-    let length = last - first + 1
-    guard types.count == 1 || Int64(types.count) == length else {
-      return .failure(
-        .invalidRequest("\(types.count) acknowledge types for \(length) offsets \(first)...\(last)"))
+    // Offsets come from the wire: the span may not fit in an Int64.
+    let (span, overflow) = last.subtractingReportingOverflow(first)
+    guard types.count == 1 || (!overflow && Int64(types.count) - 1 == span) else {
+      return .failure(.invalidRequest("\(types.count) acknowledge types for offsets \(first)...\(last)"))
     }
+    // Every offset must be locked to this member (gaps included: clients report them only
+    // inside acquired ranges). The window bounds the loop: it stops at the first other.
     for offset in first...last {
-      let type = types.count == 1 ? types[0] : types[Int(offset - first)]
       guard let entry = entry(at: offset), entry.state == .acquired, entry.owner == member else {
-        // A gap the member was never handed cannot be settled either, except that Kafka
-        // clients report gaps only inside acquired ranges; refuse the rest.
-        _ = type
         return .failure(.invalidRecordState(offset))
       }
     }
@@ -282,6 +283,22 @@ public struct SharePartitionState: Sendable, Equatable {
     }
     if expired > 0 { advanceStart() }
     return (expired, dead)
+  }
+
+  /// Archives available records whose delivery count reached the limit (in flight at a
+  /// restart on their last delivery, or the limit was lowered): they are dead letters.
+  public mutating func archiveExhausted() -> [DeadLetter] {
+    var dead: [DeadLetter] = []
+    for index in entries.indices
+    where entries[index].state == .available && entries[index].deliveryCount >= limits.deliveryCountLimit {
+      dead.append(
+        DeadLetter(
+          offset: startOffset + Int64(index), deliveryCount: entries[index].deliveryCount,
+          reason: .deliveryCountExceeded))
+      settle(index, .archived)
+    }
+    if !dead.isEmpty { advanceStart() }
+    return dead
   }
 
   /// Moves the start offset to `offset` (the log's start passed it, or an operator reset

@@ -1,4 +1,4 @@
-import NIOCore
+package import NIOCore
 import NIOPosix
 import SluiceStorage
 import Synchronization
@@ -12,20 +12,20 @@ import Synchronization
 /// them (it enqueues under its own lock) and written by one thread-pool job at a time, all
 /// queued changes with one write and one fdatasync (group commit); ``write(_:)`` returns once
 /// its changes are durable, ``writeSoon(_:)`` does not wait.
-final class ShareStore: Sendable {
-  struct Key: Hashable, Sendable {
+package final class ShareStore: Sendable {
+  package struct Key: Hashable, Sendable {
     var group: String
     var topic: String
     var partition: Int32
   }
 
-  struct Persisted: Equatable, Sendable {
+  package struct Persisted: Equatable, Sendable {
     var startOffset: Int64
     var endOffset: Int64
     var runs: [SharePartitionState.Run]
   }
 
-  enum Change: Equatable, Sendable {
+  package enum Change: Equatable, Sendable {
     case partition(Key, Persisted)
     case deletePartition(Key)
     case configs(group: String, [String: String])
@@ -164,7 +164,7 @@ final class ShareStore: Sendable {
     case deleteGroup = 4
   }
 
-  static func encode(_ change: Change) -> ByteBuffer {
+  package static func encode(_ change: Change) -> ByteBuffer {
     var buffer = ByteBuffer()
     func string(_ text: String) {
       let utf8 = Array(text.utf8)
@@ -207,7 +207,7 @@ final class ShareStore: Sendable {
     return buffer
   }
 
-  static func decode(_ buffer: inout ByteBuffer) -> Change? {
+  package static func decode(_ buffer: inout ByteBuffer) -> Change? {
     func string() -> String? {
       guard let length = buffer.readInteger(as: UInt32.self), Int(length) <= buffer.readableBytes else {
         return nil
