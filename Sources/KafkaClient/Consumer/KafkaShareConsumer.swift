@@ -2,6 +2,7 @@ import KafkaProtocol
 public import Logging
 public import NIOCore
 public import ServiceLifecycle
+import Synchronization
 
 /// How a share consumer settles a record (KIP-932).
 public enum KafkaAcknowledgeType: Int8, Sendable, Hashable {
@@ -81,6 +82,10 @@ public final class KafkaShareConsumer: Service, Sendable {
   public let configuration: KafkaShareConsumerConfiguration
   let member: ShareMember
   let cluster: KafkaCluster
+  /// How many records of the last batch the application was given (``messages`` hands
+  /// them out one by one; ``poll()`` all at once): on close in implicit mode those are
+  /// accepted, the rest released.
+  let handedOut = Atomic<Int>(Int.max)
 
   public init(
     configuration: KafkaShareConsumerConfiguration, logger: Logger = Logger(label: "KafkaShareConsumer")
@@ -103,7 +108,9 @@ public final class KafkaShareConsumer: Service, Sendable {
   /// group on first use. Implicit mode: accepts the previous batch. Explicit mode: throws
   /// `.config` if a record of the previous batch is not acknowledged yet.
   public func poll() async throws -> [KafkaShareMessage] {
-    try await member.poll()
+    let batch = try await member.poll()
+    handedOut.store(Int.max, ordering: .relaxed)
+    return batch
   }
 
   /// Settles one record of the current batch (explicit mode); sent with the next fetch or
@@ -119,28 +126,15 @@ public final class KafkaShareConsumer: Service, Sendable {
     try await member.commit()
   }
 
-  /// The records, batch by batch (implicit acknowledgement: each is accepted when the
-  /// next is asked for). Ends when the consumer closes.
-  public var messages: AsyncThrowingStream<KafkaShareMessage, any Error> {
-    AsyncThrowingStream { continuation in
-      let task = Task {
-        do {
-          while !Task.isCancelled, !(await member.isClosed) {
-            for message in try await poll() { continuation.yield(message) }
-          }
-          continuation.finish()
-        } catch {
-          continuation.finish(throwing: await member.isClosed ? nil : error)
-        }
-      }
-      continuation.onTermination = { _ in task.cancel() }
-    }
-  }
+  /// The records, one by one (implicit acknowledgement: a batch is accepted when the
+  /// iterator asks for the next one, i.e. once every record of it has been handed out and
+  /// the loop comes back for more). Ends when the consumer closes. Iterate from one task.
+  public var messages: KafkaShareConsumerMessages { KafkaShareConsumerMessages(consumer: self) }
 
   /// Sends pending acknowledgements (implicit mode: the last batch is accepted), closes
   /// the share session and leaves the group.
   public func close() async {
-    await member.close()
+    await member.close(handedOut: handedOut.load(ordering: .relaxed))
     await cluster.close()
   }
 
@@ -148,6 +142,41 @@ public final class KafkaShareConsumer: Service, Sendable {
   public func run() async throws {
     try? await gracefulShutdown()
     await close()
+  }
+}
+
+/// A share consumer's records as an `AsyncSequence`: fetches only when the records of the
+/// previous fetch have all been handed out.
+public struct KafkaShareConsumerMessages: AsyncSequence, Sendable {
+  public typealias Element = KafkaShareMessage
+  let consumer: KafkaShareConsumer
+
+  public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer) }
+
+  public struct AsyncIterator: AsyncIteratorProtocol {
+    let consumer: KafkaShareConsumer
+    var buffered: [KafkaShareMessage] = []
+    var index = 0
+
+    public mutating func next() async throws -> KafkaShareMessage? {
+      while index == buffered.count {
+        if Task.isCancelled { return nil }
+        if await consumer.member.isClosed { return nil }
+        // Nothing of the next batch is handed out yet (the previous one all was).
+        consumer.handedOut.store(0, ordering: .relaxed)
+        do {
+          buffered = try await consumer.member.poll()
+        } catch let error as KafkaError where error.code == .closed {
+          return nil
+        }
+        index = 0
+      }
+      // Closed meanwhile: the rest of the batch is not handed out (it goes back to the group).
+      if await consumer.member.isClosed { return nil }
+      defer { index += 1 }
+      consumer.handedOut.store(index + 1, ordering: .relaxed)
+      return buffered[index]
+    }
   }
 }
 
@@ -501,10 +530,14 @@ actor ShareMember {
     if let failure { throw failure }
   }
 
-  func close() async {
+  /// `handedOut`: how many records of the last batch the application got (implicit mode
+  /// accepts those and releases the rest).
+  func close(handedOut: Int) async {
     guard !isClosed else { return }
     if configuration.acknowledgementMode == .implicit {
-      for message in lastBatch { record(message, .accept) }
+      for (index, message) in lastBatch.enumerated() {
+        record(message, index < handedOut ? .accept : .release)
+      }
     }
     lastBatch = []
     isClosed = true
