@@ -232,6 +232,8 @@ public final class Broker: Sendable {
     // Committed offsets still being written (an expiry, a commit that raced the stop) go to
     // disk on the pool before it stops.
     await groups.offsets.waitUntilIdle()
+    // Share state written without a sync (acquisitions) is synced once more.
+    _ = await shares.store.write([])
     await shares.store.waitUntilIdle()
     try? await threadPool.shutdownGracefully()
     try? await topics.adminPool.shutdownGracefully()

@@ -120,8 +120,9 @@ public final class Journal: Sendable {
 
   /// Appends records with one write and one fdatasync; durable when this returns. A failed
   /// write is rolled back (the log is truncated to its previous size); a failed sync makes
-  /// the journal refuse every later call.
-  public func append(_ records: [ByteBuffer]) throws(StorageError) {
+  /// the journal refuse every later call. With `sync` false the records are only written
+  /// (they survive the process, not the machine, until a later append syncs).
+  public func append(_ records: [ByteBuffer], sync: Bool = true) throws(StorageError) {
     BlockingCalls.check("a journal append")
     var buffer = ByteBuffer()
     Self.frame(records, into: &buffer)
@@ -148,7 +149,7 @@ public final class Journal: Sendable {
         }
         throw StorageError.system("write", path: path, errno: written)
       }
-      if fdatasync(descriptor) != 0 {
+      if sync && fdatasync(descriptor) != 0 {
         let error = StorageError.system("fdatasync", path: path, errno: errno)
         state.failure = StorageError(.offline, "\(path): \(error.message)")
         throw error

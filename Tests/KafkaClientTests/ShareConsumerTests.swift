@@ -13,8 +13,9 @@ import Testing
     try await broker.broker.shares.setConfigs(
       "g", ["share.auto.offset.reset": "earliest"], validateOnly: false)
     let producer = try KafkaProducer(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+    // One batch per record: a share fetch hands out whole batches (past maxPollRecords).
     for i in 0..<count {
-      try await producer.enqueue(KafkaProducerMessage(topic: topic, key: "k\(i)", value: "v\(i)"))
+      _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "k\(i)", value: "v\(i)"))
     }
     try await producer.close()
   }

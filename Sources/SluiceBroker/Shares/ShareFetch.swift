@@ -98,7 +98,13 @@ extension Broker {
       let outcome = shares.acknowledge(call, now: clock.monotonicMs())
       for (key, error) in outcome.errors { byKey[slot(key)]!.acknowledgeError = error }
       for acknowledgement in call.acknowledgements { byKey[slot(acknowledgement.key)]!.acknowledged = true }
-      let failure = await shares.store.write([])
+      // As durable as the records: synced when a topic acknowledged fsyncs its appends,
+      // else written to the page cache (kept by a process crash) and synced by
+      // housekeeping within a second.
+      let sync = outcome.touched.contains { key in
+        topic(key.topic)?.partition(key.partition).map { $0.log.config.flushMessages <= 1 } ?? true
+      }
+      let failure = await shares.store.write([], sync: sync)
       if let failure {
         for key in outcome.touched {
           byKey[slot(key)]!.acknowledgeError = BrokerError(ErrorCode.from(failure), failure.message)
@@ -164,15 +170,28 @@ extension Broker {
         let highWatermark = partition.highWatermark
         guard let readFrom, readFrom < highWatermark else { continue }
         do throws(StorageError) {
+          // Read about what the records still wanted take, by this partition's recent
+          // bytes per record (whole batches come back in any case).
+          let wanted = call.maxRecords - records
+          let estimate = shares.bytesPerRecord(group: call.groupId, key) ?? 0
+          let readBytes =
+            estimate > 0
+            ? min(Self.shareReadBytes, max(Self.shareMinReadBytes, wanted * estimate + wanted * estimate / 4))
+            : Self.shareMinReadBytes
           let read = try partition.log.read(
-            from: readFrom, maxBytes: min(call.maxBytes - bytes, Self.shareReadBytes), upTo: highWatermark,
+            from: readFrom, maxBytes: min(call.maxBytes - bytes, readBytes), upTo: highWatermark,
             minOneBatch: true)
           var loaded = try read.loadBytes()
-          guard let range = Self.offsetRange(loaded, below: highWatermark) else { continue }
+          let batchEnds = Self.batchEnds(loaded, below: highWatermark)
+          guard let firstOffset = Self.firstOffset(loaded), let lastOffset = batchEnds.last,
+            firstOffset <= lastOffset
+          else { continue }
+          shares.noteBytesPerRecord(
+            group: call.groupId, key, loaded.readableBytes / Int(max(1, lastOffset - firstOffset + 1)))
           let acquired = shares.acquire(
-            group: call.groupId, member: call.memberId, key, offsets: range,
-            maxRecords: call.maxRecords - records,
-            now: clock.monotonicMs())
+            group: call.groupId, member: call.memberId, key, offsets: firstOffset...lastOffset,
+            maxRecords: wanted,
+            now: clock.monotonicMs(), batchEnds: batchEnds)
           guard let first = acquired.first?.first, let last = acquired.last?.last else { continue }
           // Only the batches holding acquired records travel.
           loaded = Self.batches(of: loaded, overlapping: first...last)
@@ -209,6 +228,8 @@ extension Broker {
   /// Bytes of log read per partition and ShareFetch at most: a fetch hands out at most
   /// MaxRecords records (500 by default), and the in-flight window bounds them anyway.
   static let shareReadBytes = 1 << 20
+  /// And at least (the first read of a partition, whose record size is not known yet).
+  static let shareMinReadBytes = 16 << 10
 
   /// The whole batches of `bytes` that hold an offset in `range`.
   static func batches(of bytes: ByteBuffer, overlapping range: ClosedRange<Int64>) -> ByteBuffer {
@@ -228,19 +249,21 @@ extension Broker {
     return slice
   }
 
-  /// The first and last offsets of the data batches in `bytes`, the last capped below the
-  /// high watermark.
-  static func offsetRange(_ bytes: ByteBuffer, below highWatermark: Int64) -> ClosedRange<Int64>? {
+  /// The base offset of the first batch in `bytes`.
+  static func firstOffset(_ bytes: ByteBuffer) -> Int64? {
     var splitter = RecordBatchSplitter(bytes)
-    var first: Int64?
-    var last: Int64 = -1
+    return (try? splitter.next())??.baseOffset
+  }
+
+  /// The last offset of each batch in `bytes`, ascending, capped below the high watermark.
+  static func batchEnds(_ bytes: ByteBuffer, below highWatermark: Int64) -> [Int64] {
+    var splitter = RecordBatchSplitter(bytes)
+    var ends: [Int64] = []
     while let batch = try? splitter.next() {
-      if first == nil { first = batch.baseOffset }
-      last = max(last, batch.nextOffset - 1)
+      let end = min(batch.nextOffset - 1, highWatermark - 1)
+      if end >= (ends.last ?? Int64.min) { ends.append(end) }
     }
-    guard let first else { return nil }
-    last = min(last, highWatermark - 1)
-    return first <= last ? first...last : nil
+    return ends
   }
 
   /// ShareGroupHeartbeat (see ``ShareGroups``): a member leaving releases its records,
@@ -273,6 +296,7 @@ extension Broker {
   /// Share groups' periodic work: member session timeouts and expired locks (parked fetches
   /// also wake at the earliest lock deadline by themselves).
   func shareHousekeeping() async {
+    await shares.store.syncIfNeeded()
     let released = shares.tick(now: clock.monotonicMs())
     guard !released.isEmpty else { return }
     wakeShareFetches(released)

@@ -83,6 +83,8 @@ package final class ShareGroups: Sendable {
   }
 
   struct State {
+    /// Recent bytes per record of each share partition's reads (to size the next read).
+    var bytesPerRecord: [ShareStore.Key: Int] = [:]
     var groups: [String: Group] = [:]
     var partitions: [ShareStore.Key: SharePartitionState] = [:]
     var sessions: [SessionKey: Session] = [:]
@@ -575,6 +577,10 @@ extension ShareGroups {
       if share.startOffset < logStart {
         share.moveStart(to: logStart)
         changed = true
+      } else if share.endOffset > partition.logEndOffset {
+        // The log went back (a memory topic after a restart): what was handed out is gone.
+        share.moveStart(to: logStart)
+        changed = true
       }
       if expired > 0 || changed {
         state.partitions[storeKey] = share
@@ -584,16 +590,29 @@ extension ShareGroups {
     }
   }
 
+  func bytesPerRecord(group: String, _ key: SharePartitionKey) -> Int? {
+    state.withLock {
+      $0.bytesPerRecord[ShareStore.Key(group: group, topic: key.topic, partition: key.partition)]
+    }
+  }
+
+  func noteBytesPerRecord(group: String, _ key: SharePartitionKey, _ bytes: Int) {
+    state.withLock {
+      $0.bytesPerRecord[ShareStore.Key(group: group, topic: key.topic, partition: key.partition)] = bytes
+    }
+  }
+
   /// Acquires records among `offsets` for a member (see ``SharePartitionState/acquire``);
   /// the new delivery counts are queued for the journal without waiting.
   func acquire(
     group: String, member: String, _ key: SharePartitionKey, offsets: ClosedRange<Int64>, maxRecords: Int,
-    now: Int64
+    now: Int64, batchEnds: [Int64]
   ) -> [SharePartitionState.Acquired] {
     let storeKey = ShareStore.Key(group: group, topic: key.topic, partition: key.partition)
     return state.withLock { state in
       guard var share = state.partitions[storeKey] else { return [] }
-      let acquired = share.acquire(member: member, offsets: offsets, maxRecords: maxRecords, now: now)
+      let acquired = share.acquire(
+        member: member, offsets: offsets, maxRecords: maxRecords, now: now, batchEnds: batchEnds)
       guard !acquired.isEmpty else { return [] }
       state.partitions[storeKey] = share
       store.writeSoon([.partition(storeKey, Self.persisted(share))])

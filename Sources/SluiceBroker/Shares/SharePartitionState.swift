@@ -63,12 +63,13 @@ public struct SharePartitionState: Sendable, Equatable {
   public struct Entry: Sendable, Equatable {
     public var state: ShareRecordState
     public var deliveryCount: Int16
-    /// The member holding the lock ("" when not acquired).
-    public var owner: String
+    /// The member holding the lock, as an index into ``SharePartitionState/members`` (-1
+    /// when not acquired): entries hold no reference, so the window moves as plain memory.
+    public var owner: Int32
     /// When the lock expires (monotonic ms; meaningful while acquired).
     public var lockDeadline: Int64
 
-    public init(state: ShareRecordState, deliveryCount: Int16, owner: String = "", lockDeadline: Int64 = 0) {
+    public init(state: ShareRecordState, deliveryCount: Int16, owner: Int32 = -1, lockDeadline: Int64 = 0) {
       self.state = state
       self.deliveryCount = deliveryCount
       self.owner = owner
@@ -130,6 +131,9 @@ public struct SharePartitionState: Sendable, Equatable {
 
   public private(set) var startOffset: Int64
   public private(set) var entries: [Entry] = []
+  /// Members that have held records here (``Entry/owner`` indexes it). Bounded by the
+  /// group's size: a member's slot is reused once it holds nothing.
+  public private(set) var members: [String] = []
   public var limits: Limits
 
   public var endOffset: Int64 { startOffset + Int64(entries.count) }
@@ -184,14 +188,25 @@ public struct SharePartitionState: Sendable, Equatable {
   /// returned, below the high watermark), at most `maxRecords`, extending the window past
   /// the end offset as far as ``Limits/maxInFlight`` allows. Returns the acquired ranges in
   /// offset order, one per run of equal delivery counts.
+  ///
+  /// `batchEnds` (the last offsets of the record batches the read returned, ascending) lets
+  /// acquisition go past `maxRecords` to the end of the batch it stopped in, as Kafka does
+  /// ("exceeded for alignment of batch boundaries"): a batch is sent whole anyway, and a
+  /// batch left half-acquired would be sent again for its other half.
   public mutating func acquire(
-    member: String, offsets: ClosedRange<Int64>, maxRecords: Int, now: Int64
+    member: String, offsets: ClosedRange<Int64>, maxRecords: Int, now: Int64, batchEnds: [Int64] = []
   ) -> [Acquired] {
     var acquired: [Acquired] = []
     var taken = 0
     let deadline = now + limits.lockDurationMs
+    let owner = slot(for: member)
     var offset = max(offsets.lowerBound, startOffset)
-    while offset <= offsets.upperBound && taken < maxRecords {
+    var alignedEnd: Int64?
+    while offset <= offsets.upperBound {
+      if taken >= maxRecords {
+        if alignedEnd == nil { alignedEnd = batchEnds.first { $0 >= offset - 1 } ?? offset - 1 }
+        guard offset <= alignedEnd! else { break }
+      }
       let index = Int(offset - startOffset)
       if index < entries.count {
         // A record whose deliveries are used up is not handed out again (it is archived by
@@ -207,7 +222,7 @@ public struct SharePartitionState: Sendable, Equatable {
         guard offset == endOffset, entries.count < limits.maxInFlight else { break }
         entries.append(Entry(state: .acquired, deliveryCount: 1))
       }
-      entries[index].owner = member
+      entries[index].owner = owner
       entries[index].lockDeadline = deadline
       let count = entries[index].deliveryCount
       if let last = acquired.last, last.last == offset - 1, last.deliveryCount == count {
@@ -235,8 +250,9 @@ public struct SharePartitionState: Sendable, Equatable {
     }
     // Every offset must be locked to this member (gaps included: clients report them only
     // inside acquired ranges). The window bounds the loop: it stops at the first other.
+    let owner = members.firstIndex(of: member).map(Int32.init) ?? -2
     for offset in first...last {
-      guard let entry = entry(at: offset), entry.state == .acquired, entry.owner == member else {
+      guard let entry = entry(at: offset), entry.state == .acquired, entry.owner == owner else {
         return .failure(.invalidRecordState(offset))
       }
     }
@@ -265,7 +281,8 @@ public struct SharePartitionState: Sendable, Equatable {
   /// group or was fenced). Records at the delivery limit are archived instead.
   public mutating func releaseAll(member: String) -> [DeadLetter] {
     var dead: [DeadLetter] = []
-    for index in entries.indices where entries[index].state == .acquired && entries[index].owner == member {
+    guard let slot = members.firstIndex(of: member).map(Int32.init) else { return [] }
+    for index in entries.indices where entries[index].state == .acquired && entries[index].owner == slot {
       if let letter = release(index) { dead.append(letter) }
     }
     advanceStart()
@@ -335,9 +352,27 @@ public struct SharePartitionState: Sendable, Equatable {
 
   // MARK: Internals
 
+  /// The member's index in ``members``, taking a slot no entry refers to if it has none.
+  private mutating func slot(for member: String) -> Int32 {
+    if let index = members.firstIndex(of: member) { return Int32(index) }
+    var used = Set<Int32>()
+    for entry in entries where entry.state == .acquired { used.insert(entry.owner) }
+    if let free = members.indices.first(where: { !used.contains(Int32($0)) }) {
+      members[free] = member
+      return Int32(free)
+    }
+    members.append(member)
+    return Int32(members.count - 1)
+  }
+
+  /// The member holding `entry`'s lock, if any.
+  public func owner(of entry: Entry) -> String? {
+    entry.owner >= 0 && Int(entry.owner) < members.count ? members[Int(entry.owner)] : nil
+  }
+
   private mutating func settle(_ index: Int, _ state: ShareRecordState) {
     entries[index].state = state
-    entries[index].owner = ""
+    entries[index].owner = -1
     entries[index].lockDeadline = 0
   }
 

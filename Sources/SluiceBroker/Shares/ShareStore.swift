@@ -11,7 +11,8 @@ import Synchronization
 /// replay is last-writer-wins per key. Changes are queued in the order the coordinator made
 /// them (it enqueues under its own lock) and written by one thread-pool job at a time, all
 /// queued changes with one write and one fdatasync (group commit); ``write(_:)`` returns once
-/// its changes are durable, ``writeSoon(_:)`` does not wait.
+/// its changes are durable, ``writeSoon(_:)`` does not wait (and alone is written without a
+/// sync: it survives a process crash, and the machine's once a later write syncs).
 package final class ShareStore: Sendable {
   package struct Key: Hashable, Sendable {
     var group: String
@@ -40,9 +41,11 @@ package final class ShareStore: Sendable {
   struct State {
     var table = Table()
     var queue: [Change] = []
-    var waiters: [CheckedContinuation<StorageError?, Never>] = []
+    var waiters: [Waiter] = []
     var writing = false
     var snapshotBytes = 0
+    /// Records were written without a sync since the last one.
+    var unsynced = false
   }
 
   let journal: Journal
@@ -67,11 +70,24 @@ package final class ShareStore: Sendable {
   /// What was durable at open (the coordinator rebuilds its state from it).
   var recovered: Table { state.withLock { $0.table } }
 
-  /// Queues `changes` and waits until they (and everything queued before) are durable.
-  func write(_ changes: [Change]) async -> StorageError? {
+  struct Waiter {
+    var continuation: CheckedContinuation<StorageError?, Never>
+    var sync: Bool
+  }
+
+  /// Queues `changes` and waits until they (and everything queued before) are written, and
+  /// with `sync` (the default) fdatasynced. Without it they survive the process, not the
+  /// machine, until a later sync (``syncIfNeeded()``, every housekeeping round).
+  func write(_ changes: [Change], sync: Bool = true) async -> StorageError? {
     await withCheckedContinuation { continuation in
-      enqueue(changes, waiter: continuation)
+      enqueue(changes, waiter: Waiter(continuation: continuation, sync: sync))
     }
+  }
+
+  /// Syncs what was written without a sync, if anything was.
+  func syncIfNeeded() async {
+    guard state.withLock({ $0.unsynced }) else { return }
+    _ = await write([])
   }
 
   /// Queues `changes` without waiting (delivery counts of acquisitions: losing the last
@@ -81,7 +97,7 @@ package final class ShareStore: Sendable {
     enqueue(changes, waiter: nil)
   }
 
-  private func enqueue(_ changes: [Change], waiter: CheckedContinuation<StorageError?, Never>?) {
+  private func enqueue(_ changes: [Change], waiter: Waiter?) {
     let start = state.withLock { state -> Bool in
       state.queue += changes
       if let waiter { state.waiters.append(waiter) }
@@ -99,7 +115,7 @@ package final class ShareStore: Sendable {
 
   private func drain() {
     while true {
-      let taken = state.withLock { state -> ([Change], [CheckedContinuation<StorageError?, Never>])? in
+      let taken = state.withLock { state -> ([Change], [Waiter])? in
         if state.queue.isEmpty && state.waiters.isEmpty {
           state.writing = false
           return nil
@@ -112,17 +128,22 @@ package final class ShareStore: Sendable {
       }
       guard let (changes, waiters) = taken else { return }
       var failure: StorageError?
-      if !changes.isEmpty {
+      // Only a waiter that asks for it needs the sync; the rest (acquisitions, and
+      // acknowledgements on topics that are not fsynced either) is written to the page
+      // cache, which a process crash keeps, and synced with the next write that syncs.
+      let sync = waiters.contains { $0.sync }
+      if !changes.isEmpty || (sync && state.withLock({ $0.unsynced })) {
         do {
-          try journal.append(changes.map(Self.encode))
+          try journal.append(changes.map(Self.encode), sync: sync)
           state.withLock { state in
             for change in changes { Self.apply(change, to: &state.table) }
+            state.unsynced = !sync
           }
         } catch {
           failure = error
         }
       }
-      for waiter in waiters { waiter.resume(returning: failure) }
+      for waiter in waiters { waiter.continuation.resume(returning: failure) }
       if failure == nil { compactIfDue() }
     }
   }

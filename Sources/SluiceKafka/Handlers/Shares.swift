@@ -102,20 +102,15 @@ extension KafkaFrontDoor {
       for partition in topic.partitions {
         let key = SharePartitionKey(topic: name, partition: partition.partitionIndex)
         call.partitions.append(key)
-        for batch in partition.acknowledgementBatches {
-          call.acknowledgements.append(
-            ShareAcknowledgement(
-              key: key, first: batch.firstOffset, last: batch.lastOffset,
-              types: batch.acknowledgeTypes.map { ShareAcknowledgeType(rawValue: $0) ?? .accept }))
+        let (acknowledgements, problem) = Self.acknowledgements(
+          key, partition.acknowledgementBatches.map { ($0.firstOffset, $0.lastOffset, $0.acknowledgeTypes) })
+        if let problem {
+          response.errorCode = ErrorCode.invalidRequest.rawValue
+          response.errorMessage = problem
+          return response
         }
+        call.acknowledgements += acknowledgements
       }
-    }
-    if let bad = Self.badAcknowledgement(
-      request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes))
-    {
-      response.errorCode = ErrorCode.invalidRequest.rawValue
-      response.errorMessage = bad
-      return response
     }
     for topic in request.forgottenTopicsData {
       guard let name = broker.topic(id: topic.topicId)?.name else { continue }
@@ -188,20 +183,15 @@ extension KafkaFrontDoor {
       }
       for partition in topic.partitions {
         let key = SharePartitionKey(topic: name, partition: partition.partitionIndex)
-        for batch in partition.acknowledgementBatches {
-          call.acknowledgements.append(
-            ShareAcknowledgement(
-              key: key, first: batch.firstOffset, last: batch.lastOffset,
-              types: batch.acknowledgeTypes.map { ShareAcknowledgeType(rawValue: $0) ?? .accept }))
+        let (acknowledgements, problem) = Self.acknowledgements(
+          key, partition.acknowledgementBatches.map { ($0.firstOffset, $0.lastOffset, $0.acknowledgeTypes) })
+        if let problem {
+          response.errorCode = ErrorCode.invalidRequest.rawValue
+          response.errorMessage = problem
+          return response
         }
+        call.acknowledgements += acknowledgements
       }
-    }
-    if let bad = Self.badAcknowledgement(
-      request.topics.flatMap { $0.partitions.flatMap(\.acknowledgementBatches) }.map(\.acknowledgeTypes))
-    {
-      response.errorCode = ErrorCode.invalidRequest.rawValue
-      response.errorMessage = bad
-      return response
     }
     let result = await broker.shareFetch(call, context: context.call)
     if let error = result.error {
@@ -239,14 +229,24 @@ extension KafkaFrontDoor {
     return response
   }
 
-  /// An acknowledge type that is not Kafka's (0 gap, 1 accept, 2 release, 3 reject).
-  static func badAcknowledgement(_ types: [[Int8]]) -> String? {
-    for list in types {
-      if list.isEmpty { return "An acknowledgement batch has no acknowledge types" }
-      if let bad = list.first(where: { ShareAcknowledgeType(rawValue: $0) == nil }) {
-        return "Acknowledge type \(bad) is not 0 (gap), 1 (accept), 2 (release) or 3 (reject)"
+  /// One partition's acknowledgement batches in the broker's terms, or why they are
+  /// refused: a batch without types, or a type that is not Kafka's (0 gap, 1 accept,
+  /// 2 release, 3 reject).
+  static func acknowledgements(
+    _ key: SharePartitionKey, _ batches: [(first: Int64, last: Int64, types: [Int8])]
+  ) -> ([ShareAcknowledgement], problem: String?) {
+    var result: [ShareAcknowledgement] = []
+    for batch in batches {
+      guard !batch.types.isEmpty else { return ([], "An acknowledgement batch has no acknowledge types") }
+      var types: [ShareAcknowledgeType] = []
+      for raw in batch.types {
+        guard let type = ShareAcknowledgeType(rawValue: raw) else {
+          return ([], "Acknowledge type \(raw) is not 0 (gap), 1 (accept), 2 (release) or 3 (reject)")
+        }
+        types.append(type)
       }
+      result.append(ShareAcknowledgement(key: key, first: batch.first, last: batch.last, types: types))
     }
-    return nil
+    return (result, nil)
   }
 }
