@@ -55,8 +55,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(range.deliveryCount >= 1 && range.deliveryCount <= limits.deliveryCountLimit)
         taken += Int(range.last - range.first + 1)
       }
-      // Past maxRecords only to the end of the batch it stopped in (at most 7 more).
-      precondition(taken <= Int(count % 50) + (aligned ? 7 : 0))
+      // Past maxRecords only to the end of the batch it stopped in (at most 7 more, and
+      // never more than maxRecords more).
+      precondition(taken <= Int(count % 50) + (aligned ? min(7, Int(count % 50)) : 0))
     case 1:
       guard let first = offset(), let last = offset(), let typeCount = next() else { continue }
       var types: [ShareAcknowledgeType] = []

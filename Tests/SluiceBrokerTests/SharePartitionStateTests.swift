@@ -53,15 +53,21 @@ import Testing
 
   @Test func acquisitionRunsOnToTheEndOfTheBatchItStoppedIn() {
     var share = state(window: 100)
-    // Batches 0...9, 10...29, 30...39: maxRecords 12 stops inside the second, which is
+    // Batches 0...9, 10...19, 20...39: maxRecords 12 stops inside the second, which is
     // taken whole (it travels whole anyway).
     let acquired = share.acquire(
-      member: "a", offsets: 0...39, maxRecords: 12, now: 0, batchEnds: [9, 29, 39])
-    #expect(acquired == [Acquired(first: 0, last: 29, deliveryCount: 1)])
+      member: "a", offsets: 0...39, maxRecords: 12, now: 0, batchEnds: [9, 19, 39])
+    #expect(acquired == [Acquired(first: 0, last: 19, deliveryCount: 1)])
+    // But not by more than maxRecords: a batch of 1000 is shared out.
+    var big = state(window: 2000)
+    #expect(
+      big.acquire(member: "a", offsets: 0...999, maxRecords: 10, now: 0, batchEnds: [999]) == [
+        Acquired(first: 0, last: 9, deliveryCount: 1)
+      ])
     // The window still bounds it.
     var small = state(window: 15)
     #expect(
-      small.acquire(member: "a", offsets: 0...39, maxRecords: 12, now: 0, batchEnds: [9, 29, 39]) == [
+      small.acquire(member: "a", offsets: 0...39, maxRecords: 12, now: 0, batchEnds: [9, 19, 39]) == [
         Acquired(first: 0, last: 14, deliveryCount: 1)
       ])
   }

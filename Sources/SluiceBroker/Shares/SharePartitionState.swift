@@ -192,7 +192,9 @@ public struct SharePartitionState: Sendable, Equatable {
   /// `batchEnds` (the last offsets of the record batches the read returned, ascending) lets
   /// acquisition go past `maxRecords` to the end of the batch it stopped in, as Kafka does
   /// ("exceeded for alignment of batch boundaries"): a batch is sent whole anyway, and a
-  /// batch left half-acquired would be sent again for its other half.
+  /// batch left half-acquired would be sent again for its other half. Unlike Kafka, by at
+  /// most `maxRecords` more: one producer batch of thousands of records is shared out
+  /// between members rather than handed to the first that asks.
   public mutating func acquire(
     member: String, offsets: ClosedRange<Int64>, maxRecords: Int, now: Int64, batchEnds: [Int64] = []
   ) -> [Acquired] {
@@ -204,7 +206,11 @@ public struct SharePartitionState: Sendable, Equatable {
     var alignedEnd: Int64?
     while offset <= offsets.upperBound {
       if taken >= maxRecords {
-        if alignedEnd == nil { alignedEnd = batchEnds.first { $0 >= offset - 1 } ?? offset - 1 }
+        if alignedEnd == nil {
+          // At most maxRecords more: a huge batch is not handed to one member whole.
+          let end = batchEnds.first { $0 >= offset - 1 } ?? offset - 1
+          alignedEnd = end - (offset - 1) <= Int64(maxRecords) ? end : offset - 1
+        }
         guard offset <= alignedEnd! else { break }
       }
       let index = Int(offset - startOffset)
