@@ -45,7 +45,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case 0:
       guard let low = offset(), let high = offset(), let count = next(), low <= high else { continue }
       // Odd counts: batches of 8 offsets, whose ends acquisition may run on to.
-      let aligned = count % 2 == 1 && high < 1_000
+      let aligned = count % 2 == 1 && low >= 0 && high < 1_000
       let ends: [Int64] = aligned ? Array(stride(from: low + 7, to: high, by: 8)) + [high] : []
       let acquired = share.acquire(
         member: member, offsets: low...high, maxRecords: Int(count % 50), now: now, batchEnds: ends)
