@@ -33,6 +33,8 @@ public final class Broker: Sendable {
   package let groups: GroupCoordinator
   /// Share groups (KIP-932): membership, share sessions, per-record delivery state.
   package let shares: ShareGroups
+  /// Share groups' dead letters on their way to the dead-letter topic.
+  let deadLetters = DeadLetterOutbox()
   /// Client quotas (produce and fetch byte rates per client id, connection rates per ip).
   public let quotas: ClientQuotas
   /// Set when a shutdown begins: requests held by backpressure give up.
@@ -91,6 +93,8 @@ public final class Broker: Sendable {
     // Started last: an init that throws leaves no thread behind (nothing is submitted
     // before: recovery runs on this thread).
     threadPool.start()
+    // Memory topics came back empty: their share partitions start again at the log start.
+    shares.forgetVolatile(topics: Set(topics.all.filter { $0.config.log.storage == .memory }.map(\.name)))
   }
 
   /// A broker dropped without ``shutdown()`` (tests, embedders) still stops its threads.

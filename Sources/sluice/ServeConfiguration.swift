@@ -24,9 +24,10 @@ struct ConfigurationError: Error, CustomStringConvertible {
   var description: String
 }
 
-func parseInt<T: FixedWidthInteger>(_ key: String, _ value: String, min: T) throws -> T {
-  guard let number = T(value.trimmed()), number >= min else {
-    throw ConfigurationError(description: "\(key): \"\(value)\" is not an integer >= \(min)")
+func parseInt<T: FixedWidthInteger>(_ key: String, _ value: String, min: T, max: T = T.max) throws -> T {
+  guard let number = T(value.trimmed()), number >= min, number <= max else {
+    let range = max == T.max ? ">= \(min)" : "from \(min) to \(max)"
+    throw ConfigurationError(description: "\(key): \"\(value)\" is not an integer \(range)")
   }
   return number
 }
@@ -81,14 +82,15 @@ let serveSettings: [ServeSetting] = [
     help: "How long a record handed to a share consumer stays locked to it (then it is delivered again)."
   ) {
     broker, _, value in
-    broker.shareRecordLockDurationMs = try parseInt("group.share.record.lock.duration.ms", value, min: 1)
+    broker.shareRecordLockDurationMs = try parseInt(
+      "group.share.record.lock.duration.ms", value, min: 1000, max: 3_600_000)
   },
   ServeSetting(
     key: "group.share.delivery.count.limit", defaultValue: "5",
     help: "Deliveries of one record to share consumers at most; then it is archived (and dead-lettered)."
   ) {
     broker, _, value in
-    broker.shareDeliveryCountLimit = try parseInt("group.share.delivery.count.limit", value, min: 1)
+    broker.shareDeliveryCountLimit = try parseInt("group.share.delivery.count.limit", value, min: 2, max: 10)
   },
   ServeSetting(
     key: "group.share.partition.max.record.locks", defaultValue: "2000",
@@ -96,21 +98,23 @@ let serveSettings: [ServeSetting] = [
   ) {
     broker, _, value in
     broker.sharePartitionMaxRecordLocks = try parseInt(
-      "group.share.partition.max.record.locks", value, min: 1)
+      "group.share.partition.max.record.locks", value, min: 100, max: 10_000)
   },
   ServeSetting(
     key: "group.share.session.timeout.ms", defaultValue: "45000",
     help: "A share consumer that has not heartbeated for this long leaves its group."
   ) {
     broker, _, value in
-    broker.shareSessionTimeoutMs = try parseInt("group.share.session.timeout.ms", value, min: 1)
+    broker.shareSessionTimeoutMs = try parseInt(
+      "group.share.session.timeout.ms", value, min: 1000, max: 3_600_000)
   },
   ServeSetting(
     key: "group.share.heartbeat.interval.ms", defaultValue: "5000",
     help: "Share consumers' heartbeat interval."
   ) {
     broker, _, value in
-    broker.shareHeartbeatIntervalMs = try parseInt("group.share.heartbeat.interval.ms", value, min: 1)
+    broker.shareHeartbeatIntervalMs = try parseInt(
+      "group.share.heartbeat.interval.ms", value, min: 100, max: 3_600_000)
   },
   ServeSetting(key: "group.share.max.size", defaultValue: "200", help: "Members per share group at most.") {
     broker, _, value in broker.shareMaxSize = try parseInt("group.share.max.size", value, min: 1)

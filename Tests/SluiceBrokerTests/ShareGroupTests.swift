@@ -104,6 +104,76 @@ import Testing
     await reopened.shutdown()
   }
 
+  @Test func aTopicCreatedAnewUnderTheSameNameStartsAfresh() async throws {
+    let (broker, _) = try Broker.makeForTest()
+    try await Self.setUp(broker)
+    _ = await Self.join(broker, "a")
+    let key = SharePartitionKey(topic: "q", partition: 0)
+    _ = await Self.fetch(broker, "a", epoch: 0)
+    _ = await Self.fetch(broker, "a", epoch: 1, acks: [.init(key: key, first: 0, last: 4, types: [.accept])])
+    try await broker.deleteTopic("q")
+    try await broker.createTopic(name: "q", partitions: 1, configs: [:])
+    _ = await broker.produce(
+      [PartitionRecords(topic: "q", partition: 0, records: TestBatches.batch(["n0", "n1"]))],
+      options: ProduceOptions(acks: .all))
+    // The old state (start offset 5) would hide the new records 0 and 1.
+    let fresh = await Self.fetch(broker, "a", epoch: 2)
+    #expect(fresh.partitions.first?.acquired == [.init(first: 0, last: 1, deliveryCount: 1)])
+  }
+
+  @Test func aMemoryTopicsShareStateStartsAgainAfterARestart() async throws {
+    let (broker, directory) = try Broker.makeForTest()
+    try await broker.createTopic(name: "m", partitions: 1, configs: ["sluice.storage": "memory"])
+    try await broker.shares.setConfigs("g", ["share.auto.offset.reset": "earliest"], validateOnly: false)
+    _ = await broker.produce(
+      [PartitionRecords(topic: "m", partition: 0, records: TestBatches.batch(["a", "b", "c"]))],
+      options: ProduceOptions(acks: .all))
+    _ = await Self.join(broker, "a", topic: "m")
+    var open = ShareFetchCall(groupId: "g", memberId: "a", sessionEpoch: 0)
+    open.partitions = [SharePartitionKey(topic: "m", partition: 0)]
+    #expect(await broker.shareFetch(open).partitions.first?.acquired.count == 1)
+    await broker.shutdown()
+
+    let (reopened, _) = try Broker.makeForTest(directory: directory)
+    _ = await reopened.produce(
+      [PartitionRecords(topic: "m", partition: 0, records: TestBatches.batch(["x", "y"]))],
+      options: ProduceOptions(acks: .all))
+    _ = await Self.join(reopened, "b", topic: "m")
+    var again = ShareFetchCall(groupId: "g", memberId: "b", sessionEpoch: 0)
+    again.partitions = [SharePartitionKey(topic: "m", partition: 0)]
+    #expect(
+      await reopened.shareFetch(again).partitions.first?.acquired == [
+        .init(first: 0, last: 1, deliveryCount: 1)
+      ])
+    await reopened.shutdown()
+  }
+
+  @Test func deadLettersGoInTheBackgroundAndAnUnusablePatternBlocksNothing() async throws {
+    for pattern in ["{topic}.dlq", "bad/{topic}"] {
+      let (broker, _) = try Broker.makeForTest { $0.shareDeadLetterTopic = pattern }
+      try await Self.setUp(broker)
+      _ = await Self.join(broker, "a")
+      let key = SharePartitionKey(topic: "q", partition: 0)
+      _ = await Self.fetch(broker, "a", epoch: 0)
+      let rejected = await Self.fetch(
+        broker, "a", epoch: 1, acks: [.init(key: key, first: 0, last: 4, types: [.reject])])
+      #expect(rejected.partitions.first?.acknowledgeError == nil)
+      if pattern == "{topic}.dlq" {
+        var stored: Int64 = 0
+        for _ in 0..<200 where stored < 5 {
+          stored = broker.topic("q.dlq")?.partition(0)?.highWatermark ?? 0
+          try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(stored == 5)
+      } else {
+        // The topic name is invalid: the dead letters are dropped (logged); nothing waits.
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(broker.topic("bad/q") == nil)
+      }
+      await broker.shutdown()
+    }
+  }
+
   @Test func listGroupsNamesShareGroupsByType() async throws {
     let (broker, _) = try Broker.makeForTest()
     try await Self.setUp(broker)

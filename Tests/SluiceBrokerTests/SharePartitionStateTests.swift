@@ -194,6 +194,16 @@ import Testing
     #expect(restored.startOffset == 2 && restored.entries.isEmpty)
   }
 
+  @Test func cutBackDropsTheWindowBeyondTheLogEnd() {
+    var share = state()
+    _ = share.acquire(member: "a", offsets: 0...9, maxRecords: 10, now: 0)
+    share.cutBack(to: 6)
+    #expect(share.startOffset == 0 && share.endOffset == 6)
+    share.moveStart(to: 4)
+    share.cutBack(to: 2)
+    #expect(share.startOffset == 2 && share.entries.isEmpty)
+  }
+
   @Test func moveStartDropsWhatTheLogNoLongerHolds() {
     var share = state()
     _ = share.acquire(member: "a", offsets: 0...5, maxRecords: 10, now: 0)

@@ -339,10 +339,36 @@ actor ShareMember {
     return ids
   }
 
-  private func nextEpoch(_ node: Int32) -> Int32 {
-    let epoch = sessionEpochs[node] ?? 0
-    sessionEpochs[node] = epoch == Int32.max ? 1 : epoch + 1
-    return epoch
+  /// The epoch after `epoch` (wrapping to 1, as Kafka's clients do).
+  static func after(_ epoch: Int32) -> Int32 { epoch == Int32.max ? 1 : epoch + 1 }
+
+  /// Removes from `pending` the first `counts[partition]` acknowledgements of each
+  /// partition: those a request carried, after the broker took the request (acknowledge()
+  /// may have added more meanwhile: the actor is reentrant across the send).
+  private func settle(_ counts: [KafkaTopicPartition: Int]) {
+    for (partition, count) in counts {
+      guard var acks = pending[partition] else { continue }
+      acks.removeFirst(min(count, acks.count))
+      pending[partition] = acks.isEmpty ? nil : acks
+    }
+  }
+
+  /// A session error or an unknown member: the session (and for the latter the
+  /// membership) starts again; pending acknowledgements stay for the next request.
+  private func resetAfter(_ code: ErrorCode, leader: Int32) -> Bool {
+    switch code {
+    case .shareSessionNotFound, .invalidShareSessionEpoch, .shareSessionLimitReached:
+      sessionEpochs[leader] = 0
+      return true
+    case .unknownMemberId:
+      memberEpoch = 0
+      joined = false
+      heartbeat?.cancel()
+      sessionEpochs[leader] = 0
+      return true
+    default:
+      return false
+    }
   }
 
   private func shareFetch(_ partitions: [KafkaTopicPartition], from leader: Int32) async throws
@@ -351,7 +377,7 @@ actor ShareMember {
     let connection = try await cluster.connection(node: leader)
     let version = try connection.version(for: .shareFetch, min: 1, max: 1)
     let ids = try await topicIds(partitions)
-    let epoch = nextEpoch(leader)
+    let epoch = sessionEpochs[leader] ?? 0
     if epoch == 0 { inSession[leader] = [] }
     var request = ShareFetchRequest()
     request.groupId = configuration.groupId
@@ -362,47 +388,42 @@ actor ShareMember {
     request.maxBytes = configuration.fetchMaxBytes
     request.maxRecords = configuration.maxPollRecords
     request.batchSize = configuration.maxPollRecords
-    // Acknowledgements cannot ride on a request that opens a session: they go first.
-    if epoch == 0 && partitions.contains(where: { pending[$0] != nil }) {
-      sessionEpochs[leader] = 0
-      return []
-    }
-    var sent: [KafkaTopicPartition] = []
+    // Acknowledgements cannot ride on the request that opens a session: they wait for the
+    // next one.
+    var sent: [KafkaTopicPartition: Int] = [:]
     var byTopic: [String: [ShareFetchRequest.FetchPartition]] = [:]
     for partition in partitions {
-      let acks = pending[partition].map(Self.batches) ?? []
+      let acks = epoch == 0 ? [] : pending[partition] ?? []
       guard !acks.isEmpty || !(inSession[leader]?.contains(partition) ?? false) else { continue }
       var entry = ShareFetchRequest.FetchPartition()
       entry.partitionIndex = Int32(partition.partition.rawValue)
-      entry.acknowledgementBatches = acks.map {
+      entry.acknowledgementBatches = Self.batches(acks).map {
         .init(firstOffset: $0.first, lastOffset: $0.last, acknowledgeTypes: [$0.type])
       }
       byTopic[partition.topic, default: []].append(entry)
-      sent.append(partition)
+      if !acks.isEmpty { sent[partition] = acks.count }
     }
     request.topics = byTopic.keys.sorted().compactMap { name in
       ids[name].map { ShareFetchRequest.FetchTopic(topicId: $0, partitions: byTopic[name]!) }
     }
     let timeout = configuration.connection.requestTimeout + configuration.fetchMaxWait
-    guard
-      case .shareFetch(let response) = try await connection.send(
-        .shareFetch(request), version: version, timeout: timeout)
-    else { throw KafkaError(.protocolError, "not a ShareFetch response") }
-    for partition in sent { pending[partition] = nil }
+    let body: KafkaResponseBody
+    do {
+      body = try await connection.send(.shareFetch(request), version: version, timeout: timeout)
+    } catch {
+      // Whether the broker saw it is unknown: a new session; the acknowledgements stay.
+      sessionEpochs[leader] = 0
+      throw error
+    }
+    guard case .shareFetch(let response) = body else {
+      throw KafkaError(.protocolError, "not a ShareFetch response")
+    }
     let code = ErrorCode(rawValue: response.errorCode)
-    if code == .shareSessionNotFound || code == .invalidShareSessionEpoch || code == .shareSessionLimitReached
-    {
-      sessionEpochs[leader] = 0
-      return []
-    }
-    if code == .unknownMemberId {
-      memberEpoch = 0
-      joined = false
-      heartbeat?.cancel()
-      sessionEpochs[leader] = 0
-      return []
-    }
+    if resetAfter(code, leader: leader) { return [] }
     try code.check("ShareFetch", message: response.errorMessage)
+    // Taken: the acknowledgements it carried are settled (or refused, per partition).
+    sessionEpochs[leader] = Self.after(epoch)
+    settle(sent)
     inSession[leader, default: []].formUnion(partitions)
     var names: [KafkaUUID: String] = [:]
     for (name, id) in ids { names[id] = name }
@@ -474,8 +495,29 @@ actor ShareMember {
     try await sendAcknowledgements(closing: false)
   }
 
+  /// Opens a share session with the leader without fetching (a ShareFetch at epoch 0 that
+  /// names no partition), so that acknowledgements can follow at epoch 1.
+  private func openSession(_ leader: Int32, _ connection: KafkaConnection) async throws {
+    var request = ShareFetchRequest()
+    request.groupId = configuration.groupId
+    request.memberId = memberId
+    request.shareSessionEpoch = 0
+    request.maxBytes = configuration.fetchMaxBytes
+    request.maxRecords = configuration.maxPollRecords
+    request.batchSize = configuration.maxPollRecords
+    let version = try connection.version(for: .shareFetch, min: 1, max: 1)
+    guard case .shareFetch(let response) = try await connection.send(.shareFetch(request), version: version)
+    else { throw KafkaError(.protocolError, "not a ShareFetch response") }
+    try ErrorCode(rawValue: response.errorCode).check(
+      "ShareFetch (open session)", message: response.errorMessage)
+    sessionEpochs[leader] = 1
+    inSession[leader] = []
+  }
+
   /// ShareAcknowledge with what is pending, to each partition's leader; `closing` ends the
-  /// sessions (epoch -1).
+  /// sessions (epoch -1). Acknowledgements leave `pending` only once a broker took them (a
+  /// partition's refusal, e.g. INVALID_RECORD_STATE for a lock that expired, is final and
+  /// reported); a request that fails keeps them for the next one.
   private func sendAcknowledgements(closing: Bool) async throws {
     var byLeader: [Int32: [KafkaTopicPartition]] = [:]
     for partition in pending.keys {
@@ -486,37 +528,47 @@ actor ShareMember {
     if closing { for node in sessionEpochs.keys where byLeader[node] == nil { byLeader[node] = [] } }
     var failure: KafkaError?
     for (leader, partitions) in byLeader.sorted(by: { $0.key < $1.key }) {
-      guard closing || sessionEpochs[leader, default: 0] != 0 else { continue }
       let connection = try await cluster.connection(node: leader)
       let version = try connection.version(for: .shareAcknowledge, min: 1, max: 1)
+      if !closing && sessionEpochs[leader, default: 0] == 0 { try await openSession(leader, connection) }
       let ids = try await topicIds(partitions)
+      let epoch = closing ? -1 : sessionEpochs[leader, default: 1]
       var request = ShareAcknowledgeRequest()
       request.groupId = configuration.groupId
       request.memberId = memberId
-      request.shareSessionEpoch = closing ? -1 : nextEpoch(leader)
+      request.shareSessionEpoch = epoch
+      var sent: [KafkaTopicPartition: Int] = [:]
       var byTopic: [String: [ShareAcknowledgeRequest.AcknowledgePartition]] = [:]
       for partition in partitions {
-        let acks = Self.batches(pending[partition] ?? [])
+        let acks = pending[partition] ?? []
+        sent[partition] = acks.count
         byTopic[partition.topic, default: []].append(
           .init(
             partitionIndex: Int32(partition.partition.rawValue),
-            acknowledgementBatches: acks.map {
+            acknowledgementBatches: Self.batches(acks).map {
               .init(firstOffset: $0.first, lastOffset: $0.last, acknowledgeTypes: [$0.type])
             }))
-        pending[partition] = nil
       }
       request.topics = byTopic.keys.sorted().compactMap { name in
         ids[name].map { ShareAcknowledgeRequest.AcknowledgeTopic(topicId: $0, partitions: byTopic[name]!) }
       }
-      guard
-        case .shareAcknowledge(let response) = try await connection.send(
-          .shareAcknowledge(request), version: version)
+      let body: KafkaResponseBody
+      do {
+        body = try await connection.send(.shareAcknowledge(request), version: version)
+      } catch {
+        sessionEpochs[leader] = 0
+        throw error
+      }
+      guard case .shareAcknowledge(let response) = body
       else { throw KafkaError(.protocolError, "not a ShareAcknowledge response") }
       let code = ErrorCode(rawValue: response.errorCode)
       if code != .none {
-        if code == .shareSessionNotFound || code == .invalidShareSessionEpoch { sessionEpochs[leader] = 0 }
+        _ = resetAfter(code, leader: leader)
         failure = failure ?? KafkaError.broker(code, "ShareAcknowledge", message: response.errorMessage)
+        continue
       }
+      sessionEpochs[leader] = closing ? nil : Self.after(epoch)
+      settle(sent)
       for topic in response.responses {
         for data in topic.partitions where data.errorCode != 0 {
           failure =

@@ -2,6 +2,7 @@ import KafkaProtocol
 import Logging
 import NIOCore
 import SluiceStorage
+import Synchronization
 
 /// Records of one partition a share consumer settles.
 public struct ShareAcknowledgement: Sendable {
@@ -93,7 +94,8 @@ extension Broker {
       return key
     }
 
-    // Acknowledgements first: durable, and dead letters written, before the answer.
+    // Acknowledgements first, written before the answer (dead letters follow in the
+    // background: `DeadLetterOutbox`).
     if !call.acknowledgements.isEmpty {
       let outcome = shares.acknowledge(call, now: clock.monotonicMs())
       for (key, error) in outcome.errors { byKey[slot(key)]!.acknowledgeError = error }
@@ -110,12 +112,12 @@ extension Broker {
           byKey[slot(key)]!.acknowledgeError = BrokerError(ErrorCode.from(failure), failure.message)
         }
       }
-      await writeDeadLetters(group: call.groupId, outcome.dead)
+      deadLetters.enqueue(outcome.dead, broker: self)
       wakeShareFetches(outcome.released)
     }
     if call.sessionEpoch == -1 {
       let (released, dead) = shares.closeSession(group: call.groupId, member: call.memberId)
-      await writeDeadLetters(group: call.groupId, dead)
+      deadLetters.enqueue(dead, broker: self)
       wakeShareFetches(released)
     }
 
@@ -145,9 +147,12 @@ extension Broker {
       var bytes = 0
       var records = 0
       var nextLock: Int64?
-      for key in session {
+      // Every member has the same session order: starting at a random partition keeps
+      // MaxRecords from always being spent on the first ones.
+      let start = session.isEmpty ? 0 : Int.random(in: 0..<session.count)
+      for key in session[start...] + session[..<start] {
         var partitionResult = ShareFetchPartitionResult(key: key)
-        guard let partition = topic(key.topic)?.partition(key.partition) else {
+        guard let topicInfo = topic(key.topic), let partition = topicInfo.partition(key.partition) else {
           partitionResult.error = .unknownPartition(key.topic, key.partition)
           results.append((key, partitionResult))
           continue
@@ -157,15 +162,12 @@ extension Broker {
         guard bytes < call.maxBytes, records < call.maxRecords else { continue }
         let now = clock.monotonicMs()
         let (readFrom, dead, lock) = shares.prepare(
-          group: call.groupId, key, partition: partition, now: now, wallNow: clock.now())
-        if !dead.isEmpty {
-          let letters = dead
-          Task {
-            await self.writeDeadLetters(
-              group: call.groupId,
-              [ShareStore.Key(group: call.groupId, topic: key.topic, partition: key.partition): letters])
-          }
-        }
+          group: call.groupId, member: call.memberId, key, topicId: topicInfo.id, partition: partition,
+          now: now,
+          wallNow: clock.now())
+        deadLetters.enqueue(
+          [ShareStore.Key(group: call.groupId, topic: key.topic, partition: key.partition): dead],
+          broker: self)
         if let lock { nextLock = min(nextLock ?? lock, lock) }
         let highWatermark = partition.highWatermark
         guard let readFrom, readFrom < highWatermark else { continue }
@@ -275,14 +277,17 @@ extension Broker {
         .inconsistentGroupProtocol, "Group \(request.groupId) is a consumer group, not a share group")
       return refused
     }
-    let (result, released) = shares.heartbeat(request, now: clock.monotonicMs()) { names in
+    // A new group counts against sluice.max.groups with the consumer groups.
+    let otherGroups = request.memberEpoch == 0 ? groups.list().count : 0
+    let (result, released) = shares.heartbeat(request, now: clock.monotonicMs(), otherGroups: otherGroups) {
+      names in
       names.flatMap { name -> [SharePartitionKey] in
         guard let topic = self.topic(name) else { return [] }
         return topic.partitions.map { SharePartitionKey(topic: name, partition: $0.index) }
       }
     }
     wakeShareFetches(released)
-    await writeDeadLetters(group: request.groupId, released)
+    deadLetters.enqueue(released, broker: self)
     return result
   }
 
@@ -300,10 +305,11 @@ extension Broker {
     let released = shares.tick(now: clock.monotonicMs())
     guard !released.isEmpty else { return }
     wakeShareFetches(released)
-    for (key, letters) in released where !letters.isEmpty {
-      await writeDeadLetters(group: key.group, [key: letters])
-    }
+    deadLetters.enqueue(released, broker: self)
   }
+
+  /// Whether `sluice.share.dlq.topic` is set.
+  var deadLetterTopicPatternSet: Bool { !shares.configuration.deadLetterTopic.isEmpty }
 
   /// The dead-letter topic of a group's partition (nil: dead letters are off).
   func deadLetterTopic(group: String, topic: String) -> String? {
@@ -316,61 +322,158 @@ extension Broker {
     text.split(separator: placeholder, omittingEmptySubsequences: false).joined(separator: value)
   }
 
-  /// Appends archived records to the dead-letter topic (created with one partition when
-  /// missing), each with headers naming where it came from and why. Retried until stored or
-  /// the broker stops.
-  func writeDeadLetters(group: String, _ letters: [ShareStore.Key: [SharePartitionState.DeadLetter]]) async {
-    for (key, dead) in letters where !dead.isEmpty {
-      guard let target = deadLetterTopic(group: group, topic: key.topic), target != key.topic else {
-        continue
+  /// Appends one partition's archived records to the dead-letter topic (created with one
+  /// partition when missing), each with headers naming where it came from and why, in
+  /// batches of at most `DeadLetterOutbox.batchBytes`. Returns false when it should be
+  /// tried again (a transient failure); a refusal that cannot pass (an invalid topic name,
+  /// a record too large, a policy) is logged and given up.
+  func appendDeadLetters(_ key: ShareStore.Key, _ dead: [SharePartitionState.DeadLetter]) async -> Bool {
+    guard let target = deadLetterTopic(group: key.group, topic: key.topic), target != key.topic,
+      let partition = topic(key.topic)?.partition(key.partition)
+    else { return true }
+    let byOffset = Dictionary(dead.map { ($0.offset, $0) }, uniquingKeysWith: { a, _ in a })
+    var wanted = Set(byOffset.keys)
+    var batches: [ByteBuffer] = []
+    var builder = RecordBatchBuilder()
+    var position = byOffset.keys.min() ?? 0
+    while !wanted.isEmpty {
+      guard
+        let read = try? partition.log.read(
+          from: position, maxBytes: 1 << 20, upTo: partition.highWatermark, minOneBatch: true),
+        let bytes = try? read.loadBytes(), bytes.readableBytes > 0
+      else { break }
+      let next = try? RecordWalk.walk(
+        bytes, from: position, maxDecompressedSize: config.maxDecompressedBatchBytes
+      ) {
+        record in
+        guard wanted.remove(record.offset) != nil, let letter = byOffset[record.offset] else { return true }
+        var headers = record.headers
+        func add(_ name: String, _ value: String) {
+          headers.append(RecordHeader(key: name, value: ByteBuffer(string: value)))
+        }
+        add("sluice.dlq.original.topic", key.topic)
+        add("sluice.dlq.original.partition", String(key.partition))
+        add("sluice.dlq.original.offset", String(record.offset))
+        add("sluice.dlq.group", key.group)
+        add("sluice.dlq.delivery.count", String(letter.deliveryCount))
+        add("sluice.dlq.reason", letter.reason.rawValue)
+        if builder.count > 0
+          && builder.uncompressedSize + (record.value?.readableBytes ?? 0) > DeadLetterOutbox.batchBytes,
+          let batch = try? builder.build()
+        {
+          batches.append(batch.buffer)
+        }
+        builder.append(key: record.key, value: record.value, headers: headers, timestamp: record.timestamp)
+        return true
       }
-      guard let partition = topic(key.topic)?.partition(key.partition) else { continue }
-      var wanted = Set(dead.map(\.offset))
-      let byOffset = Dictionary(dead.map { ($0.offset, $0) }, uniquingKeysWith: { a, _ in a })
-      var builder = RecordBatchBuilder()
-      var position = dead.map(\.offset).min() ?? 0
-      while !wanted.isEmpty {
-        guard
-          let read = try? partition.log.read(
-            from: position, maxBytes: 1 << 20, upTo: partition.highWatermark, minOneBatch: true),
-          let bytes = try? read.loadBytes(), bytes.readableBytes > 0
-        else { break }
-        let next = try? RecordWalk.walk(
-          bytes, from: position, maxDecompressedSize: config.maxDecompressedBatchBytes
-        ) {
-          record in
-          guard wanted.remove(record.offset) != nil, let letter = byOffset[record.offset] else { return true }
-          var headers = record.headers
-          func add(_ name: String, _ value: String) {
-            headers.append(RecordHeader(key: name, value: ByteBuffer(string: value)))
+      guard let next, next > position else { break }
+      position = next
+      if let remaining = wanted.min(), remaining > position { position = remaining }
+    }
+    if builder.count > 0, let batch = try? builder.build() { batches.append(batch.buffer) }
+    guard !batches.isEmpty else { return true }
+    if topic(target) == nil {
+      do throws(TopicError) {
+        _ = try await createTopic(name: target, partitions: 1, configs: [:])
+      } catch .exists {
+      } catch {
+        shares.logger.error(
+          "share group \(key.group): dead-letter topic \(target) cannot be created (\(error.message)); \(dead.count) dead letters of \(key.topic)-\(key.partition) are dropped"
+        )
+        return true
+      }
+    }
+    while let batch = batches.first {
+      let result = await produce(
+        [PartitionRecords(topic: target, partition: 0, records: batch)], options: ProduceOptions(acks: .all))
+      switch result.results.first {
+      case .appended?, .duplicate?:
+        batches.removeFirst()
+      case .failed(let error)? where !error.code.isRetriable:
+        shares.logger.error(
+          "share group \(key.group): dead-letter topic \(target) refused \(dead.count) dead letters of \(key.topic)-\(key.partition): \(error.message); they are dropped"
+        )
+        return true
+      default:
+        return false
+      }
+    }
+    return true
+  }
+}
+
+/// Dead letters on their way to the dead-letter topic, written in the background so that
+/// no acknowledgement, heartbeat or housekeeping round waits for (or hangs on) another
+/// topic. Before each round the share journal is synced, so a dead letter is appended only
+/// once its record is durably archived: a crash between the two loses that dead letter
+/// (the record stays archived, as Kafka leaves it), never writes it twice. Transient
+/// failures are retried with backoff a few times; bounded in how much it holds.
+final class DeadLetterOutbox: Sendable {
+  /// Uncompressed bytes per dead-letter batch at most (well below `max.message.bytes`).
+  static let batchBytes = 256 << 10
+  /// Dead letters waiting at most; beyond, new ones are dropped (and logged).
+  static let maxPending = 100_000
+  static let attempts = 6
+
+  struct State {
+    var pending: [ShareStore.Key: [SharePartitionState.DeadLetter]] = [:]
+    var count = 0
+    var running = false
+  }
+
+  let state = Mutex(State())
+
+  func enqueue(_ letters: [ShareStore.Key: [SharePartitionState.DeadLetter]], broker: Broker) {
+    guard broker.deadLetterTopicPatternSet else { return }
+    let letters = letters.filter { !$0.value.isEmpty }
+    guard !letters.isEmpty else { return }
+    let start = state.withLock { state -> Bool in
+      for (key, dead) in letters {
+        guard state.count + dead.count <= Self.maxPending else {
+          broker.shares.logger.error(
+            "share group \(key.group): \(dead.count) dead letters of \(key.topic)-\(key.partition) dropped: \(state.count) are waiting already"
+          )
+          continue
+        }
+        state.pending[key, default: []] += dead
+        state.count += dead.count
+      }
+      if state.running || state.pending.isEmpty { return false }
+      state.running = true
+      return true
+    }
+    if start { Task { await self.drain(broker) } }
+  }
+
+  private func drain(_ broker: Broker) async {
+    while true {
+      let round = state.withLock { state -> [ShareStore.Key: [SharePartitionState.DeadLetter]]? in
+        guard !state.pending.isEmpty else {
+          state.running = false
+          return nil
+        }
+        defer {
+          state.pending = [:]
+          state.count = 0
+        }
+        return state.pending
+      }
+      guard let round else { return }
+      // The archived states first (see the type's comment).
+      _ = await broker.shares.store.write([], sync: true)
+      for (key, dead) in round {
+        var backoff: Int64 = 100
+        for attempt in 1...Self.attempts {
+          if await broker.appendDeadLetters(key, dead) { break }
+          if attempt == Self.attempts || broker.stopping.load(ordering: .relaxed) {
+            broker.shares.logger.error(
+              "share group \(key.group): \(dead.count) dead letters of \(key.topic)-\(key.partition) dropped after \(attempt) failed attempts"
+            )
+            break
           }
-          add("sluice.dlq.original.topic", key.topic)
-          add("sluice.dlq.original.partition", String(key.partition))
-          add("sluice.dlq.original.offset", String(record.offset))
-          add("sluice.dlq.group", group)
-          add("sluice.dlq.delivery.count", String(letter.deliveryCount))
-          add("sluice.dlq.reason", letter.reason.rawValue)
-          builder.append(key: record.key, value: record.value, headers: headers, timestamp: record.timestamp)
-          return true
+          await broker.clock.sleep(ms: backoff)
+          backoff *= 2
         }
-        guard let next, next > position else { break }
-        position = next
-        if let remaining = wanted.min(), remaining > position { position = remaining }
-      }
-      guard builder.count > 0, let batch = try? builder.build() else { continue }
-      var backoff: Int64 = 100
-      while !stopping.load(ordering: .relaxed) {
-        if topic(target) == nil {
-          _ = try? await createTopic(name: target, partitions: 1, configs: [:])
-        }
-        let result = await produce(
-          [PartitionRecords(topic: target, partition: 0, records: batch.buffer)],
-          options: ProduceOptions(acks: .all))
-        if case .appended? = result.results.first { break }
-        if case .duplicate? = result.results.first { break }
-        shares.logger.warning("share group \(group): cannot append to dead-letter topic \(target); retrying")
-        await clock.sleep(ms: backoff)
-        backoff = min(backoff * 2, 10_000)
       }
     }
   }

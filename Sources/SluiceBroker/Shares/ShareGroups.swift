@@ -67,7 +67,6 @@ package final class ShareGroups: Sendable {
     package var groupId: String
     package var groupEpoch: Int32 = 0
     package var members: [String: Member] = [:]
-    package var configs: [String: String] = [:]
   }
 
   struct Session {
@@ -86,6 +85,11 @@ package final class ShareGroups: Sendable {
     /// Recent bytes per record of each share partition's reads (to size the next read).
     var bytesPerRecord: [ShareStore.Key: Int] = [:]
     var groups: [String: Group] = [:]
+    /// Group configs (IncrementalAlterConfigs on a GROUP), also of groups without members.
+    var configs: [String: [String: String]] = [:]
+    /// The topic id each share partition's state belongs to: a topic deleted and created
+    /// again under its name starts afresh.
+    var topicIds: [ShareStore.Key: KafkaUUID] = [:]
     var partitions: [ShareStore.Key: SharePartitionState] = [:]
     var sessions: [SessionKey: Session] = [:]
   }
@@ -100,20 +104,38 @@ package final class ShareGroups: Sendable {
     self.store = store
     var state = State()
     let recovered = store.recovered
-    for (group, configs) in recovered.configs {
-      state.groups[group] = Group(groupId: group, configs: configs)
-    }
+    state.configs = recovered.configs
     for (key, persisted) in recovered.partitions {
       state.partitions[key] = SharePartitionState(
         startOffset: persisted.startOffset, endOffset: persisted.endOffset, runs: persisted.runs,
         limits: configuration.limits)
+      state.topicIds[key] = persisted.topicId
       if state.groups[key.group] == nil { state.groups[key.group] = Group(groupId: key.group) }
     }
     self.state = Mutex(state)
   }
 
-  static func persisted(_ partition: SharePartitionState) -> ShareStore.Persisted {
-    .init(startOffset: partition.startOffset, endOffset: partition.endOffset, runs: partition.runs)
+  static func persisted(_ state: State, _ key: ShareStore.Key) -> ShareStore.Change {
+    let partition = state.partitions[key]!
+    return .partition(
+      key,
+      .init(
+        topicId: state.topicIds[key] ?? .zero, startOffset: partition.startOffset,
+        endOffset: partition.endOffset,
+        runs: partition.runs))
+  }
+
+  /// Drops the state of share partitions whose records did not survive the restart
+  /// (memory topics): they start again at the log's start.
+  func forgetVolatile(topics: Set<String>) {
+    state.withLock { state in
+      let gone = state.partitions.keys.filter { topics.contains($0.topic) }
+      for key in gone {
+        state.partitions[key] = nil
+        state.topicIds[key] = nil
+      }
+      store.writeSoon(gone.map { .deletePartition($0) })
+    }
   }
 
   // MARK: Membership
@@ -156,7 +178,7 @@ package final class ShareGroups: Sendable {
   /// member is assigned every partition of the topics it subscribes to: a share partition
   /// serves any number of members, records going to whichever asks first.
   func heartbeat(
-    _ request: HeartbeatRequest, now: Int64, partitions: ([String]) -> [SharePartitionKey]
+    _ request: HeartbeatRequest, now: Int64, otherGroups: Int, partitions: ([String]) -> [SharePartitionKey]
   ) -> (HeartbeatResult, released: [ShareStore.Key: [SharePartitionState.DeadLetter]]) {
     var result = HeartbeatResult()
     result.heartbeatIntervalMs = configuration.heartbeatIntervalMs
@@ -169,8 +191,8 @@ package final class ShareGroups: Sendable {
         return
       }
       if state.groups[request.groupId] == nil {
-        guard state.groups.count < configuration.maxGroups else {
-          result.error = BrokerError(.groupMaxSizeReached, "Too many share groups (sluice.max.groups)")
+        guard state.groups.count + otherGroups < configuration.maxGroups else {
+          result.error = BrokerError(.groupMaxSizeReached, "Too many groups (sluice.max.groups)")
           return
         }
         state.groups[request.groupId] = Group(groupId: request.groupId)
@@ -250,7 +272,7 @@ package final class ShareGroups: Sendable {
       guard state.partitions[key]!.acquiredCount > 0 else { continue }
       let letters = state.partitions[key]!.releaseAll(member: memberId)
       dead[key] = letters
-      changes.append(.partition(key, Self.persisted(state.partitions[key]!)))
+      changes.append(Self.persisted(state, key))
     }
     store.writeSoon(changes)
     return dead
@@ -282,7 +304,7 @@ package final class ShareGroups: Sendable {
         let (expired, letters) = state.partitions[key]!.expireLocks(now: now)
         guard expired > 0 else { continue }
         released[key, default: []] += letters
-        changes.append(.partition(key, Self.persisted(state.partitions[key]!)))
+        changes.append(Self.persisted(state, key))
       }
       store.writeSoon(changes)
       return released
@@ -310,10 +332,16 @@ package final class ShareGroups: Sendable {
   /// DeleteGroups for a share group: only without members; its state and configs go.
   package func delete(_ groupId: String) async -> ErrorCode? {
     let outcome: ErrorCode? = state.withLock { state in
-      guard let group = state.groups[groupId] else { return .groupIdNotFound }
-      guard group.members.isEmpty else { return .nonEmptyGroup }
+      guard state.groups[groupId] != nil || state.configs[groupId] != nil else { return .groupIdNotFound }
+      guard state.groups[groupId]?.members.isEmpty ?? true else { return .nonEmptyGroup }
       state.groups[groupId] = nil
-      state.partitions = state.partitions.filter { $0.key.group != groupId }
+      state.configs[groupId] = nil
+      for key in state.partitions.keys where key.group == groupId {
+        state.partitions[key] = nil
+        state.topicIds[key] = nil
+        state.bytesPerRecord[key] = nil
+      }
+      for key in Array(state.sessions.keys) where key.group == groupId { state.sessions[key] = nil }
       store.writeSoon([.deleteGroup(groupId)])
       return nil
     }
@@ -325,7 +353,10 @@ package final class ShareGroups: Sendable {
   func forget(topic: String) async {
     state.withLock { state in
       let gone = state.partitions.keys.filter { $0.topic == topic }
-      for key in gone { state.partitions[key] = nil }
+      for key in gone {
+        state.partitions[key] = nil
+        state.topicIds[key] = nil
+      }
       for key in Array(state.sessions.keys) {
         state.sessions[key]!.partitions.removeAll { $0.topic == topic }
       }
@@ -343,7 +374,13 @@ package final class ShareGroups: Sendable {
   ]
 
   package func configs(_ groupId: String) -> [String: String] {
-    state.withLock { $0.groups[groupId]?.configs ?? [:] }
+    state.withLock { $0.configs[groupId] ?? [:] }
+  }
+
+  /// Whether the group has share state or configs (DeleteGroups goes here, not to the
+  /// consumer groups).
+  package func knows(_ groupId: String) -> Bool {
+    state.withLock { $0.groups[groupId] != nil || $0.configs[groupId] != nil }
   }
 
   /// Checks and stores a group's configs (IncrementalAlterConfigs on a GROUP resource).
@@ -368,11 +405,16 @@ package final class ShareGroups: Sendable {
       }
     }
     guard !validateOnly else { return }
-    state.withLock { state in
-      if state.groups[groupId] == nil { state.groups[groupId] = Group(groupId: groupId) }
-      state.groups[groupId]!.configs = configs
+    let refused: BrokerError? = state.withLock { state in
+      // Configured groups are bounded like groups (a config map per id a client names).
+      if state.configs[groupId] == nil && !configs.isEmpty && state.configs.count >= configuration.maxGroups {
+        return BrokerError(.groupMaxSizeReached, "Too many configured groups (sluice.max.groups)")
+      }
+      state.configs[groupId] = configs.isEmpty ? nil : configs
       store.writeSoon([.configs(group: groupId, configs)])
+      return nil
     }
+    if let refused { throw refused }
     if let error = await store.write([]) { throw BrokerError(ErrorCode.from(error), error.message) }
   }
 
@@ -516,19 +558,24 @@ extension ShareGroups {
         let key = ShareStore.Key(
           group: call.groupId, topic: acknowledgement.key.topic, partition: acknowledgement.key.partition)
         guard outcome.errors[acknowledgement.key] == nil else { continue }
-        guard var partition = state.partitions[key] else {
+        guard state.partitions[key] != nil else {
           outcome.errors[acknowledgement.key] = BrokerError(
             .invalidRecordState, "No records of \(key.topic)-\(key.partition) were acquired in this group")
           continue
         }
-        _ = partition.expireLocks(now: now)
-        switch partition.acknowledge(
+        // Locks that ran out are released first (once per partition and call), so a late
+        // acknowledgement is refused; what that archives is dead-lettered like any other.
+        if changed.insert(key).inserted {
+          let (_, expired) = state.partitions[key]!.expireLocks(now: now)
+          if !expired.isEmpty { outcome.dead[key, default: []] += expired }
+        }
+        // In place: the window is not copied per batch.
+        let result = state.partitions[key]!.acknowledge(
           member: call.memberId, first: acknowledgement.first, last: acknowledgement.last,
           types: acknowledgement.types)
-        {
+        switch result {
         case .success(let letters):
           if !letters.isEmpty { outcome.dead[key, default: []] += letters }
-          if acknowledgement.types.contains(.release) { outcome.released[key] = true }
         case .failure(.invalidRecordState(let offset)):
           outcome.errors[acknowledgement.key] = BrokerError(
             .invalidRecordState,
@@ -536,29 +583,36 @@ extension ShareGroups {
         case .failure(.invalidRequest(let message)):
           outcome.errors[acknowledgement.key] = BrokerError(.invalidRequest, message)
         }
-        state.partitions[key] = partition
-        changed.insert(key)
       }
+      // Any settlement may make records available or move the start (room in a full
+      // window): parked fetches of these partitions look again.
+      for key in changed { outcome.released[key] = true }
       outcome.touched = changed.map { SharePartitionKey(topic: $0.topic, partition: $0.partition) }
-      store.writeSoon(changed.map { .partition($0, Self.persisted(state.partitions[$0]!)) })
+      store.writeSoon(changed.map { Self.persisted(state, $0) })
       return outcome
     }
   }
 
   /// Readies a share partition for acquisition: creates it at the group's
-  /// `share.auto.offset.reset` position if new, ends expired locks, drops what the log no
-  /// longer holds. Returns where to read, dead letters from expired locks, and the earliest
-  /// remaining lock deadline.
-  func prepare(group: String, _ key: SharePartitionKey, partition: Partition, now: Int64, wallNow: Int64) -> (
-    readFrom: Int64?, dead: [SharePartitionState.DeadLetter], nextLock: Int64?
-  ) {
+  /// `share.auto.offset.reset` position if new (or if its topic was created anew), ends
+  /// expired locks, drops what the log no longer holds. Returns where to read (nil: nothing
+  /// to read, or the member's session is gone), dead letters from expired locks, and the
+  /// earliest remaining lock deadline.
+  func prepare(
+    group: String, member: String, _ key: SharePartitionKey, topicId: KafkaUUID, partition: Partition,
+    now: Int64,
+    wallNow: Int64
+  ) -> (readFrom: Int64?, dead: [SharePartitionState.DeadLetter], nextLock: Int64?) {
     let storeKey = ShareStore.Key(group: group, topic: key.topic, partition: key.partition)
     let logStart = partition.logStartOffset
+    let logEnd = partition.logEndOffset
     return state.withLock { state in
+      // A fetch parked while its member left (or its group was deleted) takes nothing.
+      guard state.sessions[SessionKey(group: group, member: member)] != nil else { return (nil, [], nil) }
       var changed = false
-      if state.partitions[storeKey] == nil {
+      if state.partitions[storeKey] == nil || state.topicIds[storeKey] != topicId {
         let reset =
-          Self.autoOffsetReset(state.groups[group]?.configs["share.auto.offset.reset"] ?? "latest") ?? .latest
+          Self.autoOffsetReset(state.configs[group]?["share.auto.offset.reset"] ?? "latest") ?? .latest
         let start: Int64
         switch reset {
         case .earliest: start = logStart
@@ -567,25 +621,24 @@ extension ShareGroups {
           start = (try? partition.offset(for: .timestamp(wallNow - ms)))??.offset ?? partition.highWatermark
         }
         state.partitions[storeKey] = SharePartitionState(startOffset: start, limits: configuration.limits)
+        state.topicIds[storeKey] = topicId
         changed = true
       }
-      var share = state.partitions[storeKey]!
-      var (expired, dead) = share.expireLocks(now: now)
-      let exhausted = share.archiveExhausted()
+      var (expired, dead) = state.partitions[storeKey]!.expireLocks(now: now)
+      let exhausted = state.partitions[storeKey]!.archiveExhausted()
       dead += exhausted
       if !exhausted.isEmpty { changed = true }
-      if share.startOffset < logStart {
-        share.moveStart(to: logStart)
+      if state.partitions[storeKey]!.startOffset < logStart {
+        state.partitions[storeKey]!.moveStart(to: logStart)
         changed = true
-      } else if share.endOffset > partition.logEndOffset {
-        // The log went back (a memory topic after a restart): what was handed out is gone.
-        share.moveStart(to: logStart)
+      } else if state.partitions[storeKey]!.endOffset > logEnd {
+        // The log lost its tail (cut at recovery after a power loss): records handed out
+        // beyond its end are gone, and offsets there will be reused by new records.
+        state.partitions[storeKey]!.cutBack(to: logEnd)
         changed = true
       }
-      if expired > 0 || changed {
-        state.partitions[storeKey] = share
-        store.writeSoon([.partition(storeKey, Self.persisted(share))])
-      }
+      if expired > 0 || changed { store.writeSoon([Self.persisted(state, storeKey)]) }
+      let share = state.partitions[storeKey]!
       return (share.nextReadOffset, dead, share.nextLockDeadline)
     }
   }
@@ -610,12 +663,12 @@ extension ShareGroups {
   ) -> [SharePartitionState.Acquired] {
     let storeKey = ShareStore.Key(group: group, topic: key.topic, partition: key.partition)
     return state.withLock { state in
-      guard var share = state.partitions[storeKey] else { return [] }
-      let acquired = share.acquire(
+      guard state.partitions[storeKey] != nil, state.sessions[SessionKey(group: group, member: member)] != nil
+      else { return [] }
+      let acquired = state.partitions[storeKey]!.acquire(
         member: member, offsets: offsets, maxRecords: maxRecords, now: now, batchEnds: batchEnds)
       guard !acquired.isEmpty else { return [] }
-      state.partitions[storeKey] = share
-      store.writeSoon([.partition(storeKey, Self.persisted(share))])
+      store.writeSoon([Self.persisted(state, storeKey)])
       return acquired
     }
   }

@@ -338,6 +338,18 @@ public struct SharePartitionState: Sendable, Equatable {
     advanceStart()
   }
 
+  /// Drops the window from `offset` on (the log was cut back to end there): records handed
+  /// out beyond are gone, and new records will reuse their offsets. Below the start, the
+  /// window starts again at `offset`.
+  public mutating func cutBack(to offset: Int64) {
+    if offset <= startOffset {
+      entries.removeAll()
+      startOffset = offset
+    } else if offset < endOffset {
+      entries.removeLast(Int(endOffset - offset))
+    }
+  }
+
   /// The persisted form: runs of equal (state, delivery count), acquired written as
   /// available.
   public var runs: [Run] {

@@ -1,3 +1,4 @@
+import KafkaProtocol
 package import NIOCore
 import NIOPosix
 import SluiceStorage
@@ -21,6 +22,9 @@ package final class ShareStore: Sendable {
   }
 
   package struct Persisted: Equatable, Sendable {
+    /// The topic's id when the state was made (a topic created anew under the same name
+    /// does not inherit it).
+    var topicId: KafkaUUID
     var startOffset: Int64
     var endOffset: Int64
     var runs: [SharePartitionState.Run]
@@ -143,8 +147,22 @@ package final class ShareStore: Sendable {
           failure = error
         }
       }
-      for waiter in waiters { waiter.continuation.resume(returning: failure) }
-      if failure == nil { compactIfDue() }
+      if let failure {
+        // The changes go back to the front of the queue (a waiter that queued its changes
+        // earlier and waits now, as the acknowledgement path does, must not be told they
+        // are written until they are), and everyone waiting now hears of the failure; the
+        // next enqueue tries again.
+        let later = state.withLock { state -> [Waiter] in
+          state.queue = changes + state.queue
+          state.writing = false
+          defer { state.waiters.removeAll() }
+          return state.waiters
+        }
+        for waiter in waiters + later { waiter.continuation.resume(returning: failure) }
+        return
+      }
+      for waiter in waiters { waiter.continuation.resume(returning: nil) }
+      compactIfDue()
     }
   }
 
@@ -201,6 +219,8 @@ package final class ShareStore: Sendable {
     case .partition(let k, let persisted):
       buffer.writeInteger(RecordType.partition.rawValue)
       key(k)
+      buffer.writeInteger(persisted.topicId.high)
+      buffer.writeInteger(persisted.topicId.low)
       buffer.writeInteger(persisted.startOffset)
       buffer.writeInteger(persisted.endOffset)
       buffer.writeInteger(UInt32(persisted.runs.count))
@@ -247,7 +267,9 @@ package final class ShareStore: Sendable {
     }
     switch type {
     case .partition:
-      guard let k = key(), let start = buffer.readInteger(as: Int64.self),
+      guard let k = key(), let high = buffer.readInteger(as: UInt64.self),
+        let low = buffer.readInteger(as: UInt64.self),
+        let start = buffer.readInteger(as: Int64.self),
         let end = buffer.readInteger(as: Int64.self), let count = buffer.readInteger(as: UInt32.self),
         Int(count) <= buffer.readableBytes / 19
       else { return nil }
@@ -260,7 +282,9 @@ package final class ShareStore: Sendable {
         else { return nil }
         runs.append(.init(first: first, last: last, state: state, deliveryCount: deliveries))
       }
-      return .partition(k, Persisted(startOffset: start, endOffset: end, runs: runs))
+      return .partition(
+        k, Persisted(topicId: KafkaUUID(high: high, low: low), startOffset: start, endOffset: end, runs: runs)
+      )
     case .deletePartition:
       return key().map { .deletePartition($0) }
     case .configs:

@@ -71,7 +71,7 @@ extension KafkaFrontDoor {
   func deleteGroups(_ request: DeleteGroupsRequest) async -> DeleteGroupsResponse {
     var response = DeleteGroupsResponse()
     for groupId in request.groupsNames {
-      if broker.shares.group(groupId) != nil {
+      if broker.shares.knows(groupId) {
         let code = await broker.shares.delete(groupId) ?? .none
         response.results.append(.init(groupId: groupId, errorCode: code.rawValue))
         continue

@@ -7,6 +7,13 @@ extension KafkaFrontDoor {
   func joinGroup(_ request: JoinGroupRequest, version: Int16, clientId: String?, clientHost: String) async
     -> JoinGroupResponse
   {
+    // A share group's id is not also a consumer group's (Kafka: INCONSISTENT_GROUP_PROTOCOL).
+    if broker.shares.group(request.groupId) != nil {
+      var refused = JoinGroupResponse()
+      refused.errorCode = ErrorCode.inconsistentGroupProtocol.rawValue
+      refused.memberId = request.memberId
+      return refused
+    }
     let clientId = clientId ?? ""
     // Kafka's form: client id, "-", a UUID (the client id part bounded).
     let prefix = clientId.isEmpty ? "member" : String(clientId.prefix(200))

@@ -125,11 +125,15 @@ extension KafkaFrontDoor {
     }
     var topics: [String: ShareFetchResponse.ShareFetchableTopicResponse] = [:]
     var order: [String] = []
+    var idsByName: [String: KafkaUUID] = [:]
+    for (id, name) in names { idsByName[name] = id }
     for partition in result.partitions {
-      guard let topic = broker.topic(partition.key.topic) else { continue }
-      if topics[topic.name] == nil {
-        topics[topic.name] = .init(topicId: topic.id, partitions: [])
-        order.append(topic.name)
+      // A topic deleted during the call still answers, under the id the client sent.
+      guard let id = broker.topic(partition.key.topic)?.id ?? idsByName[partition.key.topic] else { continue }
+      let name = partition.key.topic
+      if topics[name] == nil {
+        topics[name] = .init(topicId: id, partitions: [])
+        order.append(name)
       }
       var data = ShareFetchResponse.PartitionData()
       data.partitionIndex = partition.key.partition
@@ -146,7 +150,7 @@ extension KafkaFrontDoor {
       data.acquiredRecords = partition.acquired.map {
         .init(firstOffset: $0.first, lastOffset: $0.last, deliveryCount: $0.deliveryCount)
       }
-      topics[topic.name]!.partitions.append(data)
+      topics[name]!.partitions.append(data)
     }
     response.responses = order.map { topics[$0]! }
     var byId: [KafkaUUID: Int] = [:]
@@ -176,6 +180,9 @@ extension KafkaFrontDoor {
     call.fetch = false
     var response = ShareAcknowledgeResponse()
     var unknown: [(KafkaUUID, Int32)] = []
+    // Every partition the request names is answered (librdkafka takes a missing one for
+    // INVALID_RECORD_STATE), those without batches too.
+    var listed: [(KafkaUUID, SharePartitionKey)] = []
     for topic in request.topics {
       guard let name = broker.topic(id: topic.topicId)?.name else {
         unknown += topic.partitions.map { (topic.topicId, $0.partitionIndex) }
@@ -183,6 +190,7 @@ extension KafkaFrontDoor {
       }
       for partition in topic.partitions {
         let key = SharePartitionKey(topic: name, partition: partition.partitionIndex)
+        listed.append((topic.topicId, key))
         let (acknowledgements, problem) = Self.acknowledgements(
           key, partition.acknowledgementBatches.map { ($0.firstOffset, $0.lastOffset, $0.acknowledgeTypes) })
         if let problem {
@@ -208,16 +216,17 @@ extension KafkaFrontDoor {
         response.responses.append(.init(topicId: id, partitions: [data]))
       }
     }
-    for partition in result.partitions {
-      guard let topic = broker.topic(partition.key.topic) else { continue }
+    let outcomes = Dictionary(result.partitions.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+    var answered = Set<SharePartitionKey>()
+    for (id, key) in listed where answered.insert(key).inserted {
       var data = ShareAcknowledgeResponse.PartitionData()
-      data.partitionIndex = partition.key.partition
+      data.partitionIndex = key.partition
       data.currentLeader = .init(leaderId: broker.config.nodeId, leaderEpoch: 0)
-      if let error = partition.acknowledgeError ?? partition.error {
+      if let error = outcomes[key]?.acknowledgeError ?? outcomes[key]?.error {
         data.errorCode = error.code.rawValue
         data.errorMessage = error.message
       }
-      append(topic.id, data)
+      append(id, data)
     }
     for (id, partition) in unknown {
       var data = ShareAcknowledgeResponse.PartitionData()
