@@ -34,7 +34,10 @@ def log_descriptors(pid: int, data_dir) -> tuple[int, int]:
         except OSError:
             continue
         total += 1
-        in_partition = target.startswith(prefix) and not target.startswith(prefix + "group-offsets/")
+        # The committed-offsets and share-state journals are not partition logs.
+        in_partition = target.startswith(prefix) and not target.startswith(
+            (prefix + "group-offsets/", prefix + "share-groups/")
+        )
         under += in_partition and target.endswith((".log", ".index", ".timeindex"))
     return under, total
 
