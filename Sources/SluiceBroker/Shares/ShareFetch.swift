@@ -49,7 +49,6 @@ public struct ShareFetchPartitionResult: Sendable {
   public var error: BrokerError?
   /// Set when the call carried acknowledgements for this partition: nil = all applied.
   public var acknowledgeError: BrokerError?
-  public var acknowledged = false
   public var records = RecordData()
   public var acquired: [SharePartitionState.Acquired] = []
 
@@ -99,7 +98,8 @@ extension Broker {
     if !call.acknowledgements.isEmpty {
       let outcome = shares.acknowledge(call, now: clock.monotonicMs())
       for (key, error) in outcome.errors { byKey[slot(key)]!.acknowledgeError = error }
-      for acknowledgement in call.acknowledgements { byKey[slot(acknowledgement.key)]!.acknowledged = true }
+      // Every acknowledged partition is answered.
+      for acknowledgement in call.acknowledgements { _ = slot(acknowledgement.key) }
       // As durable as the records: synced when a topic acknowledged fsyncs its appends,
       // else written to the page cache (kept by a process crash) and synced by
       // housekeeping within a second.
@@ -116,8 +116,8 @@ extension Broker {
       wakeShareFetches(outcome.released)
     }
     if call.sessionEpoch == -1 {
-      let (released, dead) = shares.closeSession(group: call.groupId, member: call.memberId)
-      deadLetters.enqueue(dead, broker: self)
+      let released = shares.closeSession(group: call.groupId, member: call.memberId)
+      deadLetters.enqueue(released, broker: self)
       wakeShareFetches(released)
     }
 

@@ -311,11 +311,6 @@ package final class ShareGroups: Sendable {
     }
   }
 
-  /// Whether the member belongs to the group.
-  func isMember(group: String, member: String) -> Bool {
-    state.withLock { $0.groups[group]?.members[member] != nil }
-  }
-
   package func group(_ groupId: String) -> Group? { state.withLock { $0.groups[groupId] } }
 
   package var groupIds: [String] { state.withLock { $0.groups.keys.sorted() } }
@@ -528,15 +523,12 @@ extension ShareGroups {
     for key in adding where known.insert(key).inserted { session.partitions.append(key) }
   }
 
-  /// Closes a member's share session (epoch -1): its records are released.
-  func closeSession(group: String, member: String) -> (
-    released: [ShareStore.Key: [SharePartitionState.DeadLetter]],
-    dead: [ShareStore.Key: [SharePartitionState.DeadLetter]]
-  ) {
+  /// Closes a member's share session (epoch -1): its records are released. Returns the
+  /// partitions where that happened, with their dead letters.
+  func closeSession(group: String, member: String) -> [ShareStore.Key: [SharePartitionState.DeadLetter]] {
     state.withLock { state in
       state.sessions[SessionKey(group: group, member: member)] = nil
-      let released = releaseAllLocked(&state, group: group, member: member)
-      return (released, released)
+      return releaseAllLocked(&state, group: group, member: member)
     }
   }
 
