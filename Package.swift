@@ -11,6 +11,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
+    .library(name: "SluiceSASL", targets: ["SluiceSASL"]),
     .library(name: "SluiceStorage", targets: ["SluiceStorage"]),
     .library(name: "SluiceBroker", targets: ["SluiceBroker"]),
     .library(name: "SluiceKafka", targets: ["SluiceKafka"]),
@@ -25,6 +26,8 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -47,6 +50,13 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // SASL mechanisms (PLAIN, SCRAM-SHA-256/512) as value-type exchanges, for the broker
+    // and the client alike.
+    .target(
+      name: "SluiceSASL",
+      dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+      swiftSettings: strict
+    ),
     .target(
       name: "SluiceStorage",
       dependencies: [
@@ -60,6 +70,7 @@ let package = Package(
     .target(
       name: "SluiceBroker",
       dependencies: [
+        "SluiceSASL",
         "KafkaProtocol",
         "SluiceStorage",
         .product(name: "NIOCore", package: "swift-nio"),
@@ -83,6 +94,7 @@ let package = Package(
     .target(
       name: "SluiceHTTP",
       dependencies: [
+        "SluiceSASL", .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "Crypto", package: "swift-crypto"),
         "KafkaProtocol",
         "SluiceBroker",
@@ -97,6 +109,7 @@ let package = Package(
     .target(
       name: "SluiceServer",
       dependencies: [
+        "SluiceSASL", .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates"),
         "KafkaProtocol",
         "SluiceBroker",
         "SluiceDirect",
@@ -139,6 +152,7 @@ let package = Package(
     .target(
       name: "KafkaClient",
       dependencies: [
+        "SluiceSASL", .product(name: "NIOSSL", package: "swift-nio-ssl"),
         "KafkaProtocol",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -296,7 +310,7 @@ let package = Package(
     .testTarget(
       name: "SluiceBrokerTests",
       dependencies: [
-        "SluiceBroker", "SluiceKafka", "SluiceStorage", "KafkaProtocol", "SluiceTestSupport",
+        "SluiceBroker", "SluiceKafka", "SluiceStorage", "KafkaProtocol", "SluiceTestSupport", "SluiceSASL",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],
@@ -305,7 +319,7 @@ let package = Package(
     .testTarget(
       name: "KafkaClientTests",
       dependencies: [
-        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded", "SluiceTestSupport",
+        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded", "SluiceTestSupport", "SluiceSASL",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

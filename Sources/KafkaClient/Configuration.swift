@@ -63,8 +63,88 @@ public enum KafkaConfiguration {
     public var maximumFrameSize = 104_857_600
     /// TCP (the default), or a broker embedded in this process (see ``Transport``).
     public var transport: Transport = .tcp
+    /// TLS and SASL (librdkafka's `security.protocol`, `sasl.*`, `ssl.*`).
+    public var security = Security()
     /// Kafka's defaults, TCP transport.
     public init() {}
+  }
+
+  /// Kafka's client security settings, under librdkafka's names.
+  public struct Security: Sendable, Hashable {
+    /// `security.protocol`.
+    public enum SecurityProtocol: String, Sendable, Hashable, CaseIterable {
+      case plaintext = "PLAINTEXT"
+      case ssl = "SSL"
+      case saslPlaintext = "SASL_PLAINTEXT"
+      case saslSSL = "SASL_SSL"
+
+      public var usesTLS: Bool { self == .ssl || self == .saslSSL }
+      public var usesSASL: Bool { self == .saslPlaintext || self == .saslSSL }
+    }
+
+    /// `sasl.mechanism`.
+    public enum SASLMechanism: String, Sendable, Hashable, CaseIterable {
+      case plain = "PLAIN"
+      case scramSHA256 = "SCRAM-SHA-256"
+      case scramSHA512 = "SCRAM-SHA-512"
+    }
+
+    public var securityProtocol: SecurityProtocol = .plaintext
+    public var saslMechanism: SASLMechanism = .plain
+    /// `sasl.username` and `sasl.password`.
+    public var saslUsername: String?
+    public var saslPassword: String?
+    /// `ssl.ca.location`: PEM file of the CAs that sign brokers' certificates (nil: the
+    /// system's trust store).
+    public var caLocation: String?
+    /// `ssl.certificate.location` and `ssl.key.location`: a client certificate (PEM).
+    public var certificateLocation: String?
+    public var keyLocation: String?
+    /// `ssl.endpoint.identification.algorithm`: `https` (the default) checks that the
+    /// broker's certificate names the host connected to; `none` does not.
+    public var verifyHostname = true
+
+    public init() {}
+
+    /// The settings ``set(_:_:)`` understands.
+    public static let keys: Set<String> = [
+      "security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username", "sasl.password",
+      "ssl.ca.location",
+      "ssl.certificate.location", "ssl.key.location", "ssl.endpoint.identification.algorithm",
+    ]
+
+    /// Applies one librdkafka-style setting (`security.protocol=SASL_SSL`); throws a
+    /// `.config` error for an unknown key or a bad value.
+    public mutating func set(_ key: String, _ value: String) throws(KafkaError) {
+      switch key {
+      case "security.protocol":
+        guard let parsed = SecurityProtocol(rawValue: value.uppercased()) else {
+          throw KafkaError(
+            .config, "security.protocol: \"\(value)\" is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+        }
+        securityProtocol = parsed
+      case "sasl.mechanism", "sasl.mechanisms":
+        guard let parsed = SASLMechanism(rawValue: value.uppercased()) else {
+          throw KafkaError(.config, "\(key): \"\(value)\" is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        }
+        saslMechanism = parsed
+      case "sasl.username": saslUsername = value
+      case "sasl.password": saslPassword = value
+      case "ssl.ca.location": caLocation = value
+      case "ssl.certificate.location": certificateLocation = value
+      case "ssl.key.location": keyLocation = value
+      case "ssl.endpoint.identification.algorithm":
+        switch value.lowercased() {
+        case "https": verifyHostname = true
+        case "none", "": verifyHostname = false
+        default:
+          throw KafkaError(
+            .config, "ssl.endpoint.identification.algorithm: \"\(value)\" is not https or none")
+        }
+      default:
+        throw KafkaError(.config, "unknown client setting \"\(key)\"")
+      }
+    }
   }
 }
 

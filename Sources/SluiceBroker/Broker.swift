@@ -37,6 +37,8 @@ public final class Broker: Sendable {
   let deadLetters = DeadLetterOutbox()
   /// Client quotas (produce and fetch byte rates per client id, connection rates per ip).
   public let quotas: ClientQuotas
+  /// Users (SCRAM credentials) and ACLs.
+  public let security: SecurityStore
   /// Set when a shutdown begins: requests held by backpressure give up.
   let stopping = Atomic<Bool>(false)
   /// When housekeeping last applied retention (`Int64.min`: not yet).
@@ -77,6 +79,9 @@ public final class Broker: Sendable {
     self.dataDirectoryLock = try DataDirectoryLock(directory: config.dataDirectory)
     self.metadata = try MetadataStore(directory: config.dataDirectory)
     self.quotas = ClientQuotas(metadata: metadata, clock: clock)
+    self.security = try SecurityStore(
+      metadata: metadata, superUsers: config.superUsers,
+      allowEveryoneIfNoAclFound: config.allowEveryoneIfNoAclFound)
     self.threadPool = NIOThreadPool(numberOfThreads: 2)
     self.groups = GroupCoordinator(
       configuration: .init(config),

@@ -8,6 +8,11 @@ public struct BrokerConfig: Sendable {
   public var advertisedHost: String = "127.0.0.1"
   public var advertisedPort: Int32 = 9092
   public var nodeId: Int32 = 0
+  /// `super.users`: principals (`User:alice`) every ACL check lets through.
+  public var superUsers: Set<String> = []
+  /// `allow.everyone.if.no.acl.found`: whether a resource no ACL covers is open to all.
+  /// `sluice serve` sets it false once a listener authenticates, unless it is set explicitly.
+  public var allowEveryoneIfNoAclFound = true
   /// `auto.create.topics.enable`.
   public var autoCreateTopics = true
   /// `num.partitions`: partitions of an auto-created topic.

@@ -18,11 +18,23 @@ public struct RequestContext: Sendable {
   /// Concurrency sleep (a libdispatch timer and its threads) and on whichever loop the
   /// append that woke it ran on.
   public var eventLoop: (any EventLoop)?
+  /// Who sent the request: `User:<name>` once SASL authenticated it, the client
+  /// certificate's `User:<distinguished name>` on an SSL listener that asked for one, else
+  /// `User:ANONYMOUS`. ACLs are checked against it.
+  public var principal: String
+  /// The address clients of this listener are told to connect to (Metadata,
+  /// FindCoordinator, DescribeCluster); nil: the broker's `advertisedHost`/`advertisedPort`.
+  public var advertised: (host: String, port: Int32)?
+
+  public static let anonymous = "User:ANONYMOUS"
 
   public init(
     clientHost: String = "", zeroCopy: Bool = false, requestBytes: Int = 0,
-    connectionOpen: @escaping @Sendable () -> Bool = { true }, eventLoop: (any EventLoop)? = nil
+    connectionOpen: @escaping @Sendable () -> Bool = { true }, eventLoop: (any EventLoop)? = nil,
+    principal: String = RequestContext.anonymous, advertised: (host: String, port: Int32)? = nil
   ) {
+    self.principal = principal
+    self.advertised = advertised
     self.clientHost = clientHost
     self.zeroCopy = zeroCopy
     self.requestBytes = requestBytes
@@ -102,6 +114,15 @@ public struct KafkaFrontDoor: Sendable {
     // Client quotas (client-id and ip entities): Handlers/Quotas.swift.
     (.describeClientQuotas, 0...1),
     (.alterClientQuotas, 0...1),
+    // Security (docs/security.md): SASL, ACLs, SCRAM credentials. SaslHandshake and
+    // SaslAuthenticate are answered by the listener on SASL listeners (``SaslSession``).
+    (.saslHandshake, 0...1),
+    (.saslAuthenticate, 0...2),
+    (.describeAcls, 0...3),
+    (.createAcls, 0...3),
+    (.deleteAcls, 0...3),
+    (.describeUserScramCredentials, 0...0),
+    (.alterUserScramCredentials, 0...0),
     // Share groups (KIP-932), v1 as Kafka 4.1 and librdkafka 2.16: Handlers/Shares.swift.
     (.shareGroupHeartbeat, 1...1),
     (.shareGroupDescribe, 1...1),
@@ -144,41 +165,105 @@ public struct KafkaFrontDoor: Sendable {
 
   func handleOther(_ request: KafkaRequest, context: RequestContext) async -> KafkaResponseBody? {
     let version = request.apiVersion
+    let access = access(context)
+    let group = ErrorCode.groupAuthorizationFailed.rawValue
     switch request.body {
     case .apiVersions: return .apiVersions(apiVersions(errorCode: .none))
-    case .metadata(let body): return .metadata(await metadata(body, version: version))
-    case .listOffsets(let body): return .listOffsets(listOffsets(body, version: version))
-    case .findCoordinator(let body): return .findCoordinator(findCoordinator(body, version: version))
-    case .initProducerId(let body): return .initProducerId(await initProducerId(body))
-    case .createTopics(let body): return .createTopics(await createTopics(body, version: version))
-    case .deleteTopics(let body): return .deleteTopics(await deleteTopics(body, version: version))
-    case .createPartitions(let body): return .createPartitions(await createPartitions(body))
-    case .deleteRecords(let body): return .deleteRecords(await deleteRecords(body))
-    case .describeConfigs(let body): return .describeConfigs(describeConfigs(body, version: version))
-    case .alterConfigs(let body): return .alterConfigs(await alterConfigs(body))
+    case .metadata(let body):
+      return .metadata(await metadata(body, version: version, context: context, access: access))
+    case .listOffsets(let body): return .listOffsets(listOffsets(body, version: version, access: access))
+    case .findCoordinator(let body):
+      return .findCoordinator(findCoordinator(body, version: version, context: context, access: access))
+    case .initProducerId(let body): return .initProducerId(await initProducerId(body, access: access))
+    case .createTopics(let body):
+      return .createTopics(await createTopics(body, version: version, access: access))
+    case .deleteTopics(let body):
+      return .deleteTopics(await deleteTopics(body, version: version, access: access))
+    case .createPartitions(let body): return .createPartitions(await createPartitions(body, access: access))
+    case .deleteRecords(let body): return .deleteRecords(await deleteRecords(body, access: access))
+    case .describeConfigs(let body):
+      return .describeConfigs(describeConfigs(body, version: version, access: access))
+    case .alterConfigs(let body): return .alterConfigs(await alterConfigs(body, access: access))
     case .incrementalAlterConfigs(let body):
-      return .incrementalAlterConfigs(await incrementalAlterConfigs(body))
-    case .describeCluster(let body): return .describeCluster(describeCluster(body))
+      return .incrementalAlterConfigs(await incrementalAlterConfigs(body, access: access))
+    case .describeCluster(let body):
+      return .describeCluster(describeCluster(body, context: context, access: access))
     case .joinGroup(let body):
+      guard access.allows(.read, .group, body.groupId) else {
+        return .joinGroup(.init(errorCode: group, memberId: body.memberId))
+      }
       let (clientId, clientHost) = (request.header.clientId, context.clientHost)
       return .joinGroup(await joinGroup(body, version: version, clientId: clientId, clientHost: clientHost))
-    case .syncGroup(let body): return .syncGroup(await syncGroup(body, version: version))
-    case .heartbeat(let body): return .heartbeat(heartbeat(body, version: version))
-    case .leaveGroup(let body): return .leaveGroup(leaveGroup(body, version: version))
-    case .offsetCommit(let body): return .offsetCommit(await offsetCommit(body, version: version))
-    case .offsetFetch(let body): return .offsetFetch(offsetFetch(body, version: version))
-    case .offsetDelete(let body): return .offsetDelete(await offsetDelete(body))
-    case .listGroups(let body): return .listGroups(listGroups(body, version: version))
-    case .describeGroups(let body): return .describeGroups(describeGroups(body, version: version))
-    case .deleteGroups(let body): return .deleteGroups(await deleteGroups(body))
-    case .describeClientQuotas(let body): return .describeClientQuotas(describeClientQuotas(body))
-    case .alterClientQuotas(let body): return .alterClientQuotas(await alterClientQuotas(body))
+    case .syncGroup(let body):
+      guard access.allows(.read, .group, body.groupId) else { return .syncGroup(.init(errorCode: group)) }
+      return .syncGroup(await syncGroup(body, version: version))
+    case .heartbeat(let body):
+      guard access.allows(.read, .group, body.groupId) else { return .heartbeat(.init(errorCode: group)) }
+      return .heartbeat(heartbeat(body, version: version))
+    case .leaveGroup(let body):
+      guard access.allows(.read, .group, body.groupId) else { return .leaveGroup(.init(errorCode: group)) }
+      return .leaveGroup(leaveGroup(body, version: version))
+    case .offsetCommit(let body):
+      return .offsetCommit(await offsetCommit(body, version: version, access: access))
+    case .offsetFetch(let body): return .offsetFetch(offsetFetch(body, version: version, access: access))
+    case .offsetDelete(let body): return .offsetDelete(await offsetDelete(body, access: access))
+    case .listGroups(let body): return .listGroups(listGroups(body, version: version, access: access))
+    case .describeGroups(let body):
+      return .describeGroups(describeGroups(body, version: version, access: access))
+    case .deleteGroups(let body): return .deleteGroups(await deleteGroups(body, access: access))
+    case .describeClientQuotas(let body):
+      guard access.allowsCluster(.describeConfigs) else {
+        return .describeClientQuotas(
+          .init(
+            errorCode: ErrorCode.clusterAuthorizationFailed.rawValue,
+            errorMessage: "DESCRIBE_CONFIGS on the cluster is needed", entries: nil))
+      }
+      return .describeClientQuotas(describeClientQuotas(body))
+    case .alterClientQuotas(let body):
+      guard access.allowsCluster(.alterConfigs) else {
+        return .alterClientQuotas(
+          .init(
+            entries: body.entries.map {
+              .init(
+                errorCode: ErrorCode.clusterAuthorizationFailed.rawValue,
+                errorMessage: "ALTER_CONFIGS on the cluster is needed",
+                entity: $0.entity.map { .init(entityType: $0.entityType, entityName: $0.entityName) })
+            }))
+      }
+      return .alterClientQuotas(await alterClientQuotas(body))
     case .shareGroupHeartbeat(let body):
+      guard access.allows(.read, .group, body.groupId) else {
+        return .shareGroupHeartbeat(.init(errorCode: group, errorMessage: "READ on the group is needed"))
+      }
+      if let topics = body.subscribedTopicNames,
+        let denied = topics.first(where: { !access.allows(.describe, .topic, $0) })
+      {
+        return .shareGroupHeartbeat(
+          .init(
+            errorCode: ErrorCode.topicAuthorizationFailed.rawValue,
+            errorMessage: "DESCRIBE on topic \(denied) is needed"))
+      }
       return .shareGroupHeartbeat(
         await shareGroupHeartbeat(body, clientId: request.header.clientId, clientHost: context.clientHost))
-    case .shareGroupDescribe(let body): return .shareGroupDescribe(shareGroupDescribe(body))
-    case .shareFetch(let body): return .shareFetch(await shareFetch(body, context: context))
-    case .shareAcknowledge(let body): return .shareAcknowledge(await shareAcknowledge(body, context: context))
+    case .shareGroupDescribe(let body): return .shareGroupDescribe(shareGroupDescribe(body, access: access))
+    case .shareFetch(let body): return .shareFetch(await shareFetch(body, context: context, access: access))
+    case .shareAcknowledge(let body):
+      return .shareAcknowledge(await shareAcknowledge(body, context: context, access: access))
+    case .saslHandshake:
+      // Answered here only on listeners without SASL.
+      return .saslHandshake(.init(errorCode: ErrorCode.illegalSaslState.rawValue, mechanisms: []))
+    case .saslAuthenticate:
+      return .saslAuthenticate(
+        .init(
+          errorCode: ErrorCode.illegalSaslState.rawValue,
+          errorMessage: "this listener does not use SASL"))
+    case .createAcls(let body): return .createAcls(await createAcls(body, access: access))
+    case .describeAcls(let body): return .describeAcls(describeAcls(body, access: access))
+    case .deleteAcls(let body): return .deleteAcls(await deleteAcls(body, access: access))
+    case .describeUserScramCredentials(let body):
+      return .describeUserScramCredentials(describeUserScramCredentials(body, access: access))
+    case .alterUserScramCredentials(let body):
+      return .alterUserScramCredentials(await alterUserScramCredentials(body, access: access))
     default: return nil
     }
   }

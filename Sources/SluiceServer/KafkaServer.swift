@@ -2,9 +2,11 @@ import KafkaProtocol
 public import Logging
 import NIOCore
 public import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 public import SluiceBroker
 import SluiceKafka
+import SluiceSASL
 import Synchronization
 
 /// The Kafka listener: thin translation between frames on a connection and broker calls.
@@ -19,8 +21,16 @@ import Synchronization
 /// each connection finish the request it is handling, and returns.
 public final class KafkaServer: Service, Sendable {
   public struct Configuration: Sendable {
-    public var host = "127.0.0.1"
-    public var port = 9092
+    /// Where to bind, and how connections are secured (docs/security.md).
+    public var listener = ListenerConfiguration()
+    public var host: String {
+      get { listener.host }
+      set { listener.host = newValue }
+    }
+    public var port: Int {
+      get { listener.port }
+      set { listener.port = newValue }
+    }
     /// `socket.request.max.bytes`.
     public var maximumFrameSize = 104_857_600
     /// Connections beyond this are closed at once.
@@ -144,11 +154,24 @@ public final class KafkaServer: Service, Sendable {
             throw ConnectionRefused()
           }
           do {
-            try channel.pipeline.syncOperations.addHandler(
-              ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)))
+            let listener = configuration.listener
+            if let tls = listener.tls {
+              try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+            }
+            // Until a SASL connection has authenticated, frames are bounded by 512 KiB.
+            var frameLimit: FrameLimit?
+            if listener.securityProtocol.usesSASL {
+              let limit = FrameLimit(min(maximumFrameSize, 512 * 1024))
+              frameLimit = limit
+              try channel.pipeline.syncOperations.addHandler(
+                ByteToMessageHandler(LimitedFrameDecoder(limit: limit)))
+            } else {
+              try channel.pipeline.syncOperations.addHandler(
+                ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)))
+            }
             let connection = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
               wrappingChannelSynchronously: channel)
-            startConnection(connection, host: host)
+            startConnection(connection, host: host, frameLimit: frameLimit)
           } catch {
             release(host)
             throw error
@@ -164,7 +187,8 @@ public final class KafkaServer: Service, Sendable {
       return all
     }
     for continuation in waiting { continuation.resume(returning: port) }
-    logger.info("Kafka listener on \(configuration.host):\(port)")
+    logger.info(
+      "Kafka listener \(configuration.listener.securityProtocol.rawValue)://\(configuration.host):\(port)")
 
     // Connections are unstructured, counted tasks (see `startConnection`). This task waits
     // for the listener to close (graceful shutdown or cancellation closes it), then for every
@@ -263,18 +287,20 @@ public final class KafkaServer: Service, Sendable {
   /// A socket accepted just before the listener closed gets here before `run` counts the
   /// tasks left (it flushes every loop first); its task then finds `shuttingDown` set and
   /// ends at once, releasing its counts.
-  func startConnection(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, host: String) {
+  func startConnection(
+    _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, host: String, frameLimit: FrameLimit?
+  ) {
     running.withLock { $0.count += 1 }
     Task {
       defer {
         self.release(host)
         self.connectionTaskEnded()
       }
-      await self.serve(connection)
+      await self.serve(connection, frameLimit: frameLimit)
     }
   }
 
-  func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+  func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, frameLimit: FrameLimit? = nil) async {
     let channel = connection.channel
     // The task should run on the event loop that owns the channel: with NIO as the global
     // executor a task is enqueued on the loop it is resumed from (`any()` is sticky), and a
@@ -293,8 +319,18 @@ public final class KafkaServer: Service, Sendable {
     if late != nil { channel.close(mode: .all, promise: nil) }
     defer { _ = connections.withLock { $0.removeValue(forKey: id) } }
     let peer = channel.remoteAddress?.ipAddress ?? ""
-    let context = RequestContext(
-      clientHost: peer, zeroCopy: true, connectionOpen: { channel.isActive }, eventLoop: channel.eventLoop)
+    let listener = configuration.listener
+    // Zero-copy (sendfile) only where bytes go to the socket as they are: not through TLS.
+    var context = RequestContext(
+      clientHost: peer, zeroCopy: !listener.securityProtocol.usesTLS, connectionOpen: { channel.isActive },
+      eventLoop: channel.eventLoop, advertised: listener.advertised)
+    var sasl =
+      listener.securityProtocol.usesSASL
+      ? SaslSession(
+        mechanisms: listener.saslMechanisms, security: broker.security,
+        reauthenticationMs: listener.reauthenticationMs) : nil
+    var certificateChecked =
+      listener.tls == nil || listener.tls?.clientAuthentication == ClientAuthentication.none
     let idle = idleSweeper(for: channel.eventLoop)
     let watched = idle.add(channel)
     defer { idle.remove(watched) }
@@ -303,6 +339,30 @@ public final class KafkaServer: Service, Sendable {
         for try await frame in inbound {
           idle.requestStarted(watched)
           defer { idle.requestEnded(watched) }
+          // A client certificate (SSL listeners that ask for one) names the principal, unless
+          // SASL authenticates the connection. The handshake is over once a frame arrived.
+          if !certificateChecked {
+            certificateChecked = true
+            let certificate = try? await channel.pipeline.handler(type: NIOSSLServerHandler.self).map {
+              $0.peerCertificate
+            }.get()
+            if let certificate, let principal = TLSIdentity.principal(of: certificate) {
+              context.principal = principal
+            }
+          }
+          if sasl != nil {
+            switch await saslStep(frame, session: &sasl!, channel: channel) {
+            case .handled: continue
+            case .close(let reason):
+              logger.debug("closing connection from \(peer): \(reason)")
+              return
+            case .pass:
+              if let principal = sasl?.principal {
+                context.principal = principal
+                frameLimit?.bytes.store(configuration.maximumFrameSize, ordering: .relaxed)
+              }
+            }
+          }
           var requestContext = context
           requestContext.requestBytes = frame.readableBytes
           guard let (reply, muteMs) = await respond(to: frame, context: requestContext) else { continue }

@@ -25,6 +25,47 @@ struct ClientOptions: ParsableArguments {
   @Option(name: .customLong("client-log-level"), help: "Client log level on stderr (trace … critical).")
   var logLevel: String = "warning"
 
+  @Option(
+    name: .customShort("X"),
+    help: ArgumentHelp(
+      "A client setting under librdkafka's name, KEY=VALUE; repeatable: security.protocol, sasl.mechanism, "
+        + "sasl.username, sasl.password, ssl.ca.location, ssl.certificate.location, ssl.key.location, "
+        + "ssl.endpoint.identification.algorithm (docs/security.md)."))
+  var settings: [String] = []
+
+  @Option(
+    name: .customLong("command-config"),
+    help: "A Java-properties file of such settings (the same file kcat -F or Kafka's tools read).")
+  var commandConfig: String?
+
+  /// The -X settings and the --command-config file (-X wins), as TLS and SASL settings.
+  func security() throws -> KafkaConfiguration.Security {
+    var security = KafkaConfiguration.Security()
+    var pairs: [(String, String)] = []
+    if let commandConfig {
+      // Settings the Swift client has no use for (bootstrap.servers, sasl.jaas.config, …)
+      // are skipped in a shared file; only -X insists on known keys.
+      for (key, value) in try readProperties(commandConfig).sorted(by: { $0.key < $1.key })
+      where KafkaConfiguration.Security.keys.contains(key) {
+        pairs.append((key, value))
+      }
+    }
+    for setting in settings {
+      guard let equals = setting.firstIndex(of: "="), equals != setting.startIndex else {
+        throw ValidationError("-X expects KEY=VALUE, got \"\(setting)\"")
+      }
+      pairs.append((String(setting[..<equals]), String(setting[setting.index(after: equals)...])))
+    }
+    for (key, value) in pairs {
+      do {
+        try security.set(key, value)
+      } catch {
+        throw ValidationError(error.message)
+      }
+    }
+    return security
+  }
+
   func addresses() throws -> [KafkaConfiguration.BrokerAddress] {
     let text = bootstrap ?? ProcessInfo.processInfo.environment["SLUICE_BOOTSTRAP"] ?? "127.0.0.1:9092"
     let parts = text.split(separator: ",").map { $0.trimmed() }.filter {
@@ -45,6 +86,7 @@ struct ClientOptions: ParsableArguments {
     connection.clientId = "sluice-cli"
     connection.requestTimeout = .milliseconds(timeoutMs)
     connection.connectTimeout = .milliseconds(min(timeoutMs, 10_000))
+    connection.security = try security()
     return connection
   }
 

@@ -40,6 +40,7 @@ struct Sluice: AsyncParsableCommand {
     subcommands: [
       Serve.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self,
       BenchCommand.self, StorageCommand.self, WebhookCommand.self, DirectCommand.self, FeedCommand.self,
+      UserCommand.self, AclCommand.self,
     ]
   )
 }
@@ -57,15 +58,26 @@ struct Serve: AsyncParsableCommand {
       + httpSettings.helpLines()
       + "\n\nStatsD settings (with --statsd-listen; docs/udp.md), from the same places:\n"
       + statsdSettings.helpLines()
-      + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close."
+      + "\n\nSecurity settings (docs/security.md), from the same places:\n"
+      + securitySettings.map {
+        "  \($0.key) (default \($0.defaultValue.isEmpty ? "none" : $0.defaultValue)): \($0.help)"
+      }
+      .joined(separator: "\n")
+      + "\n\nSIGINT/SIGTERM stop gracefully: stop accepting, finish in-flight requests, flush, close. "
+      + "SIGHUP reloads the TLS certificate and key."
   )
 
-  @Option(help: "Address for the Kafka listener (env SLUICE_LISTEN).")
-  var listen: String?
+  @Option(
+    help: ArgumentHelp(
+      "A Kafka listener, [PROTOCOL://]HOST:PORT with PROTOCOL PLAINTEXT (the default), SSL, SASL_PLAINTEXT or "
+        + "SASL_SSL; repeatable (env SLUICE_LISTEN, comma-separated; docs/security.md)."))
+  var listen: [String] = []
 
   @Option(
-    help: "Address clients are told to connect to; defaults to the listen address (env SLUICE_ADVERTISE).")
-  var advertise: String?
+    help: ArgumentHelp(
+      "Address clients of a listener are told to connect to, [PROTOCOL://]HOST:PORT; repeatable, by protocol "
+        + "or by position; defaults to each listen address (env SLUICE_ADVERTISE)."))
+  var advertise: [String] = []
 
   @Option(help: "Directory holding topics and metadata; default ./sluice-data (env SLUICE_DATA_DIR).")
   var dataDir: String?
@@ -107,6 +119,7 @@ struct Serve: AsyncParsableCommand {
       explicit[String(setting[..<equals])] = String(setting[setting.index(after: equals)...])
     }
     let known = Set(serveSettings.map(\.key)).union(httpSettings.map(\.key)).union(statsdSettings.map(\.key))
+      .union(securitySettings.map(\.key))
       .union([
         "listen", "advertise", "log.dirs", "metrics.listen", "http.listen", "statsd.listen",
       ])
@@ -122,18 +135,27 @@ struct Serve: AsyncParsableCommand {
       if let value = value(setting.key) { try setting.apply(&brokerConfig, &serverConfig, value) }
     }
     if let problem = brokerConfig.defaultOverflow.problem { throw ValidationError(problem) }
-    let listenText = listen ?? environment["SLUICE_LISTEN"] ?? file["listen"] ?? "127.0.0.1:9092"
-    let (host, port) = try parseHostPort(listenText, option: "--listen")
-    let advertiseText = advertise ?? environment["SLUICE_ADVERTISE"] ?? file["advertise"]
-    let (advertisedHost, advertisedPort) =
-      try advertiseText.map { try parseHostPort($0, option: "--advertise") }
-      ?? (host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host, port)
+    func list(_ text: String?) -> [String] {
+      (text ?? "").split(separator: ",").map { $0.trimmed() }.filter { !$0.isEmpty }
+    }
+    let listenTexts =
+      listen.isEmpty ? list(environment["SLUICE_LISTEN"] ?? file["listen"] ?? "127.0.0.1:9092") : listen
+    let advertiseTexts =
+      advertise.isEmpty ? list(environment["SLUICE_ADVERTISE"] ?? file["advertise"]) : advertise
+    let listeners = try makeListeners(listen: listenTexts, advertise: advertiseTexts, setting: value)
+    guard let first = listeners.first else { throw ValidationError("--listen: no listener given") }
+    let (advertisedHost, advertisedPort) = first.advertised ?? (first.host, Int32(first.port))
     brokerConfig.dataDirectory =
       dataDir ?? environment["SLUICE_DATA_DIR"] ?? file["log.dirs"] ?? "./sluice-data"
     brokerConfig.advertisedHost = advertisedHost
-    brokerConfig.advertisedPort = Int32(advertisedPort)
-    serverConfig.host = host
-    serverConfig.port = port
+    brokerConfig.advertisedPort = advertisedPort
+    brokerConfig.superUsers = Set(list(value("super.users")?.replacing(";", with: ",")))
+    if let allow = value("allow.everyone.if.no.acl.found"), !allow.isEmpty {
+      brokerConfig.allowEveryoneIfNoAclFound = try parseBool("allow.everyone.if.no.acl.found", allow)
+    } else {
+      brokerConfig.allowEveryoneIfNoAclFound = !listeners.contains { $0.authenticates }
+    }
+    serverConfig.listener = first
     let metricsText =
       metricsListen ?? explicit["metrics.listen"] ?? environment["SLUICE_METRICS_LISTEN"]
       ?? file["metrics.listen"]
@@ -186,13 +208,25 @@ struct Serve: AsyncParsableCommand {
     )
     let group = MultiThreadedEventLoopGroup.singleton
     let server = KafkaServer(broker: broker, configuration: serverConfig, group: group, logger: logger)
+    // Further listeners share the broker and the settings, each with its own address and
+    // security.
+    let moreServers = listeners.dropFirst().map { listener in
+      var configuration = serverConfig
+      configuration.listener = listener
+      return KafkaServer(broker: broker, configuration: configuration, group: group, logger: logger)
+    }
+    let tlsIdentities = listeners.compactMap(\.tls)
+    if !tlsIdentities.isEmpty { reloadOnHangup(tlsIdentities.first!, logger: logger) }
     let bridges = ZMQBridges(broker: broker, group: group, logger: logger)
     let feeds = FeedBridges(broker: broker, group: group, logger: logger)
     let statsd = statsdConfig.map {
       StatsDIntake(broker: broker, configuration: $0, group: group, logger: logger)
     }
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-      .init(service: server),
+      .init(service: server)
+    ]
+    services += moreServers.map { .init(service: $0) }
+    services += [
       .init(service: HousekeepingService(broker: broker)),
       .init(service: bridges),
       .init(service: feeds),
@@ -238,6 +272,23 @@ struct Serve: AsyncParsableCommand {
     // A failure to serve (e.g. the address is in use) must not look like a clean stop.
     if failure != nil { throw ExitCode(1) }
   }
+}
+
+/// SIGHUP: read the TLS certificate and key again (rotated certificates, no restart).
+func reloadOnHangup(_ identity: TLSIdentity, logger: Logger) {
+  signal(SIGHUP, SIG_IGN)
+  let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+  source.setEventHandler {
+    do {
+      try identity.reload()
+      logger.info("SIGHUP: reloaded TLS certificate \(identity.certificatePath)")
+    } catch {
+      logger.error("SIGHUP: cannot reload TLS certificate, keeping the old one: \(error)")
+    }
+  }
+  source.resume()
+  // Kept for the life of the process (a released source stops delivering).
+  _ = Unmanaged.passRetained(source as AnyObject)
 }
 
 /// Raises the soft limit on open files to the hard limit (as Go's runtime and many servers

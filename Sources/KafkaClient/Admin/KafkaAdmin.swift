@@ -102,7 +102,7 @@ public final class KafkaAdmin: Sendable {
     return try await cluster.anyConnection()
   }
 
-  private func send(_ body: KafkaRequestBody, key: ApiKey, max: Int16) async throws -> KafkaResponseBody {
+  func send(_ body: KafkaRequestBody, key: ApiKey, max: Int16) async throws -> KafkaResponseBody {
     let connection = try await controller()
     let version = try connection.version(for: key, max: max)
     return try await connection.send(body, version: version)

@@ -2,6 +2,8 @@ import KafkaProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import SluiceSASL
 import Synchronization
 
 /// A request on its way to the socket, with the promise its response completes (nil when
@@ -119,6 +121,9 @@ final class KafkaConnection: Sendable {
     let connection = KafkaConnection(link: link, address: address, settings: settings)
     do {
       try await connection.negotiateVersions()
+      if case .channel = link, settings.security.securityProtocol.usesSASL {
+        try await connection.authenticate(settings.security)
+      }
     } catch {
       connection.close()
       throw error
@@ -132,12 +137,22 @@ final class KafkaConnection: Sendable {
     group: any EventLoopGroup
   ) async throws -> any Channel {
     let maximumFrameSize = settings.maximumFrameSize
+    let tls =
+      try settings.security.securityProtocol.usesTLS
+      ? TLSContexts.shared.context(for: settings.security) : nil
+    // The name checked against the broker's certificate (not for an IP address).
+    let serverName =
+      address.host.contains(where: { $0.isLetter }) && !address.host.contains(":") ? address.host : nil
     do {
       return try await ClientBootstrap(group: group)
         .connectTimeout(settings.requestTimeout.timeAmount)
         .channelOption(.socketOption(.tcp_nodelay), value: 1)
         .channelInitializer { channel in
           channel.eventLoop.makeCompletedFuture {
+            if let tls {
+              try channel.pipeline.syncOperations.addHandler(
+                try NIOSSLClientHandler(context: tls, serverHostname: serverName))
+            }
             try channel.pipeline.syncOperations.addHandlers(
               ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)),
               ResponseMatcher())
@@ -146,6 +161,57 @@ final class KafkaConnection: Sendable {
         .connect(host: address.host, port: address.port).get()
     } catch {
       throw KafkaError(.connectionFailed, "cannot connect to \(address): \(error)")
+    }
+  }
+
+  /// SASL authentication (SaslHandshake v1, then SaslAuthenticate rounds): PLAIN or SCRAM.
+  private func authenticate(_ security: KafkaConfiguration.Security) async throws {
+    guard let username = security.saslUsername, let password = security.saslPassword else {
+      throw KafkaError(
+        .config,
+        "security.protocol \(security.securityProtocol.rawValue) needs sasl.username and sasl.password")
+    }
+    let mechanism = security.saslMechanism.rawValue
+    guard
+      case .saslHandshake(let handshake) = try await send(
+        .saslHandshake(SaslHandshakeRequest(mechanism: mechanism)),
+        version: try version(for: .saslHandshake, min: 1, max: 1))
+    else { throw KafkaError(.protocolError, "not a SaslHandshake response") }
+    if handshake.errorCode != 0 {
+      throw KafkaError.broker(
+        ErrorCode(rawValue: handshake.errorCode), "SASL handshake",
+        message: "broker offers \(handshake.mechanisms.joined(separator: ", "))")
+    }
+    let authenticateVersion = try version(for: .saslAuthenticate, max: 2)
+    func round(_ bytes: [UInt8]) async throws -> [UInt8] {
+      guard
+        case .saslAuthenticate(let response) = try await send(
+          .saslAuthenticate(SaslAuthenticateRequest(authBytes: ByteBuffer(bytes: bytes))),
+          version: authenticateVersion)
+      else { throw KafkaError(.protocolError, "not a SaslAuthenticate response") }
+      if response.errorCode != 0 {
+        throw KafkaError.broker(
+          ErrorCode(rawValue: response.errorCode), "SASL authentication as \(username)",
+          message: response.errorMessage)
+      }
+      return response.authBytes.getBytes(
+        at: response.authBytes.readerIndex, length: response.authBytes.readableBytes) ?? []
+    }
+    switch security.saslMechanism {
+    case .plain:
+      _ = try await round(PlainSASL.message(username: username, password: password))
+    case .scramSHA256, .scramSHA512:
+      var exchange = SCRAMClientExchange(
+        mechanism: security.saslMechanism == .scramSHA256 ? .sha256 : .sha512, username: username,
+        password: password)
+      let serverFirst = try await round(exchange.first())
+      let serverFinal: [UInt8]
+      do {
+        serverFinal = try await round(try exchange.final(answering: serverFirst))
+        try exchange.verify(serverFinal: serverFinal)
+      } catch let error as SASLError {
+        throw KafkaError(.protocolError, "SCRAM: \(error.message)")
+      }
     }
   }
 
@@ -269,6 +335,40 @@ final class KafkaConnection: Sendable {
     switch link {
     case .channel(let channel): channel.close(promise: nil)
     case .inProcess: closedInProcess.store(true, ordering: .relaxed)
+    }
+  }
+}
+
+/// TLS contexts by security settings: one per distinct configuration, built on first use
+/// (reading the CA and certificate files once).
+final class TLSContexts: Sendable {
+  static let shared = TLSContexts()
+  let contexts = Mutex<[KafkaConfiguration.Security: NIOSSLContext]>([:])
+
+  func context(for security: KafkaConfiguration.Security) throws(KafkaError) -> NIOSSLContext {
+    if let cached = contexts.withLock({ $0[security] }) { return cached }
+    var configuration = TLSConfiguration.makeClientConfiguration()
+    configuration.minimumTLSVersion = .tlsv12
+    configuration.certificateVerification =
+      security.verifyHostname ? .fullVerification : .noHostnameVerification
+    do {
+      if let ca = security.caLocation { configuration.trustRoots = .file(ca) }
+      if let certificate = security.certificateLocation {
+        configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map {
+          .certificate($0)
+        }
+        guard let key = security.keyLocation else {
+          throw KafkaError(.config, "ssl.certificate.location needs ssl.key.location")
+        }
+        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+      }
+      let context = try NIOSSLContext(configuration: configuration)
+      contexts.withLock { $0[security] = context }
+      return context
+    } catch let error as KafkaError {
+      throw error
+    } catch {
+      throw KafkaError(.config, "TLS settings: \(error)")
     }
   }
 }

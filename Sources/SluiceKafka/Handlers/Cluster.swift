@@ -3,45 +3,76 @@ import SluiceBroker
 
 /// FindCoordinator, DescribeCluster, InitProducerId: one broker is the whole cluster.
 extension KafkaFrontDoor {
-  func findCoordinator(_ request: FindCoordinatorRequest, version: Int16) -> FindCoordinatorResponse {
+  /// FindCoordinator: DESCRIBE on the group is needed (GROUP_AUTHORIZATION_FAILED).
+  func findCoordinator(
+    _ request: FindCoordinatorRequest, version: Int16, context: RequestContext, access: Access
+  )
+    -> FindCoordinatorResponse
+  {
     let config = broker.config
+    let (host, port) = context.advertised ?? (config.advertisedHost, config.advertisedPort)
     var response = FindCoordinatorResponse()
     let supported = request.keyType == 0
     // Transaction coordinators (key type 1) do not exist here.
-    let code: ErrorCode = supported ? ErrorCode.none : .coordinatorNotAvailable
+    func answer(_ key: String) -> (ErrorCode, String?) {
+      guard supported else { return (.coordinatorNotAvailable, "Transactions are not supported by Sluice") }
+      guard access.allows(.describe, .group, key) else {
+        return (.groupAuthorizationFailed, "DESCRIBE on group \(key) is not allowed")
+      }
+      return (.none, nil)
+    }
     if version >= 4 {
       response.coordinators = request.coordinatorKeys.map { key in
-        .init(
-          key: key, nodeId: supported ? config.nodeId : -1, host: supported ? config.advertisedHost : "",
-          port: supported ? config.advertisedPort : -1, errorCode: code.rawValue,
-          errorMessage: supported ? nil : "Transactions are not supported by Sluice")
+        let (code, message) = answer(key)
+        let found = code == .none
+        return .init(
+          key: key, nodeId: found ? config.nodeId : -1, host: found ? host : "", port: found ? port : -1,
+          errorCode: code.rawValue, errorMessage: message)
       }
     } else {
+      let (code, message) = answer(request.key)
+      let found = code == .none
       response.errorCode = code.rawValue
-      if version >= 1 { response.errorMessage = supported ? nil : "Transactions are not supported by Sluice" }
-      response.nodeId = supported ? config.nodeId : -1
-      response.host = supported ? config.advertisedHost : ""
-      response.port = supported ? config.advertisedPort : -1
+      if version >= 1 { response.errorMessage = message }
+      response.nodeId = found ? config.nodeId : -1
+      response.host = found ? host : ""
+      response.port = found ? port : -1
     }
     return response
   }
 
-  func describeCluster(_ request: DescribeClusterRequest) -> DescribeClusterResponse {
+  func describeCluster(_ request: DescribeClusterRequest, context: RequestContext, access: Access)
+    -> DescribeClusterResponse
+  {
     let config = broker.config
+    let (host, port) = context.advertised ?? (config.advertisedHost, config.advertisedPort)
+    guard access.allowsCluster(.describe) else {
+      return DescribeClusterResponse(
+        errorCode: ErrorCode.clusterAuthorizationFailed.rawValue,
+        errorMessage: "DESCRIBE on the cluster is needed",
+        endpointType: request.endpointType)
+    }
     var response = DescribeClusterResponse(
       endpointType: request.endpointType, clusterId: broker.clusterId, controllerId: config.nodeId,
-      brokers: [.init(brokerId: config.nodeId, host: config.advertisedHost, port: config.advertisedPort)])
+      brokers: [.init(brokerId: config.nodeId, host: host, port: port)])
     if request.includeClusterAuthorizedOperations {
-      response.clusterAuthorizedOperations = Self.clusterOperations
+      response.clusterAuthorizedOperations = access.operations(
+        Self.clusterOperations, .cluster, "kafka-cluster")
     }
     return response
   }
 
-  func initProducerId(_ request: InitProducerIdRequest) async -> InitProducerIdResponse {
+  /// InitProducerId for an idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE
+  /// on some topic (KIP-679), else CLUSTER_AUTHORIZATION_FAILED.
+  func initProducerId(_ request: InitProducerIdRequest, access: Access) async -> InitProducerIdResponse {
     if request.transactionalId != nil {
       // Transactions are not implemented: fail clearly rather than pretend.
       return InitProducerIdResponse(
         errorCode: ErrorCode.transactionalIdAuthorizationFailed.rawValue, producerId: -1, producerEpoch: -1)
+    }
+    guard access.allowsCluster(.idempotentWrite) || access.allowsAny(.write, .topic) else {
+      return InitProducerIdResponse(
+        errorCode: ErrorCode.clusterAuthorizationFailed.rawValue, producerId: -1, producerEpoch: -1)
     }
     if request.producerId >= 0 && request.producerEpoch >= 0 && request.producerEpoch < Int16.max - 1 {
       // KIP-360: an idempotent producer bumping its own epoch after an error.
@@ -55,13 +86,13 @@ extension KafkaFrontDoor {
     }
   }
 
-  /// Kafka's ACL operation codes as a bit set (AclOperation: READ 3, WRITE 4, CREATE 5,
-  /// DELETE 6, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
-  /// IDEMPOTENT_WRITE 12). Without an authorizer Kafka reports every operation a resource
-  /// type supports, and so does Sluice, which has none yet.
-  static func operations(_ codes: [Int32]) -> Int32 { codes.reduce(0) { $0 | (1 << $1) } }
-  /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-  static let topicOperations = operations([3, 4, 5, 6, 7, 8, 10, 11])
-  /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-  static let clusterOperations = operations([5, 7, 8, 9, 10, 11, 12])
+  /// The operations a topic, group or the cluster supports, reported as authorized-operation
+  /// bit sets (``Access/operations(_:_:_:)``) for those the principal is allowed.
+  static let topicOperations: [AclOperation] = [
+    .read, .write, .create, .delete, .alter, .describe, .describeConfigs, .alterConfigs,
+  ]
+  static let groupOperations: [AclOperation] = [.read, .delete, .describe]
+  static let clusterOperations: [AclOperation] = [
+    .create, .alter, .describe, .clusterAction, .describeConfigs, .alterConfigs, .idempotentWrite,
+  ]
 }

@@ -18,11 +18,34 @@ extension KafkaFrontDoor {
     }
   }
 
-  func describeConfigs(_ request: DescribeConfigsRequest, version: Int16) -> DescribeConfigsResponse {
+  /// The refusal of `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config resource:
+  /// a topic's are the topic's, the broker's the cluster's, a group's the group's.
+  func configDenial(_ type: Int8, _ name: String, _ operation: AclOperation, _ access: Access) -> BrokerError?
+  {
+    switch type {
+    case Self.topicResource where !access.allows(operation, .topic, name):
+      BrokerError(.topicAuthorizationFailed, "\(operation.name) on topic \(name) is not allowed")
+    case Self.groupResource where !access.allows(operation, .group, name):
+      BrokerError(.groupAuthorizationFailed, "\(operation.name) on group \(name) is not allowed")
+    case Self.brokerResource where !access.allowsCluster(operation):
+      BrokerError(.clusterAuthorizationFailed, "\(operation.name) on the cluster is not allowed")
+    default: nil
+    }
+  }
+
+  func describeConfigs(_ request: DescribeConfigsRequest, version: Int16, access: Access)
+    -> DescribeConfigsResponse
+  {
     var response = DescribeConfigsResponse()
     for resource in request.resources {
       var result = DescribeConfigsResponse.DescribeConfigsResult(
         resourceType: resource.resourceType, resourceName: resource.resourceName)
+      if let denial = configDenial(resource.resourceType, resource.resourceName, .describeConfigs, access) {
+        result.errorCode = denial.code.rawValue
+        result.errorMessage = denial.message
+        response.results.append(result)
+        continue
+      }
       let wanted = resource.configurationKeys.map(Set.init)
       func add(name: String, value: String, readOnly: Bool, source: Int8, typeCode: Int8, doc: String) {
         guard wanted?.contains(name) ?? true else { return }
@@ -103,11 +126,17 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func alterConfigs(_ request: AlterConfigsRequest) async -> AlterConfigsResponse {
+  func alterConfigs(_ request: AlterConfigsRequest, access: Access) async -> AlterConfigsResponse {
     var response = AlterConfigsResponse()
     for resource in request.resources {
       var result = AlterConfigsResponse.AlterConfigsResourceResponse(
         resourceType: resource.resourceType, resourceName: resource.resourceName)
+      if let denial = configDenial(resource.resourceType, resource.resourceName, .alterConfigs, access) {
+        result.errorCode = denial.code.rawValue
+        result.errorMessage = denial.message
+        response.responses.append(result)
+        continue
+      }
       var configs: [String: String] = [:]
       // Read-only statistics (`sluice.stats.*`, which DescribeConfigs lists) are skipped here,
       // so that tools that write back every config they described work; setting one
@@ -132,13 +161,19 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func incrementalAlterConfigs(_ request: IncrementalAlterConfigsRequest) async
+  func incrementalAlterConfigs(_ request: IncrementalAlterConfigsRequest, access: Access) async
     -> IncrementalAlterConfigsResponse
   {
     var response = IncrementalAlterConfigsResponse()
     for resource in request.resources {
       var result = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse(
         resourceType: resource.resourceType, resourceName: resource.resourceName)
+      if let denial = configDenial(resource.resourceType, resource.resourceName, .alterConfigs, access) {
+        result.errorCode = denial.code.rawValue
+        result.errorMessage = denial.message
+        response.responses.append(result)
+        continue
+      }
       var changes: [ConfigChange] = []
       var problem: BrokerError?
       if Set(resource.configs.map(\.name)).count != resource.configs.count {

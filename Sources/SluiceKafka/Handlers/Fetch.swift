@@ -9,7 +9,14 @@ extension KafkaFrontDoor {
   /// ``KafkaReply/records`` beside the body, whose `records` field is then empty.
   func fetch(_ request: FetchRequest, version: Int16, context: RequestContext) async -> KafkaReply {
     var reads: [PartitionRead] = []
-    for requested in request.topics {
+    // READ on each topic; a partition of a topic the principal may not read is answered
+    // TOPIC_AUTHORIZATION_FAILED (and not read).
+    let access = access(context)
+    var denied: Set<String> = []
+    for requested in request.topics where !access.allows(.read, .topic, requested.topic) {
+      denied.insert(requested.topic)
+    }
+    for requested in request.topics where !denied.contains(requested.topic) {
       // Fetch v13+ (topic ids) is not advertised; names identify topics.
       let name = requested.topic
       for wanted in requested.partitions {
@@ -36,8 +43,12 @@ extension KafkaFrontDoor {
       } else {
         topicResponse.topic = requested.topic
       }
+      let refused = denied.contains(requested.topic)
       for wanted in requested.partitions {
-        let result = next.next() ?? PartitionReadResult(error: BrokerError(.unknownServerError, ""))
+        let result =
+          refused
+          ? PartitionReadResult(error: BrokerError(.topicAuthorizationFailed, ""))
+          : next.next() ?? PartitionReadResult(error: BrokerError(.unknownServerError, ""))
         var data = FetchResponse.PartitionData(
           partitionIndex: wanted.partition, highWatermark: result.highWatermark)
         if version >= 4 { data.lastStableOffset = result.lastStableOffset }

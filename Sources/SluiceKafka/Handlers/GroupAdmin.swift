@@ -5,15 +5,16 @@ import SluiceBroker
 extension KafkaFrontDoor {
   /// Consumer groups are classic groups; share groups (ListGroups v5+) are "share".
   static let groupType = "classic"
-  /// DescribeGroups v3+ `authorized_operations` with no ACLs: READ (3), DELETE (6), DESCRIBE (8).
-  static let groupOperations: Int32 = (1 << 3) | (1 << 6) | (1 << 8)
-
-  func listGroups(_ request: ListGroupsRequest, version: Int16) -> ListGroupsResponse {
+  /// ListGroups: every group with DESCRIBE on the cluster, else the groups the principal
+  /// may DESCRIBE.
+  func listGroups(_ request: ListGroupsRequest, version: Int16, access: Access) -> ListGroupsResponse {
+    let all = access.allowsCluster(.describe)
+    func visible(_ groupId: String) -> Bool { all || access.allows(.describe, .group, groupId) }
     let states = version >= 4 ? Set(request.statesFilter.map { $0.lowercased() }) : []
     let types = version >= 5 ? Set(request.typesFilter.map { $0.lowercased() }) : []
     var response = ListGroupsResponse()
     if types.isEmpty || types.contains("share") {
-      for groupId in broker.shares.groupIds {
+      for groupId in broker.shares.groupIds where visible(groupId) {
         guard let group = broker.shares.group(groupId) else { continue }
         let state = group.members.isEmpty ? "Empty" : "Stable"
         guard states.isEmpty || states.contains(state.lowercased()) else { continue }
@@ -25,7 +26,7 @@ extension KafkaFrontDoor {
     }
     guard types.isEmpty || types.contains(Self.groupType) else { return response }
     for group in broker.groups.list()
-    where states.isEmpty || states.contains(group.state.rawValue.lowercased()) {
+    where visible(group.groupId) && (states.isEmpty || states.contains(group.state.rawValue.lowercased())) {
       var entry = ListGroupsResponse.ListedGroup(groupId: group.groupId, protocolType: group.protocolType)
       if version >= 4 { entry.groupState = group.state.rawValue }
       if version >= 5 { entry.groupType = Self.groupType }
@@ -34,14 +35,19 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func describeGroups(_ request: DescribeGroupsRequest, version: Int16) -> DescribeGroupsResponse {
+  /// DescribeGroups: DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED).
+  func describeGroups(_ request: DescribeGroupsRequest, version: Int16, access: Access)
+    -> DescribeGroupsResponse
+  {
     var response = DescribeGroupsResponse()
     for groupId in request.groups {
       var described = DescribeGroupsResponse.DescribedGroup(groupId: groupId)
       if version >= 3 && request.includeAuthorizedOperations {
-        described.authorizedOperations = Self.groupOperations
+        described.authorizedOperations = access.operations(Self.groupOperations, .group, groupId)
       }
-      if broker.groups.invalidGroupId(groupId) {
+      if !access.allows(.describe, .group, groupId) {
+        described.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+      } else if broker.groups.invalidGroupId(groupId) {
         described.errorCode = ErrorCode.invalidGroupId.rawValue
       } else if let group = broker.groups.describe(groupId) {
         described.groupState = group.state.rawValue
@@ -68,9 +74,15 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func deleteGroups(_ request: DeleteGroupsRequest) async -> DeleteGroupsResponse {
+  /// DeleteGroups: DELETE on each group (GROUP_AUTHORIZATION_FAILED).
+  func deleteGroups(_ request: DeleteGroupsRequest, access: Access) async -> DeleteGroupsResponse {
     var response = DeleteGroupsResponse()
     for groupId in request.groupsNames {
+      guard access.allows(.delete, .group, groupId) else {
+        response.results.append(
+          .init(groupId: groupId, errorCode: ErrorCode.groupAuthorizationFailed.rawValue))
+        continue
+      }
       if broker.shares.knows(groupId) {
         let code = await broker.shares.delete(groupId) ?? .none
         response.results.append(.init(groupId: groupId, errorCode: code.rawValue))

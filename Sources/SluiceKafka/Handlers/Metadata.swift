@@ -2,12 +2,16 @@ import KafkaProtocol
 import SluiceBroker
 
 extension KafkaFrontDoor {
-  func metadata(_ request: MetadataRequest, version: Int16) async -> MetadataResponse {
+  /// Metadata. With ACLs, listing all topics shows only those the principal may DESCRIBE;
+  /// a named one it may not is answered TOPIC_AUTHORIZATION_FAILED; auto-creation needs
+  /// CREATE on the cluster or the topic.
+  func metadata(_ request: MetadataRequest, version: Int16, context: RequestContext, access: Access) async
+    -> MetadataResponse
+  {
     let config = broker.config
     var response = MetadataResponse()
-    response.brokers = [
-      .init(nodeId: config.nodeId, host: config.advertisedHost, port: config.advertisedPort)
-    ]
+    let (host, port) = context.advertised ?? (config.advertisedHost, config.advertisedPort)
+    response.brokers = [.init(nodeId: config.nodeId, host: host, port: port)]
     if version >= 2 { response.clusterId = broker.clusterId }
     if version >= 1 { response.controllerId = config.nodeId }
 
@@ -16,7 +20,9 @@ extension KafkaFrontDoor {
     let allowCreate = (version < 4 || request.allowAutoTopicCreation) && config.autoCreateTopics
     var results: [MetadataResponse.MetadataResponseTopic] = []
     if all {
-      results = broker.allTopics.map { describe($0, version: version) }
+      results = broker.allTopics.filter { access.allows(.describe, .topic, $0.name) }.map {
+        describe($0, version: version)
+      }
     } else {
       for requested in request.topics ?? [] {
         var name = requested.name
@@ -28,11 +34,16 @@ extension KafkaFrontDoor {
             .init(errorCode: ErrorCode.unknownTopicId.rawValue, name: nil, topicId: requested.topicId))
           continue
         }
-        if let existing = broker.topic(name) {
+        // DESCRIBE is checked before existence (an unauthorized principal learns nothing).
+        if !access.allows(.describe, .topic, name) {
+          results.append(.init(errorCode: ErrorCode.topicAuthorizationFailed.rawValue, name: name))
+        } else if let existing = broker.topic(name) {
           results.append(describe(existing, version: version))
         } else if let problem = validateTopicName(name) {
           _ = problem
           results.append(.init(errorCode: ErrorCode.invalidTopicException.rawValue, name: name))
+        } else if allowCreate && !access.allowsCluster(.create) && !access.allows(.create, .topic, name) {
+          results.append(.init(errorCode: ErrorCode.unknownTopicOrPartition.rawValue, name: name))
         } else if allowCreate {
           do throws(TopicError) {
             let created = try await broker.createTopic(
@@ -50,11 +61,13 @@ extension KafkaFrontDoor {
     }
     if version >= 8 && request.includeTopicAuthorizedOperations {
       for index in results.indices where results[index].errorCode == 0 {
-        results[index].topicAuthorizedOperations = Self.topicOperations
+        results[index].topicAuthorizedOperations = access.operations(
+          Self.topicOperations, .topic, results[index].name ?? "")
       }
     }
     if (8...10).contains(version) && request.includeClusterAuthorizedOperations {
-      response.clusterAuthorizedOperations = Self.clusterOperations
+      response.clusterAuthorizedOperations = access.operations(
+        Self.clusterOperations, .cluster, "kafka-cluster")
     }
     response.topics = results
     return response

@@ -20,20 +20,34 @@ extension KafkaFrontDoor {
     } else if request.transactionalId != nil {
       refusal = BrokerError(.transactionalIdAuthorizationFailed, "Transactions are not supported by Sluice")
     }
+    // WRITE on each topic; partitions of a topic the principal may not write are answered
+    // TOPIC_AUTHORIZATION_FAILED and the rest are written.
+    let access = access(context)
     var writes: [PartitionRecords] = []
+    var denied: [Bool] = []
     for topicData in request.topicData {
+      let allowed = access.allows(.write, .topic, topicData.name)
       for data in topicData.partitionData {
-        writes.append(PartitionRecords(topic: topicData.name, partition: data.index, records: data.records))
+        denied.append(!allowed)
+        if allowed {
+          writes.append(PartitionRecords(topic: topicData.name, partition: data.index, records: data.records))
+        }
       }
     }
     var results: [PartitionAppendResult] = []
     if let refusal {
       results = Array(repeating: .failed(refusal), count: writes.count)
-    } else if let acks {
+    } else if let acks, !writes.isEmpty {
       let outcome = await broker.produce(
         writes, options: ProduceOptions(acks: acks, allowZstd: version >= 7), context: context.call)
       results = outcome.results
       if outcome.heldMs > 0 { response.throttleTimeMs = Int32(clamping: outcome.heldMs) }
+    }
+    if denied.contains(true) {
+      let refused = PartitionAppendResult.failed(
+        BrokerError(.topicAuthorizationFailed, "WRITE on the topic is not allowed for \(context.principal)"))
+      var allowedResults = results.makeIterator()
+      results = denied.map { $0 ? refused : (allowedResults.next() ?? refused) }
     }
     var next = results.makeIterator()
     for topicData in request.topicData {

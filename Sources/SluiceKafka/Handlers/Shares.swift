@@ -48,11 +48,18 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func shareGroupDescribe(_ request: ShareGroupDescribeRequest) -> ShareGroupDescribeResponse {
+  func shareGroupDescribe(_ request: ShareGroupDescribeRequest, access: Access) -> ShareGroupDescribeResponse
+  {
     var response = ShareGroupDescribeResponse()
     for groupId in request.groupIds.prefix(10_000) {
       var described = ShareGroupDescribeResponse.DescribedGroup()
       described.groupId = groupId
+      guard access.allows(.describe, .group, groupId) else {
+        described.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+        described.errorMessage = "DESCRIBE on group \(groupId) is not allowed"
+        response.groups.append(described)
+        continue
+      }
       guard let group = broker.shares.group(groupId) else {
         described.errorCode = ErrorCode.groupIdNotFound.rawValue
         described.errorMessage = "Share group \(groupId) not found"
@@ -83,7 +90,30 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func shareFetch(_ request: ShareFetchRequest, context: RequestContext) async -> ShareFetchResponse {
+  /// The refusal of a ShareFetch or ShareAcknowledge: READ on the group and on every topic
+  /// it names is needed (the whole request is refused, with the first denial).
+  func shareDenial(group: String?, topics: [KafkaUUID], access: Access) -> (ErrorCode, String)? {
+    if access.authorizer == nil { return nil }
+    if !access.allows(.read, .group, group ?? "") {
+      return (.groupAuthorizationFailed, "READ on group \(group ?? "") is not allowed")
+    }
+    for id in topics {
+      if let name = broker.topic(id: id)?.name, !access.allows(.read, .topic, name) {
+        return (.topicAuthorizationFailed, "READ on topic \(name) is not allowed")
+      }
+    }
+    return nil
+  }
+
+  func shareFetch(_ request: ShareFetchRequest, context: RequestContext, access: Access) async
+    -> ShareFetchResponse
+  {
+    if let (code, message) = shareDenial(
+      group: request.groupId, topics: request.topics.map(\.topicId),
+      access: access)
+    {
+      return ShareFetchResponse(errorCode: code.rawValue, errorMessage: message)
+    }
     var call = ShareFetchCall(
       groupId: request.groupId ?? "", memberId: request.memberId ?? "",
       sessionEpoch: request.shareSessionEpoch)
@@ -171,9 +201,14 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func shareAcknowledge(_ request: ShareAcknowledgeRequest, context: RequestContext) async
+  func shareAcknowledge(_ request: ShareAcknowledgeRequest, context: RequestContext, access: Access) async
     -> ShareAcknowledgeResponse
   {
+    if let (code, message) = shareDenial(
+      group: request.groupId, topics: request.topics.map(\.topicId), access: access)
+    {
+      return ShareAcknowledgeResponse(errorCode: code.rawValue, errorMessage: message)
+    }
     var call = ShareFetchCall(
       groupId: request.groupId ?? "", memberId: request.memberId ?? "",
       sessionEpoch: request.shareSessionEpoch)

@@ -3,8 +3,12 @@ import SluiceBroker
 
 /// CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords over the topic registry.
 extension KafkaFrontDoor {
-  func createTopics(_ request: CreateTopicsRequest, version: Int16) async -> CreateTopicsResponse {
+  /// CreateTopics: CREATE on the cluster or on the topic (TOPIC_AUTHORIZATION_FAILED).
+  func createTopics(_ request: CreateTopicsRequest, version: Int16, access: Access) async
+    -> CreateTopicsResponse
+  {
     let config = broker.config
+    let clusterCreate = access.allowsCluster(.create)
     var response = CreateTopicsResponse()
     var seen: Set<String> = []
     for requested in request.topics {
@@ -15,6 +19,8 @@ extension KafkaFrontDoor {
       }
       if !seen.insert(requested.name).inserted {
         fail(ErrorCode.invalidRequest, "Topic \(requested.name) appears more than once in the request")
+      } else if !clusterCreate && !access.allows(.create, .topic, requested.name) {
+        fail(ErrorCode.topicAuthorizationFailed, "CREATE on topic \(requested.name) is not allowed")
       } else if requested.replicationFactor == 0 || requested.replicationFactor < -1 {
         fail(
           ErrorCode.invalidReplicationFactor,
@@ -65,7 +71,10 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func deleteTopics(_ request: DeleteTopicsRequest, version: Int16) async -> DeleteTopicsResponse {
+  /// DeleteTopics: DELETE on each topic (TOPIC_AUTHORIZATION_FAILED).
+  func deleteTopics(_ request: DeleteTopicsRequest, version: Int16, access: Access) async
+    -> DeleteTopicsResponse
+  {
     var response = DeleteTopicsResponse()
     let targets: [(name: String?, id: KafkaUUID)] =
       version >= 6 ? request.topics.map { ($0.name, $0.topicId) } : request.topicNames.map { ($0, .zero) }
@@ -74,7 +83,9 @@ extension KafkaFrontDoor {
       if version >= 6 { result.topicId = target.id }
       let existing =
         target.name.flatMap { broker.topic($0) } ?? (target.id != .zero ? broker.topic(id: target.id) : nil)
-      if let existing {
+      if let existing, !access.allows(.delete, .topic, existing.name) {
+        result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+      } else if let existing {
         result.name = existing.name
         if version >= 6 { result.topicId = existing.id }
         do {
@@ -91,11 +102,16 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func createPartitions(_ request: CreatePartitionsRequest) async -> CreatePartitionsResponse {
+  /// CreatePartitions: ALTER on each topic (TOPIC_AUTHORIZATION_FAILED).
+  func createPartitions(_ request: CreatePartitionsRequest, access: Access) async -> CreatePartitionsResponse
+  {
     var response = CreatePartitionsResponse()
     for requested in request.topics {
       var result = CreatePartitionsResponse.CreatePartitionsTopicResult(name: requested.name)
-      if broker.topic(requested.name) == nil {
+      if !access.allows(.alter, .topic, requested.name) {
+        result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+        result.errorMessage = "ALTER on topic \(requested.name) is not allowed"
+      } else if broker.topic(requested.name) == nil {
         result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
         result.errorMessage = "Topic \(requested.name) does not exist"
       } else {
@@ -112,13 +128,20 @@ extension KafkaFrontDoor {
     return response
   }
 
-  func deleteRecords(_ request: DeleteRecordsRequest) async -> DeleteRecordsResponse {
+  /// DeleteRecords: DELETE on each topic (TOPIC_AUTHORIZATION_FAILED).
+  func deleteRecords(_ request: DeleteRecordsRequest, access: Access) async -> DeleteRecordsResponse {
     var response = DeleteRecordsResponse()
     for requested in request.topics {
       var topicResult = DeleteRecordsResponse.DeleteRecordsTopicResult(name: requested.name)
+      let allowed = access.allows(.delete, .topic, requested.name)
       for wanted in requested.partitions {
         var result = DeleteRecordsResponse.DeleteRecordsPartitionResult(
           partitionIndex: wanted.partitionIndex, lowWatermark: -1)
+        guard allowed else {
+          result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+          topicResult.partitions.append(result)
+          continue
+        }
         do throws(BrokerError) {
           result.lowWatermark = try await broker.deleteRecords(
             topic: requested.name, partition: wanted.partitionIndex,
