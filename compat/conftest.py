@@ -52,9 +52,17 @@ def free_port() -> int:
 class SluiceBroker:
     """One `sluice serve` process on a fixed port and data directory."""
 
-    def __init__(self, data_dir: Path, settings: dict[str, str] | None = None, http: bool = False):
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: dict[str, str] | None = None,
+        http: bool = False,
+        extra_args: list[str] | None = None,
+    ):
         self.data_dir = Path(data_dir)
         self.settings = dict(settings or {})
+        # More `serve` arguments (further --listen listeners, …), after the first listener.
+        self.extra_args = list(extra_args or [])
         self.port: int | None = None
         # http=True: also serve the HTTP front door (`--http-listen`) on a port of its own.
         self.http = http
@@ -88,6 +96,7 @@ class SluiceBroker:
 
     def _start_once(self, timeout: float) -> bool:
         cmd = [str(sluice_binary()), "serve", "--listen", self.bootstrap, "--data-dir", str(self.data_dir)]
+        cmd += self.extra_args
         if self.http:
             cmd += ["--http-listen", f"127.0.0.1:{self.http_port}"]
         for key, value in self.settings.items():

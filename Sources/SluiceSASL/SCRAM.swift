@@ -286,7 +286,9 @@ public struct SCRAMServerExchange: Sendable {
       let proof = SCRAM.unbase64(last.value), let binding = SCRAM.unbase64(attributes[0].value)
     else { return .failure(SASLError("invalid SCRAM client-final message")) }
     guard binding == Array(gs2.utf8) else { return .failure(SASLError("SCRAM channel binding mismatch")) }
-    guard attributes[1].value == nonce else { return .failure(SASLError("SCRAM nonce mismatch")) }
+    // The nonce must end with the server-first nonce (client's + server's), as Kafka checks
+    // it: librdkafka 2.0.x (Debian's kcat) sends the client nonce once more in front.
+    guard attributes[1].value.hasSuffix(nonce) else { return .failure(SASLError("SCRAM nonce mismatch")) }
     guard let credential, proof.count == mechanism.hashLength else {
       return .failure(Self.invalidCredentials)
     }

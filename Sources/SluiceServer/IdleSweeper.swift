@@ -117,6 +117,22 @@ final class IdleSweeper: Sendable {
     state.withLock { state in state.list.remove(entry) }
   }
 
+  /// Closes every connection without a request in progress (graceful shutdown of a TLS
+  /// listener, whose connections cannot be half-closed: the others finish their request,
+  /// then see the server stopping).
+  func closeIdle() {
+    let idle: [any Channel] = state.withLock { state in
+      var result: [any Channel] = []
+      var entry = state.list.head
+      while let current = entry {
+        if !current.inFlight { result.append(current.channel) }
+        entry = current.next
+      }
+      return result
+    }
+    for channel in idle { channel.eventLoop.execute { channel.close(mode: .all, promise: nil) } }
+  }
+
   private func arm(at deadline: NIODeadline) {
     loop.scheduleTask(deadline: deadline) { [self] in sweep() }
   }

@@ -97,6 +97,12 @@ public final class KafkaServer: Service, Sendable {
 
   /// Closes every open connection (`.input`: lets each finish the request in hand).
   func closeAllConnections(mode: CloseMode = .all) {
+    if mode == .input && configuration.listener.securityProtocol.usesTLS {
+      // TLS cannot close only the input: idle connections close now, busy ones after
+      // their request (the serve loop checks `shuttingDown`).
+      for sweeper in idleSweepers.withLock({ Array($0.values) }) { sweeper.closeIdle() }
+      return
+    }
     let open = connections.withLock { Array($0.values) }
     for channel in open {
       // On the channel's loop, where `isActive` is current: a channel not active yet has no
@@ -383,6 +389,7 @@ public final class KafkaServer: Service, Sendable {
           case .nothing:
             break
           }
+          if listener.securityProtocol.usesTLS && shuttingDown.withLock({ $0 }) != nil { return }
           // A client over its quota: after the response, read nothing from it for this long.
           if muteMs > 0 { try await Task.sleep(for: .milliseconds(muteMs)) }
         }

@@ -52,7 +52,9 @@ func makeListeners(
   listen: [String], advertise: [String], setting: (String) -> String?
 ) throws -> [ListenerConfiguration] {
   var listeners: [ListenerConfiguration] = []
-  var tls: TLSIdentity?
+  // One identity per client-certificate mode: as Kafka, ssl.client.auth applies to SSL
+  // listeners; SASL_SSL listeners authenticate with SASL and ask for no certificate.
+  var identities: [ClientAuthentication: TLSIdentity] = [:]
   let mechanisms = (setting("sasl.enabled.mechanisms") ?? "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN")
     .split(separator: ",").map { $0.trimmed().uppercased() }.filter { !$0.isEmpty }
   for mechanism in mechanisms where !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(mechanism) {
@@ -73,27 +75,28 @@ func makeListeners(
       throw ConfigurationError(description: "sasl.enabled.mechanisms is empty but \(text) uses SASL")
     }
     if securityProtocol.usesTLS {
-      if tls == nil {
+      let authText = (setting("ssl.client.auth") ?? "none").lowercased()
+      guard let configured = ClientAuthentication(rawValue: authText) else {
+        throw ConfigurationError(
+          description: "ssl.client.auth: \"\(authText)\" is not none, requested or required")
+      }
+      let auth = securityProtocol == .ssl ? configured : .none
+      if identities[auth] == nil {
         guard let certificate = setting("ssl.certificate.location"), !certificate.isEmpty,
           let key = setting("ssl.key.location"), !key.isEmpty
         else {
           throw ConfigurationError(
             description: "\(text) needs ssl.certificate.location and ssl.key.location (--set KEY=PATH)")
         }
-        let authText = (setting("ssl.client.auth") ?? "none").lowercased()
-        guard let auth = ClientAuthentication(rawValue: authText) else {
-          throw ConfigurationError(
-            description: "ssl.client.auth: \"\(authText)\" is not none, requested or required")
-        }
         let ca = setting("ssl.ca.location").flatMap { $0.isEmpty ? nil : $0 }
         do {
-          tls = try TLSIdentity(
+          identities[auth] = try TLSIdentity(
             certificatePath: certificate, keyPath: key, caPath: ca, clientAuthentication: auth)
         } catch {
           throw ConfigurationError(description: "TLS certificate or key: \(error)")
         }
       }
-      listener.tls = tls
+      listener.tls = identities[auth]
     }
     listeners.append(listener)
   }

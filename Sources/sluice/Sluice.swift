@@ -215,8 +215,11 @@ struct Serve: AsyncParsableCommand {
       configuration.listener = listener
       return KafkaServer(broker: broker, configuration: configuration, group: group, logger: logger)
     }
-    let tlsIdentities = listeners.compactMap(\.tls)
-    if !tlsIdentities.isEmpty { reloadOnHangup(tlsIdentities.first!, logger: logger) }
+    var tlsIdentities: [TLSIdentity] = []
+    for identity in listeners.compactMap(\.tls) where !tlsIdentities.contains(where: { $0 === identity }) {
+      tlsIdentities.append(identity)
+    }
+    if !tlsIdentities.isEmpty { reloadOnHangup(tlsIdentities, logger: logger) }
     let bridges = ZMQBridges(broker: broker, group: group, logger: logger)
     let feeds = FeedBridges(broker: broker, group: group, logger: logger)
     let statsd = statsdConfig.map {
@@ -275,15 +278,17 @@ struct Serve: AsyncParsableCommand {
 }
 
 /// SIGHUP: read the TLS certificate and key again (rotated certificates, no restart).
-func reloadOnHangup(_ identity: TLSIdentity, logger: Logger) {
+func reloadOnHangup(_ identities: [TLSIdentity], logger: Logger) {
   signal(SIGHUP, SIG_IGN)
   let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
   source.setEventHandler {
-    do {
-      try identity.reload()
-      logger.info("SIGHUP: reloaded TLS certificate \(identity.certificatePath)")
-    } catch {
-      logger.error("SIGHUP: cannot reload TLS certificate, keeping the old one: \(error)")
+    for identity in identities {
+      do {
+        try identity.reload()
+        logger.info("SIGHUP: reloaded TLS certificate \(identity.certificatePath)")
+      } catch {
+        logger.error("SIGHUP: cannot reload TLS certificate, keeping the old one: \(error)")
+      }
     }
   }
   source.resume()

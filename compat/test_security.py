@@ -1,0 +1,332 @@
+"""Security with real clients: TLS and SASL listeners, SCRAM and PLAIN, client certificates,
+ACLs, and the `sluice user` / `sluice acl` commands (docs/security.md).
+
+One broker serves four listeners: PLAINTEXT (the fixture's port), SASL_SSL, SASL_PLAINTEXT
+and SSL with client certificates required. Certificates come from openssl, made per run.
+"""
+
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import SluiceBroker, free_port, sluice_binary
+
+ADMIN, ADMIN_PW = "admin", "admin-secret"
+ALICE, ALICE_PW = "alice", "alice-secret"
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(directory):
+    """A CA, a broker certificate for localhost/127.0.0.1, and a client certificate CN=carol."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=Sluice Test CA", cwd=directory)
+    (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, subject, extension in [
+        ("broker", "/CN=localhost", ["-extfile", "san.cnf"]),
+        ("broker2", "/CN=localhost-rotated", ["-extfile", "san.cnf"]),
+        ("carol", "/O=Acme/OU=eng/CN=carol", []),
+    ]:
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", subject, cwd=directory)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", *extension, cwd=directory)
+
+
+def sluice(*args, input=None, check=True):
+    result = subprocess.run([str(sluice_binary()), *args], input=input, capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, f"sluice {' '.join(args)}: {result.stderr}"
+    return result
+
+
+class Secure:
+    """The broker and what clients need to reach each listener."""
+
+    def __init__(self, broker, certs, ports):
+        self.broker = broker
+        self.certs = certs
+        self.ports = ports
+
+    def conf(self, protocol, user=ADMIN, password=ADMIN_PW, mechanism="SCRAM-SHA-512"):
+        conf = {"bootstrap.servers": f"127.0.0.1:{self.ports[protocol]}", "security.protocol": protocol}
+        if "SASL" in protocol:
+            conf.update({"sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password})
+        if "SSL" in protocol:
+            conf["ssl.ca.location"] = str(self.certs / "ca.pem")
+        return conf
+
+    def cli(self, user=ADMIN, password=ADMIN_PW):
+        """`sluice` client arguments for the SASL_SSL listener, settings from a properties file."""
+        path = self.certs / f"{user}.properties"
+        path.write_text(
+            "# shared with kcat -F\n"
+            f"bootstrap.servers=127.0.0.1:{self.ports['SASL_SSL']}\n"
+            "security.protocol=SASL_SSL\nsasl.mechanisms=SCRAM-SHA-512\n"
+            f"sasl.username={user}\nsasl.password={password}\nssl.ca.location={self.certs / 'ca.pem'}\n")
+        return ["--bootstrap", f"127.0.0.1:{self.ports['SASL_SSL']}", "--command-config", str(path)]
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory):
+    certs = tmp_path_factory.mktemp("certs")
+    make_certificates(certs)
+    (certs / "live.pem").write_bytes((certs / "broker.pem").read_bytes())
+    (certs / "live.key").write_bytes((certs / "broker.key").read_bytes())
+    data = tmp_path_factory.mktemp("sluice-secure") / "data"
+    # The first admin, created offline before the broker starts (password from stdin).
+    sluice("user", "add", ADMIN, "--data-dir", str(data), input=ADMIN_PW + "\n")
+    ports = {}
+    while len(set(ports.values())) < 3:
+        ports = {p: free_port() for p in ["SASL_SSL", "SASL_PLAINTEXT", "SSL"]}
+    args = [
+        "--listen", f"SASL_SSL://127.0.0.1:{ports['SASL_SSL']}",
+        "--listen", f"SASL_PLAINTEXT://127.0.0.1:{ports['SASL_PLAINTEXT']}",
+        "--listen", f"SSL://127.0.0.1:{ports['SSL']}",
+    ]
+    settings = {
+        "ssl.certificate.location": str(certs / "live.pem"),
+        "ssl.key.location": str(certs / "live.key"),
+        "ssl.ca.location": str(certs / "ca.pem"),
+        "ssl.client.auth": "required",
+        "super.users": f"User:{ADMIN}",
+        "num.partitions": "1",
+    }
+    broker = SluiceBroker(data, settings, extra_args=args).start()
+    ports["PLAINTEXT"] = broker.port
+    for port in ports.values():  # every listener is up
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, broker.log_tail()
+                time.sleep(0.05)
+    yield Secure(broker, certs, ports)
+    status = broker.stop()
+    assert status == 0, broker.log_tail()
+
+
+def produce(conf, topic, value=b"v", timeout=15):
+    results = []
+    producer = Producer({**conf, "linger.ms": 0, "message.timeout.ms": int(timeout * 1000)})
+    producer.produce(topic, value, callback=lambda err, msg: results.append(err))
+    producer.flush(timeout + 5)
+    assert len(results) == 1
+    return results[0]
+
+
+def consume_one(conf, topic, group, timeout=20):
+    consumer = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                return message.error()
+            return message.value()
+        return None
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"])
+def test_librdkafka_authenticates_and_round_trips(secure, names, protocol, mechanism):
+    topic = names()
+    conf = secure.conf(protocol, mechanism=mechanism)
+    assert produce(conf, topic, b"hello") is None
+    assert consume_one(conf, topic, names("g")) == b"hello"
+
+
+def test_wrong_password_is_refused(secure):
+    admin = AdminClient({**secure.conf("SASL_SSL", password="wrong"), "client.id": "wrong-pw"})
+    with pytest.raises(KafkaException) as raised:
+        admin.list_topics(timeout=5)
+    # librdkafka reports the broker's SASL_AUTHENTICATION_FAILED as an authentication error.
+    assert "Authentication failed" in str(raised.value) or "_AUTHENTICATION" in str(raised.value) or \
+        "Local: Broker transport failure" in str(raised.value)
+
+
+def test_requests_before_authentication_close_the_connection(secure):
+    with socket.create_connection(("127.0.0.1", secure.ports["SASL_PLAINTEXT"]), timeout=5) as sock:
+        # Metadata v0 with no topics, before any SaslHandshake.
+        header = struct.pack(">hhih", 3, 0, 7, 1) + b"x"
+        body = struct.pack(">i", 0)
+        sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+        assert sock.recv(4) == b""  # closed without an answer
+
+
+def test_handshake_v0_then_bare_plain_token(secure):
+    """kafka-python's framing: SaslHandshake v0, then the PLAIN token as a bare frame."""
+    with socket.create_connection(("127.0.0.1", secure.ports["SASL_PLAINTEXT"]), timeout=5) as sock:
+        mechanism = b"PLAIN"
+        header = struct.pack(">hhih", 17, 0, 1, 1) + b"x"
+        body = struct.pack(">h", len(mechanism)) + mechanism
+        sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+        size = struct.unpack(">i", sock.recv(4))[0]
+        response = sock.recv(size)
+        assert struct.unpack(">ih", response[:6]) == (1, 0)  # correlation id, no error
+        token = b"\0" + ADMIN.encode() + b"\0" + ADMIN_PW.encode()
+        sock.sendall(struct.pack(">i", len(token)) + token)
+        assert sock.recv(4) == b"\0\0\0\0"  # success: an empty frame
+        # Authenticated: an ordinary request is served now (ApiVersions v0).
+        header = struct.pack(">hhih", 18, 0, 2, 1) + b"x"
+        sock.sendall(struct.pack(">i", len(header)) + header)
+        size = struct.unpack(">i", sock.recv(4))[0]
+        answer = b""
+        while len(answer) < size:
+            answer += sock.recv(size - len(answer))
+        assert struct.unpack(">ih", answer[:6]) == (2, 0)
+
+
+def test_kafka_python_and_aiokafka_scram(secure, names):
+    from kafka import KafkaProducer
+
+    topic = names()
+    producer = KafkaProducer(
+        bootstrap_servers=f"127.0.0.1:{secure.ports['SASL_PLAINTEXT']}", security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256", sasl_plain_username=ADMIN, sasl_plain_password=ADMIN_PW)
+    producer.send(topic, b"from-kafka-python").get(timeout=20)
+    producer.close()
+
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.helpers import create_ssl_context
+
+    async def read():
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=f"127.0.0.1:{secure.ports['SASL_SSL']}", security_protocol="SASL_SSL",
+            ssl_context=create_ssl_context(cafile=str(secure.certs / "ca.pem")), sasl_mechanism="SCRAM-SHA-512",
+            sasl_plain_username=ADMIN, sasl_plain_password=ADMIN_PW, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            message = await asyncio.wait_for(consumer.getone(), 20)
+            return message.value
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(read()) == b"from-kafka-python"
+
+
+def test_acls_with_users_managed_by_the_cli(secure, names):
+    topic, hidden, group = names(), names(), names("g")
+    cli = secure.cli()
+    sluice("user", "add", ALICE, "--mechanism", "SCRAM-SHA-512", *cli, input=ALICE_PW + "\n")
+    assert ALICE in sluice("user", "list", *cli).stdout
+    sluice("topic", "create", topic, *cli)
+    sluice("topic", "create", hidden, *cli)
+    alice = secure.conf("SASL_SSL", user=ALICE, password=ALICE_PW)
+
+    # Authenticated but no ACL: nothing (allow.everyone.if.no.acl.found is false).
+    assert produce(alice, topic, timeout=5).name() == "TOPIC_AUTHORIZATION_FAILED"
+    assert topic not in AdminClient(alice).list_topics(timeout=10).topics
+
+    sluice("acl", "add", "--principal", f"User:{ALICE}", "--operation", "WRITE", "--operation", "READ",
+           "--topic", topic, *cli)
+    sluice("acl", "add", "--principal", f"User:{ALICE}", "--operation", "READ", "--group", group, *cli)
+    listed = sluice("acl", "list", "--principal", f"User:{ALICE}", *cli).stdout
+    assert f"ALLOW\tUser:{ALICE}\t*\tWRITE\tTOPIC\tLITERAL\t{topic}" in listed
+
+    assert produce(alice, topic, b"allowed") is None
+    assert produce(alice, hidden, timeout=5).name() == "TOPIC_AUTHORIZATION_FAILED"
+    visible = AdminClient(alice).list_topics(timeout=10).topics
+    assert topic in visible and hidden not in visible
+    assert consume_one(alice, topic, group) == b"allowed"
+    error = consume_one(alice, topic, names("other-group"))
+    assert error is not None and error.name() == "GROUP_AUTHORIZATION_FAILED"
+
+    # Alice may not create topics or manage ACLs.
+    alice_admin = AdminClient(alice)
+    futures = alice_admin.create_topics([NewTopic(names(), 1, 1)])
+    with pytest.raises(KafkaException) as raised:
+        list(futures.values())[0].result(10)
+    assert raised.value.args[0].name() == "TOPIC_AUTHORIZATION_FAILED"
+    denied = sluice("acl", "add", "--principal", f"User:{ALICE}", "--operation", "ALL", "--cluster",
+                    *secure.cli(ALICE, ALICE_PW), check=False)
+    assert denied.returncode == 2 and "CLUSTER_AUTHORIZATION_FAILED" in denied.stderr
+
+    # A DENY wins over the ALLOW.
+    sluice("acl", "add", "--principal", f"User:{ALICE}", "--operation", "WRITE", "--topic", topic, "--deny", *cli)
+    assert produce(alice, topic, timeout=5).name() == "TOPIC_AUTHORIZATION_FAILED"
+    removed = sluice("acl", "remove", "--principal", f"User:{ALICE}", "--topic", topic, "--deny", *cli).stdout
+    assert "DENY" in removed
+    assert produce(alice, topic, b"again") is None
+
+    # Anonymous on the PLAINTEXT listener: denied, as no ACL allows User:ANONYMOUS.
+    assert produce({"bootstrap.servers": secure.broker.bootstrap}, topic, timeout=5).name() == \
+        "TOPIC_AUTHORIZATION_FAILED"
+
+    # kcat, with the same properties file.
+    kcat = subprocess.run(
+        ["kcat", "-F", str(secure.certs / f"{ALICE}.properties"), "-L", "-J"], capture_output=True, text=True,
+        timeout=30)
+    assert kcat.returncode == 0, kcat.stderr
+    assert topic in kcat.stdout and hidden not in kcat.stdout
+
+
+def test_client_certificate_names_the_principal(secure, names):
+    topic = names()
+    sluice("topic", "create", topic, *secure.cli())
+    conf = {
+        "bootstrap.servers": f"127.0.0.1:{secure.ports['SSL']}", "security.protocol": "SSL",
+        "ssl.ca.location": str(secure.certs / "ca.pem"),
+        "ssl.certificate.location": str(secure.certs / "carol.pem"),
+        "ssl.key.location": str(secure.certs / "carol.key"),
+    }
+    assert produce(conf, topic, timeout=5).name() == "TOPIC_AUTHORIZATION_FAILED"
+    sluice("acl", "add", "--principal", "User:CN=carol,OU=eng,O=Acme", "--operation", "WRITE", "--topic", topic,
+           *secure.cli())
+    assert produce(conf, topic, b"by-certificate") is None
+
+    # Without a client certificate the handshake fails (ssl.client.auth=required).
+    context = ssl.create_default_context(cafile=str(secure.certs / "ca.pem"))
+    with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError)):
+        with socket.create_connection(("127.0.0.1", secure.ports["SSL"]), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(struct.pack(">i", 0))
+                if tls.recv(4) == b"":
+                    raise ConnectionResetError("closed")
+
+
+def peer_subject(port, certs):
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            return dict(item[0] for item in tls.getpeercert()["subject"])["commonName"]
+
+
+def test_sighup_reloads_the_certificate_and_state_survives_a_restart(secure, names):
+    assert peer_subject(secure.ports["SASL_SSL"], secure.certs) == "localhost"
+    (secure.certs / "live.pem").write_bytes((secure.certs / "broker2.pem").read_bytes())
+    (secure.certs / "live.key").write_bytes((secure.certs / "broker2.key").read_bytes())
+    secure.broker.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while peer_subject(secure.ports["SASL_SSL"], secure.certs) != "localhost-rotated":
+        assert time.monotonic() < deadline, secure.broker.log_tail()
+        time.sleep(0.1)
+
+    # Users and ACLs are in the data directory: after a restart they still hold.
+    topic = names()
+    sluice("topic", "create", topic, *secure.cli())
+    sluice("user", "add", "dave", *secure.cli(), input="dave-secret\n")
+    sluice("acl", "add", "--principal", "User:dave", "--operation", "WRITE", "--topic", topic, *secure.cli())
+    secure.broker.restart()
+    dave = secure.conf("SASL_PLAINTEXT", user="dave", password="dave-secret", mechanism="SCRAM-SHA-256")
+    assert produce(dave, topic, b"after-restart") is None
+    sluice("user", "delete", "dave", *secure.cli())
+    assert "dave" not in sluice("user", "list", *secure.cli()).stdout
