@@ -243,6 +243,12 @@ let package = Package(
       swiftSettings: strict
     ),
     .executableTarget(
+      name: "FuzzSASL",
+      dependencies: ["SluiceSASL"],
+      path: "Fuzz/FuzzSASL",
+      swiftSettings: strict
+    ),
+    .executableTarget(
       name: "FuzzStatsD",
       dependencies: ["SluiceStatsD", .product(name: "NIOCore", package: "swift-nio")],
       path: "Fuzz/FuzzStatsD",

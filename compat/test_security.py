@@ -86,9 +86,10 @@ def secure(tmp_path_factory):
     # The first admin, created offline before the broker starts (password from stdin).
     sluice("user", "add", ADMIN, "--data-dir", str(data), input=ADMIN_PW + "\n")
     ports = {}
-    while len(set(ports.values())) < 3:
-        ports = {p: free_port() for p in ["SASL_SSL", "SASL_PLAINTEXT", "SSL"]}
+    while len(set(ports.values())) < 4:
+        ports = {p: free_port() for p in ["SASL_SSL", "SASL_PLAINTEXT", "SSL", "HTTPS"]}
     args = [
+        "--http-listen", f"https://127.0.0.1:{ports['HTTPS']}",
         "--listen", f"SASL_SSL://127.0.0.1:{ports['SASL_SSL']}",
         "--listen", f"SASL_PLAINTEXT://127.0.0.1:{ports['SASL_PLAINTEXT']}",
         "--listen", f"SSL://127.0.0.1:{ports['SSL']}",
@@ -330,3 +331,42 @@ def test_sighup_reloads_the_certificate_and_state_survives_a_restart(secure, nam
     assert produce(dave, topic, b"after-restart") is None
     sluice("user", "delete", "dave", *secure.cli())
     assert "dave" not in sluice("user", "list", *secure.cli()).stdout
+
+
+def test_http_api_uses_the_same_users_and_acls(secure, names):
+    import requests
+
+    base = f"https://127.0.0.1:{secure.ports['HTTPS']}"
+    ca = str(secure.certs / "ca.pem")
+    mine, other = names(), names()
+    cli = secure.cli()
+    sluice("topic", "create", mine, *cli)
+    sluice("topic", "create", other, *cli)
+    sluice("user", "add", "erin", *cli, input="erin-secret\n")
+    sluice("acl", "add", "--principal", "User:erin", "--operation", "WRITE", "--topic", mine, *cli)
+    body = {"records": [{"value": {"n": 1}}]}
+    headers = {"Content-Type": "application/vnd.kafka.json.v2+json"}
+
+    assert requests.get(base + "/", verify=ca, timeout=10).status_code == 200  # the root is open
+    anonymous = requests.post(f"{base}/topics/{mine}", json=body, headers=headers, verify=ca, timeout=10)
+    assert anonymous.status_code == 401 and "Basic" in anonymous.headers["WWW-Authenticate"]
+    wrong = requests.post(f"{base}/topics/{mine}", json=body, headers=headers, auth=("erin", "nope"), verify=ca,
+                          timeout=10)
+    assert wrong.status_code == 401
+    ok = requests.post(f"{base}/topics/{mine}", json=body, headers=headers, auth=("erin", "erin-secret"),
+                       verify=ca, timeout=10)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["offsets"][0]["offset"] == 0
+    denied = requests.post(f"{base}/topics/{other}", json=body, headers=headers, auth=("erin", "erin-secret"),
+                           verify=ca, timeout=10)
+    assert denied.status_code == 403 and denied.json()["error_code"] == 40301
+    listed = requests.get(f"{base}/topics", auth=("erin", "erin-secret"), verify=ca, timeout=10).json()
+    assert mine in listed and other not in listed
+    assert requests.get(f"{base}/v1/webhooks", auth=("erin", "erin-secret"), verify=ca, timeout=10).status_code == 403
+    admin = requests.get(f"{base}/topics", auth=(ADMIN, ADMIN_PW), verify=ca, timeout=10).json()
+    assert mine in admin and other in admin
+    # A deleted user's password stops working at once (the verified-password cache follows).
+    sluice("user", "delete", "erin", *cli)
+    gone = requests.post(f"{base}/topics/{mine}", json=body, headers=headers, auth=("erin", "erin-secret"),
+                         verify=ca, timeout=10)
+    assert gone.status_code == 401

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 TARGETS=("$@")
-if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(FuzzRequest FuzzRecordBatch FuzzDecompress FuzzProduce FuzzHTTP FuzzZMTP FuzzMoldUDP64 FuzzStatsD FuzzShare); fi
+if [ ${#TARGETS[@]} -eq 0 ]; then TARGETS=(FuzzRequest FuzzRecordBatch FuzzDecompress FuzzProduce FuzzHTTP FuzzZMTP FuzzMoldUDP64 FuzzStatsD FuzzShare FuzzSASL); fi
 mkdir -p fuzz-artifacts
 for target in "${TARGETS[@]}"; do
   # swiftc keeps only the last -sanitize flag for Swift code, so coverage for the fuzzer is

@@ -2,6 +2,7 @@ public import Logging
 import NIOCore
 import NIOHTTP1
 public import NIOPosix
+public import NIOSSL
 public import ServiceLifecycle
 public import SluiceBroker
 import Synchronization
@@ -12,6 +13,11 @@ import Synchronization
 public struct HTTPServerConfiguration: Sendable {
   public var host: String
   public var port: Int
+  /// `http.authentication`: require HTTP Basic with a broker user on every route but `/`
+  /// and `/openapi.json`, and apply the ACLs (docs/security.md).
+  public var authentication = false
+  /// HTTPS: the TLS context of the moment (the broker's certificate; reloaded on SIGHUP).
+  public var tls: (@Sendable () -> NIOSSLContext)?
   /// Open connections at most; a connection beyond it is closed as it is accepted.
   public var maxConnections = 1024
   /// Request body bytes at most (413 beyond, before the bytes are kept).
@@ -135,7 +141,8 @@ public final class HTTPServer: Service, Sendable {
     self.webhooks = webhooks
     self.router = Router(
       broker: broker, configuration: configuration, counters: counters, metricsText: metricsText,
-      consumers: consumers, webhooks: webhooks)
+      consumers: consumers, webhooks: webhooks,
+      security: configuration.authentication ? HTTPSecurity(broker: broker, cache: VerifiedPasswords()) : nil)
   }
 
   /// The port bound, once listening.
@@ -157,6 +164,9 @@ public final class HTTPServer: Service, Sendable {
       .childChannelOption(.allowRemoteHalfClosure, value: true)
       .bind(host: configuration.host, port: configuration.port) { channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tls = configuration.tls {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls()))
+          }
           try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
           try channel.pipeline.syncOperations.addHandler(
@@ -169,7 +179,8 @@ public final class HTTPServer: Service, Sendable {
       }
     boundPort.withLock { $0 = server.channel.localAddress?.port }
     logger.info(
-      "HTTP on http://\(configuration.host):\(server.channel.localAddress?.port ?? configuration.port)/")
+      "HTTP on \(configuration.tls == nil ? "http" : "https")://\(configuration.host):\(server.channel.localAddress?.port ?? configuration.port)/"
+    )
     try await withGracefulShutdownHandler {
       try await withTaskCancellationHandler {
         try await server.executeThenClose { inbound in
@@ -213,7 +224,8 @@ public final class HTTPServer: Service, Sendable {
     stopping.store(true, ordering: .relaxed)
     server.close(promise: nil)
     for channel in live.withLock({ Array($0.values) }) {
-      channel.close(mode: .input, promise: nil)
+      // TLS cannot shut only the input (NIOSSL refuses): such connections close outright.
+      channel.close(mode: configuration.tls == nil ? .input : .all, promise: nil)
     }
   }
 

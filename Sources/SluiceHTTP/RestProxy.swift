@@ -178,6 +178,15 @@ struct RestProxy {
   let counters: HTTPCounters
   let partitioner: RestPartitioner
   let route: String
+  /// Which topics GET /topics lists (with authentication: those the principal may describe).
+  var visibleTopic: @Sendable (String) -> Bool = { _ in true }
+
+  init(broker: Broker, counters: HTTPCounters, partitioner: RestPartitioner, route: String) {
+    self.broker = broker
+    self.counters = counters
+    self.partitioner = partitioner
+    self.route = route
+  }
 
   func error(_ error: RestError) -> HTTPResponse {
     .error(error.status, code: error.code, error.message, route: route)
@@ -217,7 +226,8 @@ struct RestProxy {
   }
 
   func listTopics() -> HTTPResponse {
-    .json(route: route) { writer in writer.array(broker.allTopics) { $0.string($1.name) } }
+    let visible = broker.allTopics.filter { visibleTopic($0.name) }
+    return .json(route: route) { writer in writer.array(visible) { $0.string($1.name) } }
   }
 
   func writePartition(_ writer: inout JSONWriter, _ partition: Partition) {

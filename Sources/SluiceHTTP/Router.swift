@@ -127,6 +127,8 @@ struct Router: Sendable {
   let metricsText: (@Sendable () -> String)?
   let consumers: RestConsumers
   let webhooks: Webhooks
+  /// nil: no authentication (`http.authentication=false`).
+  let security: HTTPSecurity?
   let partitioner = RestPartitioner()
 
   /// Every route: method and path template, as `/openapi.json` documents them (a test keeps
@@ -193,7 +195,22 @@ struct Router: Sendable {
     guard Self.routes.contains(where: { $0.method == method && $0.template == template }) else {
       return .error(.methodNotAllowed, code: 405, "HTTP 405 Method Not Allowed", route: template)
     }
-    let rest = RestProxy(broker: broker, counters: counters, partitioner: partitioner, route: template)
+    var rest = RestProxy(broker: broker, counters: counters, partitioner: partitioner, route: template)
+    if let security, !(method == .GET && (template == "/" || template == "/openapi.json")) {
+      let principal: String
+      switch security.authenticate(request, route: template) {
+      case .success(let authenticated): principal = authenticated
+      case .failure(let refusal): return refusal
+      }
+      let host = context.channel.remoteAddress?.ipAddress ?? ""
+      if let refusal = security.authorize(
+        request, method: method, template: template, parameters: parameters, principal: principal, host: host)
+      {
+        return refusal
+      }
+      let broker = self.broker
+      rest.visibleTopic = { broker.authorize(principal, host: host, .describe, .topic, $0) }
+    }
     switch (method, template) {
     case (.GET, "/metrics"):
       let broker = metricsText

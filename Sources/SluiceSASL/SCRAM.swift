@@ -327,8 +327,11 @@ public struct SCRAMClientExchange: Sendable {
     return Array(("n,," + bare).utf8)
   }
 
-  /// The client-final message answering the server-first message.
-  public mutating func final(answering serverFirst: [UInt8]) throws(SASLError) -> [UInt8] {
+  /// What a server-first message says: the combined nonce, the salt and the iteration count
+  /// (checked: the nonce extends the client's, the count is within Kafka's bounds).
+  public static func parseServerFirst(_ serverFirst: [UInt8], clientNonce: String) throws(SASLError)
+    -> (text: String, nonce: Substring, salt: [UInt8], iterations: Int)
+  {
     guard let text = String(validating: serverFirst, as: UTF8.self),
       let attributes = SCRAM.attributes(text[...]),
       attributes.count >= 3, attributes[0].key == "r", attributes[1].key == "s", attributes[2].key == "i",
@@ -341,6 +344,12 @@ public struct SCRAMClientExchange: Sendable {
     guard (SCRAMMechanism.minIterations...SCRAMMechanism.maxIterations).contains(iterations) else {
       throw SASLError("SCRAM iteration count \(iterations) out of range")
     }
+    return (text, nonce, salt, iterations)
+  }
+
+  /// The client-final message answering the server-first message.
+  public mutating func final(answering serverFirst: [UInt8]) throws(SASLError) -> [UInt8] {
+    let (text, nonce, salt, iterations) = try Self.parseServerFirst(serverFirst, clientNonce: clientNonce)
     let salted = mechanism.saltedPassword(Array(password.utf8), salt: salt, iterations: iterations)
     let withoutProof = "c=biws,r=\(nonce)"
     let authMessage = Array((bare + "," + text + "," + withoutProof).utf8)

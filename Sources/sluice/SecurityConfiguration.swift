@@ -20,6 +20,10 @@ let securitySettings: [(key: String, defaultValue: String, help: String)] = [
   ),
   ("super.users", "", "Principals every ACL check lets through, separated by ; (User:admin;User:ops)."),
   (
+    "http.authentication", "",
+    "HTTP Basic with broker users, and ACLs, on the HTTP API (with --http-listen https://… for TLS); default true once a Kafka listener authenticates."
+  ),
+  (
     "allow.everyone.if.no.acl.found", "",
     "Whether a resource no ACL covers is open to all; default true, false once a listener authenticates."
   ),
@@ -122,4 +126,24 @@ func makeListeners(
     )
   }
   return listeners
+}
+
+/// The HTTPS listener's identity: a Kafka listener's without client certificates, or a new
+/// one from the same files.
+func httpIdentity(listeners: [ListenerConfiguration], setting: (String) -> String?) throws -> TLSIdentity {
+  if let shared = listeners.compactMap(\.tls).first(where: { $0.clientAuthentication == .none }) {
+    return shared
+  }
+  guard let certificate = setting("ssl.certificate.location"), !certificate.isEmpty,
+    let key = setting("ssl.key.location"), !key.isEmpty
+  else {
+    throw ConfigurationError(
+      description: "--http-listen https://… needs ssl.certificate.location and ssl.key.location")
+  }
+  do {
+    return try TLSIdentity(
+      certificatePath: certificate, keyPath: key, caPath: nil, clientAuthentication: .none)
+  } catch {
+    throw ConfigurationError(description: "TLS certificate or key: \(error)")
+  }
 }

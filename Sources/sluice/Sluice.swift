@@ -164,13 +164,32 @@ struct Serve: AsyncParsableCommand {
     }
     let httpText =
       httpListen ?? explicit["http.listen"] ?? environment["SLUICE_HTTP_LISTEN"] ?? file["http.listen"]
+    var httpTLS = false
+    var extraIdentities: [TLSIdentity] = []
     var httpConfig = try httpText.flatMap { text -> HTTPServerConfiguration? in
       if text.isEmpty { return nil }
-      let (host, port) = try parseHostPort(text, option: "--http-listen")
+      var address = text
+      if address.lowercased().hasPrefix("https://") {
+        httpTLS = true
+        address = String(address.dropFirst(8))
+      } else if address.lowercased().hasPrefix("http://") {
+        address = String(address.dropFirst(7))
+      }
+      let (host, port) = try parseHostPort(address, option: "--http-listen")
       return HTTPServerConfiguration(host: host, port: port)
     }
     if httpConfig != nil {
       try httpSettings.apply(to: &httpConfig!, value)
+      if let text = value("http.authentication"), !text.isEmpty {
+        httpConfig!.authentication = try parseBool("http.authentication", text)
+      } else {
+        httpConfig!.authentication = listeners.contains { $0.authenticates }
+      }
+      if httpTLS {
+        let identity = try httpIdentity(listeners: listeners, setting: value)
+        httpConfig!.tls = { identity.context }
+        extraIdentities.append(identity)
+      }
     }
     let statsdText =
       statsdListen ?? explicit["statsd.listen"] ?? environment["SLUICE_STATSD_LISTEN"]
@@ -216,7 +235,8 @@ struct Serve: AsyncParsableCommand {
       return KafkaServer(broker: broker, configuration: configuration, group: group, logger: logger)
     }
     var tlsIdentities: [TLSIdentity] = []
-    for identity in listeners.compactMap(\.tls) where !tlsIdentities.contains(where: { $0 === identity }) {
+    for identity in listeners.compactMap(\.tls) + extraIdentities
+    where !tlsIdentities.contains(where: { $0 === identity }) {
       tlsIdentities.append(identity)
     }
     if !tlsIdentities.isEmpty { reloadOnHangup(tlsIdentities, logger: logger) }

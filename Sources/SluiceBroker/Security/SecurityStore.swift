@@ -37,6 +37,7 @@ public final class SecurityStore: Sendable {
 
   let metadata: MetadataStore
   let superUsers: Set<String>
+  let generation = Atomic<Int>(0)
   let allowEveryone: Mutex<Bool>
   let state: Mutex<State>
 
@@ -77,6 +78,9 @@ public final class SecurityStore: Sendable {
   }
 
   public var authorizer: Authorizer { state.withLock { $0.authorizer } }
+
+  /// Changes whenever a credential does (caches of verified passwords compare it).
+  public var credentialGeneration: Int { generation.load(ordering: .relaxed) }
 
   // MARK: Credentials
 
@@ -119,6 +123,7 @@ public final class SecurityStore: Sendable {
       }
       document.sections[Self.credentialSection] = section
     }
+    defer { generation.wrappingAdd(1, ordering: .relaxed) }
     state.withLock { state in
       for change in changes {
         state.credentials[change.user, default: [:]][change.mechanism] = change.credential
