@@ -417,7 +417,7 @@ def test_client_quotas_are_stored_described_and_survive_restarts(make_broker):
         b.bootstrap,
         AlterClientQuotasRequest(
             entries=[
-                E(entity=[E.EntityData(entity_type="user", entity_name="u")], ops=[E.OpData(key="producer_byte_rate", value=1.0, remove=False)]),
+                E(entity=[E.EntityData(entity_type="user", entity_name="u"), E.EntityData(entity_type="client-id", entity_name="x")], ops=[E.OpData(key="producer_byte_rate", value=1.0, remove=False)]),
                 E(entity=[E.EntityData(entity_type="client-id", entity_name="x")], ops=[E.OpData(key="request_percentage", value=1.0, remove=False)]),
                 E(entity=[E.EntityData(entity_type="client-id", entity_name="x")], ops=[E.OpData(key="producer_byte_rate", value=-5.0, remove=False)]),
                 E(entity=[E.EntityData(entity_type="client-id", entity_name="x")], ops=[E.OpData(key="producer_byte_rate", value=1e-6, remove=False)]),

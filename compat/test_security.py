@@ -370,3 +370,42 @@ def test_http_api_uses_the_same_users_and_acls(secure, names):
     gone = requests.post(f"{base}/topics/{mine}", json=body, headers=headers, auth=("erin", "erin-secret"),
                          verify=ca, timeout=10)
     assert gone.status_code == 401
+
+
+def test_confluent_admin_acls_and_scram_credentials(secure, names):
+    """librdkafka's own ACL and SCRAM admin calls (CreateAcls, DescribeAcls, DeleteAcls,
+    AlterUserScramCredentials, DescribeUserScramCredentials)."""
+    from confluent_kafka.admin import (
+        AclBinding, AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType, ResourceType,
+        ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion, UserScramCredentialUpsertion)
+
+    admin = AdminClient(secure.conf("SASL_SSL"))
+    topic = names()
+    binding = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.PREFIXED, "User:frank", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+    for future in admin.create_acls([binding]).values():
+        assert future.result(10) is None
+    described = admin.describe_acls(
+        AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.MATCH, None, None, AclOperation.ANY,
+                         AclPermissionType.ANY)).result(10)
+    assert described == [binding]
+    deleted = list(admin.delete_acls([AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,
+                                                       "User:frank", None, AclOperation.ANY,
+                                                       AclPermissionType.ANY)]).values())[0].result(10)
+    assert deleted == [binding]
+
+    upsert = UserScramCredentialUpsertion("frank", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192),
+                                          b"frank-secret", b"some-salt")
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        assert future.result(10) is None
+    info = admin.describe_user_scram_credentials(["frank"])["frank"].result(10)
+    assert [(c.mechanism, c.iterations) for c in info.scram_credential_infos] == [(ScramMechanism.SCRAM_SHA_256, 8192)]
+    # The credential librdkafka salted works for a SCRAM login.
+    frank = secure.conf("SASL_PLAINTEXT", user="frank", password="frank-secret", mechanism="SCRAM-SHA-256")
+    assert "kafka-cluster" not in str(AdminClient(frank).list_topics(timeout=10).topics)
+    for future in admin.alter_user_scram_credentials(
+            [UserScramCredentialDeletion("frank", ScramMechanism.SCRAM_SHA_256)]).values():
+        assert future.result(10) is None
+    with pytest.raises(KafkaException) as raised:
+        admin.describe_user_scram_credentials(["frank"])["frank"].result(10)
+    assert "RESOURCE_NOT_FOUND" in str(raised.value) or "not exist" in str(raised.value)

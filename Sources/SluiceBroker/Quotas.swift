@@ -21,10 +21,13 @@ public final class ClientQuotas: Sendable {
 
   public enum Kind: Sendable { case produce, fetch }
 
-  /// The entity types Sluice has quotas for (no `user`: Sluice has no authentication).
+  /// The entity types Sluice has quotas for. A `user` quota (the authenticated principal's
+  /// name, docs/security.md) comes before a `client-id` one; the combined user + client-id
+  /// entity is not supported.
   enum EntityType: String {
     case clientId = "client-id"
     case ip
+    case user
   }
 
   /// nil name: the default entity of its type.
@@ -94,6 +97,7 @@ public final class ClientQuotas: Sendable {
     switch key.type {
     case .clientId: key.name.map { "=" + $0 } ?? "default"
     case .ip: key.name.map { "ip=" + $0 } ?? "ip:default"
+    case .user: key.name.map { "user=" + $0 } ?? "user:default"
     }
   }
 
@@ -102,13 +106,26 @@ public final class ClientQuotas: Sendable {
     if stored.hasPrefix("=") { return EntityKey(type: .clientId, name: String(stored.dropFirst())) }
     if stored == "ip:default" { return EntityKey(type: .ip, name: nil) }
     if stored.hasPrefix("ip=") { return EntityKey(type: .ip, name: String(stored.dropFirst(3))) }
+    if stored == "user:default" { return EntityKey(type: .user, name: nil) }
+    if stored.hasPrefix("user=") { return EntityKey(type: .user, name: String(stored.dropFirst(5))) }
     return nil
   }
 
-  /// The byte rate that applies to `clientId`: its own quota, else the default one.
-  func rate(_ key: String, clientId: String, _ state: State) -> Double? {
-    state.configured[EntityKey(type: .clientId, name: clientId)]?[key]
+  /// The byte rate that applies, and whether it is a user's: the user's own quota, the
+  /// default user one (authenticated clients only), else the client id's own, else the
+  /// default client-id one (Kafka's order, without the combined entities).
+  func rate(_ key: String, clientId: String, user: String?, _ state: State) -> (rate: Double, byUser: Bool)? {
+    if let user {
+      if let rate = state.configured[EntityKey(type: .user, name: user)]?[key]
+        ?? state.configured[EntityKey(type: .user, name: nil)]?[key]
+      {
+        return (rate, true)
+      }
+    }
+    let rate =
+      state.configured[EntityKey(type: .clientId, name: clientId)]?[key]
       ?? state.configured[EntityKey(type: .clientId, name: nil)]?[key]
+    return rate.map { ($0, false) }
   }
 
   /// Whether any ip entity has a `connection_creation_rate` quota.
@@ -143,13 +160,19 @@ public final class ClientQuotas: Sendable {
   /// A client is never more than `burst + maxThrottle` in debt: what it sent beyond that is
   /// forgiven, so trackers go idle (and can be pruned) within ~10 s of a client's last
   /// request. Past `maxTrackedClients` ids, new ones share one tracker.
-  public func record(clientId: String?, kind: Kind, bytes: Int) -> Int64 {
+  /// `user`: the authenticated user's name (nil for anonymous clients); a user quota is
+  /// shared by all of that user's connections.
+  public func record(clientId: String?, user: String? = nil, kind: Kind, bytes: Int) -> Int64 {
     let id = clientId ?? ""
     let key = kind == .produce ? Self.producerByteRate : Self.consumerByteRate
     return state.withLock { state -> Int64 in
-      guard let rate = rate(key, clientId: id, state), rate >= Self.minimumRate else { return 0 }
+      guard let (rate, byUser) = rate(key, clientId: id, user: user, state), rate >= Self.minimumRate else {
+        return 0
+      }
       let now = clock.monotonicNanos()
-      var trackerKey = (kind == .produce ? "p" : "f") + id.prefix(Self.maxTrackedIdLength)
+      // Trackers of users are "p"/"f" + "\u{0}user:" + name: a client id cannot start with NUL.
+      let subject = byUser ? "\u{0}user:" + (user ?? "") : id
+      var trackerKey = (kind == .produce ? "p" : "f") + subject.prefix(Self.maxTrackedIdLength)
       if state.trackers[trackerKey] == nil && state.trackers.count >= Self.maxTrackedClients {
         state.trackers = state.trackers.filter { $0.value.theoretical > now }
         if state.trackers.count >= Self.maxTrackedClients { trackerKey = kind == .produce ? "p*" : "f*" }
@@ -169,11 +192,15 @@ public final class ClientQuotas: Sendable {
     }
   }
 
-  /// Throttle applied so far, per client id and quota (for metrics).
-  public func throttleTotals() -> [(clientId: String, kind: Kind, ms: Int64)] {
+  /// Throttle applied so far, per client id or user and quota (for metrics; `user` is set
+  /// for a user quota's, `clientId` then empty).
+  public func throttleTotals() -> [(clientId: String, user: String?, kind: Kind, ms: Int64)] {
     state.withLock { state in
       state.throttled.sorted { $0.key < $1.key }.map { key, ms in
-        (String(key.dropFirst()), key.hasPrefix("p") ? Kind.produce : .fetch, ms)
+        let subject = key.dropFirst()
+        let kind = key.hasPrefix("p") ? Kind.produce : .fetch
+        if subject.hasPrefix("\u{0}user:") { return ("", String(subject.dropFirst(6)), kind, ms) }
+        return (String(subject), nil, kind, ms)
       }
     }
   }
@@ -277,7 +304,7 @@ public final class ClientQuotas: Sendable {
     guard types.count == 1, let type = EntityType(rawValue: types[0]) else {
       return (
         nil,
-        "Only the client-id and ip entities are supported, one per entry (Sluice has no authentication, so no users)"
+        "Only the user, client-id and ip entities are supported, one per entry (not user and client-id together)"
       )
     }
     var name = entity[0].name
@@ -300,7 +327,7 @@ public final class ClientQuotas: Sendable {
     }
     for op in ops where !op.remove {
       switch type {
-      case .clientId:
+      case .clientId, .user:
         guard op.value >= minimumRate && op.value.isFinite else {
           return (nil, "Quota \(op.key) must be a number of bytes/s >= 1, got \(op.value)")
         }

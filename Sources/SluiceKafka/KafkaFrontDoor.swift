@@ -43,6 +43,13 @@ public struct RequestContext: Sendable {
   }
 
   var call: CallContext { CallContext(eventLoop: eventLoop, isConnected: connectionOpen) }
+
+  /// The `user` quota entity this request counts against: the principal's name, or nil for
+  /// unauthenticated clients.
+  var quotaUser: String? {
+    guard principal != Self.anonymous, principal.hasPrefix("User:") else { return nil }
+    return String(principal.dropFirst(5))
+  }
 }
 
 /// A response ready to be encoded, with the record data that travels beside it: for each
@@ -273,7 +280,8 @@ public struct KafkaFrontDoor: Sendable {
     switch request.body {
     case .produce:
       let throttle = broker.quotas.record(
-        clientId: request.header.clientId, kind: .produce, bytes: context.requestBytes)
+        clientId: request.header.clientId, user: context.quotaUser, kind: .produce,
+        bytes: context.requestBytes)
       guard throttle > 0 else { return }
       reply.muteMs = throttle
       if case .produce(var body)? = reply.body {
@@ -286,7 +294,8 @@ public struct KafkaFrontDoor: Sendable {
       for topic in body.responses {
         for partition in topic.partitions { bytes += partition.records?.readableBytes ?? 0 }
       }
-      let throttle = broker.quotas.record(clientId: request.header.clientId, kind: .fetch, bytes: bytes)
+      let throttle = broker.quotas.record(
+        clientId: request.header.clientId, user: context.quotaUser, kind: .fetch, bytes: bytes)
       guard throttle > 0 else { return }
       reply.muteMs = throttle
       body.throttleTimeMs = max(body.throttleTimeMs, Int32(clamping: throttle))

@@ -243,7 +243,11 @@ enum MetricsRenderer {
       add(
         "sluice_quota_throttle_time_ms_total", "counter",
         "Milliseconds clients were throttled for exceeding a byte-rate quota.",
-        [("client_id", entry.clientId), ("quota", entry.kind == .produce ? "produce" : "fetch")], entry.ms)
+        [
+          ("client_id", entry.clientId), ("user", entry.user ?? ""),
+          ("quota", entry.kind == .produce ? "produce" : "fetch"),
+        ],
+        entry.ms)
     }
     var out = ""
     for name in order {

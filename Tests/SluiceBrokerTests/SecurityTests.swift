@@ -339,3 +339,37 @@ import Testing
     await broker.shutdown()
   }
 }
+
+@Suite struct UserQuotaTests {
+  @Test func aUserQuotaComesBeforeTheClientIdsAndIsSharedByTheUsersClients() async throws {
+    let (broker, directory) = try Broker.makeForTest()
+    let user = [AlterClientQuotasRequest.EntityData(entityType: "user", entityName: "alice")]
+    let client = [AlterClientQuotasRequest.EntityData(entityType: "client-id", entityName: nil)]
+    #expect(
+      await ConnectionQuotaTests.alter(broker, user, 1000, key: ClientQuotas.producerByteRate)?.errorCode == 0
+    )
+    #expect(
+      await ConnectionQuotaTests.alter(broker, client, 1_000_000_000, key: ClientQuotas.producerByteRate)?
+        .errorCode
+        == 0)
+    // The combined user + client-id entity is not supported.
+    let combined = user + [.init(entityType: "client-id", entityName: "x")]
+    #expect(
+      await ConnectionQuotaTests.alter(broker, combined, 5, key: ClientQuotas.producerByteRate)?.errorCode
+        == ErrorCode.invalidRequest.rawValue)
+    // Two of alice's clients share her 1000 B/s: 1000 bytes each put her 2 s ahead.
+    #expect(broker.quotas.record(clientId: "a", user: "alice", kind: .produce, bytes: 1000) > 0)
+    #expect(broker.quotas.record(clientId: "b", user: "alice", kind: .produce, bytes: 1000) > 1000)
+    // Anyone else falls to the default client-id quota.
+    #expect(broker.quotas.record(clientId: "a", user: "bob", kind: .produce, bytes: 1000) == 0)
+    #expect(broker.quotas.record(clientId: "a", user: nil, kind: .produce, bytes: 1000) == 0)
+    #expect(broker.quotas.throttleTotals().contains { $0.user == "alice" && $0.clientId.isEmpty })
+    #expect(
+      await ConnectionQuotaTests.describe(broker, [("user", 0, "alice")])
+        == ["user=alice": [ClientQuotas.producerByteRate: 1000]])
+    await broker.shutdown()
+    let (reopened, _) = try Broker.makeForTest(directory: directory)
+    #expect(reopened.quotas.record(clientId: "z", user: "alice", kind: .produce, bytes: 3000) > 0)
+    await reopened.shutdown()
+  }
+}
