@@ -37,6 +37,9 @@ public final class EmbeddedBroker: Service, Sendable {
     /// The TCP listener for remote clients; nil for an in-process-only broker.
     public var listener: Listener?
     public var logger: Logger
+    /// The principal in-process clients act as, for ACLs (docs/security.md): put it in
+    /// `broker.superUsers` to let the embedding process do anything.
+    public var inProcessPrincipal = "User:ANONYMOUS"
 
     /// A TCP listener.
     public struct Listener: Sendable {
@@ -46,7 +49,8 @@ public final class EmbeddedBroker: Service, Sendable {
       /// The host clients are told to connect to; defaults to `host` (127.0.0.1 for a
       /// wildcard address).
       public var advertisedHost: String?
-      /// Listener limits (frame size, connection caps, idle timeout).
+      /// Listener limits (frame size, connection caps, idle timeout) and security
+      /// (`server.listener.securityProtocol`, `.tls`, `.saslMechanisms`; docs/security.md).
       public var server = KafkaServer.Configuration()
       public init(host: String = "127.0.0.1", port: Int = 0, advertisedHost: String? = nil) {
         self.host = host
@@ -99,7 +103,7 @@ public final class EmbeddedBroker: Service, Sendable {
     self.configuration = configuration
     self.port = port
     self.broker = try Broker(config: configuration.broker)
-    self.handler = InProcessHandler(broker: broker)
+    self.handler = InProcessHandler(broker: broker, principal: configuration.inProcessPrincipal)
     if let listener = configuration.listener {
       var serverConfiguration = listener.server
       serverConfiguration.host = listener.host
@@ -237,12 +241,18 @@ final class InProcessHandler: KafkaRequestHandler {
   let frontDoor: KafkaFrontDoor
   let stopped = Atomic<Bool>(false)
 
-  init(broker: Broker) { self.frontDoor = KafkaFrontDoor(broker: broker) }
+  let principal: String
+
+  init(broker: Broker, principal: String) {
+    self.frontDoor = KafkaFrontDoor(broker: broker)
+    self.principal = principal
+  }
 
   func handleKafkaRequest(_ request: KafkaRequest) async throws -> KafkaResponseBody? {
     guard !stopped.load(ordering: .acquiring) else {
       throw KafkaError(.connectionClosed, "the embedded broker has stopped")
     }
-    return await frontDoor.handle(request, context: RequestContext(clientHost: "in-process"))
+    return await frontDoor.handle(
+      request, context: RequestContext(clientHost: "in-process", principal: principal))
   }
 }

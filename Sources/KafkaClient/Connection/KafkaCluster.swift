@@ -82,6 +82,11 @@ actor KafkaCluster {
       do {
         return try await KafkaConnection.connect(
           to: address, settings: settings, group: group, logger: logger)
+      } catch let error as KafkaError
+        where error.code == .broker && !error.isRetriable || error.code == .config
+      {
+        // A refused login (SASL_AUTHENTICATION_FAILED) or bad settings: trying again cannot help.
+        throw error
       } catch {
         lastError = error
         logger.debug("connecting to \(address) failed: \(error)")
