@@ -409,3 +409,33 @@ def test_confluent_admin_acls_and_scram_credentials(secure, names):
     with pytest.raises(KafkaException) as raised:
         admin.describe_user_scram_credentials(["frank"])["frank"].result(10)
     assert "RESOURCE_NOT_FOUND" in str(raised.value) or "not exist" in str(raised.value)
+
+
+def test_librdkafka_reauthenticates_before_the_session_ends(tmp_path, names):
+    """connections.max.reauth.ms (KIP-368): librdkafka re-authenticates on the connection
+    before the session lifetime the broker announced, so the connection is never dropped."""
+    data = tmp_path / "data"
+    sluice("user", "add", ADMIN, "--data-dir", str(data), input=ADMIN_PW + "\n")
+    port = free_port()
+    broker = SluiceBroker(
+        data, {"connections.max.reauth.ms": "1500", "super.users": f"User:{ADMIN}"},
+        extra_args=["--listen", f"SASL_PLAINTEXT://127.0.0.1:{port}", "--log-level", "debug"]).start()
+    try:
+        errors = []
+        conf = {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": ADMIN, "sasl.password": ADMIN_PW,
+                "linger.ms": 0, "error_cb": errors.append}
+        producer = Producer(conf)
+        topic = names()
+        delivered = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            producer.produce(topic, b"x", callback=lambda err, msg: delivered.append(err))
+            producer.poll(0.2)
+        producer.flush(10)
+        assert delivered and all(err is None for err in delivered)
+        assert errors == []
+        log = broker.log_path.read_text(errors="replace")
+        assert "SASL session expired" not in log
+    finally:
+        assert broker.stop() == 0

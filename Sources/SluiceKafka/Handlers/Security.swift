@@ -269,8 +269,8 @@ extension KafkaFrontDoor {
       let salted =
         upsertion.saltedPassword.getBytes(
           at: upsertion.saltedPassword.readerIndex, length: upsertion.saltedPassword.readableBytes) ?? []
-      if upsertion.name.isEmpty {
-        fail(upsertion.name, .unacceptableCredential, "username must not be empty")
+      if upsertion.name.isEmpty || upsertion.name.utf8.count > 1024 {
+        fail(upsertion.name, .unacceptableCredential, "username must be 1 to 1024 bytes")
       } else if !(SCRAMMechanism.minIterations...SCRAMMechanism.maxIterations).contains(iterations) {
         fail(
           upsertion.name, .unacceptableCredential,
