@@ -72,15 +72,7 @@ public enum KafkaConfiguration {
   /// Kafka's client security settings, under librdkafka's names.
   public struct Security: Sendable, Hashable {
     /// `security.protocol`.
-    public enum SecurityProtocol: String, Sendable, Hashable, CaseIterable {
-      case plaintext = "PLAINTEXT"
-      case ssl = "SSL"
-      case saslPlaintext = "SASL_PLAINTEXT"
-      case saslSSL = "SASL_SSL"
-
-      public var usesTLS: Bool { self == .ssl || self == .saslSSL }
-      public var usesSASL: Bool { self == .saslPlaintext || self == .saslSSL }
-    }
+    public typealias SecurityProtocol = KafkaSecurityProtocol
 
     /// `sasl.mechanism`.
     public enum SASLMechanism: String, Sendable, Hashable, CaseIterable {

@@ -1,19 +1,11 @@
-import KafkaProtocol
+public import KafkaProtocol
 import NIOCore
 public import NIOSSL
 import Synchronization
 import X509
 
 /// Kafka's listener security protocols (`security.protocol`).
-public enum SecurityProtocol: String, Sendable, CaseIterable {
-  case plaintext = "PLAINTEXT"
-  case ssl = "SSL"
-  case saslPlaintext = "SASL_PLAINTEXT"
-  case saslSSL = "SASL_SSL"
-
-  public var usesTLS: Bool { self == .ssl || self == .saslSSL }
-  public var usesSASL: Bool { self == .saslPlaintext || self == .saslSSL }
-}
+public typealias SecurityProtocol = KafkaSecurityProtocol
 
 /// `ssl.client.auth`.
 public enum ClientAuthentication: String, Sendable {

@@ -111,15 +111,10 @@ extension KafkaAdmin {
     try ErrorCode(rawValue: response.errorCode).check("describe ACLs", message: response.errorMessage)
     return response.resources.flatMap { resource in
       resource.acls.compactMap { acl in
-        guard let type = AclResourceType(rawValue: resource.resourceType),
-          let pattern = AclPatternType(rawValue: resource.patternType),
-          let operation = AclOperation(rawValue: acl.operation),
-          let permission = AclPermission(rawValue: acl.permissionType)
-        else { return nil }
-        return AclBinding(
-          resourceType: type, resourceName: resource.resourceName, patternType: pattern,
-          principal: acl.principal,
-          host: acl.host, operation: operation, permission: permission)
+        AclBinding(
+          codes: resource.resourceType, resourceName: resource.resourceName,
+          patternType: resource.patternType,
+          principal: acl.principal, host: acl.host, operation: acl.operation, permission: acl.permissionType)
       }
     }
   }
@@ -141,17 +136,10 @@ extension KafkaAdmin {
     var removed: [AclBinding] = []
     for result in response.filterResults {
       try ErrorCode(rawValue: result.errorCode).check("delete ACLs", message: result.errorMessage)
-      for acl in result.matchingAcls {
-        guard let type = AclResourceType(rawValue: acl.resourceType),
-          let pattern = AclPatternType(rawValue: acl.patternType),
-          let operation = AclOperation(rawValue: acl.operation),
-          let permission = AclPermission(rawValue: acl.permissionType)
-        else { continue }
-        removed.append(
-          AclBinding(
-            resourceType: type, resourceName: acl.resourceName, patternType: pattern,
-            principal: acl.principal,
-            host: acl.host, operation: operation, permission: permission))
+      removed += result.matchingAcls.compactMap {
+        AclBinding(
+          codes: $0.resourceType, resourceName: $0.resourceName, patternType: $0.patternType,
+          principal: $0.principal, host: $0.host, operation: $0.operation, permission: $0.permissionType)
       }
     }
     return removed

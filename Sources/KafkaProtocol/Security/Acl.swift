@@ -2,8 +2,31 @@
 /// (principal, host) may or may not do what (operation) to which resources (type, name,
 /// literal or prefix).
 
+/// Kafka's ACL enumerations: a numeric code on the wire and an upper-case name
+/// (`CLUSTER_ACTION`) in tools, derived here from the case name (`clusterAction`).
+public protocol AclCode: CaseIterable, Sendable {}
+
+extension AclCode {
+  /// Kafka's name: the case name in upper snake case.
+  public var name: String {
+    var result = ""
+    for character in String(describing: self) {
+      if character.isUppercase { result.append("_") }
+      result.append(contentsOf: character.uppercased())
+    }
+    return result
+  }
+
+  /// The case of a Kafka name, in any case, with `-` or `_` between words.
+  public init?(name: String) {
+    let wanted = name.uppercased().replacing("-", with: "_")
+    guard let match = Self.allCases.first(where: { $0.name == wanted }) else { return nil }
+    self = match
+  }
+}
+
 /// `ResourceType` codes.
-public enum AclResourceType: Int8, Sendable, Codable, CaseIterable {
+public enum AclResourceType: Int8, Sendable, Codable, CaseIterable, AclCode {
   case unknown = 0
   case any = 1
   case topic = 2
@@ -13,28 +36,10 @@ public enum AclResourceType: Int8, Sendable, Codable, CaseIterable {
   case delegationToken = 6
   case user = 7
 
-  public var name: String {
-    switch self {
-    case .unknown: "UNKNOWN"
-    case .any: "ANY"
-    case .topic: "TOPIC"
-    case .group: "GROUP"
-    case .cluster: "CLUSTER"
-    case .transactionalId: "TRANSACTIONAL_ID"
-    case .delegationToken: "DELEGATION_TOKEN"
-    case .user: "USER"
-    }
-  }
-
-  public init?(name: String) {
-    let wanted = name.uppercased().replacing("-", with: "_")
-    guard let match = Self.allCases.first(where: { $0.name == wanted }) else { return nil }
-    self = match
-  }
 }
 
 /// `AclOperation` codes.
-public enum AclOperation: Int8, Sendable, Codable, CaseIterable {
+public enum AclOperation: Int8, Sendable, Codable, CaseIterable, AclCode {
   case unknown = 0
   case any = 1
   case all = 2
@@ -51,32 +56,6 @@ public enum AclOperation: Int8, Sendable, Codable, CaseIterable {
   case createTokens = 13
   case describeTokens = 14
 
-  public var name: String {
-    switch self {
-    case .unknown: "UNKNOWN"
-    case .any: "ANY"
-    case .all: "ALL"
-    case .read: "READ"
-    case .write: "WRITE"
-    case .create: "CREATE"
-    case .delete: "DELETE"
-    case .alter: "ALTER"
-    case .describe: "DESCRIBE"
-    case .clusterAction: "CLUSTER_ACTION"
-    case .describeConfigs: "DESCRIBE_CONFIGS"
-    case .alterConfigs: "ALTER_CONFIGS"
-    case .idempotentWrite: "IDEMPOTENT_WRITE"
-    case .createTokens: "CREATE_TOKENS"
-    case .describeTokens: "DESCRIBE_TOKENS"
-    }
-  }
-
-  public init?(name: String) {
-    let wanted = name.uppercased().replacing("-", with: "_")
-    guard let match = Self.allCases.first(where: { $0.name == wanted }) else { return nil }
-    self = match
-  }
-
   /// Operations an ALLOW for this one also grants (Kafka: READ, WRITE, DELETE and ALTER
   /// imply DESCRIBE; ALTER_CONFIGS implies DESCRIBE_CONFIGS).
   public var implies: [AclOperation] {
@@ -89,49 +68,22 @@ public enum AclOperation: Int8, Sendable, Codable, CaseIterable {
 }
 
 /// `AclPermissionType` codes.
-public enum AclPermission: Int8, Sendable, Codable, CaseIterable {
+public enum AclPermission: Int8, Sendable, Codable, CaseIterable, AclCode {
   case unknown = 0
   case any = 1
   case deny = 2
   case allow = 3
 
-  public var name: String {
-    switch self {
-    case .unknown: "UNKNOWN"
-    case .any: "ANY"
-    case .deny: "DENY"
-    case .allow: "ALLOW"
-    }
-  }
-
-  public init?(name: String) {
-    guard let match = Self.allCases.first(where: { $0.name == name.uppercased() }) else { return nil }
-    self = match
-  }
 }
 
 /// `PatternType` codes. A binding is LITERAL or PREFIXED; filters may also say ANY or MATCH.
-public enum AclPatternType: Int8, Sendable, Codable, CaseIterable {
+public enum AclPatternType: Int8, Sendable, Codable, CaseIterable, AclCode {
   case unknown = 0
   case any = 1
   case match = 2
   case literal = 3
   case prefixed = 4
 
-  public var name: String {
-    switch self {
-    case .unknown: "UNKNOWN"
-    case .any: "ANY"
-    case .match: "MATCH"
-    case .literal: "LITERAL"
-    case .prefixed: "PREFIXED"
-    }
-  }
-
-  public init?(name: String) {
-    guard let match = Self.allCases.first(where: { $0.name == name.uppercased() }) else { return nil }
-    self = match
-  }
 }
 
 /// One ACL: `permission` for `principal` from `host` to do `operation` on the resources
@@ -254,5 +206,21 @@ public struct AclFilter: Hashable, Sendable {
       return false
     }
     return true
+  }
+}
+
+extension AclBinding {
+  /// A binding from its wire codes; nil if a code is unknown.
+  public init?(
+    codes resourceType: Int8, resourceName: String, patternType: Int8, principal: String, host: String,
+    operation: Int8, permission: Int8
+  ) {
+    guard let type = AclResourceType(rawValue: resourceType),
+      let pattern = AclPatternType(rawValue: patternType),
+      let operation = AclOperation(rawValue: operation), let permission = AclPermission(rawValue: permission)
+    else { return nil }
+    self.init(
+      resourceType: type, resourceName: resourceName, patternType: pattern, principal: principal, host: host,
+      operation: operation, permission: permission)
   }
 }

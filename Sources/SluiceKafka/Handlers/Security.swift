@@ -54,18 +54,16 @@ extension KafkaFrontDoor {
     var valid: [AclBinding] = []
     var results: [CreateAclsResponse.AclCreationResult] = []
     for creation in request.creations {
-      guard let type = AclResourceType(rawValue: creation.resourceType),
-        let pattern = AclPatternType(rawValue: creation.resourcePatternType),
-        let operation = AclOperation(rawValue: creation.operation),
-        let permission = AclPermission(rawValue: creation.permissionType)
+      guard
+        let binding = AclBinding(
+          codes: creation.resourceType, resourceName: creation.resourceName,
+          patternType: creation.resourcePatternType, principal: creation.principal, host: creation.host,
+          operation: creation.operation, permission: creation.permissionType)
       else {
         results.append(
           .init(errorCode: ErrorCode.invalidRequest.rawValue, errorMessage: "unknown ACL field code"))
         continue
       }
-      let binding = AclBinding(
-        resourceType: type, resourceName: creation.resourceName, patternType: pattern,
-        principal: creation.principal, host: creation.host, operation: operation, permission: permission)
       if let problem = binding.problem {
         results.append(.init(errorCode: ErrorCode.invalidRequest.rawValue, errorMessage: problem))
         continue
