@@ -365,6 +365,20 @@ def test_http_api_uses_the_same_users_and_acls(secure, names):
     assert requests.get(f"{base}/v1/webhooks", auth=("erin", "erin-secret"), verify=ca, timeout=10).status_code == 403
     admin = requests.get(f"{base}/topics", auth=(ADMIN, ADMIN_PW), verify=ca, timeout=10).json()
     assert mine in admin and other in admin
+
+    # A consumer instance serves only its creator; a pattern subscription is refused.
+    group = names("g")
+    v2 = {"Content-Type": "application/vnd.kafka.v2+json"}
+    created = requests.post(f"{base}/consumers/{group}", json={"name": "i1", "format": "json"}, headers=v2,
+                            auth=(ADMIN, ADMIN_PW), verify=ca, timeout=10)
+    assert created.status_code == 200, created.text
+    sluice("acl", "add", "--principal", "User:erin", "--operation", "READ", "--group", group, *cli)
+    stolen = requests.get(f"{base}/consumers/{group}/instances/i1/subscription", auth=("erin", "erin-secret"),
+                          verify=ca, timeout=10)
+    assert stolen.status_code == 404
+    pattern = requests.post(f"{base}/consumers/{group}/instances/i1/subscription", json={"topic_pattern": ".*"},
+                            headers=v2, auth=(ADMIN, ADMIN_PW), verify=ca, timeout=10)
+    assert pattern.status_code == 403
     # A deleted user's password stops working at once (the verified-password cache follows).
     sluice("user", "delete", "erin", *cli)
     gone = requests.post(f"{base}/topics/{mine}", json=body, headers=headers, auth=("erin", "erin-secret"),

@@ -81,7 +81,7 @@ public final class Broker: Sendable {
     self.quotas = ClientQuotas(metadata: metadata, clock: clock)
     self.security = try SecurityStore(
       metadata: metadata, superUsers: config.superUsers,
-      allowEveryoneIfNoAclFound: config.allowEveryoneIfNoAclFound)
+      allowEveryoneIfNoAclFound: config.allowEveryoneIfNoAclFound ?? true)
     self.threadPool = NIOThreadPool(numberOfThreads: 2)
     self.groups = GroupCoordinator(
       configuration: .init(config),

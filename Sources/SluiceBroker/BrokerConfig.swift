@@ -11,8 +11,9 @@ public struct BrokerConfig: Sendable {
   /// `super.users`: principals (`User:alice`) every ACL check lets through.
   public var superUsers: Set<String> = []
   /// `allow.everyone.if.no.acl.found`: whether a resource no ACL covers is open to all.
-  /// `sluice serve` sets it false once a listener authenticates, unless it is set explicitly.
-  public var allowEveryoneIfNoAclFound = true
+  /// nil: true, unless a listener authenticates (`sluice serve` and `EmbeddedBroker` decide
+  /// it from their listeners).
+  public var allowEveryoneIfNoAclFound: Bool?
   /// `auto.create.topics.enable`.
   public var autoCreateTopics = true
   /// `num.partitions`: partitions of an auto-created topic.

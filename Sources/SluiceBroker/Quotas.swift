@@ -170,9 +170,9 @@ public final class ClientQuotas: Sendable {
         return 0
       }
       let now = clock.monotonicNanos()
-      // Trackers of users are "p"/"f" + "\u{0}user:" + name: a client id cannot start with NUL.
-      let subject = byUser ? "\u{0}user:" + (user ?? "") : id
-      var trackerKey = (kind == .produce ? "p" : "f") + subject.prefix(Self.maxTrackedIdLength)
+      // Trackers of client ids are "p"/"f" + id, of users "P"/"F" + name.
+      let prefix = byUser ? (kind == .produce ? "P" : "F") : (kind == .produce ? "p" : "f")
+      var trackerKey = prefix + (byUser ? user ?? "" : id).prefix(Self.maxTrackedIdLength)
       if state.trackers[trackerKey] == nil && state.trackers.count >= Self.maxTrackedClients {
         state.trackers = state.trackers.filter { $0.value.theoretical > now }
         if state.trackers.count >= Self.maxTrackedClients { trackerKey = kind == .produce ? "p*" : "f*" }
@@ -197,10 +197,10 @@ public final class ClientQuotas: Sendable {
   public func throttleTotals() -> [(clientId: String, user: String?, kind: Kind, ms: Int64)] {
     state.withLock { state in
       state.throttled.sorted { $0.key < $1.key }.map { key, ms in
-        let subject = key.dropFirst()
-        let kind = key.hasPrefix("p") ? Kind.produce : .fetch
-        if subject.hasPrefix("\u{0}user:") { return ("", String(subject.dropFirst(6)), kind, ms) }
-        return (String(subject), nil, kind, ms)
+        let subject = String(key.dropFirst())
+        let kind = key.hasPrefix("p") || key.hasPrefix("P") ? Kind.produce : .fetch
+        let byUser = key.hasPrefix("P") || key.hasPrefix("F")
+        return (byUser ? "" : subject, byUser ? subject : nil, kind, ms)
       }
     }
   }

@@ -85,6 +85,11 @@ public final class EmbeddedBroker: Service, Sendable {
   /// ``run()``, or use ``start(_:)``.
   public init(configuration: Configuration) throws {
     var configuration = configuration
+    // As `sluice serve`: a resource no ACL covers is closed once the listener authenticates.
+    if configuration.broker.allowEveryoneIfNoAclFound == nil {
+      configuration.broker.allowEveryoneIfNoAclFound =
+        !(configuration.listener?.server.listener.authenticates ?? false)
+    }
     var port: Int?
     if let listener = configuration.listener {
       // The broker advertises its port in Metadata, so the port must be known before it

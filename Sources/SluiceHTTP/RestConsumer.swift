@@ -38,6 +38,9 @@ struct ConsumerSettings: Sendable {
 actor RestConsumer {
   nonisolated let group: String
   nonisolated let name: String
+  /// With HTTP authentication: the principal that created the instance, the only one that
+  /// may use it.
+  nonisolated let owner: String?
   nonisolated let settings: ConsumerSettings
   nonisolated let broker: Broker
   /// Broker clock (monotonic ms) of the last request: idle instances expire.
@@ -79,9 +82,10 @@ actor RestConsumer {
   private var readBusy = false
   private var readWaiters: [CheckedContinuation<Void, Never>] = []
 
-  init(group: String, name: String, settings: ConsumerSettings, broker: Broker) {
+  init(group: String, name: String, settings: ConsumerSettings, broker: Broker, owner: String? = nil) {
     self.group = group
     self.name = name
+    self.owner = owner
     self.settings = settings
     self.broker = broker
     self.lastUsed = Atomic(broker.clock.monotonicMs())
@@ -615,7 +619,9 @@ final class RestConsumers: Sendable {
 
   var count: Int { instances.withLock { $0.count } }
 
-  func create(group: String, name: String, settings: ConsumerSettings) -> Result<RestConsumer, RestError> {
+  func create(group: String, name: String, settings: ConsumerSettings, owner: String? = nil)
+    -> Result<RestConsumer, RestError>
+  {
     let key = Key(group: group, name: name)
     return instances.withLock { table in
       if table[key] != nil {
@@ -630,22 +636,27 @@ final class RestConsumers: Sendable {
             .tooManyRequests, 42901,
             "Too many consumer instances (http.consumer.max.instances=\(configuration.maxConsumers))"))
       }
-      let consumer = RestConsumer(group: group, name: name, settings: settings, broker: broker)
+      let consumer = RestConsumer(group: group, name: name, settings: settings, broker: broker, owner: owner)
       table[key] = consumer
       return .success(consumer)
     }
   }
 
-  func lookup(group: String, name: String) -> RestConsumer? {
+  /// The instance, if it exists and `principal` may use it (nil: no authentication).
+  func lookup(group: String, name: String, principal: String? = nil) -> RestConsumer? {
     let consumer = instances.withLock { $0[Key(group: group, name: name)] }
+    guard consumer?.owner == principal else { return nil }
     consumer?.touch()
     return consumer
   }
 
-  func remove(group: String, name: String) async -> Bool {
-    guard let consumer = instances.withLock({ $0.removeValue(forKey: Key(group: group, name: name)) }) else {
-      return false
+  func remove(group: String, name: String, principal: String? = nil) async -> Bool {
+    let key = Key(group: group, name: name)
+    let removed = instances.withLock { table -> RestConsumer? in
+      guard table[key]?.owner == principal else { return nil }
+      return table.removeValue(forKey: key)
     }
+    guard let consumer = removed else { return false }
     await consumer.close()
     return true
   }

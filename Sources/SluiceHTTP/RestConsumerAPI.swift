@@ -7,6 +7,9 @@ struct RestConsumerAPI {
   let consumers: RestConsumers
   let configuration: HTTPServerConfiguration
   let route: String
+  /// With HTTP authentication: who is asking. An instance serves only its creator, and
+  /// subscriptions must name their topics (each checked for READ).
+  var principal: String? = nil
 
   /// Names (instance names, topics) at most this long; lists at most this many entries.
   static let maxNameBytes = 255
@@ -169,7 +172,7 @@ struct RestConsumerAPI {
       return error(RestError(.internalServerError, 500, "Internal Server Error"))
     }
     let name = given ?? "rest-consumer-\(String(UInt64.random(in: 0...UInt64.max), radix: 16))"
-    switch consumers.create(group: group, name: name, settings: settings) {
+    switch consumers.create(group: group, name: name, settings: settings, owner: principal) {
     case .failure(let failure):
       return error(failure)
     case .success:
@@ -202,7 +205,10 @@ struct RestConsumerAPI {
   }
 
   func instance(_ parameters: [String: String]) -> Result<RestConsumer, RestError> {
-    guard let consumer = consumers.lookup(group: parameters["group"]!, name: parameters["instance"]!) else {
+    guard
+      let consumer = consumers.lookup(
+        group: parameters["group"]!, name: parameters["instance"]!, principal: principal)
+    else {
       return .failure(RestConsumers.notFound)
     }
     return .success(consumer)
@@ -216,7 +222,8 @@ struct RestConsumerAPI {
   {
     let base = "/consumers/{group}/instances/{instance}"
     if method == .DELETE && route == base {
-      let removed = await consumers.remove(group: parameters["group"]!, name: parameters["instance"]!)
+      let removed = await consumers.remove(
+        group: parameters["group"]!, name: parameters["instance"]!, principal: principal)
       return removed ? noContent() : error(RestConsumers.notFound)
     }
     let consumer: RestConsumer
@@ -298,6 +305,12 @@ struct RestConsumerAPI {
       }
       subscription = .topics(Array(Set(topics)).sorted())
     } else if let pattern = root?["topic_pattern"], !pattern.isNull {
+      if principal != nil {
+        return error(
+          RestError(
+            .forbidden, 40301,
+            "topic_pattern is not available with HTTP authentication: name the topics (each needs READ)"))
+      }
       guard let text = pattern.string, text.utf8.count <= Self.maxPatternBytes, (try? Regex(text)) != nil
       else {
         return error(

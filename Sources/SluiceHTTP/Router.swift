@@ -196,9 +196,10 @@ struct Router: Sendable {
       return .error(.methodNotAllowed, code: 405, "HTTP 405 Method Not Allowed", route: template)
     }
     var rest = RestProxy(broker: broker, counters: counters, partitioner: partitioner, route: template)
+    var authenticated: String?
     if let security, !(method == .GET && (template == "/" || template == "/openapi.json")) {
       let principal: String
-      switch security.authenticate(request, route: template) {
+      switch await security.authenticate(request, route: template) {
       case .success(let authenticated): principal = authenticated
       case .failure(let refusal): return refusal
       }
@@ -210,6 +211,7 @@ struct Router: Sendable {
       }
       let broker = self.broker
       rest.visibleTopic = { broker.authorize(principal, host: host, .describe, .topic, $0) }
+      authenticated = principal
     }
     switch (method, template) {
     case (.GET, "/metrics"):
@@ -257,11 +259,13 @@ struct Router: Sendable {
       case (.POST, "/topics/{topic}/partitions/{partition}"):
         return await rest.produce(request, topic: parameters["topic"]!, partition: parameters["partition"]!)
       case (.POST, "/consumers/{group}"):
-        return RestConsumerAPI(consumers: consumers, configuration: configuration, route: template)
-          .create(request, group: parameters["group"]!)
+        var api = RestConsumerAPI(consumers: consumers, configuration: configuration, route: template)
+        api.principal = authenticated
+        return api.create(request, group: parameters["group"]!)
       case (_, let path) where path.hasPrefix("/consumers/{group}/instances/{instance}"):
-        return await RestConsumerAPI(consumers: consumers, configuration: configuration, route: template)
-          .handle(request, method, parameters, context: context)
+        var api = RestConsumerAPI(consumers: consumers, configuration: configuration, route: template)
+        api.principal = authenticated
+        return await api.handle(request, method, parameters, context: context)
       default:
         return .error(.methodNotAllowed, code: 405, "HTTP 405 Method Not Allowed", route: template)
       }

@@ -33,6 +33,9 @@ public enum SCRAMMechanism: String, Sendable, CaseIterable, Codable, Hashable {
   /// Kafka's bounds on the iteration count (ScramMechanism.minIterations/maxIterations).
   public static let minIterations = 4096
   public static let maxIterations = 16384
+  /// What `sluice user add` and the Swift admin client use, and what an unknown user is
+  /// answered with.
+  public static let defaultIterations = 8192
 
   /// The hash's output length in bytes.
   public var hashLength: Int { self == .sha256 ? 32 : 64 }
@@ -130,6 +133,9 @@ public enum SCRAM {
 
   /// A printable nonce without commas (base64 of random bytes).
   public static func nonce() -> String { base64(randomBytes(24)) }
+
+  /// A random key for this process: unknown users' fake salts are derived with it.
+  public static let processSecret = randomBytes(32)
 
   public static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
 
@@ -264,11 +270,12 @@ public struct SCRAMServerExchange: Sendable {
       return .failure(SASLError("delegation tokens are not supported"))
     }
     let credential = lookup(username).flatMap { $0.mechanism == mechanism ? $0 : nil }
-    // An unknown user gets a challenge like any other (a salt derived from the name) and
-    // fails at the proof, so that the exchange does not tell which users exist.
+    // An unknown user gets a challenge like any other (a salt derived from the name with
+    // this process's secret, the default iteration count) and fails at the proof, so that
+    // the exchange does not tell which users exist.
     let salt =
-      credential?.salt ?? Array(mechanism.hash(Array(("sluice-unknown:" + username).utf8)).prefix(16))
-    let iterations = credential?.iterations ?? SCRAMMechanism.minIterations
+      credential?.salt ?? Array(mechanism.hmac(key: SCRAM.processSecret, Array(username.utf8)).prefix(16))
+    let iterations = credential?.iterations ?? SCRAMMechanism.defaultIterations
     let nonce = String(attributes[1].value) + serverNonce
     let first = "r=\(nonce),s=\(SCRAM.base64(salt)),i=\(iterations)"
     state = .sentFirst(

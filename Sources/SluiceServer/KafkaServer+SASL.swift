@@ -1,5 +1,6 @@
 import KafkaProtocol
 import NIOCore
+import NIOPosix
 import SluiceKafka
 
 /// SASL on a listener's connections: the handshake and authentication requests (and, after
@@ -24,12 +25,50 @@ extension KafkaServer {
     return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
   }
 
-  func saslStep(_ frame: ByteBuffer, session: inout SaslSession, channel: any Channel) async -> SaslStepResult
+  /// Runs a step of `session` on a thread-pool thread: PLAIN checks a password with PBKDF2
+  /// (thousands of HMACs), which must not hold up the event loop's other connections.
+  func offLoop<T: Sendable>(
+    _ session: inout SaslSession, _ step: @escaping @Sendable (inout SaslSession) -> T
+  ) async
+    -> T
+  {
+    let copy = session
+    let work: @Sendable () -> (SaslSession, T) = {
+      var updated = copy
+      let result = step(&updated)
+      return (updated, result)
+    }
+    let (updated, result): (SaslSession, T)
+    do {
+      (updated, result) = try await NIOThreadPool.singleton.runIfActive(work)
+    } catch {
+      (updated, result) = work()
+    }
+    session = updated
+    return result
+  }
+
+  /// One frame of a SASL listener's connection. Once `session` authenticates, the frame
+  /// limit is raised to `socket.request.max.bytes` before the final answer is written (the
+  /// client's next request may be a full-size Produce).
+  func saslStep(
+    _ frame: ByteBuffer, session: inout SaslSession, channel: any Channel, frameLimit: FrameLimit?
+  )
+    async -> SaslStepResult
   {
     let nowMs = Self.monotonicMs()
+    let wasAuthenticated = session.isAuthenticated
+    let maximumFrameSize = configuration.maximumFrameSize
+    func raiseLimit(_ session: SaslSession) {
+      if !wasAuthenticated && session.isAuthenticated {
+        frameLimit?.bytes.store(maximumFrameSize, ordering: .relaxed)
+      }
+    }
     if session.expectsRawToken {
       let bytes = frame.getBytes(at: frame.readerIndex, length: frame.readableBytes) ?? []
-      switch session.rawToken(bytes, nowMs: nowMs) {
+      let outcome = await offLoop(&session) { $0.rawToken(bytes, nowMs: nowMs) }
+      raiseLimit(session)
+      switch outcome {
       case .success(let token):
         var out = channel.allocator.buffer(capacity: 4 + token.count)
         out.writeInteger(Int32(token.count))
@@ -69,7 +108,11 @@ extension KafkaServer {
       let (response, next) = session.handshake(handshake, version: prefix.apiVersion)
       (body, outcome) = (.saslHandshake(response), next)
     case .saslAuthenticate(let authenticate):
-      let (response, next) = session.authenticate(authenticate, version: prefix.apiVersion, nowMs: nowMs)
+      let version = prefix.apiVersion
+      let (response, next) = await offLoop(&session) {
+        $0.authenticate(authenticate, version: version, nowMs: nowMs)
+      }
+      raiseLimit(session)
       (body, outcome) = (.saslAuthenticate(response), next)
       if response.errorCode == ErrorCode.saslAuthenticationFailed.rawValue {
         try? await Task.sleep(for: Self.failedAuthenticationDelay)

@@ -343,6 +343,9 @@ public final class KafkaServer: Service, Sendable {
     do {
       try await connection.executeThenClose { inbound, _ in
         for try await frame in inbound {
+          // A TLS connection cannot be half-closed: once the server is stopping, a request
+          // that still arrives is not served (the client retries elsewhere).
+          if listener.securityProtocol.usesTLS && shuttingDown.withLock({ $0 }) != nil { return }
           idle.requestStarted(watched)
           defer { idle.requestEnded(watched) }
           // A client certificate (SSL listeners that ask for one) names the principal, unless
@@ -357,16 +360,13 @@ public final class KafkaServer: Service, Sendable {
             }
           }
           if sasl != nil {
-            switch await saslStep(frame, session: &sasl!, channel: channel) {
+            switch await saslStep(frame, session: &sasl!, channel: channel, frameLimit: frameLimit) {
             case .handled: continue
             case .close(let reason):
               logger.debug("closing connection from \(peer): \(reason)")
               return
             case .pass:
-              if let principal = sasl?.principal {
-                context.principal = principal
-                frameLimit?.bytes.store(configuration.maximumFrameSize, ordering: .relaxed)
-              }
+              if let principal = sasl?.principal { context.principal = principal }
             }
           }
           var requestContext = context

@@ -51,7 +51,8 @@ struct UserCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @Argument(help: "User name (the principal is User:NAME).") var name: String
     @Option(help: "SCRAM-SHA-256 or SCRAM-SHA-512 (default: both).") var mechanism: String?
-    @Option(help: "PBKDF2 iterations, 4096 to 16384.") var iterations: Int = 8192
+    @Option(help: "PBKDF2 iterations, 4096 to 16384.") var iterations: Int =
+      SCRAMMechanism.defaultIterations
     @Option(help: "Write into this stopped broker's data directory instead of asking a running broker.")
     var dataDir: String?
 

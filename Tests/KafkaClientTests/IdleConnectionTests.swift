@@ -89,7 +89,9 @@ import Testing
     // Not before the limit; the upper bound only catches a sweeper that never fires (the suites
     // run in parallel on two cores).
     #expect(closedSilent.allSatisfy { $0.map { (1.95...10).contains($0) } == true }, "\(closedSilent)")
-    #expect(trickler.bytes < 30, "the trickler sent \(trickler.bytes) bytes before it was closed")
+    // A byte every 100 ms: under 100 bytes is closed within the same 10 s as the bound above
+    // (a sweep late on a loaded machine lets a few more bytes through).
+    #expect(trickler.bytes < 100, "the trickler sent \(trickler.bytes) bytes before it was closed")
     #expect(trickler.closedAfter.map { (1.95...10).contains($0) } == true, "\(String(describing: trickler))")
     #expect(answered.answered == 12, "\(answered.stopped)")
     // Everything has ended: the broker's connection count is back to zero.

@@ -225,7 +225,9 @@ import Testing
   @Test func idleInstancesExpireAndTheCountIsBounded() async throws {
     try await withHTTPServer(
       testConfiguration {
-        $0.consumerInstanceTimeoutMs = 300
+        // Long enough that the first instance does not expire before the third is asked
+        // for, even on a loaded machine (the suites run in parallel on two cores).
+        $0.consumerInstanceTimeoutMs = 1500
         $0.maxConsumers = 2
       }
     ) { _, port, _ in
@@ -238,7 +240,7 @@ import Testing
           == 200)
       let third = await client.request("POST", "/consumers/g3", body: #"{"name":"c"}"#, headers: [Self.v2])
       #expect(third?.status == 429)
-      try await Task.sleep(for: .milliseconds(2500))
+      try await Task.sleep(for: .milliseconds(4000))
       #expect(await client.request("GET", "/consumers/g3/instances/a/subscription")?.status == 404)
       #expect(
         await client.request("POST", "/consumers/g3", body: #"{"name":"c"}"#, headers: [Self.v2])?.status

@@ -19,6 +19,7 @@ extension KafkaAdmin {
 
   /// Creates or replaces `user`'s credential for `mechanism` (`SCRAM-SHA-256` or
   /// `SCRAM-SHA-512`). The password is salted and hashed here; only the salted form travels.
+  /// 8192 iterations by default, as `sluice user add` (`SCRAMMechanism.defaultIterations`).
   public func upsertScramCredential(
     user: String, password: String, mechanism: String = "SCRAM-SHA-512", iterations: Int = 8192
   ) async throws {

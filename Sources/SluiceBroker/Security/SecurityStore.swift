@@ -38,6 +38,9 @@ public final class SecurityStore: Sendable {
   let metadata: MetadataStore
   let superUsers: Set<String>
   let generation = Atomic<Int>(0)
+  /// Held while a change is persisted and then applied, so that changes apply in the order
+  /// they were written; readers (every request's ACL check) take only `state`, briefly.
+  let writer = Mutex<Void>(())
   let allowEveryone: Mutex<Bool>
   let state: Mutex<State>
 
@@ -95,12 +98,22 @@ public final class SecurityStore: Sendable {
     }
   }
 
-  /// Whether `password` is `user`'s (PLAIN, HTTP Basic): checked against any of the user's
-  /// SCRAM credentials.
+  /// Whether `password` is `user`'s (PLAIN, HTTP Basic): checked against the user's
+  /// SCRAM-SHA-512 credential, else its SCRAM-SHA-256 one. An unknown user costs the same
+  /// PBKDF2 as a known one, so the time taken does not tell which users exist. Costs
+  /// thousands of HMACs: call it off the event loops.
   public func verify(user: String, password: String) -> Bool {
-    guard let credential = state.withLock({ $0.credentials[user]?.values.first }) else { return false }
+    let credential = state.withLock { $0.credentials[user].flatMap { $0[.sha512] ?? $0[.sha256] } }
+    guard let credential else {
+      _ = Self.decoy.matches(password: password)
+      return false
+    }
     return credential.matches(password: password)
   }
+
+  static let decoy = SCRAMCredential(
+    mechanism: .sha512, password: "", salt: SCRAM.randomBytes(16),
+    iterations: SCRAMMechanism.defaultIterations)
 
   /// Applies upserts and deletions together; persisted (through `offLoop`) before they
   /// count. Throws if persisting fails, leaving everything as it was.
@@ -115,6 +128,10 @@ public final class SecurityStore: Sendable {
   /// ``alterCredentials(_:offLoop:)`` on the calling thread, which must not be an event loop
   /// (it writes and fsyncs the metadata file): `sluice user --data-dir`.
   public func applyCredentials(_ changes: [CredentialChange]) throws(StorageError) {
+    try writer.withLock { (_: inout Void) throws(StorageError) in try persistAndApply(changes) }
+  }
+
+  func persistAndApply(_ changes: [CredentialChange]) throws(StorageError) {
     try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
       var section = document.sections[Self.credentialSection] ?? [:]
       for change in changes {
@@ -199,14 +216,14 @@ public final class SecurityStore: Sendable {
   ) async throws(StorageError) -> [[AclBinding]] {
     let result = Mutex<[[AclBinding]]>([])
     try await offLoop { [self] () throws(StorageError) in
-      // Under the state lock, so that concurrent changes apply one after the other.
-      try state.withLock { (state: inout State) throws(StorageError) in
-        var acls = state.acls
+      // Under the writer lock, so that concurrent changes apply one after the other; the
+      // state lock (which every request's ACL check takes) only to read and to swap.
+      try writer.withLock { (_: inout Void) throws(StorageError) in
+        let current = state.withLock { $0.acls }
+        var acls = current
         let removed = change(&acls)
-        guard acls != state.acls else {
-          result.withLock { $0 = removed }
-          return
-        }
+        result.withLock { $0 = removed }
+        guard acls != current else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         var section: [String: String] = [:]
@@ -217,10 +234,12 @@ public final class SecurityStore: Sendable {
         try metadata.update { (document: inout MetadataStore.Document) throws(StorageError) in
           document.sections[Self.aclSection] = section
         }
-        state.acls = acls
-        state.authorizer = Authorizer(
+        let authorizer = Authorizer(
           acls: acls, superUsers: superUsers, allowEveryoneIfNoAclFound: allowEveryone.withLock { $0 })
-        result.withLock { $0 = removed }
+        state.withLock { state in
+          state.acls = acls
+          state.authorizer = authorizer
+        }
       }
     }
     return result.withLock { $0 }

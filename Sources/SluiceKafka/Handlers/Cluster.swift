@@ -46,12 +46,6 @@ extension KafkaFrontDoor {
   {
     let config = broker.config
     let (host, port) = context.advertised ?? (config.advertisedHost, config.advertisedPort)
-    guard access.allowsCluster(.describe) else {
-      return DescribeClusterResponse(
-        errorCode: ErrorCode.clusterAuthorizationFailed.rawValue,
-        errorMessage: "DESCRIBE on the cluster is needed",
-        endpointType: request.endpointType)
-    }
     var response = DescribeClusterResponse(
       endpointType: request.endpointType, clusterId: broker.clusterId, controllerId: config.nodeId,
       brokers: [.init(brokerId: config.nodeId, host: host, port: port)])

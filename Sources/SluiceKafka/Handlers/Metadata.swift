@@ -36,14 +36,19 @@ extension KafkaFrontDoor {
         }
         // DESCRIBE is checked before existence (an unauthorized principal learns nothing).
         if !access.allows(.describe, .topic, name) {
-          results.append(.init(errorCode: ErrorCode.topicAuthorizationFailed.rawValue, name: name))
+          // Asked by id: the name is not told.
+          let shown = requested.name == nil ? nil : name
+          results.append(
+            .init(
+              errorCode: ErrorCode.topicAuthorizationFailed.rawValue, name: shown, topicId: requested.topicId)
+          )
         } else if let existing = broker.topic(name) {
           results.append(describe(existing, version: version))
         } else if let problem = validateTopicName(name) {
           _ = problem
           results.append(.init(errorCode: ErrorCode.invalidTopicException.rawValue, name: name))
         } else if allowCreate && !access.allowsCluster(.create) && !access.allows(.create, .topic, name) {
-          results.append(.init(errorCode: ErrorCode.unknownTopicOrPartition.rawValue, name: name))
+          results.append(.init(errorCode: ErrorCode.topicAuthorizationFailed.rawValue, name: name))
         } else if allowCreate {
           do throws(TopicError) {
             let created = try await broker.createTopic(

@@ -83,7 +83,9 @@ extension KafkaFrontDoor {
       if version >= 6 { result.topicId = target.id }
       let existing =
         target.name.flatMap { broker.topic($0) } ?? (target.id != .zero ? broker.topic(id: target.id) : nil)
-      if let existing, !access.allows(.delete, .topic, existing.name) {
+      // DELETE is checked before existence, by the name asked for (an unauthorized principal
+      // learns nothing of whether it exists).
+      if let name = target.name ?? existing?.name, !access.allows(.delete, .topic, name) {
         result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
       } else if let existing {
         result.name = existing.name
