@@ -44,7 +44,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages -------------------------------------------------------
 need_apt=()
-for pkg in kcat fiu-utils e2fsprogs curl iptables; do
+# openssl: test certificates (compat/test_security.py, KafkaClientTests/SecureClientTests.swift)
+for pkg in kcat fiu-utils e2fsprogs curl iptables openssl; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
