@@ -31,15 +31,20 @@ def make_certificates(directory):
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
             "-days", "2", "-subj", "/CN=Sluice Test CA", cwd=directory)
     (directory / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, subject, extension in [
-        ("broker", "/CN=localhost", ["-extfile", "san.cnf"]),
-        ("broker2", "/CN=localhost-rotated", ["-extfile", "san.cnf"]),
-        ("carol", "/O=Acme/OU=eng/CN=carol", []),
+    # A second CA the broker does not trust, for a client certificate it must refuse.
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem",
+            "-days", "2", "-subj", "/CN=Someone Else's CA", cwd=directory)
+    for name, subject, extension, ca, days in [
+        ("broker", "/CN=localhost", ["-extfile", "san.cnf"], "ca", "2"),
+        ("broker2", "/CN=localhost-rotated", ["-extfile", "san.cnf"], "ca", "2"),
+        ("carol", "/O=Acme/OU=eng/CN=carol", [], "ca", "2"),
+        ("mallory", "/CN=mallory", [], "other-ca", "2"),  # signed by a CA the broker does not trust
+        ("expired", "/CN=carol", [], "ca", "-1"),  # expired yesterday
     ]:
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                 "-subj", subject, cwd=directory)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", *extension, cwd=directory)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", days, *extension, cwd=directory)
 
 
 def sluice(*args, input=None, check=True):
@@ -245,6 +250,11 @@ def test_acls_with_users_managed_by_the_cli(secure, names):
 
     assert produce(alice, topic, b"allowed") is None
     assert produce(alice, hidden, timeout=5).name() == "TOPIC_AUTHORIZATION_FAILED"
+    # Nothing refused was written: the hidden topic is still empty.
+    probe = Consumer({**secure.conf("SASL_SSL"), "group.id": names("probe")})
+    from confluent_kafka import TopicPartition
+    assert probe.get_watermark_offsets(TopicPartition(hidden, 0), timeout=10) == (0, 0)
+    probe.close()
     visible = AdminClient(alice).list_topics(timeout=10).topics
     assert topic in visible and hidden not in visible
     assert consume_one(alice, topic, group) == b"allowed"
@@ -435,6 +445,14 @@ def test_librdkafka_reauthenticates_before_the_session_ends(tmp_path, names):
         data, {"connections.max.reauth.ms": "1500", "super.users": f"User:{ADMIN}"},
         extra_args=["--listen", f"SASL_PLAINTEXT://127.0.0.1:{port}", "--log-level", "debug"]).start()
     try:
+        deadline = time.monotonic() + 10  # the fixture waits for the first listener only
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, broker.log_tail()
+                time.sleep(0.05)
         errors = []
         conf = {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
                 "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": ADMIN, "sasl.password": ADMIN_PW,
@@ -453,3 +471,126 @@ def test_librdkafka_reauthenticates_before_the_session_ends(tmp_path, names):
         assert "SASL session expired" not in log
     finally:
         assert broker.stop() == 0
+
+
+def test_unknown_user_and_untrusted_or_expired_certificates_are_refused(secure, names):
+    unknown = AdminClient({**secure.conf("SASL_SSL", user="nobody", password="x"), "client.id": "unknown-user"})
+    with pytest.raises(KafkaException):
+        unknown.list_topics(timeout=5)
+    base = {"bootstrap.servers": f"127.0.0.1:{secure.ports['SSL']}", "security.protocol": "SSL",
+            "ssl.ca.location": str(secure.certs / "ca.pem")}
+    for name in ["mallory", "expired"]:
+        conf = {**base, "ssl.certificate.location": str(secure.certs / f"{name}.pem"),
+                "ssl.key.location": str(secure.certs / f"{name}.key")}
+        with pytest.raises(KafkaException):
+            AdminClient(conf).list_topics(timeout=5)
+    # A client that trusts another CA refuses the broker.
+    with pytest.raises(KafkaException):
+        AdminClient({**secure.conf("SASL_SSL"), "ssl.ca.location": str(secure.certs / "other-ca.pem")}).list_topics(
+            timeout=5)
+    # A PLAINTEXT client on a TLS port gets nowhere, and the broker serves on.
+    with pytest.raises(KafkaException):
+        AdminClient({"bootstrap.servers": f"127.0.0.1:{secure.ports['SASL_SSL']}"}).list_topics(timeout=5)
+    assert produce(secure.conf("SASL_SSL"), names(), b"still serving") is None
+
+
+def test_prefixed_acl_allows_a_family_of_topics(secure, names):
+    cli = secure.cli()
+    prefix = names("fam") + "-"
+    sluice("user", "add", "gina", *cli, input="gina-secret\n")
+    sluice("acl", "add", "--principal", "User:gina", "--operation", "WRITE", "--topic", prefix, "--prefixed", *cli)
+    for suffix in ["a", "b"]:
+        sluice("topic", "create", prefix + suffix, *cli)
+    sluice("topic", "create", names("outside"), *cli)
+    gina = secure.conf("SASL_SSL", user="gina", password="gina-secret")
+    assert produce(gina, prefix + "a") is None and produce(gina, prefix + "b") is None
+    assert produce(gina, names("outside"), timeout=5).name() == "TOPIC_AUTHORIZATION_FAILED"
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_kafka_python_over_sasl_ssl_produce_group_consume_admin(secure, names, mechanism):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    topic, group = names(), names("g")
+    common = dict(bootstrap_servers=f"127.0.0.1:{secure.ports['SASL_SSL']}", security_protocol="SASL_SSL",
+                  ssl_cafile=str(secure.certs / "ca.pem"), sasl_mechanism=mechanism,
+                  sasl_plain_username=ADMIN, sasl_plain_password=ADMIN_PW)
+    admin = KafkaAdminClient(**common)
+    from kafka.admin import NewTopic as KPNewTopic
+    admin.create_topics([KPNewTopic(topic, 1, 1)])
+    assert topic in admin.list_topics()
+    admin.close()
+    producer = KafkaProducer(**common)
+    producer.send(topic, b"kp").get(timeout=20)
+    producer.close()
+    consumer = KafkaConsumer(topic, group_id=group, auto_offset_reset="earliest", consumer_timeout_ms=20000,
+                             **common)
+    assert [m.value for m in consumer][:1] == [b"kp"]
+    consumer.commit()
+    consumer.close()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_aiokafka_over_sasl_ssl_produce_and_group_consume(secure, names, mechanism):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.helpers import create_ssl_context
+
+    topic, group = names(), names("g")
+    common = dict(bootstrap_servers=f"127.0.0.1:{secure.ports['SASL_SSL']}", security_protocol="SASL_SSL",
+                  ssl_context=create_ssl_context(cafile=str(secure.certs / "ca.pem")), sasl_mechanism=mechanism,
+                  sasl_plain_username=ADMIN, sasl_plain_password=ADMIN_PW)
+
+    async def run():
+        producer = AIOKafkaProducer(**common)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"aio")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, group_id=group, auto_offset_reset="earliest", **common)
+        await consumer.start()
+        try:
+            return (await asyncio.wait_for(consumer.getone(), 20)).value
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(run()) == b"aio"
+
+
+def test_kcat_and_the_sluice_cli_over_sasl_ssl_and_client_certificates(secure, names):
+    topic, group = names(), names("g")
+    properties = str(secure.certs / f"{ADMIN}.properties")
+    secure.cli()  # writes the properties file
+    produced = subprocess.run(["kcat", "-F", properties, "-P", "-t", topic], input=b"k1\nk2\n",
+                              capture_output=True, timeout=30)
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run(
+        ["kcat", "-F", properties, "-G", group, "-X", "auto.offset.reset=earliest", "-e", "-q", topic],
+        capture_output=True, timeout=60)
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.split() == [b"k1", b"k2"]
+
+    # The Swift client (the sluice CLI) with a client certificate on the SSL listener.
+    sluice("acl", "add", "--principal", "User:CN=carol,OU=eng,O=Acme", "--operation", "WRITE", "--operation", "READ",
+           "--topic", topic, *secure.cli())
+    carol_group = names("carol")
+    sluice("acl", "add", "--principal", "User:CN=carol,OU=eng,O=Acme", "--operation", "READ", "--group",
+           carol_group, *secure.cli())
+    tls = ["--bootstrap", f"127.0.0.1:{secure.ports['SSL']}", "-X", "security.protocol=SSL",
+           "-X", f"ssl.ca.location={secure.certs / 'ca.pem'}",
+           "-X", f"ssl.certificate.location={secure.certs / 'carol.pem'}",
+           "-X", f"ssl.key.location={secure.certs / 'carol.key'}"]
+    sluice("produce", topic, *tls, input="k3\n")
+    out = sluice("consume", topic, "--group", carol_group, "--from", "beginning", "--count", "3", *tls).stdout
+    assert out.split() == ["k1", "k2", "k3"]
+    # kcat with the same client certificate.
+    kcat_tls = subprocess.run(
+        ["kcat", "-b", f"127.0.0.1:{secure.ports['SSL']}", "-X", "security.protocol=SSL",
+         "-X", f"ssl.ca.location={secure.certs / 'ca.pem'}",
+         "-X", f"ssl.certificate.location={secure.certs / 'carol.pem'}",
+         "-X", f"ssl.key.location={secure.certs / 'carol.key'}", "-C", "-t", topic, "-o", "beginning", "-e", "-q"],
+        capture_output=True, timeout=30)
+    assert kcat_tls.returncode == 0, kcat_tls.stderr
+    assert kcat_tls.stdout.split() == [b"k1", b"k2", b"k3"]
