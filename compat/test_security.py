@@ -54,6 +54,18 @@ def sluice(*args, input=None, check=True):
     return result
 
 
+def wait_for_listener(broker, port, timeout=10):
+    """Returns once `port` accepts connections (SluiceBroker.start waits for its first one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, broker.log_tail()
+            time.sleep(0.05)
+
+
 class Secure:
     """The broker and what clients need to reach each listener."""
 
@@ -110,14 +122,7 @@ def secure(tmp_path_factory):
     broker = SluiceBroker(data, settings, extra_args=args).start()
     ports["PLAINTEXT"] = broker.port
     for port in ports.values():  # every listener is up
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, broker.log_tail()
-                time.sleep(0.05)
+        wait_for_listener(broker, port)
     yield Secure(broker, certs, ports)
     status = broker.stop()
     assert status == 0, broker.log_tail()
@@ -445,14 +450,7 @@ def test_librdkafka_reauthenticates_before_the_session_ends(tmp_path, names):
         data, {"connections.max.reauth.ms": "1500", "super.users": f"User:{ADMIN}"},
         extra_args=["--listen", f"SASL_PLAINTEXT://127.0.0.1:{port}", "--log-level", "debug"]).start()
     try:
-        deadline = time.monotonic() + 10  # the fixture waits for the first listener only
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, broker.log_tail()
-                time.sleep(0.05)
+        wait_for_listener(broker, port)  # the fixture waits for the first listener only
         errors = []
         conf = {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
                 "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": ADMIN, "sasl.password": ADMIN_PW,

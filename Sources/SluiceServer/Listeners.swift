@@ -135,14 +135,7 @@ struct LimitedFrameDecoder: NIOSingleStepByteToMessageDecoder {
   let limit: FrameLimit
 
   mutating func decode(buffer: inout ByteBuffer) throws -> ByteBuffer? {
-    guard let size = buffer.getInteger(at: buffer.readerIndex, as: Int32.self) else { return nil }
-    let maximum = limit.bytes.load(ordering: .relaxed)
-    guard size >= 0, Int(size) <= maximum else {
-      throw KafkaProtocolError(.frameTooLarge, "frame of \(size) bytes; the limit is \(maximum)")
-    }
-    guard buffer.readableBytes >= 4 + Int(size) else { return nil }
-    buffer.moveReaderIndex(forwardBy: 4)
-    return buffer.readSlice(length: Int(size))
+    try KafkaFrameDecoder.nextFrame(from: &buffer, maximumFrameSize: limit.bytes.load(ordering: .relaxed))
   }
 
   mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> ByteBuffer? {
