@@ -91,15 +91,10 @@ extension KafkaServer {
       if let refusal = session.refusal(of: prefix.apiKey, nowMs: nowMs) { return .close(refusal) }
       return .pass
     }
-    guard let versions = KafkaFrontDoor.supportedVersions(prefix.apiKey), versions.contains(prefix.apiVersion)
-    else {
-      return .close("unsupported request \(prefix.apiKey) v\(prefix.apiVersion)")
-    }
     let request: KafkaRequest
-    do {
-      request = try KafkaRequest.decode(frame: frame)
-    } catch {
-      return .close("malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)")
+    switch Self.decode(frame, prefix) {
+    case .success(let decoded): request = decoded
+    case .failure(let refusal): return .close(refusal.reason)
     }
     let body: KafkaResponseBody
     let outcome: SaslSession.Outcome

@@ -416,26 +416,39 @@ public final class KafkaServer: Service, Sendable {
     return muteMs > 0 ? (.nothing, muteMs) : nil
   }
 
+  struct Refusal: Error {
+    var reason: String
+  }
+
+  /// Decodes a request of an API and version this broker serves; why not, otherwise (the
+  /// connection is then closed).
+  static func decode(_ frame: ByteBuffer, _ prefix: RequestHeaderPrefix) -> Result<KafkaRequest, Refusal> {
+    guard let versions = KafkaFrontDoor.supportedVersions(prefix.apiKey), versions.contains(prefix.apiVersion)
+    else { return .failure(Refusal(reason: "unsupported request \(prefix.apiKey) v\(prefix.apiVersion)")) }
+    do {
+      return .success(try KafkaRequest.decode(frame: frame))
+    } catch {
+      return .failure(Refusal(reason: "malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)"))
+    }
+  }
+
   func reply(to frame: ByteBuffer, context: RequestContext, muteMs: inout Int64) async -> Reply? {
     guard let prefix = RequestHeaderPrefix.peek(frame) else {
       return .close("frame of \(frame.readableBytes) bytes is too short for a request header")
     }
-    guard let versions = KafkaFrontDoor.supportedVersions(prefix.apiKey), versions.contains(prefix.apiVersion)
-    else {
-      if prefix.apiKey == .apiVersions {
-        // Answer with a v0 body listing what we support, so the client can retry (KIP-511).
-        let body = frontDoor.apiVersions(errorCode: .unsupportedVersion)
-        return encode(
-          KafkaReply(body: .apiVersions(body)), correlationId: prefix.correlationId, apiKey: .apiVersions,
-          version: 0)
-      }
-      return .close("unsupported request \(prefix.apiKey) v\(prefix.apiVersion)")
+    if prefix.apiKey == .apiVersions,
+      KafkaFrontDoor.supportedVersions(.apiVersions)?.contains(prefix.apiVersion) != true
+    {
+      // Answer with a v0 body listing what we support, so the client can retry (KIP-511).
+      let body = frontDoor.apiVersions(errorCode: .unsupportedVersion)
+      return encode(
+        KafkaReply(body: .apiVersions(body)), correlationId: prefix.correlationId, apiKey: .apiVersions,
+        version: 0)
     }
     let request: KafkaRequest
-    do {
-      request = try KafkaRequest.decode(frame: frame)
-    } catch {
-      return .close("malformed \(prefix.apiKey) v\(prefix.apiVersion) request: \(error)")
+    switch Self.decode(frame, prefix) {
+    case .success(let decoded): request = decoded
+    case .failure(let refusal): return .close(refusal.reason)
     }
     if prefix.apiKey == .apiVersions {
       return apiVersionsReply(version: prefix.apiVersion, prefix.correlationId)
