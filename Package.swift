@@ -94,7 +94,7 @@ let package = Package(
     .target(
       name: "SluiceHTTP",
       dependencies: [
-        "SluiceSASL", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        "SluiceSASL",
         .product(name: "Crypto", package: "swift-crypto"),
         "KafkaProtocol",
         "SluiceBroker",
@@ -184,6 +184,7 @@ let package = Package(
     .executableTarget(
       name: "sluice",
       dependencies: [
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
         "KafkaClient",
         "KafkaProtocol",
         "SluiceBroker",

@@ -1,8 +1,7 @@
 public import Logging
-import NIOCore
+public import NIOCore
 import NIOHTTP1
 public import NIOPosix
-public import NIOSSL
 public import ServiceLifecycle
 public import SluiceBroker
 import Synchronization
@@ -16,8 +15,10 @@ public struct HTTPServerConfiguration: Sendable {
   /// `http.authentication`: require HTTP Basic with a broker user on every route but `/`
   /// and `/openapi.json`, and apply the ACLs (docs/security.md).
   public var authentication = false
-  /// HTTPS: the TLS context of the moment (the broker's certificate; reloaded on SIGHUP).
-  public var tls: (@Sendable () -> NIOSSLContext)?
+  /// HTTPS: makes the TLS handler of each accepted connection, first in its pipeline (the
+  /// CLI's gives swift-nio-ssl's server handler with the certificate of the moment, reloaded
+  /// on SIGHUP). Injected, so that this front door does not link a TLS library itself.
+  public var tls: (@Sendable () -> any ChannelHandler)?
   /// Open connections at most; a connection beyond it is closed as it is accepted.
   public var maxConnections = 1024
   /// Request body bytes at most (413 beyond, before the bytes are kept).
@@ -165,7 +166,7 @@ public final class HTTPServer: Service, Sendable {
       .bind(host: configuration.host, port: configuration.port) { channel in
         channel.eventLoop.makeCompletedFuture {
           if let tls = configuration.tls {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls()))
+            try channel.pipeline.syncOperations.addHandler(tls())
           }
           try channel.pipeline.syncOperations.configureHTTPServerPipeline(
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)

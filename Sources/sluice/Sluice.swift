@@ -3,6 +3,7 @@ import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import SluiceBroker
 import SluiceHTTP
@@ -187,7 +188,7 @@ struct Serve: AsyncParsableCommand {
       }
       if httpTLS {
         let identity = try httpIdentity(listeners: listeners, setting: value)
-        httpConfig!.tls = { identity.context }
+        httpConfig!.tls = { NIOSSLServerHandler(context: identity.context) }
         extraIdentities.append(identity)
       }
     }
