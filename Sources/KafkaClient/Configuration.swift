@@ -140,10 +140,10 @@ public enum KafkaConfiguration {
   }
 }
 
-/// Producer settings (names after swift-kafka-client's `KafkaProducerConfiguration`).
+/// Producer settings, Swift-typed (the librdkafka-named form is ``KafkaProducerConfig``).
 public struct KafkaProducerConfiguration: Sendable {
   /// Brokers to fetch metadata from first (any one is enough; others are tried in turn).
-  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  public var bootstrapAddresses: [KafkaConfiguration.BrokerAddress]
   /// Connection settings.
   public var connection = KafkaConfiguration.Connection()
   /// Which replicas must have a record before it counts as sent (`acks`).
@@ -169,8 +169,8 @@ public struct KafkaProducerConfiguration: Sendable {
   package var duplicateEveryProduceRequest = false
 
   /// Kafka's defaults; set the bootstrap addresses (or an in-process transport).
-  public init(bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []) {
-    self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
+  public init(bootstrapAddresses: [KafkaConfiguration.BrokerAddress] = []) {
+    self.bootstrapAddresses = bootstrapAddresses
   }
 }
 
@@ -206,12 +206,14 @@ public struct KafkaConsumptionStrategy: Sendable {
   }
 }
 
-/// Consumer settings (names after swift-kafka-client's `KafkaConsumerConfiguration`).
+/// Consumer settings, Swift-typed (the librdkafka-named form is ``KafkaConsumerConfig``).
 public struct KafkaConsumerConfiguration: Sendable {
+  /// swift-kafka-client's name of ``KafkaConsumptionStrategy``.
+  public typealias ConsumptionStrategy = KafkaConsumptionStrategy
   /// Partitions by assignment, or a group subscription.
   public var consumptionStrategy: KafkaConsumptionStrategy
   /// Brokers to fetch metadata from first.
-  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  public var bootstrapAddresses: [KafkaConfiguration.BrokerAddress]
   /// Connection settings.
   public var connection = KafkaConfiguration.Connection()
   /// Where to start when there is no committed offset or the position is out of range.
@@ -246,22 +248,30 @@ public struct KafkaConsumerConfiguration: Sendable {
   /// rebalance takes partitions away, and on close (nil: only explicit `commit()`; Kafka's
   /// `enable.auto.commit` and `auto.commit.interval.ms`).
   public var autoCommitInterval: Duration? = .seconds(5)
+  /// Whether every message handed out counts as processed for commits (true, librdkafka's
+  /// `enable.auto.offset.store`); false: only offsets given to
+  /// ``KafkaConsumer/storeOffset(_:)`` are committed (at-least-once after processing).
+  public var enableAutoOffsetStore = true
+  /// At most this many fetched records are handed out between two rebalance and
+  /// auto-commit checks (the Java client's `max.poll.records`); the rest stay buffered, so
+  /// a big fetch does not hold up a rebalance.
+  public var maxPollRecords = 500
 
   public init(
     consumptionStrategy: KafkaConsumptionStrategy,
-    bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []
+    bootstrapAddresses: [KafkaConfiguration.BrokerAddress] = []
   ) {
     self.consumptionStrategy = consumptionStrategy
-    self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
+    self.bootstrapAddresses = bootstrapAddresses
   }
 }
 
 /// Admin client settings.
 public struct KafkaAdminConfiguration: Sendable {
-  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  public var bootstrapAddresses: [KafkaConfiguration.BrokerAddress]
   public var connection = KafkaConfiguration.Connection()
-  public init(bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []) {
-    self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
+  public init(bootstrapAddresses: [KafkaConfiguration.BrokerAddress] = []) {
+    self.bootstrapAddresses = bootstrapAddresses
   }
 }
 
@@ -270,4 +280,45 @@ public struct KafkaPartitionAssignor: Hashable, Sendable {
   public var name: String
   public static let range = KafkaPartitionAssignor(name: "range")
   public static let roundRobin = KafkaPartitionAssignor(name: "roundrobin")
+}
+
+// MARK: Names of earlier releases
+
+extension KafkaProducerConfiguration {
+  @available(*, deprecated, renamed: "init(bootstrapAddresses:)")
+  public init(bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]) {
+    self.init(bootstrapAddresses: bootstrapBrokerAddresses)
+  }
+  @available(*, deprecated, renamed: "bootstrapAddresses")
+  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] {
+    get { bootstrapAddresses }
+    set { bootstrapAddresses = newValue }
+  }
+}
+
+extension KafkaConsumerConfiguration {
+  @available(*, deprecated, renamed: "init(consumptionStrategy:bootstrapAddresses:)")
+  public init(
+    consumptionStrategy: KafkaConsumptionStrategy,
+    bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  ) {
+    self.init(consumptionStrategy: consumptionStrategy, bootstrapAddresses: bootstrapBrokerAddresses)
+  }
+  @available(*, deprecated, renamed: "bootstrapAddresses")
+  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] {
+    get { bootstrapAddresses }
+    set { bootstrapAddresses = newValue }
+  }
+}
+
+extension KafkaAdminConfiguration {
+  @available(*, deprecated, renamed: "init(bootstrapAddresses:)")
+  public init(bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]) {
+    self.init(bootstrapAddresses: bootstrapBrokerAddresses)
+  }
+  @available(*, deprecated, renamed: "bootstrapAddresses")
+  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] {
+    get { bootstrapAddresses }
+    set { bootstrapAddresses = newValue }
+  }
 }

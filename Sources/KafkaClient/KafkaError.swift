@@ -5,10 +5,11 @@ public import KafkaProtocol
 ///
 /// Shaped like `PSQLError` and swift-kafka-client's `KafkaError`: a struct with a nested
 /// `Code` of static members, so new codes do not break a caller's `switch`.
-public struct KafkaError: Error, Sendable, CustomStringConvertible {
+public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     enum Base: String, Hashable, Sendable {
       case broker, connectionFailed, connectionClosed, timedOut, config, protocolError, closed, unsupported
+      case queueFull
     }
     let base: Base
     /// The broker answered with an error code (see ``KafkaError/brokerErrorCode``).
@@ -27,6 +28,9 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public static let closed = Code(base: .closed)
     /// The broker does not offer an API (or version) this operation needs.
     public static let unsupported = Code(base: .unsupported)
+    /// The producer's buffer (``KafkaProducerConfiguration/bufferMemory``) is full:
+    /// ``KafkaProducer/send(_:)`` does not wait (librdkafka's QUEUE_FULL); try again later.
+    public static let queueFull = Code(base: .queueFull)
     public var description: String { base.rawValue }
   }
 
@@ -51,7 +55,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
   public var isRetriable: Bool {
     switch code {
     case .broker: brokerErrorCode?.isRetriable ?? false
-    case .connectionFailed, .connectionClosed, .timedOut: true
+    case .connectionFailed, .connectionClosed, .timedOut, .queueFull: true
     default: false
     }
   }

@@ -128,6 +128,11 @@ public struct KafkaAcknowledgedMessage: Hashable, Sendable {
   public var offset: KafkaOffset
   /// The broker's append time under LogAppendTime, else -1.
   public var logAppendTime: Int64
+  /// The message's key, value and headers (empty for messages sent with
+  /// ``KafkaProducer/enqueue(_:)``, which keeps no copy).
+  public var key: ByteBuffer?
+  public var value: ByteBuffer
+  public var headers: [KafkaHeader]
 }
 
 /// A consumed record.

@@ -45,7 +45,7 @@ struct BenchCommand: AsyncParsableCommand {
         guard records > 0, recordSize >= 0 else {
           throw ValidationError("--records must be > 0, --record-size ≥ 0")
         }
-        var configuration = KafkaProducerConfiguration(bootstrapBrokerAddresses: try options.addresses())
+        var configuration = KafkaProducerConfiguration(bootstrapAddresses: try options.addresses())
         configuration.connection = try options.connection()
         configuration.compression = try parseCompression(compression)
         configuration.acks = try parseAcks(acks)
@@ -56,7 +56,7 @@ struct BenchCommand: AsyncParsableCommand {
         let producer = try KafkaProducer(configuration: configuration, logger: try options.logger())
         var value = ByteBuffer(repeating: UInt8(ascii: "x"), count: recordSize)
         // Warm up: metadata, connection, producer id.
-        try await producer.send(KafkaProducerMessage(topic: topic, value: value))
+        try await producer.sendAndAwait(KafkaProducerMessage(topic: topic, value: value)).get()
         // Plain locals: reading an @Option inside the loop costs a generic-metadata lookup
         // per record (seen in perf as ~10% of the loop).
         let (topic, records, numbered) = (self.topic, self.records, self.recordSize >= 8)
@@ -82,7 +82,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     func run() async throws {
       try await runClientCommand {
-        var adminConfiguration = KafkaAdminConfiguration(bootstrapBrokerAddresses: try options.addresses())
+        var adminConfiguration = KafkaAdminConfiguration(bootstrapAddresses: try options.addresses())
         adminConfiguration.connection = try options.connection()
         let logger = try options.logger()
         let admin = try KafkaAdmin(configuration: adminConfiguration, logger: logger)
@@ -97,7 +97,7 @@ struct BenchCommand: AsyncParsableCommand {
                   KafkaOffset.beginning
                 )
               })),
-          bootstrapBrokerAddresses: try options.addresses())
+          bootstrapAddresses: try options.addresses())
         configuration.connection = try options.connection()
         let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
         let start = ContinuousClock.now

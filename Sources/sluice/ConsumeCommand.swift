@@ -104,7 +104,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         throw ValidationError("--instance-id and --assignor need --group")
       }
 
-      var adminConfiguration = KafkaAdminConfiguration(bootstrapBrokerAddresses: addresses)
+      var adminConfiguration = KafkaAdminConfiguration(bootstrapAddresses: addresses)
       adminConfiguration.connection = connection
       let admin = try KafkaAdmin(configuration: adminConfiguration, logger: logger)
       let description: KafkaAdmin.TopicDescription
@@ -129,7 +129,7 @@ struct ConsumeCommand: AsyncParsableCommand {
         assignment[KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: partition))] = offset
       }
       var configuration = KafkaConsumerConfiguration(
-        consumptionStrategy: .partitions(assignment), bootstrapBrokerAddresses: addresses)
+        consumptionStrategy: .partitions(assignment), bootstrapAddresses: addresses)
       configuration.connection = connection
       configuration.autoOffsetReset = .beginning
       let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
@@ -197,7 +197,7 @@ extension ConsumeCommand {
       throw ValidationError("with --group, --from must be beginning or end")
     }
     var configuration = KafkaConsumerConfiguration(
-      consumptionStrategy: .group(id: group, topics: [topic]), bootstrapBrokerAddresses: addresses)
+      consumptionStrategy: .group(id: group, topics: [topic]), bootstrapAddresses: addresses)
     configuration.connection = connection
     configuration.autoOffsetReset = offset
     configuration.groupInstanceId = instanceId
@@ -268,7 +268,7 @@ extension ConsumeCommand {
     default: throw ValidationError("--ack must be accept, release or reject")
     }
     var configuration = KafkaShareConsumerConfiguration(
-      groupId: group, topics: [topic], bootstrapBrokerAddresses: addresses)
+      groupId: group, topics: [topic], bootstrapAddresses: addresses)
     configuration.connection = connection
     configuration.acknowledgementMode = .explicit
     if let count, count > 0 { configuration.maxPollRecords = Int32(clamping: min(count, 500)) }

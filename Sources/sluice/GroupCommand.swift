@@ -96,7 +96,7 @@ struct GroupCommand: AsyncParsableCommand {
         out.append("\nTOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tOWNER\n")
         var ends: [KafkaTopicPartition: Int] = [:]
         var configuration = KafkaConsumerConfiguration(
-          consumptionStrategy: .partitions([:]), bootstrapBrokerAddresses: try options.addresses())
+          consumptionStrategy: .partitions([:]), bootstrapAddresses: try options.addresses())
         configuration.connection = try options.connection()
         let consumer = try KafkaConsumer(configuration: configuration)
         for topicPartition in partitions {
@@ -153,7 +153,7 @@ struct GroupCommand: AsyncParsableCommand {
       if !stats.isEmpty {
         out.append("\nTOPIC\tPARTITION\tSTART\tEND\tUNSETTLED\tACQUIRED\tACKNOWLEDGED\tARCHIVED\n")
         var configuration = KafkaConsumerConfiguration(
-          consumptionStrategy: .partitions([:]), bootstrapBrokerAddresses: try options.addresses())
+          consumptionStrategy: .partitions([:]), bootstrapAddresses: try options.addresses())
         configuration.connection = try options.connection()
         let consumer = try KafkaConsumer(configuration: configuration)
         for key in stats.keys.sorted(by: {

@@ -37,7 +37,7 @@ struct ProduceCommand: AsyncParsableCommand {
 
   func run() async throws {
     try await runClientCommand {
-      var configuration = KafkaProducerConfiguration(bootstrapBrokerAddresses: try options.addresses())
+      var configuration = KafkaProducerConfiguration(bootstrapAddresses: try options.addresses())
       configuration.connection = try options.connection()
       configuration.compression = try parseCompression(compression)
       configuration.acks = try parseAcks(acks)

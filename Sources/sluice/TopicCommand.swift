@@ -9,7 +9,7 @@ struct TopicCommand: AsyncParsableCommand {
     subcommands: [Create.self, List.self, Describe.self, Alter.self, Delete.self])
 
   static func admin(_ options: ClientOptions) throws -> KafkaAdmin {
-    var configuration = KafkaAdminConfiguration(bootstrapBrokerAddresses: try options.addresses())
+    var configuration = KafkaAdminConfiguration(bootstrapAddresses: try options.addresses())
     configuration.connection = try options.connection()
     return try KafkaAdmin(configuration: configuration, logger: try options.logger())
   }

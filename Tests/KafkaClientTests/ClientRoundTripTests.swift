@@ -5,7 +5,7 @@ import SluiceTestSupport
 import Testing
 
 private func producerConfig(_ broker: InProcessBroker) -> KafkaProducerConfiguration {
-  KafkaProducerConfiguration(bootstrapBrokerAddresses: [broker.address])
+  KafkaProducerConfiguration(bootstrapAddresses: [broker.address])
 }
 
 private func consume(
@@ -18,7 +18,7 @@ private func consume(
   }
   let consumer = try KafkaConsumer(
     configuration: KafkaConsumerConfiguration(
-      consumptionStrategy: .partitions(assignment), bootstrapBrokerAddresses: [broker.address]))
+      consumptionStrategy: .partitions(assignment), bootstrapAddresses: [broker.address]))
   var out: [KafkaConsumerMessage] = []
   for try await message in consumer.messages {
     out.append(message)
@@ -31,15 +31,15 @@ private func consume(
 @Suite(.serialized) struct ClientRoundTripTests {
   @Test func sendAndConsumeWithKeysHeadersAndTombstones() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("rt", partitions: 1)
       let producer = try KafkaProducer(configuration: producerConfig(broker))
-      let first = try await producer.send(
+      let first = try await producer.sendAcked(
         KafkaProducerMessage(
           topic: "rt", headers: [KafkaHeader(key: "h", value: ByteBuffer(string: "v"))], key: "k1",
           value: "one"))
       #expect(first.offset == KafkaOffset(rawValue: 0))
-      let second = try await producer.send(
+      let second = try await producer.sendAcked(
         KafkaProducerMessage<String, String>(topic: "rt", key: "k2", value: nil))
       #expect(second.offset == KafkaOffset(rawValue: 1))
       for i in 0..<100 { try await producer.enqueue(KafkaProducerMessage(topic: "rt", value: "v\(i)")) }
@@ -79,7 +79,7 @@ private func consume(
       var config = producerConfig(broker)
       config.acks = acks
       let producer = try KafkaProducer(configuration: config)
-      let ack = try await producer.send(KafkaProducerMessage(topic: "acks", value: "x"))
+      let ack = try await producer.sendAcked(KafkaProducerMessage(topic: "acks", value: "x"))
       #expect(ack.offset == (acks == .none ? KafkaOffset(rawValue: -1) : KafkaOffset(rawValue: 0)))
       try await producer.close()
       #expect(try await consume(broker, "acks", count: 1).map { String(buffer: $0.value) } == ["x"])
@@ -88,11 +88,12 @@ private func consume(
 
   @Test func keyedRecordsFollowMurmur2AndNullKeysStick() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("keyed", partitions: 6)
       let producer = try KafkaProducer(configuration: producerConfig(broker))
       for i in 0..<50 {
-        let ack = try await producer.send(KafkaProducerMessage(topic: "keyed", key: "key-\(i)", value: "v"))
+        let ack = try await producer.sendAcked(
+          KafkaProducerMessage(topic: "keyed", key: "key-\(i)", value: "v"))
         #expect(ack.partition == kafkaPartition(forKey: "key-\(i)", partitionCount: 6))
       }
       // Without a key, records buffered together share one (sticky) partition.
@@ -112,13 +113,13 @@ private func consume(
       config.duplicateEveryProduceRequest = true  // as if every response were lost and the batch retried
       let producer = try KafkaProducer(configuration: config)
       for i in 0..<300 { try await producer.enqueue(KafkaProducerMessage(topic: "idem", value: "r\(i)")) }
-      let last = try await producer.send(KafkaProducerMessage(topic: "idem", value: "last"))
+      let last = try await producer.sendAcked(KafkaProducerMessage(topic: "idem", value: "last"))
       try await producer.close()
       #expect(last.offset == KafkaOffset(rawValue: 300))
       let consumer = try KafkaConsumer(
         configuration: .init(
           consumptionStrategy: .partition(KafkaPartition(rawValue: 0), topic: "idem", offset: .beginning),
-          bootstrapBrokerAddresses: [broker.address]))
+          bootstrapAddresses: [broker.address]))
       let (_, high) = try await consumer.watermarks(
         KafkaTopicPartition(topic: "idem", partition: KafkaPartition(rawValue: 0)))
       #expect(high == KafkaOffset(rawValue: 301))
@@ -132,14 +133,14 @@ private func consume(
     try await InProcessBroker.with { broker in
       let producer = try KafkaProducer(configuration: producerConfig(broker))
       for i in 0..<10 {
-        try await producer.send(
+        try await producer.sendAcked(
           KafkaProducerMessage(topic: "seek", value: "v\(i)", timestamp: 1_000_000 + Int64(i) * 1000))
       }
       let topicPartition = KafkaTopicPartition(topic: "seek", partition: KafkaPartition(rawValue: 0))
       let consumer = try KafkaConsumer(
         configuration: .init(
           consumptionStrategy: .partition(topicPartition.partition, topic: "seek", offset: .end),
-          bootstrapBrokerAddresses: [broker.address]))
+          bootstrapAddresses: [broker.address]))
       #expect(try await consumer.position(topicPartition) == KafkaOffset(rawValue: 10))
       await consumer.seek(topicPartition, toTimestamp: 1_004_500)
       #expect(try await consumer.position(topicPartition) == KafkaOffset(rawValue: 5))
@@ -155,7 +156,7 @@ private func consume(
 
   @Test func adminOperations() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("adm", partitions: 2, configs: ["retention.ms": "3600000"])
       await #expect(throws: KafkaError.self) { try await admin.createTopic("adm", partitions: 2) }
       #expect(try await admin.listTopics().contains("adm"))
@@ -185,7 +186,7 @@ private func consume(
   }
 
   @Test func unreachableBootstrapFailsWithConnectionError() async throws {
-    var config = KafkaAdminConfiguration(bootstrapBrokerAddresses: [
+    var config = KafkaAdminConfiguration(bootstrapAddresses: [
       .init(host: "127.0.0.1", port: try LoopbackSocket.freePort())
     ])
     config.connection.connectTimeout = .milliseconds(300)

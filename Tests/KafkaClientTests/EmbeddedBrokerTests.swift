@@ -36,7 +36,8 @@ private func quietLogger() -> Logger {
     let producer = try KafkaProducer(configuration: broker.producerConfiguration())
     var acks: [KafkaAcknowledgedMessage] = []
     for i in 0..<50 {
-      acks.append(try await producer.send(KafkaProducerMessage(topic: "local", key: "k\(i)", value: "v\(i)")))
+      acks.append(
+        try await producer.sendAcked(KafkaProducerMessage(topic: "local", key: "k\(i)", value: "v\(i)")))
     }
     for i in 50..<1000 {
       try await producer.enqueue(KafkaProducerMessage(topic: "local", key: "k\(i)", value: "v\(i)"))
@@ -78,7 +79,7 @@ private func quietLogger() -> Logger {
     let address = try #require(first.bootstrapAddress)
     #expect(address.host == "127.0.0.1" && address.port == first.port)
     // Over TCP, as a remote client would.
-    let producer = try KafkaProducer(configuration: .init(bootstrapBrokerAddresses: [address]))
+    let producer = try KafkaProducer(configuration: .init(bootstrapAddresses: [address]))
     for i in 0..<100 { try await producer.enqueue(KafkaProducerMessage(topic: "kept", value: "r\(i)")) }
     try await producer.close()
     try await first.stop()
@@ -114,7 +115,7 @@ private func quietLogger() -> Logger {
       ))
     let running = Task { try await group.run() }
 
-    try await producer.send(KafkaProducerMessage(topic: "svc", value: "one"))
+    try await producer.sendAcked(KafkaProducerMessage(topic: "svc", value: "one"))
     // Buffered, not yet acknowledged: graceful shutdown of the producer flushes it.
     try await producer.enqueue(KafkaProducerMessage(topic: "svc", value: "two"))
     var iterator = consumer.messages.makeAsyncIterator()

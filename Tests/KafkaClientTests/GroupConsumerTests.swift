@@ -13,7 +13,7 @@ private func groupConfig(
   _ broker: InProcessBroker, group: String, topics: [String], instance: String? = nil
 ) -> KafkaConsumerConfiguration {
   var config = KafkaConsumerConfiguration(
-    consumptionStrategy: .group(id: group, topics: topics), bootstrapBrokerAddresses: [broker.address])
+    consumptionStrategy: .group(id: group, topics: topics), bootstrapAddresses: [broker.address])
   config.autoOffsetReset = .beginning
   config.heartbeatInterval = .milliseconds(100)
   config.sessionTimeout = .seconds(6)
@@ -25,7 +25,7 @@ private func groupConfig(
 
 private func produce(_ broker: InProcessBroker, topic: String, count: Int, prefix: String = "r") async throws
 {
-  let producer = try KafkaProducer(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+  let producer = try KafkaProducer(configuration: .init(bootstrapAddresses: [broker.address]))
   for i in 0..<count {
     try await producer.enqueue(
       KafkaProducerMessage(topic: topic, key: "\(prefix)\(i)", value: "\(prefix)\(i)"))
@@ -59,7 +59,9 @@ private final class EventLog: Sendable {
   let events = Mutex<[KafkaConsumerEvent]>([])
   var all: [KafkaConsumerEvent] { events.withLock { $0 } }
   var lastAssignment: [KafkaTopicPartition]? {
-    for event in all.reversed() { if case .partitionsAssigned(let p) = event { return p } }
+    for event in all.reversed() {
+      if case .rebalance(let change) = event, change.kind == .assign { return change.partitions }
+    }
     return nil
   }
 }
@@ -95,7 +97,7 @@ private func waitUntil(
 @Suite(.serialized) struct GroupConsumerTests {
   @Test func twoMembersSplitPartitionsAndTogetherSeeEveryRecordOnce() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("split", partitions: 4)
       try await produce(broker, topic: "split", count: 400)
       let received = Received()
@@ -143,7 +145,7 @@ private func waitUntil(
 
   @Test func memberLeavingHandsItsPartitionsToTheOther() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("leave", partitions: 2)
       let received = Received()
       let (a, aEvents) = try KafkaConsumer.makeConsumerWithEvents(
@@ -164,7 +166,8 @@ private func waitUntil(
       await a.close()
       try await readers[0].value
       try await waitUntil("b to own both partitions") { bLog.lastAssignment?.count == 2 }
-      #expect(bLog.all.contains { if case .partitionsRevoked = $0 { true } else { false } })
+      #expect(
+        bLog.all.contains { if case .rebalance(let change) = $0 { change.kind == .revoke } else { false } })
       try await produce(broker, topic: "leave", count: 100, prefix: "second")
       try await waitUntil("the second 100 records") { received.count >= 200 }
       await b.close()
@@ -213,7 +216,7 @@ private func waitUntil(
       await second.close()
       #expect(rest == Array(40..<100))
 
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       #expect(try await admin.committedOffsets(group: "g-resume") == [partition: KafkaOffset(rawValue: 100)])
 
       // commit(message) and a group that starts at the end.
@@ -245,7 +248,7 @@ private func waitUntil(
 
   @Test func staticMemberRejoinsWithItsPartitionsAndNoRebalance() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("static", partitions: 4)
       let received = Received()
       let (a, aEvents) = try KafkaConsumer.makeConsumerWithEvents(
@@ -297,7 +300,7 @@ private func waitUntil(
 
   @Test func roundRobinGroupAndAdminGroupOperations() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("rr1", partitions: 3)
       try await admin.createTopic("rr2", partitions: 3)
       try await produce(broker, topic: "rr1", count: 30)
@@ -336,21 +339,21 @@ private func waitUntil(
 
   @Test func pauseAndResume() async throws {
     try await InProcessBroker.with { broker in
-      let admin = try KafkaAdmin(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let admin = try KafkaAdmin(configuration: .init(bootstrapAddresses: [broker.address]))
       try await admin.createTopic("pause", partitions: 2)
       let p0 = KafkaTopicPartition(topic: "pause", partition: KafkaPartition(rawValue: 0))
       let p1 = KafkaTopicPartition(topic: "pause", partition: KafkaPartition(rawValue: 1))
-      let producer = try KafkaProducer(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let producer = try KafkaProducer(configuration: .init(bootstrapAddresses: [broker.address]))
       for i in 0..<10 {
-        try await producer.send(
+        try await producer.sendAcked(
           KafkaProducerMessage(topic: "pause", partition: p0.partition, value: "zero\(i)"))
-        try await producer.send(
+        try await producer.sendAcked(
           KafkaProducerMessage(topic: "pause", partition: p1.partition, value: "one\(i)"))
       }
       try await producer.close()
       var config = KafkaConsumerConfiguration(
         consumptionStrategy: .partitions([p0: .beginning, p1: .beginning]),
-        bootstrapBrokerAddresses: [broker.address])
+        bootstrapAddresses: [broker.address])
       config.fetchMaxWait = .milliseconds(50)
       let consumer = try KafkaConsumer(configuration: config)
       await consumer.pause([p0])
@@ -373,17 +376,17 @@ private func waitUntil(
     #expect(throws: KafkaError.self) {
       try KafkaConsumer(
         configuration: .init(
-          consumptionStrategy: .group(id: "", topics: ["t"]), bootstrapBrokerAddresses: [address]))
+          consumptionStrategy: .group(id: "", topics: ["t"]), bootstrapAddresses: [address]))
     }
     #expect(throws: KafkaError.self) {
       try KafkaConsumer(
         configuration: .init(
-          consumptionStrategy: .group(id: "g", topics: []), bootstrapBrokerAddresses: [address]))
+          consumptionStrategy: .group(id: "g", topics: []), bootstrapAddresses: [address]))
     }
     let manual = try KafkaConsumer(
       configuration: .init(
         consumptionStrategy: .partition(KafkaPartition(rawValue: 0), topic: "t"),
-        bootstrapBrokerAddresses: [address]))
+        bootstrapAddresses: [address]))
     #expect(throws: KafkaError.self) { try manual.scheduleCommit() }
   }
 }

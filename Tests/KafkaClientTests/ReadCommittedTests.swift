@@ -26,12 +26,12 @@ import Testing
 
   @Test func readCommittedConsumerReadsStableRecords() async throws {
     try await InProcessBroker.with { broker in
-      let producer = try KafkaProducer(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+      let producer = try KafkaProducer(configuration: .init(bootstrapAddresses: [broker.address]))
       for i in 0..<20 { try await producer.enqueue(KafkaProducerMessage(topic: "rc", value: "v\(i)")) }
       try await producer.close()
       var config = KafkaConsumerConfiguration(
         consumptionStrategy: .partition(KafkaPartition(rawValue: 0), topic: "rc", offset: .beginning),
-        bootstrapBrokerAddresses: [broker.address])
+        bootstrapAddresses: [broker.address])
       config.isolationLevel = .readCommitted
       let consumer = try KafkaConsumer(configuration: config)
       var values: [String] = []

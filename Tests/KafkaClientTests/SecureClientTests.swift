@@ -86,7 +86,7 @@ import Testing
     _ broker: EmbeddedBroker, _ securityProtocol: KafkaConfiguration.Security.SecurityProtocol,
     mechanism: KafkaConfiguration.Security.SASLMechanism, password: String = "pw", ca: String? = nil
   ) throws -> KafkaProducer {
-    var configuration = KafkaProducerConfiguration(bootstrapBrokerAddresses: [
+    var configuration = KafkaProducerConfiguration(bootstrapAddresses: [
       try #require(broker.bootstrapAddress)
     ])
     configuration.connection.security.securityProtocol = securityProtocol
@@ -105,16 +105,16 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let broker = try await Self.start(.saslPlaintext, directory: directory, certificates: nil)
     let producer = try Self.producer(broker, .saslPlaintext, mechanism: mechanism)
-    let ack = try await producer.send(KafkaProducerMessage(topic: "mine", value: "hello"))
+    let ack = try await producer.sendAcked(KafkaProducerMessage(topic: "mine", value: "hello"))
     #expect(ack.offset.rawValue == 0)
     await #expect {
-      try await producer.send(KafkaProducerMessage(topic: "theirs", value: "no"))
+      try await producer.sendAcked(KafkaProducerMessage(topic: "theirs", value: "no"))
     } throws: { ($0 as? KafkaError)?.brokerErrorCode == .topicAuthorizationFailed }
     try await producer.close()
 
     let wrong = try Self.producer(broker, .saslPlaintext, mechanism: mechanism, password: "nope")
     await #expect {
-      try await wrong.send(KafkaProducerMessage(topic: "mine", value: "no"))
+      try await wrong.sendAcked(KafkaProducerMessage(topic: "mine", value: "no"))
     } throws: { ($0 as? KafkaError)?.brokerErrorCode == .saslAuthenticationFailed }
     try? await wrong.close()
     try await broker.stop()
@@ -128,13 +128,13 @@ import Testing
     try Self.makeCertificates(in: certificates)
     let broker = try await Self.start(.saslSSL, directory: directory, certificates: certificates)
     let producer = try Self.producer(broker, .saslSSL, mechanism: .scramSHA512, ca: certificates + "/ca.pem")
-    let ack = try await producer.send(KafkaProducerMessage(topic: "mine", value: "over TLS"))
+    let ack = try await producer.sendAcked(KafkaProducerMessage(topic: "mine", value: "over TLS"))
     #expect(ack.offset.rawValue == 0)
     try await producer.close()
     // Without the CA, the system trust store does not know the broker's certificate.
     let untrusting = try Self.producer(broker, .saslSSL, mechanism: .scramSHA512)
     await #expect(throws: KafkaError.self) {
-      try await untrusting.send(KafkaProducerMessage(topic: "mine", value: "no"))
+      try await untrusting.sendAcked(KafkaProducerMessage(topic: "mine", value: "no"))
     }
     try? await untrusting.close()
     try await broker.stop()

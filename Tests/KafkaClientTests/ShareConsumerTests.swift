@@ -12,10 +12,10 @@ import Testing
     _ = try await broker.broker.createTopic(name: topic, partitions: 1, configs: [:])
     try await broker.broker.shares.setConfigs(
       "g", ["share.auto.offset.reset": "earliest"], validateOnly: false)
-    let producer = try KafkaProducer(configuration: .init(bootstrapBrokerAddresses: [broker.address]))
+    let producer = try KafkaProducer(configuration: .init(bootstrapAddresses: [broker.address]))
     // One batch per record: a share fetch hands out whole batches (past maxPollRecords).
     for i in 0..<count {
-      _ = try await producer.send(KafkaProducerMessage(topic: topic, key: "k\(i)", value: "v\(i)"))
+      _ = try await producer.sendAcked(KafkaProducerMessage(topic: topic, key: "k\(i)", value: "v\(i)"))
     }
     try await producer.close()
   }
@@ -24,7 +24,7 @@ import Testing
     throws -> KafkaShareConsumer
   {
     var config = KafkaShareConsumerConfiguration(
-      groupId: "g", topics: ["jobs"], bootstrapBrokerAddresses: [broker.address])
+      groupId: "g", topics: ["jobs"], bootstrapAddresses: [broker.address])
     config.acknowledgementMode = mode
     config.fetchMaxWait = .milliseconds(100)
     config.maxPollRecords = 10

@@ -13,7 +13,7 @@ public final class KafkaAdmin: Sendable {
   public init(configuration: KafkaAdminConfiguration, logger: Logger = Logger(label: "KafkaAdmin")) throws {
     self.configuration = configuration
     self.cluster = try KafkaCluster(
-      bootstrap: configuration.bootstrapBrokerAddresses, settings: configuration.connection, logger: logger)
+      bootstrap: configuration.bootstrapAddresses, settings: configuration.connection, logger: logger)
   }
 
   /// A topic to create.

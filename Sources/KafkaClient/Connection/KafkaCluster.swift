@@ -104,6 +104,20 @@ actor KafkaCluster {
     )
   }
 
+  /// The open connection to `nodeId`, if there is one (no waiting).
+  func openConnection(node nodeId: Int32) -> KafkaConnection? {
+    guard !closed, let connection = connections[nodeId], connection.isActive else { return nil }
+    return connection
+  }
+
+  /// Metadata for `name` when cached and fresh (no request).
+  func cachedTopic(_ name: String) -> TopicMetadata? {
+    guard let cached = topics[name], ContinuousClock.now - cached.fetchedAt < settings.metadataMaxAge,
+      cached.partitionCount > 0
+    else { return nil }
+    return cached
+  }
+
   /// A connection to broker `nodeId` (from metadata).
   func connection(node nodeId: Int32) async throws -> KafkaConnection {
     guard !closed else { throw KafkaError(.closed, "client is closed") }

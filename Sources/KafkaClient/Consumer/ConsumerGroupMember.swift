@@ -19,7 +19,9 @@ import NIOCore
 ///    offset, or at ``KafkaConsumerConfiguration/autoOffsetReset``.
 actor ConsumerGroupMember {
   let groupId: String
-  let topics: [String]
+  private(set) var topics: [String]
+  /// What the consumer asked for: the subscription, stored offsets, pauses.
+  let shared: ConsumerShared
   let configuration: KafkaConsumerConfiguration
   let cluster: KafkaCluster
   let fetcher: Fetcher
@@ -43,8 +45,10 @@ actor ConsumerGroupMember {
 
   init(
     groupId: String, topics: [String], configuration: KafkaConsumerConfiguration, cluster: KafkaCluster,
-    fetcher: Fetcher, logger: Logger, events: AsyncStream<KafkaConsumerEvent>.Continuation
+    fetcher: Fetcher, logger: Logger, events: AsyncStream<KafkaConsumerEvent>.Continuation,
+    shared: ConsumerShared
   ) {
+    self.shared = shared
     self.groupId = groupId
     self.topics = topics
     self.configuration = configuration
@@ -63,6 +67,17 @@ actor ConsumerGroupMember {
   func poll() async throws {
     if let fatal { throw fatal }
     if closed { return }
+    let wanted = shared.subscription
+    if wanted != topics {
+      topics = wanted
+      if wanted.isEmpty {
+        await leave(reason: "unsubscribed")
+        needsRejoin = false
+        return
+      }
+      needsRejoin = true
+    }
+    if topics.isEmpty { return }
     if needsRejoin {
       try await rejoin()
       return
@@ -70,11 +85,21 @@ actor ConsumerGroupMember {
     if let interval = configuration.autoCommitInterval, ContinuousClock.now - lastAutoCommit >= interval {
       lastAutoCommit = .now
       do {
-        try await commit(await fetcher.consumed)
+        try await commit(await processedPositions())
       } catch {
-        if !closed { logger.warning("auto-commit for group \(groupId) failed: \(error)") }
+        if !closed {
+          logger.warning("auto-commit for group \(groupId) failed: \(error)")
+          events.yield(.error(error as? KafkaError ?? KafkaError(.connectionFailed, "\(error)")))
+        }
       }
     }
+  }
+
+  /// The positions to commit: after every record handed out, or (with
+  /// ``KafkaConsumerConfiguration/enableAutoOffsetStore`` off) the stored offsets.
+  private func processedPositions() async -> [KafkaTopicPartition: Int64] {
+    if configuration.enableAutoOffsetStore { return await fetcher.consumed }
+    return shared.storedOffsets(of: Set(assigned))
   }
 
   private func rejoin() async throws {
@@ -82,16 +107,16 @@ actor ConsumerGroupMember {
     if !assigned.isEmpty {
       let revoked = assigned
       if membershipLost {
-        events.yield(.partitionsLost(revoked))
+        events.yield(.rebalance(.init(kind: .error("membership lost"), partitions: revoked)))
       } else {
         if configuration.autoCommitInterval != nil {
           do {
-            try await commit(await fetcher.consumed)
+            try await commit(await processedPositions())
           } catch {
             logger.warning("commit before rebalance of group \(groupId) failed: \(error)")
           }
         }
-        events.yield(.partitionsRevoked(revoked))
+        events.yield(.rebalance(.init(kind: .revoke, partitions: revoked)))
       }
       assigned = []
       await fetcher.assign([:])
@@ -217,7 +242,7 @@ actor ConsumerGroupMember {
     needsRejoin = false
     lastAutoCommit = .now
     logger.debug("group \(groupId): assigned \(partitions.map(\.description).joined(separator: ","))")
-    events.yield(.partitionsAssigned(partitions))
+    events.yield(.rebalance(.init(kind: .assign, partitions: partitions)))
     startHeartbeat()
     return true
   }
@@ -454,8 +479,23 @@ actor ConsumerGroupMember {
       }
     }
     closed = true
+    await leave(reason: "consumer closed")
+  }
+
+  /// Reports the partitions revoked and leaves the group (a static member stays).
+  private func leave(reason: String) async {
     stopHeartbeat()
-    if !assigned.isEmpty { events.yield(.partitionsRevoked(assigned)) }
+    if !assigned.isEmpty {
+      if !closed && !membershipLost && configuration.autoCommitInterval != nil {
+        do {
+          try await commit(await processedPositions())
+        } catch {
+          logger.warning("commit on leaving group \(groupId) failed: \(error)")
+        }
+      }
+      events.yield(.rebalance(.init(kind: .revoke, partitions: assigned)))
+      await fetcher.assign([:])
+    }
     assigned = []
     guard !memberId.isEmpty, !isStatic, let connection = try? await coordinatorConnection() else { return }
     do {
@@ -463,7 +503,7 @@ actor ConsumerGroupMember {
       var request = LeaveGroupRequest()
       request.groupId = groupId
       if version >= 3 {
-        request.members = [.init(memberId: memberId, groupInstanceId: nil, reason: "consumer closed")]
+        request.members = [.init(memberId: memberId, groupInstanceId: nil, reason: reason)]
       } else {
         request.memberId = memberId
       }

@@ -67,15 +67,24 @@ actor Fetcher {
   private var positions: [KafkaTopicPartition: Position] = [:]
   private var order: [KafkaTopicPartition] = []
   private var pendingTopics: [(String, KafkaOffset)]
+  /// The pauses in effect (the consumer's ``ConsumerShared`` holds what was asked for;
+  /// ``applyPauses()`` brings them in line).
   private var paused: Set<KafkaTopicPartition> = []
+  let shared: ConsumerShared
+  /// Records fetched and not handed out yet (at most
+  /// ``KafkaConsumerConfiguration/maxPollRecords`` leave per ``poll()``), from `bufferIndex`.
+  private var buffered: [KafkaConsumerMessage] = []
+  private var bufferIndex = 0
   /// Positions of everything delivered, as of the start of the current round.
   private(set) var consumed: [KafkaTopicPartition: Int64] = [:]
   private(set) var isClosed = false
 
   init(
     cluster: KafkaCluster, configuration: KafkaConsumerConfiguration, logger: Logger,
-    assignment: [KafkaTopicPartition: KafkaOffset], pendingTopics: [(String, KafkaOffset)] = []
+    assignment: [KafkaTopicPartition: KafkaOffset], pendingTopics: [(String, KafkaOffset)] = [],
+    shared: ConsumerShared
   ) {
+    self.shared = shared
     self.cluster = cluster
     self.configuration = configuration
     self.logger = logger
@@ -105,25 +114,66 @@ actor Fetcher {
     positions = assignment.mapValues(Self.position)
     order = Self.sorted(assignment.keys)
     pendingTopics = []
+    shared.retain(Set(assignment.keys))
     paused.formIntersection(assignment.keys)
     consumed = consumed.filter { assignment[$0.key] != nil }
+    buffered = []
+    bufferIndex = 0
   }
 
   func seek(_ topicPartition: KafkaTopicPartition, to position: Position) {
+    dropBuffered([topicPartition])
     if positions[topicPartition] == nil { order.append(topicPartition) }
     positions[topicPartition] = position
   }
 
-  func pause(_ partitions: [KafkaTopicPartition]) { paused.formUnion(partitions) }
-  func resume(_ partitions: [KafkaTopicPartition]) { paused.subtract(partitions) }
-  var pausedPartitions: [KafkaTopicPartition] { Self.sorted(paused) }
+  var pausedPartitions: [KafkaTopicPartition] { Self.sorted(shared.paused) }
+
+  /// Takes the pauses asked for since the last round into effect: buffered records of a
+  /// newly paused partition are dropped and its position moves back to the first of them.
+  private func applyPauses() {
+    let wanted = shared.paused.intersection(positions.keys)
+    guard wanted != paused else { return }
+    dropBuffered(wanted.subtracting(paused))
+    paused = wanted
+  }
+
+  /// Forgets the buffered records of `partitions`, moving each one's position back to the
+  /// first of them, so that they are fetched again.
+  private func dropBuffered(_ partitions: Set<KafkaTopicPartition>) {
+    guard !partitions.isEmpty, bufferIndex < buffered.count else { return }
+    var kept: [KafkaConsumerMessage] = []
+    var rewound: Set<KafkaTopicPartition> = []
+    for message in buffered[bufferIndex...] {
+      let topicPartition = message.topicPartition
+      if partitions.contains(topicPartition) {
+        if rewound.insert(topicPartition).inserted {
+          positions[topicPartition] = .offset(Int64(message.offset.rawValue))
+        }
+      } else {
+        kept.append(message)
+      }
+    }
+    buffered = kept
+    bufferIndex = 0
+  }
 
   func close() { isClosed = true }
 
   /// Records the current positions as delivered (see the type's comment).
   func markConsumed() {
+    var firstBuffered: [KafkaTopicPartition: Int64] = [:]
+    if bufferIndex < buffered.count {
+      for message in buffered[bufferIndex...] where firstBuffered[message.topicPartition] == nil {
+        firstBuffered[message.topicPartition] = Int64(message.offset.rawValue)
+      }
+    }
     for (topicPartition, position) in positions {
-      if case .offset(let offset) = position { consumed[topicPartition] = offset }
+      if let first = firstBuffered[topicPartition] {
+        consumed[topicPartition] = first
+      } else if case .offset(let offset) = position {
+        consumed[topicPartition] = offset
+      }
     }
   }
 
@@ -174,12 +224,24 @@ actor Fetcher {
   /// One fetch round over the assigned, unpaused partitions: the records that arrived
   /// (possibly none). Waits briefly when there is nothing to fetch from.
   func poll() async throws -> [KafkaConsumerMessage] {
-    try await resolvePositions()
-    if order.allSatisfy({ paused.contains($0) }) {
-      try await Task.sleep(for: min(configuration.fetchMaxWait, .milliseconds(100)))
-      return []
+    applyPauses()
+    if bufferIndex == buffered.count {
+      try await resolvePositions()
+      if order.allSatisfy({ paused.contains($0) }) {
+        try await Task.sleep(for: min(configuration.fetchMaxWait, .milliseconds(100)))
+        return []
+      }
+      buffered = try await fetchOnce()
+      bufferIndex = 0
     }
-    return try await fetchOnce()
+    let end = min(buffered.count, bufferIndex + max(1, configuration.maxPollRecords))
+    let chunk = Array(buffered[bufferIndex..<end])
+    bufferIndex = end
+    if end == buffered.count {
+      buffered = []
+      bufferIndex = 0
+    }
+    return chunk
   }
 
   private func fetchOnce() async throws -> [KafkaConsumerMessage] {

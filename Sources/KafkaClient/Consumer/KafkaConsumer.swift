@@ -27,33 +27,46 @@ public final class KafkaConsumer: Service, Sendable {
   let group: ConsumerGroupMember?
   let logger: Logger
   let delivery = DeliveryTracker()
+  let shared: ConsumerShared
   private let eventsContinuation: AsyncStream<KafkaConsumerEvent>.Continuation
   private let eventStream: AsyncStream<KafkaConsumerEvent>
 
   /// Creates a consumer; nothing is sent until the first fetch (or a call that needs the
   /// broker). Throws `.config` for an invalid configuration.
-  public init(configuration: KafkaConsumerConfiguration, logger: Logger = Logger(label: "KafkaConsumer"))
+  public convenience init(
+    configuration: KafkaConsumerConfiguration, logger: Logger = Logger(label: "KafkaConsumer")
+  ) throws {
+    try self.init(configuration: configuration, logger: logger, allowsEmptySubscription: false)
+  }
+
+  private init(configuration: KafkaConsumerConfiguration, logger: Logger, allowsEmptySubscription: Bool)
     throws
   {
     self.configuration = configuration
     self.logger = logger
     self.cluster = try KafkaCluster(
-      bootstrap: configuration.bootstrapBrokerAddresses, settings: configuration.connection, logger: logger)
+      bootstrap: configuration.bootstrapAddresses, settings: configuration.connection, logger: logger)
     (eventStream, eventsContinuation) = AsyncStream.makeStream(
       of: KafkaConsumerEvent.self, bufferingPolicy: .bufferingNewest(256))
+    guard configuration.maxPollRecords > 0 else {
+      throw KafkaError(.config, "maxPollRecords must be positive")
+    }
     switch configuration.consumptionStrategy.base {
     case .partitions(let assignment):
+      shared = ConsumerShared(subscription: [])
       self.fetcher = Fetcher(
-        cluster: cluster, configuration: configuration, logger: logger, assignment: assignment)
+        cluster: cluster, configuration: configuration, logger: logger, assignment: assignment, shared: shared
+      )
       self.group = nil
     case .group(let id, let topics):
+      shared = ConsumerShared(subscription: topics)
       if id.isEmpty, let offset = configuration.consumptionStrategy.allPartitionsOffset {
         self.fetcher = Fetcher(
           cluster: cluster, configuration: configuration, logger: logger, assignment: [:],
-          pendingTopics: topics.map { ($0, offset) })
+          pendingTopics: topics.map { ($0, offset) }, shared: shared)
         self.group = nil
       } else {
-        guard !id.isEmpty, !topics.isEmpty else {
+        guard !id.isEmpty, !topics.isEmpty || allowsEmptySubscription else {
           throw KafkaError(.config, "a group subscription needs a group id and at least one topic")
         }
         guard !configuration.partitionAssignors.isEmpty else {
@@ -62,13 +75,31 @@ public final class KafkaConsumer: Service, Sendable {
         if let instance = configuration.groupInstanceId, instance.isEmpty {
           throw KafkaError(.config, "groupInstanceId must not be empty")
         }
-        let fetcher = Fetcher(cluster: cluster, configuration: configuration, logger: logger, assignment: [:])
+        let fetcher = Fetcher(
+          cluster: cluster, configuration: configuration, logger: logger, assignment: [:], shared: shared)
         self.fetcher = fetcher
         self.group = ConsumerGroupMember(
           groupId: id, topics: topics, configuration: configuration, cluster: cluster, fetcher: fetcher,
-          logger: logger, events: eventsContinuation)
+          logger: logger, events: eventsContinuation, shared: shared)
       }
     }
+  }
+
+  /// A consumer with librdkafka-named settings (swift-kafka-client's initializer). Without
+  /// a ``KafkaConsumerConfig/consumptionStrategy`` it reads nothing until
+  /// ``subscribe(topics:)``.
+  public convenience init(config: KafkaConsumerConfig, logger: Logger) throws {
+    try self.init(
+      configuration: config.configuration(), logger: logger,
+      allowsEmptySubscription: config.consumptionStrategy == nil)
+  }
+
+  /// A consumer and the sequence of its events (swift-kafka-client's factory).
+  public static func makeConsumerWithEvents(config: KafkaConsumerConfig, logger: Logger) throws -> (
+    KafkaConsumer, KafkaConsumerEvents
+  ) {
+    let consumer = try KafkaConsumer(config: config, logger: logger)
+    return (consumer, consumer.events)
   }
 
   /// swift-kafka-client's factory name.
@@ -100,6 +131,7 @@ public final class KafkaConsumer: Service, Sendable {
   package func nextBatch() async throws -> [KafkaConsumerMessage]? {
     delivery.reset()
     while !Task.isCancelled {
+      if delivery.isClosed { return nil }
       if await fetcher.isClosed { return nil }
       await fetcher.markConsumed()
       let batch: [KafkaConsumerMessage]
@@ -112,6 +144,7 @@ public final class KafkaConsumer: Service, Sendable {
       }
       // Records fetched while the consumer was closing are not delivered (their
       // positions were not committed).
+      if delivery.isClosed { return nil }
       if await fetcher.isClosed { return nil }
       if !batch.isEmpty { return batch }
     }
@@ -122,7 +155,7 @@ public final class KafkaConsumer: Service, Sendable {
   /// count as delivered (for ``commit()`` and the commit on close).
   package func markDelivered(_ batch: [KafkaConsumerMessage], count: Int) {
     delivery.started(batch)
-    delivery.handedOut(count)
+    _ = delivery.handOut(count)
   }
 
   // MARK: Assignment and positions
@@ -162,12 +195,69 @@ public final class KafkaConsumer: Service, Sendable {
   /// Stops fetching from `partitions` until ``resume(_:)`` (the group membership stays
   /// alive). A rebalance forgets pauses of partitions it takes away.
   public func pause(_ partitions: [KafkaTopicPartition]) async {
-    await fetcher.pause(partitions)
+    shared.pause(partitions)
   }
 
   /// Fetches from `partitions` again.
   public func resume(_ partitions: [KafkaTopicPartition]) async {
-    await fetcher.resume(partitions)
+    shared.resume(partitions)
+  }
+
+  /// Stops handing out and fetching records of `topicPartitions` until
+  /// ``resume(topicPartitions:)``; records already fetched from them are fetched again
+  /// then (swift-kafka-client's form).
+  public func pause(topicPartitions: [KafkaTopicPartition]) throws {
+    try requireOpen()
+    shared.pause(topicPartitions)
+  }
+
+  /// Reads `topicPartitions` again.
+  public func resume(topicPartitions: [KafkaTopicPartition]) throws {
+    try requireOpen()
+    shared.resume(topicPartitions)
+  }
+
+  private func requireOpen() throws(KafkaError) {
+    if delivery.isClosed { throw KafkaError(.closed, "the consumer is closed") }
+  }
+
+  // MARK: Subscription
+
+  /// Replaces the group subscription (an empty list leaves the group); the next iteration
+  /// step rejoins with it. Needs a group: ``KafkaConsumerConfig/groupId`` or a
+  /// `.group` consumption strategy.
+  public func subscribe(topics: [String]) throws {
+    try requireOpen()
+    guard group != nil else {
+      throw KafkaError(.config, "subscribing needs a group id (groupId or consumptionStrategy .group)")
+    }
+    guard topics.allSatisfy({ !$0.isEmpty }) else { throw KafkaError(.config, "empty topic name") }
+    shared.subscribe(Array(Set(topics)).sorted())
+  }
+
+  /// Leaves the group's subscription: the partitions are revoked (committed first with
+  /// auto-commit) and nothing is read until ``subscribe(topics:)``.
+  public func unsubscribe() throws {
+    try subscribe(topics: [])
+  }
+
+  /// The topics of the group subscription.
+  public func subscribedTopics() throws -> [String] {
+    try requireOpen()
+    return shared.subscription
+  }
+
+  // MARK: Stored offsets
+
+  /// Marks `message` as processed: the next commit (automatic or ``commit()``) covers its
+  /// partition up to and including it. Needs ``KafkaConsumerConfig/enableAutoOffsetStore``
+  /// set to false (otherwise every message handed out counts as processed).
+  public func storeOffset(_ message: KafkaConsumerMessage) throws {
+    try requireOpen()
+    guard !configuration.enableAutoOffsetStore else {
+      throw KafkaError(.config, "storeOffset requires enableAutoOffsetStore to be set to false")
+    }
+    shared.store(message.topicPartition, Int64(message.offset.rawValue) + 1)
   }
 
   /// The paused partitions.
@@ -241,8 +331,9 @@ public final class KafkaConsumer: Service, Sendable {
   /// Positions of delivered messages: those of finished fetch rounds, advanced by what the
   /// current round has handed out; only partitions still assigned.
   func deliveredPositions() async -> [KafkaTopicPartition: Int64] {
-    var positions = await fetcher.consumed
     let assigned = Set(await fetcher.assignedPartitions)
+    if !configuration.enableAutoOffsetStore { return shared.storedOffsets(of: assigned) }
+    var positions = await fetcher.consumed
     for message in delivery.delivered() where assigned.contains(message.topicPartition) {
       let next = Int64(message.offset.rawValue) + 1
       if next > positions[message.topicPartition, default: -1] { positions[message.topicPartition] = next }
@@ -255,18 +346,27 @@ public final class KafkaConsumer: Service, Sendable {
   /// Waits for graceful shutdown (or cancellation), then closes the consumer
   /// (swift-service-lifecycle).
   public func run() async throws {
-    try? await gracefulShutdown()
+    // The handler runs as the shutdown arrives, so the message sequence ends at once.
+    await withGracefulShutdownHandler {
+      try? await gracefulShutdown()
+    } onGracefulShutdown: { [delivery] in
+      delivery.close()
+    }
     await close()
   }
 
-  /// Closes the consumer; iteration then ends (swift-kafka-client's name).
+  /// Closes the consumer: iteration ends at once (no buffered record is handed out after
+  /// this call), and the final commit covers exactly what was handed out
+  /// (swift-kafka-client's name).
   public func triggerGracefulShutdown() {
+    delivery.close()
     Task { await close() }
   }
 
   /// Commits (group with auto-commit), leaves the group (unless static), closes the
-  /// connections; iteration then ends.
+  /// connections; iteration then ends, without handing out the rest of a fetched batch.
   public func close() async {
+    delivery.close()
     await fetcher.close()
     if let group { await group.close(delivered: await deliveredPositions()) }
     eventsContinuation.finish()
@@ -274,26 +374,78 @@ public final class KafkaConsumer: Service, Sendable {
   }
 }
 
-/// Which messages of the current fetch round the iterator has handed out: set once per
-/// round, then one atomic store per message (read by ``KafkaConsumer/commit()``).
+/// Which messages of the current fetch round the iterator has handed out, and whether the
+/// consumer is closing; one lock, so that nothing is handed out after ``close()`` returned
+/// and the final commit reads an exact count.
 final class DeliveryTracker: Sendable {
-  private let batch = Mutex<[KafkaConsumerMessage]>([])
-  private let count = Atomic<Int>(0)
+  private struct State {
+    var batch: [KafkaConsumerMessage] = []
+    var count = 0
+    var closed = false
+  }
+  private let state = Mutex(State())
 
   func reset() {
-    count.store(0, ordering: .releasing)
-    batch.withLock { $0 = [] }
+    state.withLock {
+      $0.count = 0
+      $0.batch = []
+    }
   }
 
   func started(_ messages: [KafkaConsumerMessage]) {
-    batch.withLock { $0 = messages }
+    state.withLock { $0.batch = messages }
   }
 
-  func handedOut(_ n: Int) { count.store(n, ordering: .releasing) }
+  /// Records that the first `n` messages were handed out; false (nothing recorded) once
+  /// closed.
+  func handOut(_ n: Int) -> Bool {
+    state.withLock { s in
+      if s.closed { return false }
+      s.count = n
+      return true
+    }
+  }
+
+  func close() { state.withLock { $0.closed = true } }
+  var isClosed: Bool { state.withLock { $0.closed } }
 
   func delivered() -> ArraySlice<KafkaConsumerMessage> {
-    let n = count.load(ordering: .acquiring)
-    return batch.withLock { $0.prefix(n) }
+    state.withLock { $0.batch.prefix($0.count) }
+  }
+}
+
+/// What the consumer's callers ask for, read by its fetch loop: the group subscription,
+/// offsets stored with ``KafkaConsumer/storeOffset(_:)``, paused partitions.
+final class ConsumerShared: Sendable {
+  private struct State {
+    var subscription: [String]
+    var stored: [KafkaTopicPartition: Int64] = [:]
+    var paused: Set<KafkaTopicPartition> = []
+  }
+  private let state: Mutex<State>
+
+  init(subscription: [String]) { state = Mutex(State(subscription: subscription)) }
+
+  var subscription: [String] { state.withLock { $0.subscription } }
+  func subscribe(_ topics: [String]) { state.withLock { $0.subscription = topics } }
+
+  func store(_ topicPartition: KafkaTopicPartition, _ next: Int64) {
+    state.withLock { $0.stored[topicPartition] = next }
+  }
+  func storedOffsets(of partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartition: Int64] {
+    state.withLock { $0.stored.filter { partitions.contains($0.key) } }
+  }
+
+  var paused: Set<KafkaTopicPartition> { state.withLock { $0.paused } }
+  func pause(_ partitions: [KafkaTopicPartition]) { state.withLock { $0.paused.formUnion(partitions) } }
+  func resume(_ partitions: [KafkaTopicPartition]) { state.withLock { $0.paused.subtract(partitions) } }
+
+  /// Forgets stored offsets and pauses of partitions no longer assigned.
+  func retain(_ assigned: Set<KafkaTopicPartition>) {
+    state.withLock {
+      $0.stored = $0.stored.filter { assigned.contains($0.key) }
+      $0.paused.formIntersection(assigned)
+    }
   }
 }
 
@@ -315,10 +467,16 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
         guard let batch = try await consumer.nextBatch() else { return nil }
         buffered = batch
         index = 0
-        if consumer.group != nil { consumer.delivery.started(batch) }
+        consumer.delivery.started(batch)
+      }
+      // After close (or graceful shutdown) the sequence ends at once: the rest of the batch
+      // is not handed out, so the final commit covers exactly what the caller got.
+      guard consumer.delivery.handOut(index + 1) else {
+        buffered = []
+        index = 0
+        return nil
       }
       defer { index += 1 }
-      if consumer.group != nil { consumer.delivery.handedOut(index + 1) }
       return buffered[index]
     }
   }

@@ -29,7 +29,7 @@ public struct KafkaShareConsumerConfiguration: Sendable {
   public var groupId: String
   /// Topics to consume.
   public var topics: [String]
-  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress]
+  public var bootstrapAddresses: [KafkaConfiguration.BrokerAddress]
   public var connection = KafkaConfiguration.Connection()
   public var acknowledgementMode: AcknowledgementMode = .implicit
   /// Records per fetch at most (`max.poll.records`).
@@ -42,11 +42,11 @@ public struct KafkaShareConsumerConfiguration: Sendable {
   public var maxDecompressedBatchSize = 256 << 20
 
   public init(
-    groupId: String, topics: [String], bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] = []
+    groupId: String, topics: [String], bootstrapAddresses: [KafkaConfiguration.BrokerAddress] = []
   ) {
     self.groupId = groupId
     self.topics = topics
-    self.bootstrapBrokerAddresses = bootstrapBrokerAddresses
+    self.bootstrapAddresses = bootstrapAddresses
   }
 }
 
@@ -100,7 +100,7 @@ public final class KafkaShareConsumer: Service, Sendable {
     }
     self.configuration = configuration
     cluster = try KafkaCluster(
-      bootstrap: configuration.bootstrapBrokerAddresses, settings: configuration.connection, logger: logger)
+      bootstrap: configuration.bootstrapAddresses, settings: configuration.connection, logger: logger)
     member = ShareMember(configuration: configuration, cluster: cluster, logger: logger)
   }
 

@@ -5,10 +5,32 @@ import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 
+/// Who learns a record's outcome: a caller of ``KafkaProducer/sendAndAwait(_:)``
+/// (`continuation`), or else the events sequence. Keeps the key, value and headers for the
+/// report.
+@usableFromInline
+struct RecordWaiter: Sendable {
+  var id: KafkaProducerMessageID
+  var continuation: CheckedContinuation<KafkaDeliveryReport, any Error>?
+  var key: ByteBuffer?
+  var value: ByteBuffer?
+  var headers: [KafkaHeader]
+
+  @usableFromInline
+  init(
+    id: KafkaProducerMessageID, continuation: CheckedContinuation<KafkaDeliveryReport, any Error>?,
+    record: KafkaProducer.PendingRecord
+  ) {
+    self.id = id
+    self.continuation = continuation
+    self.key = record.key
+    self.value = record.value
+    self.headers = record.headers
+  }
+}
+
 /// A record awaiting its acknowledgement: its index in the batch and who waits for it.
-typealias DeliveryWaiter = (
-  index: Int32, continuation: CheckedContinuation<KafkaAcknowledgedMessage, any Error>
-)
+typealias DeliveryWaiter = (index: Int32, waiter: RecordWaiter)
 
 /// One batch of one partition, from first append to acknowledgement.
 struct ProducerBatch: Sendable {
@@ -39,7 +61,7 @@ struct ProducerState: Sendable {
     /// sender must be woken and whether the batch filled up (and moved to `ready`).
     mutating func append(
       _ topicPartition: KafkaTopicPartition, key: ByteBuffer?, value: ByteBuffer?, headers: [RecordHeader],
-      timestamp: Int64, size: Int, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?,
+      timestamp: Int64, size: Int, waiter: RecordWaiter?,
       batchSize: Int, compression: CompressionCodec
     ) -> (wake: Bool, full: Bool) {
       var started = false
@@ -79,6 +101,14 @@ struct ProducerState: Sendable {
   var producerEpoch: Int16 = -1
   var idempotent: Bool
   var needsProducerId: Bool
+  /// Records given to the synchronous ``KafkaProducer/send(_:)`` that wait for their
+  /// topic's metadata, in order (later sends queue behind them); counted in
+  /// `pendingRecords`, their sizes in `backlogBytes`.
+  var backlog:
+    [(record: KafkaProducer.PendingRecord, waiter: RecordWaiter?, deadline: ContinuousClock.Instant)] =
+      []
+  var backlogBytes = 0
+  var lastMessageId: UInt = 0
 }
 
 /// Produces records to Kafka topics.
@@ -104,19 +134,54 @@ public final class KafkaProducer: Service, Sendable {
   let logger: Logger
   let state: Mutex<ProducerState>
   private let sender: Mutex<Task<Void, Never>?> = Mutex(nil)
+  /// Where delivery reports of ``send(_:)`` go (nil: nobody asked for them).
+  @usableFromInline
+  let events: AsyncStream<KafkaProducerEvent>.Continuation?
 
   /// Creates a producer and starts its sender task; connections open on first use.
   /// Throws `.config` for an invalid configuration.
-  public init(configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer"))
-    throws
-  {
+  public convenience init(
+    configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer")
+  ) throws {
+    try self.init(configuration: configuration, logger: logger, events: nil)
+  }
+
+  /// A producer with librdkafka-named settings (swift-kafka-client's initializer). Its
+  /// ``send(_:)`` reports nothing; use ``makeProducerWithEvents(config:logger:)`` for
+  /// delivery reports, or ``sendAndAwait(_:)``.
+  public convenience init(config: KafkaProducerConfig, logger: Logger) throws {
+    try self.init(configuration: config.configuration(), logger: logger, events: nil)
+  }
+
+  /// A producer and the sequence of its events: a delivery report for every message given
+  /// to ``send(_:)`` (swift-kafka-client's factory).
+  public static func makeProducerWithEvents(config: KafkaProducerConfig, logger: Logger) throws -> (
+    KafkaProducer, KafkaProducerEvents
+  ) {
+    try makeProducerWithEvents(configuration: config.configuration(), logger: logger)
+  }
+
+  /// ``makeProducerWithEvents(config:logger:)`` with Swift-typed settings.
+  public static func makeProducerWithEvents(
+    configuration: KafkaProducerConfiguration, logger: Logger = Logger(label: "KafkaProducer")
+  ) throws -> (KafkaProducer, KafkaProducerEvents) {
+    let (stream, continuation) = AsyncStream.makeStream(of: KafkaProducerEvent.self)
+    let producer = try KafkaProducer(configuration: configuration, logger: logger, events: continuation)
+    return (producer, KafkaProducerEvents(stream: stream))
+  }
+
+  private init(
+    configuration: KafkaProducerConfiguration, logger: Logger,
+    events: AsyncStream<KafkaProducerEvent>.Continuation?
+  ) throws {
+    self.events = events
     guard configuration.batchSize > 0, configuration.bufferMemory >= configuration.batchSize else {
       throw KafkaError(.config, "batchSize must be positive and no larger than bufferMemory")
     }
     self.configuration = configuration
     self.logger = logger
     self.cluster = try KafkaCluster(
-      bootstrap: configuration.bootstrapBrokerAddresses, settings: configuration.connection, logger: logger)
+      bootstrap: configuration.bootstrapAddresses, settings: configuration.connection, logger: logger)
     let idempotent = configuration.enableIdempotence && configuration.acks == .all
     self.state = Mutex(ProducerState(idempotent: idempotent, needsProducerId: idempotent))
     let task = Task { [self] in await self.runSender() }
@@ -132,31 +197,66 @@ public final class KafkaProducer: Service, Sendable {
 
   // MARK: Sending
 
-  /// Sends one record and waits until the broker acknowledges it (or it fails for good).
+  /// Sends one record and waits until the broker acknowledges it or it fails for good
+  /// (``KafkaProducerConfiguration/deliveryTimeout`` bounds the wait, whatever the
+  /// connection state). A delivery failure is the report's `.failure`; a closed producer
+  /// or a partition that does not exist is thrown.
   @inlinable
-  @discardableResult
-  public func send<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws
-    -> KafkaAcknowledgedMessage
+  public func sendAndAwait<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) async throws
+    -> KafkaDeliveryReport
   {
     let record = PendingRecord(
       topic: message.topic, partition: message.partition, key: message.key?.kafkaByteBuffer,
       value: message.value?.kafkaByteBuffer, headers: message.headers, timestamp: message.timestamp)
+    let id = nextMessageId()
     return try await withCheckedThrowingContinuation { continuation in
+      let waiter = RecordWaiter(id: id, continuation: continuation, record: record)
       do {
-        if try tryAppend(record, waiter: continuation) { return }
+        if try tryAppend(record, waiter: waiter) { return }
       } catch {
         continuation.resume(throwing: error)
         return
       }
       // Metadata or buffer space needed first. Nothing was appended, so exactly one of
       // `add` (through the batch) or the catch below resumes the continuation.
+      let deadline = ContinuousClock.now + configuration.deliveryTimeout
       Task { [self] in
         do {
-          try await add(record, waiter: continuation)
+          try await withDeadline(deadline) { try await self.add(record, waiter: waiter) }
+        } catch let error as KafkaError where error.code != .closed {
+          continuation.resume(returning: KafkaDeliveryReport(status: .failure(error), id: id))
         } catch {
           continuation.resume(throwing: error)
         }
       }
+    }
+  }
+
+  /// Hands one record to the producer and returns at once with its id
+  /// (swift-kafka-client's fire-and-forget `send`). Its delivery report, with that id,
+  /// comes through the events of ``makeProducerWithEvents(config:logger:)``; without
+  /// them, a failure is thrown by the next ``flush()``.
+  ///
+  /// Throws `.queueFull` when ``KafkaProducerConfiguration/bufferMemory`` is taken (it
+  /// does not wait, as librdkafka's), `.closed` after shutdown. Records sent before their
+  /// topic's metadata is known wait for it in order; later sends queue behind them.
+  @inlinable
+  @discardableResult
+  public func send<Key, Value>(_ message: KafkaProducerMessage<Key, Value>) throws -> KafkaProducerMessageID {
+    let record = PendingRecord(
+      topic: message.topic, partition: message.partition, key: message.key?.kafkaByteBuffer,
+      value: message.value?.kafkaByteBuffer, headers: message.headers, timestamp: message.timestamp)
+    let id = nextMessageId()
+    let waiter = events == nil ? nil : RecordWaiter(id: id, continuation: nil, record: record)
+    try sendNow(record, waiter: waiter)
+    return id
+  }
+
+  @usableFromInline
+  func nextMessageId() -> KafkaProducerMessageID {
+    state.withLock { s in
+      s.lastMessageId += 1
+      return KafkaProducerMessageID(rawValue: s.lastMessageId)
     }
   }
 
@@ -208,6 +308,7 @@ public final class KafkaProducer: Service, Sendable {
     wake()
     let task = sender.withLock { $0 }
     await task?.value
+    events?.finish()
     await cluster.close()
     if let flushError { throw flushError }
   }
@@ -257,16 +358,33 @@ public final class KafkaProducer: Service, Sendable {
   /// The fast path: appends under one lock when the topic's partition count is known and
   /// the buffer has room. False when the slow path (metadata, waiting for space) is needed.
   @usableFromInline
-  func tryAppend(
-    _ record: PendingRecord, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?
-  ) throws(KafkaError) -> Bool {
+  func tryAppend(_ record: PendingRecord, waiter: RecordWaiter?) throws(KafkaError) -> Bool {
+    try tryAppend(record, waiter: waiter, origin: .caller) == .appended
+  }
+
+  /// Who appends: ``send(_:)`` (behind the backlog), another caller, or the slow path
+  /// with a record accepted before the producer started closing.
+  @usableFromInline
+  enum Origin: Sendable {
+    case send, caller, accepted
+  }
+
+  /// The fast path's outcome: `.needsMetadata` and `.needsSpace` tell why it could not
+  /// append. From ``send(_:)``, a backlog waiting for metadata comes first.
+  @usableFromInline
+  func tryAppend(_ record: PendingRecord, waiter: RecordWaiter?, origin: Origin) throws(KafkaError)
+    -> FastPath
+  {
     let timestamp = record.timestamp ?? Self.nowMillis()
     let outcome = state.withLock { s -> AppendOutcome in
-      if s.closing { return .closed }
-      guard let topic = s.topics[record.topic] else { return .slow }
+      if origin == .accepted ? s.closed : s.closing { return .closed }
+      if origin == .send && !s.backlog.isEmpty { return .slow(.needsMetadata) }
+      guard let topic = s.topics[record.topic] else { return .slow(.needsMetadata) }
       let count = topic.partitionCount
-      guard s.bufferedBytes == 0 || s.bufferedBytes + record.size <= configuration.bufferMemory else {
-        return .slow
+      // A record from the backlog is already counted in `backlogBytes`.
+      let taken = s.bufferedBytes + (origin == .accepted ? 0 : s.backlogBytes)
+      guard taken == 0 || taken + record.size <= configuration.bufferMemory else {
+        return .slow(.needsSpace)
       }
       let partition: Int
       if record.partition != .unassigned {
@@ -285,9 +403,9 @@ public final class KafkaProducer: Service, Sendable {
     switch outcome {
     case .appended(let sealed):
       if sealed { wake() }
-      return true
-    case .slow:
-      return false
+      return .appended
+    case .slow(let reason):
+      return reason
     case .closed:
       throw KafkaError(.closed, "producer is closed")
     case .badPartition(let count):
@@ -297,23 +415,92 @@ public final class KafkaProducer: Service, Sendable {
   }
 
   @usableFromInline
+  enum FastPath: Sendable {
+    case appended, needsMetadata, needsSpace
+  }
+
+  @usableFromInline
   enum AppendOutcome {
     case appended(sealed: Bool)
-    case slow
+    case slow(FastPath)
     case closed
     case badPartition(Int)
+  }
+
+  /// ``send(_:)``'s path: appends now, or queues the record behind the backlog of records
+  /// waiting for metadata, or throws `.queueFull`.
+  @usableFromInline
+  func sendNow(_ record: PendingRecord, waiter: RecordWaiter?) throws(KafkaError) {
+    switch try tryAppend(record, waiter: waiter, origin: .send) {
+    case .appended: return
+    case .needsSpace:
+      throw KafkaError(.queueFull, "the producer's buffer of \(configuration.bufferMemory) bytes is full")
+    case .needsMetadata: break
+    }
+    let deadline = ContinuousClock.now + configuration.deliveryTimeout
+    let start = try state.withLock { s throws(KafkaError) -> Bool in
+      if s.closing { throw KafkaError(.closed, "producer is closed") }
+      let taken = s.bufferedBytes + s.backlogBytes
+      guard taken == 0 || taken + record.size <= configuration.bufferMemory else {
+        throw KafkaError(.queueFull, "the producer's buffer of \(configuration.bufferMemory) bytes is full")
+      }
+      s.backlog.append((record, waiter, deadline))
+      s.backlogBytes += record.size
+      s.pendingRecords += 1
+      return s.backlog.count == 1
+    }
+    if start { Task { await self.drainBacklog() } }
+  }
+
+  /// Appends the backlog's records in order, each once its topic's metadata is known (or
+  /// fails it at its delivery deadline); one task at a time.
+  private func drainBacklog() async {
+    while let (record, waiter, deadline) = state.withLock({ $0.backlog.first }) {
+      var failure: KafkaError?
+      do {
+        try await withDeadline(deadline) { try await self.add(record, waiter: waiter) }
+      } catch {
+        failure = error as? KafkaError ?? KafkaError(.connectionFailed, "\(error)")
+      }
+      let flushes = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+        s.backlog.removeFirst()
+        s.backlogBytes -= record.size
+        s.pendingRecords -= 1
+        if let failure, s.firstError == nil { s.firstError = failure }
+        guard s.pendingRecords == 0 else { return [] }
+        defer {
+          s.flushing -= s.flushWaiters.count
+          s.flushWaiters = []
+        }
+        return s.flushWaiters
+      }
+      if let failure, let waiter { report([(waiter, .failure(failure))]) }
+      for flush in flushes { flush.resume() }
+    }
+  }
+
+  /// Hands outcomes to their waiters: a `sendAndAwait` caller, else the events sequence.
+  private func report(_ outcomes: [(RecordWaiter, KafkaDeliveryReport.Status)]) {
+    var reports: [KafkaDeliveryReport] = []
+    for (waiter, status) in outcomes {
+      let report = KafkaDeliveryReport(status: status, id: waiter.id)
+      if let continuation = waiter.continuation {
+        continuation.resume(returning: report)
+      } else {
+        reports.append(report)
+      }
+    }
+    if !reports.isEmpty { events?.yield(.deliveryReports(reports)) }
   }
 
   /// The slow path: fetches the topic's metadata and waits for buffer space as needed, then
   /// appends.
   @usableFromInline
-  func add(_ record: PendingRecord, waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?)
-    async throws
-  {
+  func add(_ record: PendingRecord, waiter: RecordWaiter?) async throws {
     while true {
-      if state.withLock({ $0.closing }) { throw KafkaError(.closed, "producer is closed") }
+      if state.withLock({ $0.closed }) { throw KafkaError(.closed, "producer is closed") }
       _ = try await partitionCount(record.topic)
-      if try tryAppend(record, waiter: waiter) { return }
+      if try tryAppend(record, waiter: waiter, origin: .accepted) == .appended { return }
       try await waitForSpace(record.size)
     }
   }
@@ -353,7 +540,7 @@ public final class KafkaProducer: Service, Sendable {
   /// sender must be woken (a new batch starts its linger timer, a full one can leave).
   private func appendLocked(
     _ s: inout ProducerState, _ record: PendingRecord, partition requested: Int, timestamp: Int64,
-    waiter: CheckedContinuation<KafkaAcknowledgedMessage, any Error>?
+    waiter: RecordWaiter?
   ) -> Bool {
     var partition = requested
     if partition < 0 {
@@ -469,7 +656,17 @@ public final class KafkaProducer: Service, Sendable {
         var byLeader: [Int32: [ProducerBatch]] = [:]
         for batch in batches {
           do {
-            let metadata = try await cluster.topic(batch.topicPartition.topic)
+            // Bounded by the delivery deadline: with no broker reachable the lookup would
+            // wait for the connect timeout.
+            let topic = batch.topicPartition.topic
+            let metadata: TopicMetadata
+            if let cached = await cluster.cachedTopic(topic) {
+              metadata = cached
+            } else {
+              metadata = try await withDeadline(batch.created + configuration.deliveryTimeout) {
+                try await self.cluster.topic(topic)
+              }
+            }
             let leader = metadata.leaders[Int32(batch.topicPartition.partition.rawValue)] ?? -1
             guard leader >= 0 else {
               throw KafkaError.broker(.leaderNotAvailable, "no leader for \(batch.topicPartition)")
@@ -547,7 +744,13 @@ public final class KafkaProducer: Service, Sendable {
     }
     request.topicData = order.map { ProduceRequest.TopicProduceData(name: $0, partitionData: byTopic[$0]!) }
     do {
-      let connection = try await cluster.connection(node: leader)
+      let deadline = batches.map(\.created).min()! + configuration.deliveryTimeout
+      let connection: KafkaConnection
+      if let open = await cluster.openConnection(node: leader) {
+        connection = open
+      } else {
+        connection = try await withDeadline(deadline) { try await self.cluster.connection(node: leader) }
+      }
       let needsZstd = batches.contains { $0.builder.attributes.compression == .zstd }
       let version = try connection.version(for: .produce, min: needsZstd ? 7 : 3, max: 10)
       if configuration.acks == .none {
@@ -612,13 +815,15 @@ public final class KafkaProducer: Service, Sendable {
 
   /// Completes a batch successfully.
   private func finish(_ batch: ProducerBatch, baseOffset: Int64, logAppendTime: Int64) async {
-    for waiter in batch.waiters {
-      waiter.continuation.resume(
-        returning: KafkaAcknowledgedMessage(
+    report(
+      batch.waiters.map { index, waiter in
+        let message = KafkaAcknowledgedMessage(
           topic: batch.topicPartition.topic, partition: batch.topicPartition.partition,
-          offset: KafkaOffset(rawValue: baseOffset < 0 ? -1 : Int(baseOffset) + Int(waiter.index)),
-          logAppendTime: logAppendTime))
-    }
+          offset: KafkaOffset(rawValue: baseOffset < 0 ? -1 : Int(baseOffset) + Int(index)),
+          logAppendTime: logAppendTime, key: waiter.key, value: waiter.value ?? ByteBuffer(),
+          headers: waiter.headers)
+        return (waiter, .acknowledged(message: message))
+      })
     release(batch, requeue: nil, error: nil)
   }
 
@@ -639,7 +844,7 @@ public final class KafkaProducer: Service, Sendable {
     }
     let final =
       expired && error.isRetriable ? KafkaError(.timedOut, "delivery timed out: \(error.message)") : error
-    for waiter in batch.waiters { waiter.continuation.resume(throwing: final) }
+    report(batch.waiters.map { ($0.waiter, .failure(final)) })
     let sequenceBroken =
       final.brokerErrorCode == .outOfOrderSequenceNumber || final.brokerErrorCode == .unknownProducerId
       || batch.stamp != nil
@@ -679,6 +884,37 @@ public final class KafkaProducer: Service, Sendable {
     for waiter in spaceWaiters { waiter.resume() }
     for waiter in flushWaiters { waiter.resume() }
     wake()
+  }
+
+  /// Runs `body`, but throws `.timedOut` at `deadline` if it has not finished by then (it
+  /// goes on in the background; used for metadata and connections, which are safe to
+  /// abandon).
+  @usableFromInline
+  func withDeadline<T: Sendable>(
+    _ deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T
+  ) async throws -> T {
+    let done = Mutex(false)
+    let claim: @Sendable () -> Bool = {
+      done.withLock { taken in
+        defer { taken = true }
+        return !taken
+      }
+    }
+    return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+      let timer = Task {
+        try? await Task.sleep(until: deadline)
+        if claim() { continuation.resume(throwing: KafkaError(.timedOut, "delivery timed out")) }
+      }
+      Task {
+        do {
+          let value = try await body()
+          if claim() { continuation.resume(returning: value) }
+        } catch {
+          if claim() { continuation.resume(throwing: error) }
+        }
+        timer.cancel()
+      }
+    }
   }
 
   static func nowMillis() -> Int64 {
