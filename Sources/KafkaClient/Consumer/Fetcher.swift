@@ -114,7 +114,7 @@ actor Fetcher {
     positions = assignment.mapValues(Self.position)
     order = Self.sorted(assignment.keys)
     pendingTopics = []
-    shared.retain(Set(assignment.keys))
+    shared.assigned(Set(assignment.keys))
     paused.formIntersection(assignment.keys)
     consumed = consumed.filter { assignment[$0.key] != nil }
     buffered = []

@@ -129,11 +129,13 @@ public final class KafkaConsumer: Service, Sendable {
   /// cancelled. For callers that want to act per fetch, e.g. flush output. Everything
   /// returned by the previous call counts as delivered.
   package func nextBatch() async throws -> [KafkaConsumerMessage]? {
-    delivery.reset()
     while !Task.isCancelled {
       if delivery.isClosed { return nil }
       if await fetcher.isClosed { return nil }
+      // Positions first, then the hand-out count: a commit reading them in the other order
+      // (``deliveredPositions()``) never misses the previous step.
       await fetcher.markConsumed()
+      delivery.reset()
       let batch: [KafkaConsumerMessage]
       do {
         if let group { try await group.poll() }
@@ -252,8 +254,9 @@ public final class KafkaConsumer: Service, Sendable {
   /// Marks `message` as processed: the next commit (automatic or ``commit()``) covers its
   /// partition up to and including it. Needs ``KafkaConsumerConfig/enableAutoOffsetStore``
   /// set to false (otherwise every message handed out counts as processed).
+  /// A message of a partition no longer assigned is not stored. Storing goes on during
+  /// shutdown, until the final commit is taken.
   public func storeOffset(_ message: KafkaConsumerMessage) throws {
-    try requireOpen()
     guard !configuration.enableAutoOffsetStore else {
       throw KafkaError(.config, "storeOffset requires enableAutoOffsetStore to be set to false")
     }
@@ -333,8 +336,11 @@ public final class KafkaConsumer: Service, Sendable {
   func deliveredPositions() async -> [KafkaTopicPartition: Int64] {
     let assigned = Set(await fetcher.assignedPartitions)
     if !configuration.enableAutoOffsetStore { return shared.storedOffsets(of: assigned) }
+    // The hand-out count before the positions (``nextBatch()`` updates them the other way
+    // round), so that a step finished in between is in one or the other.
+    let delivered = delivery.delivered()
     var positions = await fetcher.consumed
-    for message in delivery.delivered() where assigned.contains(message.topicPartition) {
+    for message in delivered where assigned.contains(message.topicPartition) {
       let next = Int64(message.offset.rawValue) + 1
       if next > positions[message.topicPartition, default: -1] { positions[message.topicPartition] = next }
     }
@@ -421,6 +427,7 @@ final class ConsumerShared: Sendable {
     var subscription: [String]
     var stored: [KafkaTopicPartition: Int64] = [:]
     var paused: Set<KafkaTopicPartition> = []
+    var assigned: Set<KafkaTopicPartition> = []
   }
   private let state: Mutex<State>
 
@@ -430,7 +437,9 @@ final class ConsumerShared: Sendable {
   func subscribe(_ topics: [String]) { state.withLock { $0.subscription = topics } }
 
   func store(_ topicPartition: KafkaTopicPartition, _ next: Int64) {
-    state.withLock { $0.stored[topicPartition] = next }
+    state.withLock {
+      if $0.assigned.contains(topicPartition) { $0.stored[topicPartition] = next }
+    }
   }
   func storedOffsets(of partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartition: Int64] {
     state.withLock { $0.stored.filter { partitions.contains($0.key) } }
@@ -440,10 +449,13 @@ final class ConsumerShared: Sendable {
   func pause(_ partitions: [KafkaTopicPartition]) { state.withLock { $0.paused.formUnion(partitions) } }
   func resume(_ partitions: [KafkaTopicPartition]) { state.withLock { $0.paused.subtract(partitions) } }
 
-  /// Forgets stored offsets and pauses of partitions no longer assigned.
-  func retain(_ assigned: Set<KafkaTopicPartition>) {
+  /// A new assignment: stored offsets are forgotten (each partition starts at its
+  /// committed offset; a late store of an earlier assignment's message must not move it
+  /// back), pauses of partitions no longer assigned too.
+  func assigned(_ assigned: Set<KafkaTopicPartition>) {
     state.withLock {
-      $0.stored = $0.stored.filter { assigned.contains($0.key) }
+      $0.assigned = assigned
+      $0.stored = [:]
       $0.paused.formIntersection(assigned)
     }
   }

@@ -134,6 +134,7 @@ public final class KafkaProducer: Service, Sendable {
   let logger: Logger
   let state: Mutex<ProducerState>
   private let sender: Mutex<Task<Void, Never>?> = Mutex(nil)
+  private let closer: Mutex<Task<Void, any Error>?> = Mutex(nil)
   /// Where delivery reports of ``send(_:)`` go (nil: nobody asked for them).
   @usableFromInline
   let events: AsyncStream<KafkaProducerEvent>.Continuation?
@@ -222,7 +223,7 @@ public final class KafkaProducer: Service, Sendable {
       let deadline = ContinuousClock.now + configuration.deliveryTimeout
       Task { [self] in
         do {
-          try await withDeadline(deadline) { try await self.add(record, waiter: waiter) }
+          try await self.add(record, waiter: waiter, deadline: deadline)
         } catch let error as KafkaError where error.code != .closed {
           continuation.resume(returning: KafkaDeliveryReport(status: .failure(error), id: id))
         } catch {
@@ -294,16 +295,22 @@ public final class KafkaProducer: Service, Sendable {
     }
   }
 
-  /// Flushes, stops the sender and closes the connections. Idempotent.
+  /// Flushes, stops the sender and closes the connections. Idempotent: a second call
+  /// waits for the first.
   public func close() async throws {
-    let alreadyClosed = state.withLock { s -> Bool in
-      defer { s.closing = true }
-      return s.closing
+    let task = closer.withLock { task in
+      if let task { return task }
+      let new = Task { try await self.closeOnce() }
+      task = new
+      return new
     }
+    try await task.value
+  }
+
+  private func closeOnce() async throws {
+    state.withLock { $0.closing = true }
     var flushError: (any Error)?
-    if !alreadyClosed {
-      do { try await flush() } catch { flushError = error }
-    }
+    do { try await flush() } catch { flushError = error }
     state.withLock { $0.closed = true }
     wake()
     let task = sender.withLock { $0 }
@@ -454,28 +461,37 @@ public final class KafkaProducer: Service, Sendable {
 
   /// Appends the backlog's records in order, each once its topic's metadata is known (or
   /// fails it at its delivery deadline); one task at a time.
+  ///
+  /// The drainer removes a record and looks at the next under one lock, and stops only when
+  /// it found the backlog empty there, so that a ``send(_:)`` appending to an empty backlog
+  /// (which starts a new drainer) never meets a drainer still running.
   private func drainBacklog() async {
-    while let (record, waiter, deadline) = state.withLock({ $0.backlog.first }) {
+    var next = state.withLock { $0.backlog.first }
+    while let (record, waiter, deadline) = next {
       var failure: KafkaError?
       do {
-        try await withDeadline(deadline) { try await self.add(record, waiter: waiter) }
+        try await add(record, waiter: waiter, deadline: deadline)
       } catch {
         failure = error as? KafkaError ?? KafkaError(.connectionFailed, "\(error)")
       }
-      let flushes = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+      // Reported before the record stops counting, so that close() cannot finish the
+      // events first.
+      if let failure, let waiter { report([(waiter, .failure(failure))]) }
+      let (flushes, following) = state.withLock { s in
         s.backlog.removeFirst()
         s.backlogBytes -= record.size
         s.pendingRecords -= 1
         if let failure, s.firstError == nil { s.firstError = failure }
-        guard s.pendingRecords == 0 else { return [] }
-        defer {
-          s.flushing -= s.flushWaiters.count
+        var flushes: [CheckedContinuation<Void, Never>] = []
+        if s.pendingRecords == 0 {
+          flushes = s.flushWaiters
+          s.flushing -= flushes.count
           s.flushWaiters = []
         }
-        return s.flushWaiters
+        return (flushes, s.backlog.first)
       }
-      if let failure, let waiter { report([(waiter, .failure(failure))]) }
       for flush in flushes { flush.resume() }
+      next = following
     }
   }
 
@@ -494,14 +510,24 @@ public final class KafkaProducer: Service, Sendable {
   }
 
   /// The slow path: fetches the topic's metadata and waits for buffer space as needed, then
-  /// appends.
+  /// appends. With a `deadline` (a send's delivery deadline) both waits end there with
+  /// `.timedOut`; the record is appended only here, on the caller's path, so a send reported
+  /// as timed out is never appended later.
   @usableFromInline
-  func add(_ record: PendingRecord, waiter: RecordWaiter?) async throws {
+  func add(_ record: PendingRecord, waiter: RecordWaiter?, deadline: ContinuousClock.Instant? = nil)
+    async throws
+  {
     while true {
       if state.withLock({ $0.closed }) { throw KafkaError(.closed, "producer is closed") }
-      _ = try await partitionCount(record.topic)
+      if let deadline, state.withLock({ $0.topics[record.topic] == nil }) {
+        // The lookup goes on in the background past the deadline; it only fills the cache.
+        let topic = record.topic
+        _ = try await withDeadline(deadline) { try await self.partitionCount(topic) }
+      } else {
+        _ = try await partitionCount(record.topic)
+      }
       if try tryAppend(record, waiter: waiter, origin: .accepted) == .appended { return }
-      try await waitForSpace(record.size)
+      try await waitForSpace(record.size, deadline: deadline)
     }
   }
 
@@ -515,12 +541,27 @@ public final class KafkaProducer: Service, Sendable {
     return metadata.partitionCount
   }
 
-  private func waitForSpace(_ size: Int) async throws {
+  private func waitForSpace(_ size: Int, deadline: ContinuousClock.Instant?) async throws {
+    // At the deadline every space waiter is woken (the others look again and wait on).
+    let alarm = deadline.map { deadline in
+      Task { [self] in
+        try await Task.sleep(until: deadline)
+        let waiters = state.withLock { s in
+          defer { s.spaceWaiters = [] }
+          return s.spaceWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+      }
+    }
+    defer { alarm?.cancel() }
     while true {
       let hasSpace = state.withLock {
         $0.bufferedBytes == 0 || $0.bufferedBytes + size <= configuration.bufferMemory
       }
       if hasSpace { return }
+      if let deadline, ContinuousClock.now >= deadline {
+        throw KafkaError(.timedOut, "delivery timed out waiting for buffer space")
+      }
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let resumeNow = state.withLock { s -> Bool in
           if s.bufferedBytes == 0 || s.bufferedBytes + size <= configuration.bufferMemory || s.closed {
