@@ -53,41 +53,44 @@ public enum KafkaConfig {
 }
 
 /// Settings every ``KafkaProducerConfig`` and ``KafkaConsumerConfig`` share, under
-/// librdkafka's names (nil: the default shown).
-public protocol KafkaCommonConfig {
+/// librdkafka's names (nil: the default shown). Both configurations expose them as their
+/// own properties (`config.bootstrapServers = […]`) through dynamic member lookup.
+public struct KafkaCommonConfig: Sendable {
   /// `bootstrap.servers`: `HOST:PORT` of brokers to fetch metadata from first.
-  var bootstrapServers: [String]? { get }
+  public var bootstrapServers: [String]?
   /// `client.id` (sluice-swift).
-  var clientId: String? { get }
+  public var clientId: String?
   /// `request.timeout.ms` (30000).
-  var requestTimeoutMs: Int? { get }
+  public var requestTimeoutMs: Int?
   /// `socket.connection.setup.timeout.ms`: give up reaching any broker after this (10000).
-  var socketConnectionSetupTimeoutMs: Int? { get }
+  public var socketConnectionSetupTimeoutMs: Int?
   /// `reconnect.backoff.ms` (100) and `reconnect.backoff.max.ms` (2000).
-  var reconnectBackoffMs: Int? { get }
-  var reconnectBackoffMaxMs: Int? { get }
+  public var reconnectBackoffMs: Int?
+  public var reconnectBackoffMaxMs: Int?
   /// `metadata.max.age.ms` (300000).
-  var metadataMaxAgeMs: Int? { get }
+  public var metadataMaxAgeMs: Int?
   /// `receive.message.max.bytes`: largest response accepted (104857600).
-  var receiveMessageMaxBytes: Int? { get }
+  public var receiveMessageMaxBytes: Int?
   /// `security.protocol` (plaintext).
-  var securityProtocol: KafkaConfig.SecurityProtocol? { get }
+  public var securityProtocol: KafkaConfig.SecurityProtocol?
   /// `sasl.mechanisms` (or `sasl.mechanism`): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (PLAIN).
-  var saslMechanisms: String? { get }
-  var saslMechanism: String? { get }
-  var saslUsername: String? { get }
-  var saslPassword: String? { get }
+  public var saslMechanisms: String?
+  public var saslMechanism: String?
+  public var saslUsername: String?
+  public var saslPassword: String?
   /// `ssl.ca.location` (nil: the system's trust store), `ssl.certificate.location` and
   /// `ssl.key.location` (a client certificate).
-  var sslCaLocation: String? { get }
-  var sslCertificateLocation: String? { get }
-  var sslKeyLocation: String? { get }
+  public var sslCaLocation: String?
+  public var sslCertificateLocation: String?
+  public var sslKeyLocation: String?
   /// `ssl.endpoint.identification.algorithm` (https).
-  var sslEndpointIdentificationAlgorithm: KafkaConfig.SslEndpointIdentificationAlgorithm? { get }
-  /// `enable.ssl.certificate.verification` (true); false also skips the host name check.
-  var enableSslCertificateVerification: Bool? { get }
+  public var sslEndpointIdentificationAlgorithm: KafkaConfig.SslEndpointIdentificationAlgorithm?
+  /// `enable.ssl.certificate.verification` (true); false is refused (give the CA instead).
+  public var enableSslCertificateVerification: Bool?
   /// Sluice's addition: TCP, or a broker embedded in this process.
-  var transport: KafkaConfiguration.Transport { get }
+  public var transport: KafkaConfiguration.Transport = .tcp
+
+  public init() {}
 }
 
 extension KafkaCommonConfig {
@@ -162,33 +165,21 @@ extension String {
 /// config.bootstrapServers = ["localhost:9092"]
 /// let producer = try KafkaProducer(config: config, logger: logger)
 /// ```
-public struct KafkaProducerConfig: KafkaCommonConfig, Sendable {
+@dynamicMemberLookup
+public struct KafkaProducerConfig: Sendable {
   /// How often ``KafkaProducer/run()`` checks for shutdown (unused: delivery reports are
   /// pushed as they arrive; kept for source compatibility).
   public var pollInterval: Duration = .milliseconds(100)
   /// Accepted for source compatibility and not used: graceful shutdown waits until every
   /// buffered record is delivered or has failed, which ``messageTimeoutMs`` bounds.
   public var shutdownFlushTimeoutMs = 10_000
-
-  public var bootstrapServers: [String]?
-  public var clientId: String?
-  public var requestTimeoutMs: Int?
-  public var socketConnectionSetupTimeoutMs: Int?
-  public var reconnectBackoffMs: Int?
-  public var reconnectBackoffMaxMs: Int?
-  public var metadataMaxAgeMs: Int?
-  public var receiveMessageMaxBytes: Int?
-  public var securityProtocol: KafkaConfig.SecurityProtocol?
-  public var saslMechanisms: String?
-  public var saslMechanism: String?
-  public var saslUsername: String?
-  public var saslPassword: String?
-  public var sslCaLocation: String?
-  public var sslCertificateLocation: String?
-  public var sslKeyLocation: String?
-  public var sslEndpointIdentificationAlgorithm: KafkaConfig.SslEndpointIdentificationAlgorithm?
-  public var enableSslCertificateVerification: Bool?
-  public var transport: KafkaConfiguration.Transport = .tcp
+  /// Connection and security settings, also reachable as this configuration's own
+  /// properties (`config.bootstrapServers`).
+  public var common = KafkaCommonConfig()
+  public subscript<T>(dynamicMember path: WritableKeyPath<KafkaCommonConfig, T>) -> T {
+    get { common[keyPath: path] }
+    set { common[keyPath: path] = newValue }
+  }
 
   /// `acks` (or `request.required.acks`): 0, 1 or -1 (all, the default).
   public var acks: Int?
@@ -219,7 +210,7 @@ public struct KafkaProducerConfig: KafkaCommonConfig, Sendable {
 
   /// The equivalent ``KafkaProducerConfiguration``; throws `.config` for a bad value.
   public func configuration() throws(KafkaError) -> KafkaProducerConfiguration {
-    let (addresses, connection) = try connectionSettings()
+    let (addresses, connection) = try common.connectionSettings()
     var configuration = KafkaProducerConfiguration(bootstrapAddresses: addresses)
     configuration.connection = connection
     if let acks = acks ?? requestRequiredAcks {
@@ -280,33 +271,21 @@ extension CompressionCodec {
 /// config.consumptionStrategy = .group(id: "example-group", topics: ["topic-name"])
 /// let consumer = try KafkaConsumer(config: config, logger: logger)
 /// ```
-public struct KafkaConsumerConfig: KafkaCommonConfig, Sendable {
+@dynamicMemberLookup
+public struct KafkaConsumerConfig: Sendable {
   /// How often ``KafkaConsumer/run()`` checks for shutdown (unused; kept for source
   /// compatibility).
   public var pollInterval: Duration = .milliseconds(100)
   /// What to read: a group subscription or partitions. nil: nothing until
   /// ``KafkaConsumer/subscribe(topics:)`` (which needs ``groupId``).
   public var consumptionStrategy: KafkaConsumptionStrategy?
-
-  public var bootstrapServers: [String]?
-  public var clientId: String?
-  public var requestTimeoutMs: Int?
-  public var socketConnectionSetupTimeoutMs: Int?
-  public var reconnectBackoffMs: Int?
-  public var reconnectBackoffMaxMs: Int?
-  public var metadataMaxAgeMs: Int?
-  public var receiveMessageMaxBytes: Int?
-  public var securityProtocol: KafkaConfig.SecurityProtocol?
-  public var saslMechanisms: String?
-  public var saslMechanism: String?
-  public var saslUsername: String?
-  public var saslPassword: String?
-  public var sslCaLocation: String?
-  public var sslCertificateLocation: String?
-  public var sslKeyLocation: String?
-  public var sslEndpointIdentificationAlgorithm: KafkaConfig.SslEndpointIdentificationAlgorithm?
-  public var enableSslCertificateVerification: Bool?
-  public var transport: KafkaConfiguration.Transport = .tcp
+  /// Connection and security settings, also reachable as this configuration's own
+  /// properties (`config.bootstrapServers`).
+  public var common = KafkaCommonConfig()
+  public subscript<T>(dynamicMember path: WritableKeyPath<KafkaCommonConfig, T>) -> T {
+    get { common[keyPath: path] }
+    set { common[keyPath: path] = newValue }
+  }
 
   /// `group.id`: the group of ``KafkaConsumer/subscribe(topics:)`` when
   /// ``consumptionStrategy`` does not name one.
@@ -345,7 +324,7 @@ public struct KafkaConsumerConfig: KafkaCommonConfig, Sendable {
 
   /// The equivalent ``KafkaConsumerConfiguration``; throws `.config` for a bad value.
   public func configuration() throws(KafkaError) -> KafkaConsumerConfiguration {
-    let (addresses, connection) = try connectionSettings()
+    let (addresses, connection) = try common.connectionSettings()
     let strategy: KafkaConsumptionStrategy
     switch consumptionStrategy?.base {
     case .group(let id, let topics) where !id.isEmpty || consumptionStrategy?.allPartitionsOffset == nil:
