@@ -201,6 +201,17 @@ let package = Package(
       ],
       swiftSettings: strict
     ),
+    // swift-kafka-client's README examples with `import KafkaClient` (compat/test_swift_client.py).
+    .executableTarget(
+      name: "swift-kafka-client-readme",
+      dependencies: [
+        "KafkaClient",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      path: "Examples/SwiftKafkaClientReadme",
+      swiftSettings: strict
+    ),
     .executableTarget(
       name: "FuzzRequest",
       dependencies: ["KafkaProtocol", .product(name: "NIOCore", package: "swift-nio")],
