@@ -37,6 +37,13 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Batch size in bytes.") var batchSize = 1_000_000
     @Option(help: "Linger in milliseconds.") var lingerMs = 5
     @Flag(help: "Disable the idempotent producer.") var noIdempotence = false
+    @Option(
+      help: """
+        enqueue (buffer, failures from flush), send (fire-and-forget with delivery-report \
+        events), or send-and-await (--concurrency tasks, each awaiting every record).
+        """)
+    var mode = "enqueue"
+    @Option(help: "Tasks sending at once in send-and-await mode.") var concurrency = 64
     @Flag(help: "Also print how long the enqueue loop took (the rest is waiting for acknowledgements).")
     var verbose = false
 
@@ -53,7 +60,11 @@ struct BenchCommand: AsyncParsableCommand {
         configuration.bufferMemory = max(64 << 20, batchSize * 4)
         configuration.linger = .milliseconds(lingerMs)
         configuration.enableIdempotence = !noIdempotence
-        let producer = try KafkaProducer(configuration: configuration, logger: try options.logger())
+        guard ["enqueue", "send", "send-and-await"].contains(mode), concurrency > 0 else {
+          throw ValidationError("--mode is enqueue, send or send-and-await; --concurrency > 0")
+        }
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(
+          configuration: configuration, logger: try options.logger())
         var value = ByteBuffer(repeating: UInt8(ascii: "x"), count: recordSize)
         // Warm up: metadata, connection, producer id.
         try await producer.sendAndAwait(KafkaProducerMessage(topic: topic, value: value)).get()
@@ -61,9 +72,49 @@ struct BenchCommand: AsyncParsableCommand {
         // per record (seen in perf as ~10% of the loop).
         let (topic, records, numbered) = (self.topic, self.records, self.recordSize >= 8)
         let start = ContinuousClock.now
-        for i in 0..<records {
-          if numbered { value.setInteger(UInt64(i), at: 0) }
-          try await producer.enqueue(KafkaProducerMessage(topic: topic, value: value))
+        switch mode {
+        case "send":
+          // Reports are counted as they come; a full buffer makes the loop wait for some.
+          let counting = Task {
+            var delivered = 0
+            for await event in events {
+              guard case .deliveryReports(let reports) = event else { continue }
+              for report in reports { try report.get() }
+              delivered += reports.count
+              if delivered == records { return }
+            }
+          }
+          for i in 0..<records {
+            if numbered { value.setInteger(UInt64(i), at: 0) }
+            while true {
+              do {
+                try producer.send(KafkaProducerMessage(topic: topic, value: value))
+                break
+              } catch let error as KafkaError where error.code == .queueFull {
+                try await Task.sleep(for: .milliseconds(1))
+              }
+            }
+          }
+          try await counting.value
+        case "send-and-await":
+          let perTask = records / concurrency
+          let (topic, concurrency) = (topic, concurrency)
+          try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<concurrency {
+              let count = task < records % concurrency ? perTask + 1 : perTask
+              group.addTask { [value] in
+                for _ in 0..<count {
+                  try await producer.sendAndAwait(KafkaProducerMessage(topic: topic, value: value)).get()
+                }
+              }
+            }
+            try await group.waitForAll()
+          }
+        default:
+          for i in 0..<records {
+            if numbered { value.setInteger(UInt64(i), at: 0) }
+            try await producer.enqueue(KafkaProducerMessage(topic: topic, value: value))
+          }
         }
         let enqueued = ContinuousClock.now - start
         try await producer.flush()
@@ -79,6 +130,8 @@ struct BenchCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
     @Option(help: "Topic.") var topic = "sluice-bench"
     @Option(help: "Number of records to read.") var records = 1_000_000
+    @Option(help: "Read as a member of this group (message by message), not by assignment.") var group:
+      String?
 
     func run() async throws {
       try await runClientCommand {
@@ -88,6 +141,26 @@ struct BenchCommand: AsyncParsableCommand {
         let admin = try KafkaAdmin(configuration: adminConfiguration, logger: logger)
         let partitions = try await admin.describeTopics([topic]).first?.partitions.map(\.partition) ?? []
         await admin.close()
+        if let group {
+          var configuration = KafkaConsumerConfiguration(
+            consumptionStrategy: .group(id: group, topics: [topic]),
+            bootstrapAddresses: try options.addresses())
+          configuration.connection = try options.connection()
+          configuration.autoOffsetReset = .beginning
+          let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+          var start: ContinuousClock.Instant?
+          var count = 0
+          var bytes = 0
+          for try await message in consumer.messages {
+            if start == nil { start = .now }  // from the first record: the join is not counted
+            count += 1
+            bytes += message.value.readableBytes
+            if count >= records { break }
+          }
+          BenchCommand.report(count, bytes: bytes, since: start ?? .now)
+          await consumer.close()
+          return
+        }
         var configuration = KafkaConsumerConfiguration(
           consumptionStrategy: .partitions(
             Dictionary(
