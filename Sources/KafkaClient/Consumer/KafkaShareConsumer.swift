@@ -50,6 +50,19 @@ public struct KafkaShareConsumerConfiguration: Sendable {
   }
 }
 
+extension KafkaShareConsumerConfiguration {
+  @available(*, deprecated, renamed: "init(groupId:topics:bootstrapAddresses:)")
+  public init(groupId: String, topics: [String], bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress])
+  {
+    self.init(groupId: groupId, topics: topics, bootstrapAddresses: bootstrapBrokerAddresses)
+  }
+  @available(*, deprecated, renamed: "bootstrapAddresses")
+  public var bootstrapBrokerAddresses: [KafkaConfiguration.BrokerAddress] {
+    get { bootstrapAddresses }
+    set { bootstrapAddresses = newValue }
+  }
+}
+
 /// A record handed to this share-group member, locked to it until acknowledged or until
 /// the broker's acquisition lock expires.
 public struct KafkaShareMessage: Hashable, Sendable {
