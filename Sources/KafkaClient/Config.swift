@@ -234,7 +234,7 @@ public struct KafkaProducerConfig: Sendable {
       configuration.bufferMemory = kbytes * 1024
     }
     if let codec = compressionType ?? compressionCodec {
-      guard let parsed = CompressionCodec.named(codec.description) else {
+      guard let parsed = CompressionCodec(name: codec.description) else {
         throw KafkaError(.config, "compression.type: \(codec) is unknown")
       }
       configuration.compression = parsed
@@ -246,19 +246,6 @@ public struct KafkaProducerConfig: Sendable {
     if let retryBackoffMs { configuration.retryBackoff = .milliseconds(max(0, retryBackoffMs)) }
     if let allowAutoCreateTopics { configuration.allowAutoTopicCreation = allowAutoCreateTopics }
     return configuration
-  }
-}
-
-extension CompressionCodec {
-  static func named(_ name: String) -> CompressionCodec? {
-    switch name.lowercased() {
-    case "none": CompressionCodec.none
-    case "gzip": .gzip
-    case "snappy": .snappy
-    case "lz4": .lz4
-    case "zstd": .zstd
-    default: nil
-    }
   }
 }
 

@@ -169,7 +169,7 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 }
 
 func parseCompression(_ name: String) throws -> CompressionCodec {
-  guard let codec = CompressionCodec.allCases.first(where: { $0.name == name.lowercased() }) else {
+  guard let codec = CompressionCodec(name: name) else {
     throw ValidationError("--compression must be one of none, gzip, snappy, lz4, zstd")
   }
   return codec

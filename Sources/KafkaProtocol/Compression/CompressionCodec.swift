@@ -19,6 +19,13 @@ extension CompressionCodec {
     self.init(rawValue: Int8(truncatingIfNeeded: attributes & 0x7))
   }
 
+  /// The codec of a `compression.type` name (any case); nil for another name.
+  public init?(name: String) {
+    let lowered = name.lowercased()
+    guard let codec = Self.allCases.first(where: { $0.name == lowered }) else { return nil }
+    self = codec
+  }
+
   /// Kafka's `compression.type` name.
   public var name: String {
     switch self {
