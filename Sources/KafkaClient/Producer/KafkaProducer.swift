@@ -109,6 +109,23 @@ struct ProducerState: Sendable {
       []
   var backlogBytes = 0
   var lastMessageId: UInt = 0
+
+  /// Whether a record of `size` bytes fits in `limit` (an empty buffer takes any record);
+  /// with `countingBacklog`, the backlog's bytes count as taken.
+  func fits(_ size: Int, in limit: Int, countingBacklog: Bool) -> Bool {
+    let taken = bufferedBytes + (countingBacklog ? backlogBytes : 0)
+    return taken == 0 || taken + size <= limit
+  }
+
+  /// The flush waiters to resume once nothing is pending (none while something is).
+  mutating func takeFlushWaitersIfIdle() -> [CheckedContinuation<Void, Never>] {
+    guard pendingRecords == 0 else { return [] }
+    defer {
+      flushing -= flushWaiters.count
+      flushWaiters = []
+    }
+    return flushWaiters
+  }
 }
 
 /// Produces records to Kafka topics.
@@ -389,8 +406,7 @@ public final class KafkaProducer: Service, Sendable {
       guard let topic = s.topics[record.topic] else { return .slow(.needsMetadata) }
       let count = topic.partitionCount
       // A record from the backlog is already counted in `backlogBytes`.
-      let taken = s.bufferedBytes + (origin == .accepted ? 0 : s.backlogBytes)
-      guard taken == 0 || taken + record.size <= configuration.bufferMemory else {
+      guard s.fits(record.size, in: configuration.bufferMemory, countingBacklog: origin != .accepted) else {
         return .slow(.needsSpace)
       }
       let partition: Int
@@ -440,16 +456,14 @@ public final class KafkaProducer: Service, Sendable {
   func sendNow(_ record: PendingRecord, waiter: RecordWaiter?) throws(KafkaError) {
     switch try tryAppend(record, waiter: waiter, origin: .send) {
     case .appended: return
-    case .needsSpace:
-      throw KafkaError(.queueFull, "the producer's buffer of \(configuration.bufferMemory) bytes is full")
+    case .needsSpace: throw queueFull
     case .needsMetadata: break
     }
     let deadline = ContinuousClock.now + configuration.deliveryTimeout
     let start = try state.withLock { s throws(KafkaError) -> Bool in
       if s.closing { throw KafkaError(.closed, "producer is closed") }
-      let taken = s.bufferedBytes + s.backlogBytes
-      guard taken == 0 || taken + record.size <= configuration.bufferMemory else {
-        throw KafkaError(.queueFull, "the producer's buffer of \(configuration.bufferMemory) bytes is full")
+      guard s.fits(record.size, in: configuration.bufferMemory, countingBacklog: true) else {
+        throw queueFull
       }
       s.backlog.append((record, waiter, deadline))
       s.backlogBytes += record.size
@@ -457,6 +471,10 @@ public final class KafkaProducer: Service, Sendable {
       return s.backlog.count == 1
     }
     if start { Task { await self.drainBacklog() } }
+  }
+
+  private var queueFull: KafkaError {
+    KafkaError(.queueFull, "the producer's buffer of \(configuration.bufferMemory) bytes is full")
   }
 
   /// Appends the backlog's records in order, each once its topic's metadata is known (or
@@ -482,13 +500,7 @@ public final class KafkaProducer: Service, Sendable {
         s.backlogBytes -= record.size
         s.pendingRecords -= 1
         if let failure, s.firstError == nil { s.firstError = failure }
-        var flushes: [CheckedContinuation<Void, Never>] = []
-        if s.pendingRecords == 0 {
-          flushes = s.flushWaiters
-          s.flushing -= flushes.count
-          s.flushWaiters = []
-        }
-        return (flushes, s.backlog.first)
+        return (s.takeFlushWaitersIfIdle(), s.backlog.first)
       }
       for flush in flushes { flush.resume() }
       next = following
@@ -555,16 +567,14 @@ public final class KafkaProducer: Service, Sendable {
     }
     defer { alarm?.cancel() }
     while true {
-      let hasSpace = state.withLock {
-        $0.bufferedBytes == 0 || $0.bufferedBytes + size <= configuration.bufferMemory
-      }
+      let hasSpace = state.withLock { $0.fits(size, in: configuration.bufferMemory, countingBacklog: false) }
       if hasSpace { return }
       if let deadline, ContinuousClock.now >= deadline {
         throw KafkaError(.timedOut, "delivery timed out waiting for buffer space")
       }
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let resumeNow = state.withLock { s -> Bool in
-          if s.bufferedBytes == 0 || s.bufferedBytes + size <= configuration.bufferMemory || s.closed {
+          if s.fits(size, in: configuration.bufferMemory, countingBacklog: false) || s.closed {
             return true
           }
           s.spaceWaiters.append(continuation)
@@ -914,13 +924,7 @@ public final class KafkaProducer: Service, Sendable {
       s.pendingRecords -= Int(batch.count)
       let space = s.spaceWaiters
       s.spaceWaiters = []
-      var flushes: [CheckedContinuation<Void, Never>] = []
-      if s.pendingRecords == 0 {
-        flushes = s.flushWaiters
-        s.flushing -= flushes.count
-        s.flushWaiters = []
-      }
-      return (space, flushes)
+      return (space, s.takeFlushWaitersIfIdle())
     }
     for waiter in spaceWaiters { waiter.resume() }
     for waiter in flushWaiters { waiter.resume() }
@@ -930,8 +934,7 @@ public final class KafkaProducer: Service, Sendable {
   /// Runs `body`, but throws `.timedOut` at `deadline` if it has not finished by then (it
   /// goes on in the background; used for metadata and connections, which are safe to
   /// abandon).
-  @usableFromInline
-  func withDeadline<T: Sendable>(
+  private func withDeadline<T: Sendable>(
     _ deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T
   ) async throws -> T {
     let done = Mutex(false)
