@@ -109,13 +109,7 @@ actor ConsumerGroupMember {
       if membershipLost {
         events.yield(.rebalance(.init(kind: .error("membership lost"), partitions: revoked)))
       } else {
-        if configuration.autoCommitInterval != nil {
-          do {
-            try await commit(await processedPositions())
-          } catch {
-            logger.warning("commit before rebalance of group \(groupId) failed: \(error)")
-          }
-        }
+        await commitBeforeRevoking(await processedPositions(), "before rebalance")
         events.yield(.rebalance(.init(kind: .revoke, partitions: revoked)))
       }
       assigned = []
@@ -471,27 +465,33 @@ actor ConsumerGroupMember {
     // in progress does not stop it: the coordinator takes commits of the current generation
     // while it prepares the rebalance (as Kafka's does), and this member's last records
     // would otherwise be read again by the next owner of its partitions.
-    if !membershipLost && !assigned.isEmpty && configuration.autoCommitInterval != nil {
-      do {
-        try await commit(delivered)
-      } catch {
-        logger.warning("commit on close of group \(groupId) failed: \(error)")
-      }
+    if !membershipLost && !assigned.isEmpty {
+      await commitBeforeRevoking(delivered, "on close")
     }
     closed = true
     await leave(reason: "consumer closed")
+  }
+
+  /// With auto-commit, commits `positions` before the assignment goes (a failure is
+  /// logged: the next owner reads from the last commit); without it, nothing. The
+  /// positions are worked out only when needed.
+  private func commitBeforeRevoking(
+    _ positions: @autoclosure () async -> [KafkaTopicPartition: Int64], _ occasion: String
+  ) async {
+    guard configuration.autoCommitInterval != nil else { return }
+    do {
+      try await commit(await positions())
+    } catch {
+      logger.warning("commit \(occasion) of group \(groupId) failed: \(error)")
+    }
   }
 
   /// Reports the partitions revoked and leaves the group (a static member stays).
   private func leave(reason: String) async {
     stopHeartbeat()
     if !assigned.isEmpty {
-      if !closed && !membershipLost && configuration.autoCommitInterval != nil {
-        do {
-          try await commit(await processedPositions())
-        } catch {
-          logger.warning("commit on leaving group \(groupId) failed: \(error)")
-        }
+      if !closed && !membershipLost {
+        await commitBeforeRevoking(await processedPositions(), "on leaving")
       }
       events.yield(.rebalance(.init(kind: .revoke, partitions: assigned)))
       await fetcher.assign([:])
