@@ -53,8 +53,40 @@ package struct BatchPreparation: Sendable {
   }
 
   /// Checks and prepares `records` (one or more concatenated batches). Suspends only while
-  /// a batch is walked or recompressed on the thread pool; resumes on `eventLoop` then.
+  /// the batches are walked or recompressed on the thread pool (see `prepareInline`);
+  /// resumes on `eventLoop` then.
   func prepare(_ records: ByteBuffer?, eventLoop: (any EventLoop)?) async -> Result<Prepared, BrokerError> {
+    if let inline = prepareInline(records) { return inline }
+    let rules = self
+    let work: @Sendable () -> Result<Prepared, BrokerError> = {
+      // Never nil: the off-loop step always finishes.
+      rules.prepareBatches(records) { rules.preparedOffLoop($0, index: $1) }!
+    }
+    do {
+      if let eventLoop {
+        // Completed on the connection's loop, so the request resumes there (with NIO as the
+        // global executor a task resumed from a pool thread would go to any loop, and its
+        // response would then hop back to the channel's).
+        return try await NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop, work).get()
+      }
+      return try await NIOThreadPool.singleton.runIfActive(work)
+    } catch {
+      // Cancelled (the connection is gone) before a pool thread took it.
+      return .failure(BrokerError(.unknownServerError, "Records not validated (\(error))"))
+    }
+  }
+
+  /// `prepare` on the calling thread, or nil when a batch must be recompressed or expands
+  /// past `inlineDecompressionBudget` (then `prepare` does it all again on the pool).
+  func prepareInline(_ records: ByteBuffer?) -> Result<Prepared, BrokerError>? {
+    prepareBatches(records) { preparedInline($0, index: $1) }
+  }
+
+  /// The checks and preparation of every batch of `records`, each batch made ready by
+  /// `step`; nil as soon as `step` answers nil.
+  func prepareBatches(
+    _ records: ByteBuffer?, step: (RecordBatch, Int) -> Result<RecordBatch, BrokerError>?
+  ) -> Result<Prepared, BrokerError>? {
     guard let records, records.readableBytes > 0 else {
       return .failure(BrokerError(.corruptMessage, "Produce request has no records for this partition"))
     }
@@ -72,7 +104,8 @@ package struct BatchPreparation: Sendable {
               "Batch \(batches.count): the producer set the timestamp type to LogAppendTime; only the "
                 + "broker stamps batches (message.timestamp.type=LogAppendTime on the topic)"))
         }
-        switch await prepare(batch, index: batches.count, eventLoop: eventLoop) {
+        switch step(batch, batches.count) {
+        case nil: return nil
         case .failure(let refusal): return .failure(refusal)
         case .success(let stored):
           if stored.compression != batch.compression {
@@ -140,52 +173,38 @@ package struct BatchPreparation: Sendable {
   /// already passed), so a producer would resend the same bytes until its delivery timeout;
   /// Kafka's record parser fails with InvalidRecordException too.
   ///
-  /// Decompression beyond `inlineDecompressionBudget`, and every recompression, happen off
-  /// the calling thread.
-  func prepare(_ batch: RecordBatch, index: Int, eventLoop: (any EventLoop)?) async -> Result<
-    RecordBatch, BrokerError
-  > {
+  /// This step runs on the calling thread: nil when the batch must be recompressed or
+  /// expands past `inlineDecompressionBudget`, which `preparedOffLoop` does on a pool thread.
+  func preparedInline(_ batch: RecordBatch, index: Int) -> Result<RecordBatch, BrokerError>? {
     let bound = maxDecompressedSize
     let budget = min(bound, Self.inlineDecompressionBudget)
-    let recompress = storedCodec.map { $0 != batch.compression } ?? false
-    if !recompress {
-      do throws(KafkaProtocolError) {
-        let summary = try batch.validateRecords(
-          .clientProduce, maxDecompressedSize: budget, timestampBounds: timestampBounds)
-        return .success(stamped(batch, summary))
-      } catch let error where error.code == .decompressedSizeExceeded && bound > budget {
-        // Expands past the budget: walk it again, with the whole bound, on a pool thread.
-      } catch {
-        return .failure(Self.refusal(error, batch: index))
-      }
-    }
-    let rules = self
-    let work: @Sendable () -> Result<RecordBatch, KafkaProtocolError> = {
-      Result { () throws(KafkaProtocolError) -> RecordBatch in
-        let summary = try batch.validateRecords(
-          .clientProduce, maxDecompressedSize: bound, timestampBounds: rules.timestampBounds)
-        var stored = rules.stamped(batch, summary)
-        if recompress, let codec = rules.storedCodec {
-          stored = try stored.recompressed(to: codec, level: rules.level, maxDecompressedSize: bound)
-        }
-        return stored
-      }
-    }
-    let outcome: Result<RecordBatch, KafkaProtocolError>
-    do {
-      if let eventLoop {
-        // Completed on the connection's loop, so the request resumes there (with NIO as the
-        // global executor a task resumed from a pool thread would go to any loop, and its
-        // response would then hop back to the channel's).
-        outcome = try await NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop, work).get()
-      } else {
-        outcome = try await NIOThreadPool.singleton.runIfActive(work)
-      }
+    if let storedCodec, storedCodec != batch.compression { return nil }
+    do throws(KafkaProtocolError) {
+      let summary = try batch.validateRecords(
+        .clientProduce, maxDecompressedSize: budget, timestampBounds: timestampBounds)
+      return .success(stamped(batch, summary))
+    } catch let error where error.code == .decompressedSizeExceeded && bound > budget {
+      return nil  // expands past the budget: walked again, with the whole bound, on a pool thread
     } catch {
-      // Cancelled (the connection is gone) before a pool thread took it.
-      return .failure(BrokerError(.unknownServerError, "Batch \(index): records not validated (\(error))"))
+      return .failure(Self.refusal(error, batch: index))
     }
-    return outcome.mapError { Self.refusal($0, batch: index) }
+  }
+
+  /// The same with the whole decompression bound, and recompressed to the topic's codec:
+  /// run on a pool thread.
+  func preparedOffLoop(_ batch: RecordBatch, index: Int) -> Result<RecordBatch, BrokerError> {
+    let bound = maxDecompressedSize
+    do throws(KafkaProtocolError) {
+      let summary = try batch.validateRecords(
+        .clientProduce, maxDecompressedSize: bound, timestampBounds: timestampBounds)
+      var stored = stamped(batch, summary)
+      if let storedCodec, storedCodec != batch.compression {
+        stored = try stored.recompressed(to: storedCodec, level: level, maxDecompressedSize: bound)
+      }
+      return .success(stored)
+    } catch {
+      return .failure(Self.refusal(error, batch: index))
+    }
   }
 
   /// `batch` with its header's max timestamp set from its records where the topic asks

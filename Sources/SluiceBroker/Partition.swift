@@ -112,11 +112,13 @@ public final class Partition: Sendable {
   }
 }
 
-/// A parked fetch: resumed once, by new data on any of its partitions or by its deadline.
+/// A parked fetch: resumed once, by new data on any of its partitions or by its deadline —
+/// either a suspended task (`wait()`) or a callback (`onWake(_:)`), whichever it was given.
 final class FetchWaiter: Sendable {
   struct State {
     var fired = false
     var continuation: CheckedContinuation<Void, Never>?
+    var handler: (@Sendable () -> Void)?
   }
 
   let state = Mutex(State())
@@ -140,19 +142,45 @@ final class FetchWaiter: Sendable {
     }
   }
 
-  func wake() {
-    let pending: CheckedContinuation<Void, Never>? = state.withLock { state in
-      if state.fired { return nil }
-      state.fired = true
-      let taken = state.continuation
-      state.continuation = nil
-      return taken
+  /// Runs `handler` once `wake()` is called (on the waiter's event loop, never inside the
+  /// caller of `wake()`); at once, the same way, if it already was.
+  func onWake(_ handler: @escaping @Sendable () -> Void) {
+    let alreadyFired = state.withLock { state in
+      if state.fired { return true }
+      state.handler = handler
+      return false
     }
-    guard let pending else { return }
-    if let eventLoop, !eventLoop.inEventLoop {
-      eventLoop.execute { pending.resume() }
+    if alreadyFired { run(handler) }
+  }
+
+  func wake() {
+    let (continuation, handler) = state.withLock {
+      state -> (CheckedContinuation<Void, Never>?, (@Sendable () -> Void)?) in
+      if state.fired { return (nil, nil) }
+      state.fired = true
+      defer {
+        state.continuation = nil
+        state.handler = nil
+      }
+      return (state.continuation, state.handler)
+    }
+    if let continuation {
+      // Resuming only enqueues the task, on the loop it is resumed from: hop first.
+      if let eventLoop, !eventLoop.inEventLoop {
+        eventLoop.execute { continuation.resume() }
+      } else {
+        continuation.resume()
+      }
+    }
+    if let handler { run(handler) }
+  }
+
+  private func run(_ handler: @escaping @Sendable () -> Void) {
+    if let eventLoop {
+      // Queued even on the waiter's own loop: the append that woke it finishes first.
+      eventLoop.execute(handler)
     } else {
-      pending.resume()
+      handler()
     }
   }
 }

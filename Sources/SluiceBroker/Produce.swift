@@ -86,7 +86,7 @@ extension Broker {
     // The claims keep their partitions alive, so these identifiers stay unique meanwhile.
     let timedOut = Set(backpressure.refused.map(ObjectIdentifier.init))
     var results: [PartitionAppendResult] = []
-    var pending: [(index: Int, partition: Partition, append: PendingAppend)] = []
+    var pending: [PendingProduce] = []
     for write in writes {
       guard let topic = self.topic(write.topic), let partition = topic.partition(write.partition) else {
         results.append(.failed(.unknownPartition(write.topic, write.partition)))
@@ -96,22 +96,107 @@ extension Broker {
         results.append(.failed(refusal))
         continue
       }
-      switch await append(write.records, to: partition, of: topic, options: options, context: context) {
-      case .failed(let error):
-        results.append(.failed(error))
-      case .duplicate(let firstOffset):
-        results.append(.duplicate(firstOffset: firstOffset, logStartOffset: partition.logStartOffset))
-      case .appended(let append):
-        pending.append((results.count, partition, append))
-        results.append(
-          .appended(
-            firstOffset: append.result.firstOffset, logAppendTime: append.result.logAppendTime,
-            logStartOffset: append.result.logStartOffset))
-      }
+      let outcome = await append(write.records, to: partition, of: topic, options: options, context: context)
+      Self.record(outcome, of: partition, in: &results, pending: &pending)
     }
     // Appended (or refused): the backlog now counts these bytes itself.
     releaseBackpressure(backpressure.reserved)
-    // Durability: wait for the fsyncs the policies ask for.
+    return ProduceResult(results: await awaitDurability(pending, results), heldMs: backpressure.heldMs)
+  }
+
+  /// The same produce without a task where nothing has to wait: the result at once, or nil
+  /// and `completion` gets it later, from any thread — when a write meets `backpressure`
+  /// or `drop-oldest`, a batch to recompress or to expand on the pool (the whole call then
+  /// runs as `produce(_:options:context:)` in a task, before anything is appended), or a
+  /// flush policy that fsyncs before acknowledging (appended here, acknowledged once
+  /// durable). The network layer answers a Produce this way without a task switch.
+  public func produce(
+    _ writes: [PartitionRecords], options: ProduceOptions, context: CallContext,
+    completion: @escaping @Sendable (ProduceResult) -> Void
+  ) -> ProduceResult? {
+    enum Target {
+      case refused(BrokerError)
+      case ready(Partition, BatchPreparation.Prepared, OverflowConfig)
+    }
+    var targets: [Target] = []
+    for write in writes {
+      guard let topic = self.topic(write.topic), let partition = topic.partition(write.partition) else {
+        targets.append(.refused(.unknownPartition(write.topic, write.partition)))
+        continue
+      }
+      let config = topic.config
+      if let refusal = refusal(topic, partition, acks: options.acks, timedOut: []) {
+        targets.append(.refused(refusal))
+        continue
+      }
+      let preparation = BatchPreparation(
+        topic: config, broker: self.config, now: clock.now(), allowZstd: options.allowZstd)
+      guard config.overflow.policy != .backpressure, config.overflow.policy != .dropOldest,
+        let prepared = preparation.prepareInline(write.records)
+      else {
+        Task { completion(await self.produce(writes, options: options, context: context)) }
+        return nil
+      }
+      switch prepared {
+      case .failure(let refusal): targets.append(.refused(refusal))
+      case .success(let prepared): targets.append(.ready(partition, prepared, config.overflow))
+      }
+    }
+    var results: [PartitionAppendResult] = []
+    var pending: [PendingProduce] = []
+    for target in targets {
+      switch target {
+      case .refused(let error):
+        results.append(.failed(error))
+      case .ready(let partition, let prepared, let overflow):
+        let outcome = partition.append(prepared, now: clock.now()) { incoming in
+          self.rejectsForOverflow(partition, overflow, incoming: incoming)
+        }
+        Self.record(outcome, of: partition, in: &results, pending: &pending)
+      }
+    }
+    if pending.contains(where: { $0.append.mustFlush }) {
+      Task { [results] in
+        completion(ProduceResult(results: await self.awaitDurability(pending, results), heldMs: 0))
+      }
+      return nil
+    }
+    for entry in pending { entry.partition.notifyAppended() }
+    return ProduceResult(results: results, heldMs: 0)
+  }
+
+  /// An append waiting for its durability before it is acknowledged.
+  struct PendingProduce: Sendable {
+    var index: Int
+    var partition: Partition
+    var append: PendingAppend
+  }
+
+  /// Adds one write's outcome to `results` (and, once appended, to `pending`).
+  static func record(
+    _ outcome: Partition.AppendOutcome, of partition: Partition, in results: inout [PartitionAppendResult],
+    pending: inout [PendingProduce]
+  ) {
+    switch outcome {
+    case .failed(let error):
+      results.append(.failed(error))
+    case .duplicate(let firstOffset):
+      results.append(.duplicate(firstOffset: firstOffset, logStartOffset: partition.logStartOffset))
+    case .appended(let append):
+      pending.append(PendingProduce(index: results.count, partition: partition, append: append))
+      results.append(
+        .appended(
+          firstOffset: append.result.firstOffset, logAppendTime: append.result.logAppendTime,
+          logStartOffset: append.result.logStartOffset))
+    }
+  }
+
+  /// Durability: waits for the fsyncs the policies ask for, waking the partitions' parked
+  /// fetches once their records may be read; `results` with the failures.
+  func awaitDurability(_ pending: [PendingProduce], _ results: [PartitionAppendResult]) async
+    -> [PartitionAppendResult]
+  {
+    var results = results
     for entry in pending {
       do {
         try await entry.partition.log.awaitDurable(entry.append)
@@ -120,7 +205,7 @@ extension Broker {
         results[entry.index] = .failed(BrokerError(.kafkaStorageError, error.message))
       }
     }
-    return ProduceResult(results: results, heldMs: backpressure.heldMs)
+    return results
   }
 
   /// One claim per partition of a `backpressure` topic the writes go to, with its bytes.

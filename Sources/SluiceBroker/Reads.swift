@@ -77,27 +77,58 @@ extension Broker {
   public func read(_ reads: [PartitionRead], options: ReadOptions, context: CallContext = CallContext()) async
     -> [PartitionReadResult]
   {
+    await withCheckedContinuation { (continuation: CheckedContinuation<[PartitionReadResult], Never>) in
+      if let results = read(
+        reads, options: options, context: context, completion: { continuation.resume(returning: $0) })
+      {
+        continuation.resume(returning: results)
+      }
+    }
+  }
+
+  /// The same read without a task: the results at once when there is nothing to wait for;
+  /// otherwise nil, and `completion` gets them later — on `context.eventLoop` when there is
+  /// one, never inside this call. (The network layer answers a Fetch this way without a
+  /// task switch per request.)
+  public func read(
+    _ reads: [PartitionRead], options: ReadOptions, context: CallContext,
+    completion: @escaping @Sendable ([PartitionReadResult]) -> Void
+  ) -> [PartitionReadResult]? {
     let deadline = clock.monotonicMs() + max(0, options.maxWaitMs)
-    while true {
-      let waiter = FetchWaiter(eventLoop: context.eventLoop)
-      let (results, bytes, hasError, partitions) = readOnce(reads, options: options, waiter: waiter)
-      let now = clock.monotonicMs()
-      let done =
-        hasError || bytes >= options.minBytes || options.maxWaitMs <= 0 || now >= deadline
-        || stopping.load(ordering: .relaxed) || !context.isConnected()
-      if done {
-        for partition in partitions { partition.removeWaiter(waiter) }
-        return results
-      }
-      // Park: woken by an append to any requested partition, by the deadline, or after a
-      // slice (to look at the connection and the broker again).
-      let timer = clock.schedule(afterMs: min(deadline - now, Self.parkSliceMs), on: context.eventLoop) {
-        waiter.wake()
-      }
-      await waiter.wait()
+    return readOrPark(reads, options: options, context: context, deadline: deadline, completion: completion)
+  }
+
+  /// One pass; when it does not finish the read, parks it with a timer and a waiter whose
+  /// wake-up makes the next pass.
+  private func readOrPark(
+    _ reads: [PartitionRead], options: ReadOptions, context: CallContext, deadline: Int64,
+    completion: @escaping @Sendable ([PartitionReadResult]) -> Void
+  ) -> [PartitionReadResult]? {
+    let waiter = FetchWaiter(eventLoop: context.eventLoop)
+    let (results, bytes, hasError, partitions) = readOnce(reads, options: options, waiter: waiter)
+    let now = clock.monotonicMs()
+    let done =
+      hasError || bytes >= options.minBytes || options.maxWaitMs <= 0 || now >= deadline
+      || stopping.load(ordering: .relaxed) || !context.isConnected()
+    if done {
+      for partition in partitions { partition.removeWaiter(waiter) }
+      return results
+    }
+    // Park: woken by an append to any requested partition, by the deadline, or after a
+    // slice (to look at the connection and the broker again).
+    let timer = clock.schedule(afterMs: min(deadline - now, Self.parkSliceMs), on: context.eventLoop) {
+      waiter.wake()
+    }
+    waiter.onWake {
       timer.cancel()
       for partition in partitions { partition.removeWaiter(waiter) }
+      if let results = self.readOrPark(
+        reads, options: options, context: context, deadline: deadline, completion: completion)
+      {
+        completion(results)
+      }
     }
+    return nil
   }
 
   /// One pass over the partitions. Registers `waiter` on every partition it reads before

@@ -157,17 +157,59 @@ public struct KafkaFrontDoor: Sendable {
     let version = request.apiVersion
     switch request.body {
     case .fetch(let body):
-      var reply = await fetch(body, version: version, context: context)
-      chargeQuota(request, &reply, context: context)
-      return reply
+      return charged(request, await fetch(body, version: version, context: context), context: context)
     case .produce(let body):
-      var reply = KafkaReply(
-        body: await produce(body, version: version, context: context).map { .produce($0) })
-      chargeQuota(request, &reply, context: context)
-      return reply.body == nil && reply.muteMs == 0 ? nil : reply
+      return charged(request, await produce(body, version: version, context: context), context: context)
     default:
       return await handleOther(request, context: context).map { KafkaReply(body: $0) }
     }
+  }
+
+  /// What ``replyWithoutTask(to:context:completion:)`` did with a request.
+  public enum ImmediateReply: Sendable {
+    /// Answered (nil: nothing to send).
+    case reply(KafkaReply?)
+    /// The reply goes to the completion.
+    case later
+    /// Not a Produce or a Fetch: use ``reply(to:context:)``.
+    case notHandled
+  }
+
+  /// Produce and Fetch without a Swift task where the broker can answer at once: the reply
+  /// now, or `.later` and `completion` gets it — from any thread (a Fetch woken by an append
+  /// is completed on `context.eventLoop`). The same replies as ``reply(to:context:)``.
+  public func replyWithoutTask(
+    to request: KafkaRequest, context: RequestContext,
+    completion: @escaping @Sendable (KafkaReply?) -> Void
+  ) -> ImmediateReply {
+    let version = request.apiVersion
+    switch request.body {
+    case .fetch(let body):
+      let reply = fetch(body, version: version, context: context) { reply in
+        completion(self.charged(request, reply, context: context))
+      }
+      return reply.map { .reply(charged(request, $0, context: context)) } ?? .later
+    case .produce(let body):
+      let response = produce(body, version: version, context: context) { response in
+        completion(self.charged(request, response, context: context))
+      }
+      return response.map { .reply(charged(request, $0, context: context)) } ?? .later
+    default:
+      return .notHandled
+    }
+  }
+
+  func charged(_ request: KafkaRequest, _ fetched: KafkaReply, context: RequestContext) -> KafkaReply {
+    var reply = fetched
+    chargeQuota(request, &reply, context: context)
+    return reply
+  }
+
+  func charged(_ request: KafkaRequest, _ response: ProduceResponse?, context: RequestContext) -> KafkaReply?
+  {
+    var reply = KafkaReply(body: response.map { .produce($0) })
+    chargeQuota(request, &reply, context: context)
+    return reply.body == nil && reply.muteMs == 0 ? nil : reply
   }
 
   func handleOther(_ request: KafkaRequest, context: RequestContext) async -> KafkaResponseBody? {

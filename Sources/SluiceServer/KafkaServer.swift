@@ -175,9 +175,18 @@ public final class KafkaServer: Service, Sendable {
               try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)))
             }
+            // Produce and Fetch without the task, where no authentication comes first.
+            var fastPath: NIOLoopBound<KafkaFastPath>?
+            if !listener.securityProtocol.usesSASL
+              && (listener.tls == nil || listener.tls?.clientAuthentication == ClientAuthentication.none)
+            {
+              let handler = KafkaFastPath(server: self)
+              try channel.pipeline.syncOperations.addHandler(handler)
+              fastPath = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+            }
             let connection = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
               wrappingChannelSynchronously: channel)
-            startConnection(connection, host: host, frameLimit: frameLimit)
+            startConnection(connection, host: host, frameLimit: frameLimit, fastPath: fastPath)
           } catch {
             release(host)
             throw error
@@ -294,7 +303,8 @@ public final class KafkaServer: Service, Sendable {
   /// tasks left (it flushes every loop first); its task then finds `shuttingDown` set and
   /// ends at once, releasing its counts.
   func startConnection(
-    _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, host: String, frameLimit: FrameLimit?
+    _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, host: String, frameLimit: FrameLimit?,
+    fastPath: NIOLoopBound<KafkaFastPath>?
   ) {
     running.withLock { $0.count += 1 }
     Task {
@@ -302,11 +312,26 @@ public final class KafkaServer: Service, Sendable {
         self.release(host)
         self.connectionTaskEnded()
       }
-      await self.serve(connection, frameLimit: frameLimit)
+      await self.serve(connection, frameLimit: frameLimit, fastPath: fastPath)
     }
   }
 
-  func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, frameLimit: FrameLimit? = nil) async {
+  /// Runs `body` with the connection's fast path on its loop (now, when already there).
+  func withFastPath(
+    _ fastPath: NIOLoopBound<KafkaFastPath>?, _ body: @escaping @Sendable (KafkaFastPath) -> Void
+  ) {
+    guard let fastPath else { return }
+    if fastPath.eventLoop.inEventLoop {
+      body(fastPath.value)
+    } else {
+      fastPath.eventLoop.execute { body(fastPath.value) }
+    }
+  }
+
+  func serve(
+    _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, frameLimit: FrameLimit? = nil,
+    fastPath: NIOLoopBound<KafkaFastPath>? = nil
+  ) async {
     let channel = connection.channel
     // The task should run on the event loop that owns the channel: with NIO as the global
     // executor a task is enqueued on the loop it is resumed from (`any()` is sticky), and a
@@ -340,9 +365,12 @@ public final class KafkaServer: Service, Sendable {
     let idle = idleSweeper(for: channel.eventLoop)
     let watched = idle.add(channel)
     defer { idle.remove(watched) }
+    withFastPath(fastPath) { [context] in $0.taskStarted(context: context, idle: idle, entry: watched) }
     do {
       try await connection.executeThenClose { inbound, _ in
         for try await frame in inbound {
+          // The fast path handed this frame on and waits for its answer.
+          defer { withFastPath(fastPath) { $0.taskAnswered() } }
           // A TLS connection cannot be half-closed: once the server is stopping, a request
           // that still arrives is not served (the client retries elsewhere).
           if listener.securityProtocol.usesTLS && shuttingDown.withLock({ $0 }) != nil { return }
@@ -374,7 +402,15 @@ public final class KafkaServer: Service, Sendable {
           guard let (reply, muteMs) = await respond(to: frame, context: requestContext) else { continue }
           switch reply {
           case .send(let bytes):
-            try await channel.writeAndFlush(bytes)
+            // Not awaited while the socket keeps up: a promise, a future and a task switch
+            // per response cost more than the write (profiled). Once the client stops
+            // reading, the response is awaited, so no more than one socket buffer of
+            // responses waits in memory and the next request is read only after it.
+            if channel.isWritable {
+              channel.writeAndFlush(bytes, promise: nil)
+            } else {
+              try await channel.writeAndFlush(bytes)
+            }
           case .sendPieces(let pieces, let handles):
             // Written straight to the channel so the file handles can be closed only
             // once NIO has finished sending their regions.
@@ -392,6 +428,10 @@ public final class KafkaServer: Service, Sendable {
           if listener.securityProtocol.usesTLS && shuttingDown.withLock({ $0 }) != nil { return }
           // A client over its quota: after the response, read nothing from it for this long.
           if muteMs > 0 { try await Task.sleep(for: .milliseconds(muteMs)) }
+        }
+        // The input has ended: the request the fast path has in progress is answered first.
+        if let fastPath {
+          try? await fastPath.eventLoop.flatSubmit { fastPath.value.whenIdle(on: fastPath.eventLoop) }.get()
         }
       }
     } catch {

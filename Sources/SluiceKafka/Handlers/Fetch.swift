@@ -8,6 +8,28 @@ extension KafkaFrontDoor {
   /// zero-copy connections from v10 on, large record data stays in files and travels in
   /// ``KafkaReply/records`` beside the body, whose `records` field is then empty.
   func fetch(_ request: FetchRequest, version: Int16, context: RequestContext) async -> KafkaReply {
+    let plan = fetchPlan(request, version: version, context: context)
+    let results = await broker.read(plan.reads, options: plan.options, context: context.call)
+    return fetchReply(request, version: version, denied: plan.denied, results: results)
+  }
+
+  /// The same without a task (see ``Broker/read(_:options:context:completion:)``): the
+  /// reply now, or nil and `completion` gets it later, on the connection's event loop.
+  func fetch(
+    _ request: FetchRequest, version: Int16, context: RequestContext,
+    completion: @escaping @Sendable (KafkaReply) -> Void
+  ) -> KafkaReply? {
+    let plan = fetchPlan(request, version: version, context: context)
+    let results = broker.read(plan.reads, options: plan.options, context: context.call) { results in
+      completion(self.fetchReply(request, version: version, denied: plan.denied, results: results))
+    }
+    return results.map { fetchReply(request, version: version, denied: plan.denied, results: $0) }
+  }
+
+  /// The partitions a Fetch reads (those of topics the principal may read) and how.
+  func fetchPlan(_ request: FetchRequest, version: Int16, context: RequestContext) -> (
+    reads: [PartitionRead], options: ReadOptions, denied: Set<String>
+  ) {
     var reads: [PartitionRead] = []
     // READ on each topic; a partition of a topic the principal may not read is answered
     // TOPIC_AUTHORIZATION_FAILED (and not read).
@@ -30,8 +52,13 @@ extension KafkaFrontDoor {
     let options = ReadOptions(
       maxBytes: version >= 3 ? Int(request.maxBytes) : Int(Int32.max), minBytes: Int(request.minBytes),
       maxWaitMs: Int64(max(0, request.maxWaitMs)), fileRegions: fileRegions, refuseZstd: version < 10)
-    let results = await broker.read(reads, options: options, context: context.call)
+    return (reads, options, denied)
+  }
 
+  /// The reply to a Fetch, given what was read.
+  func fetchReply(
+    _ request: FetchRequest, version: Int16, denied: Set<String>, results: [PartitionReadResult]
+  ) -> KafkaReply {
     var response = FetchResponse()
     if version >= 7 { response.sessionId = 0 }  // fetch sessions declined: full fetches
     var external: [RecordData?] = []

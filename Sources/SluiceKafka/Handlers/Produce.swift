@@ -5,8 +5,50 @@ extension KafkaFrontDoor {
   /// Produce (CLIENTS.md §3): the request's partitions handed to ``Broker/produce(_:options:context:)``
   /// and its answers put back per version. nil for acks=0 (no response is sent).
   func produce(_ request: ProduceRequest, version: Int16, context: RequestContext) async -> ProduceResponse? {
-    var response = ProduceResponse()
-    let acks: Acks? =
+    let plan = producePlan(request, context: context)
+    var outcome: ProduceResult?
+    if let acks = plan.acks, plan.refusal == nil, !plan.writes.isEmpty {
+      outcome = await broker.produce(
+        plan.writes, options: ProduceOptions(acks: acks, allowZstd: version >= 7), context: context.call)
+    }
+    return produceResponse(request, version: version, plan: plan, outcome: outcome)
+  }
+
+  /// The same without a task when the broker appends at once (see
+  /// ``Broker/produce(_:options:context:completion:)``): the response now, or nil and
+  /// `completion` gets it later, from any thread.
+  func produce(
+    _ request: ProduceRequest, version: Int16, context: RequestContext,
+    completion: @escaping @Sendable (ProduceResponse?) -> Void
+  ) -> ProduceResponse?? {
+    let plan = producePlan(request, context: context)
+    guard let acks = plan.acks, plan.refusal == nil, !plan.writes.isEmpty else {
+      return .some(produceResponse(request, version: version, plan: plan, outcome: nil))
+    }
+    let outcome = broker.produce(
+      plan.writes, options: ProduceOptions(acks: acks, allowZstd: version >= 7), context: context.call
+    ) { outcome in
+      completion(self.produceResponse(request, version: version, plan: plan, outcome: outcome))
+    }
+    guard let outcome else { return nil }
+    return .some(produceResponse(request, version: version, plan: plan, outcome: outcome))
+  }
+
+  /// What a Produce asks the broker to write, and what is refused before it is asked.
+  struct ProducePlan: Sendable {
+    var acks: Acks?
+    /// Refuses the whole request.
+    var refusal: BrokerError?
+    /// The partitions the principal may write.
+    var writes: [PartitionRecords] = []
+    /// Per partition in request order: refused for lack of WRITE.
+    var denied: [Bool] = []
+    var principal: String
+  }
+
+  func producePlan(_ request: ProduceRequest, context: RequestContext) -> ProducePlan {
+    var plan = ProducePlan(principal: context.principal)
+    plan.acks =
       switch request.acks {
       case 0: Acks.none
       case 1: .leader
@@ -14,40 +56,45 @@ extension KafkaFrontDoor {
       default: nil
       }
     // Refusals of the whole request, per partition as Kafka reports them.
-    var refusal: BrokerError?
-    if acks == nil {
-      refusal = BrokerError(.invalidRequiredAcks, "acks must be 0, 1 or -1")
+    if plan.acks == nil {
+      plan.refusal = BrokerError(.invalidRequiredAcks, "acks must be 0, 1 or -1")
     } else if request.transactionalId != nil {
-      refusal = BrokerError(.transactionalIdAuthorizationFailed, "Transactions are not supported by Sluice")
+      plan.refusal = BrokerError(
+        .transactionalIdAuthorizationFailed, "Transactions are not supported by Sluice")
     }
     // WRITE on each topic; partitions of a topic the principal may not write are answered
     // TOPIC_AUTHORIZATION_FAILED and the rest are written.
     let access = access(context)
-    var writes: [PartitionRecords] = []
-    var denied: [Bool] = []
     for topicData in request.topicData {
       let allowed = access.allows(.write, .topic, topicData.name)
       for data in topicData.partitionData {
-        denied.append(!allowed)
+        plan.denied.append(!allowed)
         if allowed {
-          writes.append(PartitionRecords(topic: topicData.name, partition: data.index, records: data.records))
+          plan.writes.append(
+            PartitionRecords(topic: topicData.name, partition: data.index, records: data.records))
         }
       }
     }
+    return plan
+  }
+
+  /// The response to a Produce, given what the broker did (nil: it was not asked).
+  func produceResponse(_ request: ProduceRequest, version: Int16, plan: ProducePlan, outcome: ProduceResult?)
+    -> ProduceResponse?
+  {
+    var response = ProduceResponse()
     var results: [PartitionAppendResult] = []
-    if let refusal {
-      results = Array(repeating: .failed(refusal), count: writes.count)
-    } else if let acks, !writes.isEmpty {
-      let outcome = await broker.produce(
-        writes, options: ProduceOptions(acks: acks, allowZstd: version >= 7), context: context.call)
+    if let refusal = plan.refusal {
+      results = Array(repeating: .failed(refusal), count: plan.writes.count)
+    } else if let outcome {
       results = outcome.results
       if outcome.heldMs > 0 { response.throttleTimeMs = Int32(clamping: outcome.heldMs) }
     }
-    if denied.contains(true) {
+    if plan.denied.contains(true) {
       let refused = PartitionAppendResult.failed(
-        BrokerError(.topicAuthorizationFailed, "WRITE on the topic is not allowed for \(context.principal)"))
+        BrokerError(.topicAuthorizationFailed, "WRITE on the topic is not allowed for \(plan.principal)"))
       var allowedResults = results.makeIterator()
-      results = denied.map { $0 ? refused : (allowedResults.next() ?? refused) }
+      results = plan.denied.map { $0 ? refused : (allowedResults.next() ?? refused) }
     }
     var next = results.makeIterator()
     for topicData in request.topicData {
