@@ -3,6 +3,10 @@ import KafkaClient
 import KafkaProtocol
 import NIOCore
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 #if canImport(FoundationEssentials)
   import FoundationEssentials
 #else
@@ -22,6 +26,14 @@ struct BenchCommand: AsyncParsableCommand {
       "\(records) records, \(bytes) bytes in \(fixed(seconds, 3)) s: "
         + "\(fixed(Double(records) / seconds, 0)) records/s, \(fixed(Double(bytes) / seconds / 1_000_000, 2)) MB/s"
     )
+  }
+
+  /// The wall clock in nanoseconds (CLOCK_REALTIME, as Python's `time.time_ns()`): send
+  /// times that another process compares with its own clock.
+  static func wallClockNanos() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
   }
 
   struct Produce: AsyncParsableCommand {
@@ -44,6 +56,12 @@ struct BenchCommand: AsyncParsableCommand {
         """)
     var mode = "enqueue"
     @Option(help: "Tasks sending at once in send-and-await mode.") var concurrency = 64
+    @Option(
+      help: """
+        Send at this many records per second (send mode), each record's first 8 bytes its \
+        send time (wall clock, ns) for `bench consume --latency-out`.
+        """)
+    var rate: Int?
     @Flag(help: "Also print how long the enqueue loop took (the rest is waiting for acknowledgements).")
     var verbose = false
 
@@ -62,6 +80,9 @@ struct BenchCommand: AsyncParsableCommand {
         configuration.enableIdempotence = !noIdempotence
         guard ["enqueue", "send", "send-and-await"].contains(mode), concurrency > 0 else {
           throw ValidationError("--mode is enqueue, send or send-and-await; --concurrency > 0")
+        }
+        guard rate == nil || (rate! > 0 && mode == "send" && recordSize >= 8) else {
+          throw ValidationError("--rate needs a positive rate, --mode send and --record-size ≥ 8")
         }
         let (producer, events) = try KafkaProducer.makeProducerWithEvents(
           configuration: configuration, logger: try options.logger())
@@ -84,8 +105,16 @@ struct BenchCommand: AsyncParsableCommand {
               if delivered == records { return }
             }
           }
+          let pace = rate.map { 1.0 / Double($0) }
           for i in 0..<records {
-            if numbered { value.setInteger(UInt64(i), at: 0) }
+            if let pace {
+              // Paced: sleep until this record is due, then stamp it with the time.
+              let due = start + .seconds(Double(i) * pace)
+              if due > ContinuousClock.now { try await Task.sleep(until: due) }
+              value.setInteger(BenchCommand.wallClockNanos(), at: 0)
+            } else if numbered {
+              value.setInteger(UInt64(i), at: 0)
+            }
             while true {
               do {
                 try producer.send(KafkaProducerMessage(topic: topic, value: value))
@@ -132,6 +161,14 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Number of records to read.") var records = 1_000_000
     @Option(help: "Read as a member of this group (message by message), not by assignment.") var group:
       String?
+    @Flag(help: "Start at the end of the partitions (print \"ready\" once there), not at the beginning.")
+    var fromEnd = false
+    @Option(
+      help: """
+        Take each record's first 8 bytes as its send time (`bench produce --rate`) and write \
+        now minus it, in ns, per record to this file (native 64-bit integers); print percentiles.
+        """)
+    var latencyOut: String?
 
     func run() async throws {
       try await runClientCommand {
@@ -161,30 +198,54 @@ struct BenchCommand: AsyncParsableCommand {
           await consumer.close()
           return
         }
+        let topicPartitions = partitions.map {
+          KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: Int($0)))
+        }
+        var starts = Dictionary(uniqueKeysWithValues: topicPartitions.map { ($0, KafkaOffset.beginning) })
+        if fromEnd {
+          // Resolved now, so that records produced once "ready" is printed are all read.
+          let admin = try KafkaAdmin(configuration: adminConfiguration, logger: logger)
+          starts = try await admin.offsets(forTimestamp: 4_102_444_800_000, partitions: topicPartitions)
+          await admin.close()
+        }
         var configuration = KafkaConsumerConfiguration(
-          consumptionStrategy: .partitions(
-            Dictionary(
-              uniqueKeysWithValues: partitions.map {
-                (
-                  KafkaTopicPartition(topic: topic, partition: KafkaPartition(rawValue: Int($0))),
-                  KafkaOffset.beginning
-                )
-              })),
-          bootstrapAddresses: try options.addresses())
+          consumptionStrategy: .partitions(starts), bootstrapAddresses: try options.addresses())
         configuration.connection = try options.connection()
         let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+        if fromEnd {
+          print("ready")
+          fflush(nil)  // stdout is a pipe: "ready" must go out now
+        }
         let start = ContinuousClock.now
         var count = 0
         var bytes = 0
+        var latencies: [Int64] = []
+        if latencyOut != nil { latencies.reserveCapacity(records) }
         reading: while let batch = try await consumer.nextBatch() {
+          let now = BenchCommand.wallClockNanos()
           for message in batch {
             count += 1
             bytes += message.value.readableBytes
+            if latencyOut != nil,
+              let sent = message.value.getInteger(at: message.value.readerIndex, as: Int64.self)
+            {
+              latencies.append(now - sent)
+            }
             if count >= records { break reading }
           }
         }
         BenchCommand.report(count, bytes: bytes, since: start)
         await consumer.close()
+        if let latencyOut {
+          let data = latencies.withUnsafeBytes { Data($0) }
+          try data.write(to: URL(fileURLWithPath: latencyOut))
+          let sorted = latencies.sorted()
+          func at(_ q: Double) -> String {
+            sorted.isEmpty
+              ? "-" : fixed(Double(sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))]) / 1e6, 3)
+          }
+          print("latency ms: p50 \(at(0.5))  p99 \(at(0.99))  p99.9 \(at(0.999))  max \(at(1))")
+        }
       }
     }
   }
