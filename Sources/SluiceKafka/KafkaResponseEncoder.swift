@@ -27,7 +27,15 @@ public enum KafkaResponseEncoder {
     throws(KafkaProtocolError) -> [FramePiece]
   {
     guard let body = reply.body else { return [] }
-    var buffer = ByteBuffer()
+    // Sized once: the record bytes inside the body, plus room for the rest of a small
+    // response (growing a buffer from empty reallocates it several times).
+    var capacity = 256
+    if case .fetch(let fetch) = body {
+      for topic in fetch.responses {
+        for partition in topic.partitions { capacity += (partition.records?.readableBytes ?? 0) + 64 }
+      }
+    }
+    var buffer = ByteBufferAllocator().buffer(capacity: capacity)
     buffer.writeInteger(Int32(0))  // the frame size, set below
     try ResponseHeader(correlationId: correlationId).encode(
       to: &buffer, version: body.apiKey.responseHeaderVersion(apiVersion: apiVersion))

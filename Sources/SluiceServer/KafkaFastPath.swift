@@ -13,8 +13,8 @@ import SluiceKafka
 /// awaited per response — was about a fifth of the broker's CPU.
 ///
 /// As Kafka does, a connection has one request in progress at a time: responses go out in
-/// request order, and frames that arrive meanwhile wait here while reading from the socket
-/// pauses (muting). Responses written while handling one read are flushed together when the
+/// request order, and frames that arrive meanwhile wait here, reading from the socket
+/// paused while any wait. Responses written while handling one read are flushed together when the
 /// read completes. Installed on listeners without SASL or client certificates (the task
 /// authenticates those connections first).
 final class KafkaFastPath: ChannelDuplexHandler {
@@ -102,10 +102,14 @@ final class KafkaFastPath: ChannelDuplexHandler {
   }
 
   func read(context: ChannelHandlerContext) {
-    if busy || !queue.isEmpty {
-      readHeld = true
-    } else {
+    // Reading goes on while a request is in progress (a consumer's next Fetch, a
+    // producer's next Produce arrive meanwhile), and pauses once a frame waits behind it:
+    // at most about one read of frames is held here. (Pausing for every parked Fetch would
+    // cost two epoll_ctl calls per Fetch: NIO unregisters and registers for reading.)
+    if queue.isEmpty {
       context.read()
+    } else {
+      readHeld = true
     }
   }
 
@@ -123,10 +127,10 @@ final class KafkaFastPath: ChannelDuplexHandler {
     if !busy {
       for waiter in idleWaiters { waiter.succeed() }
       idleWaiters.removeAll()
-      if readHeld {
-        readHeld = false
-        context.read()
-      }
+    }
+    if queue.isEmpty && readHeld {
+      readHeld = false
+      context.read()
     }
   }
 

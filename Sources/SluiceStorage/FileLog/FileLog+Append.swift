@@ -234,6 +234,7 @@ extension FileLog {
         position: position + batch.start, size: size, baseOffset: offset,
         lastOffset: offset + batch.lastOffsetDelta, maxTimestamp: logAppendTime ?? batch.maxTimestamp)
       segment.index(info, interval: interval)
+      segment.newestBatch = (info.baseOffset, info.position)
       offset += batch.lastOffsetDelta + 1
     }
     segment.size = position + bytes.readableBytes

@@ -52,7 +52,7 @@ extension FileLog {
     let bound = min(upTo ?? snap.logEndOffset, snap.logEndOffset)
     guard offset < bound, let segment = snap.segment(holding: offset) else { return result }
     var scanner = BatchScanner(
-      file: segment.file, from: segment.index.floorPosition(for: offset), end: segment.size, verifyCRC: false,
+      file: segment.file, from: segment.scanStart(for: offset), end: segment.size, verifyCRC: false,
       windowSize: 16384)
     guard let first = try Self.batch(holding: offset, in: segment, &scanner), first.baseOffset < bound else {
       return result

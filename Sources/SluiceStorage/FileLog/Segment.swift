@@ -25,8 +25,18 @@ struct Segment {
   /// How much earlier than `segment.ms` this segment rolls (`segment.jitter.ms`).
   var rollJitterMs: Int64 = 0
   var bytesSinceIndexEntry = 0
+  /// Where the newest batch appended since the segment was opened starts: a consumer at
+  /// the tail reads from there rather than from the index entry before it (up to
+  /// `index.interval.bytes` earlier, read and skipped at every Fetch).
+  var newestBatch: (baseOffset: Int64, position: Int)?
 
   var isEmpty: Bool { size == 0 }
+
+  /// Where to start scanning for the batch holding `offset`.
+  func scanStart(for offset: Int64) -> Int {
+    if let newestBatch, offset >= newestBatch.baseOffset { return newestBatch.position }
+    return index.floorPosition(for: offset)
+  }
 
   /// The time time-based retention counts from: the newer of the largest record timestamp
   /// (Kafka's rule) and the last append. Kafka falls back to the file's modification time

@@ -193,9 +193,27 @@ public final class SegmentFile: Sendable {
   /// Writes `pieces` back to back at `position` with `pwritev` (at most IOV_MAX pieces per
   /// call), completing short writes. Same contract as ``write(_:at:)``.
   func write(pieces: [UnsafeRawBufferPointer], at position: Int) throws(StorageError) {
-    var vectors = pieces.filter { $0.count > 0 }.map {
-      iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+    // The vectors live on the stack (an append writes two or three pieces).
+    let failure = withUnsafeTemporaryAllocation(of: iovec.self, capacity: pieces.count) {
+      vectors -> StorageError? in
+      var count = 0
+      for piece in pieces where piece.count > 0 {
+        vectors[count] = iovec(
+          iov_base: UnsafeMutableRawPointer(mutating: piece.baseAddress), iov_len: piece.count)
+        count += 1
+      }
+      do throws(StorageError) {
+        try write(vectors: UnsafeMutableBufferPointer(rebasing: vectors[..<count]), at: position)
+        return nil
+      } catch {
+        return error
+      }
     }
+    if let failure { throw failure }
+  }
+
+  /// `pwritev` of `vectors` (modified as short writes are completed).
+  private func write(vectors: UnsafeMutableBufferPointer<iovec>, at position: Int) throws(StorageError) {
     var wroteNothing = false
     try withDescriptor("write") { descriptor in
       unsynced.store(true, ordering: .relaxed)  // while pinned: the cache sees it before evicting
@@ -203,9 +221,7 @@ public final class SegmentFile: Sendable {
       var offset = position
       while first < vectors.count {
         let count = min(vectors.count - first, Self.maxVectors)
-        let n = vectors.withUnsafeBufferPointer { all in
-          pwritev(descriptor, all.baseAddress! + first, Int32(count), off_t(offset))
-        }
+        let n = pwritev(descriptor, vectors.baseAddress! + first, Int32(count), off_t(offset))
         if n < 0 {
           if errno == EINTR { continue }
           return errno
