@@ -24,6 +24,7 @@ Sluice/Redis taken within each round, as medians.
     scripts/bench-latency.py --rounds 5 --seconds 8 --rates 10000
     scripts/bench-latency.py --clients both        # adds the Swift-client rows
     scripts/bench-latency.py --set log.flush.interval.messages=1   # Sluice settings
+    scripts/bench-latency.py --baseline-bin /tmp/sluice-old      # an older build beside it
 
 Storage differs, stated: Sluice writes every record to its log file (page cache, its
 default); Redis keeps the stream in memory. `--sluice-memory` makes the topic a memory
@@ -211,7 +212,7 @@ def client_commands(kind: str, a, bootstrap: str, topic: str, rate: int, total: 
         consumer = base + ["consume", *common, "--records", str(total), "--latency-out", out,
                            "--from-end"]
         return producer, consumer
-    prefix = "kafka" if kind == "python" else "redis"
+    prefix = "redis" if kind == "redis" else "kafka"
     common = ["--bootstrap", bootstrap, "--topic", topic, "--total", str(total),
               "--value-size", str(a.value_size), "--rate", str(rate), "--out", out,
               "--timeout", str(a.seconds + 30)]
@@ -221,7 +222,7 @@ def client_commands(kind: str, a, bootstrap: str, topic: str, rate: int, total: 
 
 def trial(kind: str, a, broker_pid: int, bootstrap: str, rate: int, workdir: str) -> dict:
     topic = "lat-" + uuid.uuid4().hex[:8]
-    if kind in ("python", "swift"):
+    if kind in ("python", "swift", "baseline"):
         from confluent_kafka.admin import AdminClient, NewTopic
         admin = AdminClient({"bootstrap.servers": bootstrap})
         config = {"sluice.storage": "memory"} if a.sluice_memory else {}
@@ -253,7 +254,11 @@ def trial(kind: str, a, broker_pid: int, bootstrap: str, rate: int, workdir: str
     try:
         result["elapsed"] = json.loads(producer_report.strip().splitlines()[-1])["elapsed"]
     except (ValueError, IndexError, KeyError):
-        pass
+        # `sluice bench produce`: "N records, B bytes in S s: ..."
+        words = producer_report.split()
+        result["elapsed"] = float(words[words.index("in") + 1]) if "in" in words else a.seconds
+    # The rate the producer reached (a Python client cannot send single requests at every rate).
+    result["achieved"] = total / max(result["elapsed"], 1e-9)
     return result
 
 
@@ -268,6 +273,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=60, help=argparse.SUPPRESS)
     ap.add_argument("--sluice-bin", default=str(REPO / ".build-release/release/sluice"))
     ap.add_argument("--redis-bin", default=shutil.which("redis-server") or "redis-server")
+    ap.add_argument("--baseline-bin", help="a second sluice binary (an older build) measured in the same run, "
+                    "with the confluent-kafka clients")
     ap.add_argument("--rates", default="1000,10000,50000", help="records per second, comma-separated")
     ap.add_argument("--seconds", type=float, default=5, help="per trial")
     ap.add_argument("--rounds", type=int, default=3)
@@ -284,10 +291,16 @@ def main():
 
     rates = [int(r) for r in a.rates.split(",")]
     kinds = {"python": ["python", "redis"], "swift": ["swift"], "both": ["python", "redis", "swift"]}[a.clients]
+    if a.baseline_bin:
+        kinds = kinds + ["baseline"]
     workdir = tempfile.mkdtemp(prefix="sluice-latency-")
     os.makedirs(os.path.join(workdir, "data"))
     settings = dict(kv.split("=", 1) for kv in a.set)
     sluice, sluice_bootstrap = start_sluice(a.sluice_bin, os.path.join(workdir, "data"), settings)
+    baseline = None
+    if a.baseline_bin:
+        os.makedirs(os.path.join(workdir, "baseline", "data"))
+        baseline, baseline_bootstrap = start_sluice(a.baseline_bin, os.path.join(workdir, "baseline", "data"), settings)
     redis = None
     if "redis" in kinds:
         redis, redis_bootstrap = start_redis(a.redis_bin, workdir)
@@ -297,15 +310,18 @@ def main():
             for rate in rates:
                 order = kinds if rnd % 2 == 0 else list(reversed(kinds))
                 for kind in order:
-                    pid, boot = (redis.pid, redis_bootstrap) if kind == "redis" else (sluice.pid, sluice_bootstrap)
+                    pid, boot = {"redis": lambda: (redis.pid, redis_bootstrap),
+                                 "baseline": lambda: (baseline.pid, baseline_bootstrap)}.get(
+                        kind, lambda: (sluice.pid, sluice_bootstrap))()
                     r = trial(kind, a, pid, boot, rate, workdir)
                     results.setdefault((rate, kind), []).append(r)
-                    print(f"round {rnd + 1} {rate:>6}/s {kind:<6} received {r['received']}/{r['total']}  "
+                    print(f"round {rnd + 1} {rate:>6}/s {kind:<6} sent at {r['achieved']:,.0f}/s, "
+                          f"received {r['received']}/{r['total']}  "
                           f"p50 {r['p50']:.3f}  p99 {r['p99']:.3f}  p99.9 {r['p999']:.3f} ms  "
                           f"broker {r['broker_us']:.1f} µs/rec  producer {r['producer_us']:.1f}  "
                           f"consumer {r['consumer_us']:.1f}", flush=True)
     finally:
-        for proc in (sluice, redis):
+        for proc in (sluice, redis, baseline):
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -315,10 +331,10 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
     names = {"python": "sluice (confluent-kafka)", "redis": "redis streams (redis-py)",
-             "swift": "sluice (Swift client)"}
+             "swift": "sluice (Swift client)", "baseline": "baseline sluice (c-k)"}
     print(f"\nMedians of {a.rounds} rounds, {a.seconds:g} s per trial, {a.value_size} B records"
           f"{', Sluice memory topics' if a.sluice_memory else ''}:")
-    print(f"{'rate/s':>7} {'broker':<26} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
+    print(f"{'rate/s':>7} {'broker':<26} {'sent/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
           f"{'broker µs/rec':>13} {'prod µs/rec':>11} {'cons µs/rec':>11} {'lost':>5}")
     med = statistics.median
     failed = False
@@ -327,13 +343,19 @@ def main():
             rs = results[(rate, kind)]
             lost = sum(r["total"] - r["received"] for r in rs)
             failed |= lost > 0
-            print(f"{rate:>7} {names[kind]:<26} {med(r['p50'] for r in rs):>7.3f} {med(r['p99'] for r in rs):>7.3f} "
+            print(f"{rate:>7} {names[kind]:<26} {med(r['achieved'] for r in rs):>7,.0f} "
+                  f"{med(r['p50'] for r in rs):>7.3f} {med(r['p99'] for r in rs):>7.3f} "
                   f"{med(r['p999'] for r in rs):>8.3f} {med(r['broker_us'] for r in rs):>13.1f} "
                   f"{med(r['producer_us'] for r in rs):>11.1f} {med(r['consumer_us'] for r in rs):>11.1f} {lost:>5}")
         if "redis" in kinds:
             pairs = list(zip(results[(rate, "python")], results[(rate, "redis")]))
             ratio = {k: med(s[k] / r[k] for s, r in pairs) for k in ("p50", "p99", "p999", "broker_us")}
-            print(f"{rate:>7} {'ratio sluice/redis':<26} {ratio['p50']:>7.2f} {ratio['p99']:>7.2f} "
+            print(f"{rate:>7} {'ratio sluice/redis':<26} {'':>7} {ratio['p50']:>7.2f} {ratio['p99']:>7.2f} "
+                  f"{ratio['p999']:>8.2f} {ratio['broker_us']:>13.2f}")
+        if "baseline" in kinds:
+            pairs = list(zip(results[(rate, "python")], results[(rate, "baseline")]))
+            ratio = {k: med(s[k] / b[k] for s, b in pairs) for k in ("p50", "p99", "p999", "broker_us")}
+            print(f"{rate:>7} {'ratio sluice/baseline':<26} {'':>7} {ratio['p50']:>7.2f} {ratio['p99']:>7.2f} "
                   f"{ratio['p999']:>8.2f} {ratio['broker_us']:>13.2f}")
     if failed:
         sys.exit(1)

@@ -15,6 +15,8 @@
 #   pytest, pytest-timeout  PyPI: the compat/ suite runner
 #   pyzmq           PyPI (bundles libzmq): the ZeroMQ peer of compat/test_direct.py
 #   statsd          PyPI: the StatsD client of compat/test_statsd.py
+#   redis-server    Debian package, with redis and hiredis from PyPI: the Redis Streams peer of
+#                   scripts/bench-latency.py (a benchmark, not a test)
 # plus the compression codecs the Python clients use (snappy, lz4, zstd).
 set -euo pipefail
 
@@ -37,6 +39,9 @@ SCHEMATHESIS_VERSION=4.32.5
 PYZMQ_VERSION=27.3.0
 # StatsD client (compat/test_statsd.py, scripts/bench-udp.py)
 STATSD_VERSION=4.0.1
+# Redis Streams client (scripts/bench-latency.py)
+REDIS_PY_VERSION=8.2.0
+HIREDIS_VERSION=3.5.0
 
 PYTHON=${PYTHON:-python3}
 SUDO=""
@@ -45,7 +50,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # --- Debian packages -------------------------------------------------------
 need_apt=()
 # openssl: test certificates (compat/test_security.py, KafkaClientTests/SecureClientTests.swift)
-for pkg in kcat fiu-utils e2fsprogs curl iptables openssl; do
+# redis-server: scripts/bench-latency.py's peer
+for pkg in kcat fiu-utils e2fsprogs curl iptables openssl redis-server; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
@@ -93,6 +99,8 @@ reqs=(
   "schemathesis==${SCHEMATHESIS_VERSION}"
   "pyzmq==${PYZMQ_VERSION}"
   "statsd==${STATSD_VERSION}"
+  "redis==${REDIS_PY_VERSION}"
+  "hiredis==${HIREDIS_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.
