@@ -159,7 +159,10 @@ def test_a_receiver_down_for_a_while_gets_everything_once_it_is_up(http_broker, 
     port = free_port()
     create_webhook(
         http_broker.http_url, name=name, topic=topic, url=f"http://127.0.0.1:{port}/hook", max_attempts=100,
-        retry_backoff_ms=50, max_backoff_ms=300, timeout_ms=1000, **{"from": "beginning"})
+        # A generous timeout: an attempt that times out while the receiver (just started, on a
+        # loaded machine) still answers it is retried and delivered twice, as at-least-once
+        # delivery does; this test is about a receiver that is down, not a slow one.
+        retry_backoff_ms=50, max_backoff_ms=300, timeout_ms=10000, **{"from": "beginning"})
     expected = produce(http_broker.bootstrap, topic, 20, 1)
     # Refused connections count as failures, with the reason.
     d = wait_for(lambda: (lambda d: d if d["failures"] >= 3 else None)(describe(http_broker.http_url, name)), 10,

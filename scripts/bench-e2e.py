@@ -29,24 +29,13 @@ import time
 import uuid
 from pathlib import Path
 
-from sluiceproc import cpu_seconds, percentile, start_sluice
+from sluiceproc import consumer_at_end, cpu_seconds, percentile, start_sluice
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def consumer_main(bootstrap: str, topic: str, expected: int, ready, results, timeout: float, config: dict):
-    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
-
-    conf = {"bootstrap.servers": bootstrap, "group.id": "bench-" + uuid.uuid4().hex[:8],
-            "enable.auto.commit": False, "enable.partition.eof": True}
-    conf.update(config)
-    c = Consumer(conf)
-    c.assign([TopicPartition(topic, 0, OFFSET_END)])
-    # Ready once the end offset is resolved (the first PARTITION_EOF).
-    while True:
-        m = c.poll(0.1)
-        if m is not None and m.error() and m.error().code() == KafkaError._PARTITION_EOF:
-            break
+    c = consumer_at_end(bootstrap, topic, config)
     ready.set()
     latencies = []
     deadline = time.monotonic() + timeout

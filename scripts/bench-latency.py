@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -49,7 +48,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sluiceproc import cpu_seconds, free_port, percentile, start_sluice
+from sluiceproc import consumer_at_end, cpu_seconds, free_port, percentile, start_sluice, wait_until_accepting
 
 REPO = Path(__file__).resolve().parent.parent
 SELF = Path(__file__).resolve()
@@ -105,14 +104,7 @@ def role_kafka_producer(a):
 
 
 def role_kafka_consumer(a):
-    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
-    c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "lat-" + uuid.uuid4().hex[:8],
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    c.assign([TopicPartition(a.topic, 0, OFFSET_END)])
-    while True:  # ready once the end offset is resolved (the first PARTITION_EOF)
-        m = c.poll(0.1)
-        if m is not None and m.error() and m.error().code() == KafkaError._PARTITION_EOF:
-            break
+    c = consumer_at_end(a.bootstrap, a.topic)
     print("ready", flush=True)
     out = array.array("q")
     deadline = time.monotonic() + a.timeout
@@ -173,17 +165,8 @@ def start_redis(binary: str, workdir: str) -> tuple[subprocess.Popen, str]:
                              "--appendonly", "no", "--dir", workdir, "--protected-mode", "no"],
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"redis-server exited with {proc.returncode}")
-            time.sleep(0.02)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
+    wait_until_accepting(proc, port, "redis-server")
+    return proc, f"127.0.0.1:{port}"
 
 
 def wait_with_cpu(proc: subprocess.Popen, timeout: float) -> float:

@@ -37,20 +37,13 @@ import time
 import uuid
 from pathlib import Path
 
-from sluiceproc import cpu_seconds, free_port
+from sluiceproc import consumer_at_end, cpu_seconds, free_port, wait_until_accepting
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def consumer_main(bootstrap: str, topic: str, ready, received):
-    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "req-" + uuid.uuid4().hex[:8],
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, 0, OFFSET_END)])
-    while True:
-        m = c.poll(0.1)
-        if m is not None and m.error() and m.error().code() == KafkaError._PARTITION_EOF:
-            break
+    c = consumer_at_end(bootstrap, topic)
     ready.set()
     while True:
         m = c.poll(0.5)
@@ -73,16 +66,7 @@ class Broker:
         env = dict(os.environ, LD_PRELOAD=shim, MALLOC_COUNT_FILE=self.count_file)
         self.proc = subprocess.Popen([binary, "serve", "--listen", self.bootstrap, "--data-dir", self.data],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import socket
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise SystemExit(f"{binary} did not start")
-                time.sleep(0.05)
+        wait_until_accepting(self.proc, port, binary)
 
     def allocations(self) -> int:
         if os.path.exists(self.count_file):

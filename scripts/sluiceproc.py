@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: a free port, starting `sluice serve`, a process's CPU
-time, and the percentile they report. Imported by scripts/bench-e2e.py,
+"""What the benchmark scripts share: a free port, starting `sluice serve` (or waiting for any
+server to accept), a consumer positioned at a partition's end, a process's CPU time, and the
+percentile they report. Imported by scripts/bench-e2e.py,
 scripts/abuse-latency.py and scripts/bench-brokers.py (run from any directory: Python puts
 a script's own directory first on its path)."""
 
@@ -36,17 +37,42 @@ def start_sluice(binary: str, data_dir: str, settings: dict[str, str] | None = N
     log = open(os.path.join(data_dir, "..", "sluice.log"), "ab")  # a restart keeps the earlier output
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     log.close()  # the child has its own copy
+    wait_until_accepting(proc, port, "sluice", timeout)
+    return proc, bootstrap
+
+
+def wait_until_accepting(proc: subprocess.Popen, port: int, name: str, timeout: float = 15) -> None:
+    """Returns once 127.0.0.1:`port` accepts connections; exits if `proc` ends first or
+    `timeout` seconds pass (then it is killed)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, bootstrap
+            return
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"sluice exited with {proc.returncode}")
+                raise SystemExit(f"{name} exited with {proc.returncode}")
             time.sleep(0.02)
     proc.kill()
-    raise SystemExit("sluice did not start")
+    raise SystemExit(f"{name} did not start")
+
+
+def consumer_at_end(bootstrap: str, topic: str, config: dict | None = None):
+    """A confluent-kafka consumer assigned partition 0 of `topic` at its end, returned once
+    the end offset is resolved (its first PARTITION_EOF), so that it reads every record
+    produced after this returns."""
+    import uuid
+    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+
+    conf = {"bootstrap.servers": bootstrap, "group.id": "bench-" + uuid.uuid4().hex[:8],
+            "enable.auto.commit": False, "enable.partition.eof": True}
+    conf.update(config or {})
+    consumer = Consumer(conf)
+    consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+    while True:
+        m = consumer.poll(0.1)
+        if m is not None and m.error() and m.error().code() == KafkaError._PARTITION_EOF:
+            return consumer
 
 
 def percentile(sorted_values, q):

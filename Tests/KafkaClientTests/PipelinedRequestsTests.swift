@@ -112,23 +112,8 @@ import Testing
       // behind it, was appended only after that.
       let woken = parked.responses.first?.partitions.first
       #expect(woken?.highWatermark == 3)
-      #expect(try BrokerTestValues.values(woken?.records) == ["c"])
+      #expect(try recordValues(woken?.records) == ["c"])
       #expect(last.responses.first?.partitionResponses.first?.baseOffset == 3)
     }
-  }
-}
-
-enum BrokerTestValues {
-  /// The values of the records in `records` (whole batches).
-  static func values(_ records: ByteBuffer?) throws -> [String] {
-    guard let records else { return [] }
-    var splitter = RecordBatchSplitter(records)
-    var values: [String] = []
-    while let batch = try splitter.next() {
-      values += try batch.records(maxDecompressedSize: 1 << 20).map {
-        $0.value.map { String(buffer: $0) } ?? ""
-      }
-    }
-    return values
   }
 }

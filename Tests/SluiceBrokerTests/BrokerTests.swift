@@ -59,17 +59,7 @@ import Testing
     return response.responses.first?.partitions.first
   }
 
-  static func values(_ records: ByteBuffer?) throws -> [String] {
-    guard let records else { return [] }
-    var splitter = RecordBatchSplitter(records)
-    var values: [String] = []
-    while let batch = try splitter.next() {
-      values += try batch.records(maxDecompressedSize: 1 << 20).map {
-        $0.value.map { String(buffer: $0) } ?? "<null>"
-      }
-    }
-    return values
-  }
+  static func values(_ records: ByteBuffer?) throws -> [String] { try recordValues(records) }
 
   @Test func produceThenFetch() async throws {
     let (broker, _) = try Self.makeBroker()

@@ -66,3 +66,16 @@ public enum TestBatches {
     return batch.buffer
   }
 }
+
+/// The values of the records in `records` (whole v2 batches), a null value as `<null>`.
+public func recordValues(_ records: ByteBuffer?) throws -> [String] {
+  guard let records else { return [] }
+  var splitter = RecordBatchSplitter(records)
+  var values: [String] = []
+  while let batch = try splitter.next() {
+    values += try batch.records(maxDecompressedSize: 1 << 20).map {
+      $0.value.map { String(buffer: $0) } ?? "<null>"
+    }
+  }
+  return values
+}
