@@ -51,8 +51,8 @@ public struct ClockTimer: Sendable {
   public func cancel() { cancellation() }
 }
 
-/// The real clocks: CLOCK_REALTIME and CLOCK_MONOTONIC; timers on the given event loop
-/// (NIO's scheduled tasks), or on the singleton group's next loop.
+/// The real clocks: CLOCK_REALTIME and CLOCK_MONOTONIC; timers on the given event loop, or
+/// on the singleton group's next loop (``LoopTimers``: one NIO scheduled task per loop).
 public struct SystemClock: BrokerClock {
   public init() {}
 
@@ -75,8 +75,20 @@ public struct SystemClock: BrokerClock {
     -> ClockTimer
   {
     let loop = eventLoop ?? Self.timerLoop
-    let task = loop.scheduleTask(in: .milliseconds(max(0, delayMs))) { work() }
-    return ClockTimer { task.cancel() }
+    return Self.timers(of: loop).schedule(at: .now() + .milliseconds(max(0, delayMs)), work)
+  }
+
+  /// Each event loop's ``LoopTimers`` (the singleton group's loops, and any a caller passes).
+  static let loopTimers = Mutex<[ObjectIdentifier: LoopTimers]>([:])
+
+  static func timers(of loop: any EventLoop) -> LoopTimers {
+    let key = ObjectIdentifier(loop as AnyObject)
+    return loopTimers.withLock { all in
+      if let timers = all[key] { return timers }
+      let timers = LoopTimers(loop: loop)
+      all[key] = timers
+      return timers
+    }
   }
 
   /// Where timers without a loop of their own run: NIO's shared group (an event loop
