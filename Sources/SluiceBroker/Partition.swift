@@ -180,7 +180,8 @@ final class FetchWaiter: Sendable {
       // Queued even on the waiter's own loop: the append that woke it finishes first.
       eventLoop.execute(handler)
     } else {
-      handler()
+      // No loop of its own (webhooks, bridges): in a task, not inside the append that woke it.
+      Task { handler() }
     }
   }
 }

@@ -65,11 +65,27 @@ final class KafkaFastPath: ChannelDuplexHandler {
     resume()
   }
 
-  /// Succeeds once no request is in progress here (the task waits for it before closing).
+  /// Succeeds once no request is in progress here and every response written so far has
+  /// been sent (the task waits for it before closing the channel, which would fail writes
+  /// still pending).
   func whenIdle(on loop: any EventLoop) -> EventLoopFuture<Void> {
-    guard busy, handlerContext != nil else { return loop.makeSucceededVoidFuture() }
+    guard handlerContext != nil else { return loop.makeSucceededVoidFuture() }
+    var idle = loop.makeSucceededVoidFuture()
+    if busy {
+      let promise = loop.makePromise(of: Void.self)
+      idleWaiters.append(promise)
+      idle = promise.futureResult
+    }
+    let bound = NIOLoopBound(self, eventLoop: loop)
+    return idle.flatMap { bound.value.sent(on: loop) }
+  }
+
+  /// Succeeds once what was written before has been sent: an empty write, completed in
+  /// order after them.
+  private func sent(on loop: any EventLoop) -> EventLoopFuture<Void> {
+    guard let context = handlerContext else { return loop.makeSucceededVoidFuture() }
     let promise = loop.makePromise(of: Void.self)
-    idleWaiters.append(promise)
+    context.writeAndFlush(wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: promise)
     return promise.futureResult
   }
 

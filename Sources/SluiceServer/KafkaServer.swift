@@ -175,11 +175,11 @@ public final class KafkaServer: Service, Sendable {
               try channel.pipeline.syncOperations.addHandler(
                 ByteToMessageHandler(KafkaFrameDecoder(maximumFrameSize: maximumFrameSize)))
             }
-            // Produce and Fetch without the task, where no authentication comes first.
+            // Produce and Fetch without the task on plaintext listeners (TLS and SASL
+            // connections keep the task: it authenticates them, and on graceful shutdown it
+            // closes a TLS connection after its response, which cannot be half-closed).
             var fastPath: NIOLoopBound<KafkaFastPath>?
-            if !listener.securityProtocol.usesSASL
-              && (listener.tls == nil || listener.tls?.clientAuthentication == ClientAuthentication.none)
-            {
+            if listener.securityProtocol == .plaintext {
               let handler = KafkaFastPath(server: self)
               try channel.pipeline.syncOperations.addHandler(handler)
               fastPath = NIOLoopBound(handler, eventLoop: channel.eventLoop)
@@ -402,15 +402,9 @@ public final class KafkaServer: Service, Sendable {
           guard let (reply, muteMs) = await respond(to: frame, context: requestContext) else { continue }
           switch reply {
           case .send(let bytes):
-            // Not awaited while the socket keeps up: a promise, a future and a task switch
-            // per response cost more than the write (profiled). Once the client stops
-            // reading, the response is awaited, so no more than one socket buffer of
-            // responses waits in memory and the next request is read only after it.
-            if channel.isWritable {
-              channel.writeAndFlush(bytes, promise: nil)
-            } else {
-              try await channel.writeAndFlush(bytes)
-            }
+            // Awaited: the next request is read once this response is on its way, and the
+            // channel is never closed with a response still pending.
+            try await channel.writeAndFlush(bytes)
           case .sendPieces(let pieces, let handles):
             // Written straight to the channel so the file handles can be closed only
             // once NIO has finished sending their regions.
@@ -429,7 +423,8 @@ public final class KafkaServer: Service, Sendable {
           // A client over its quota: after the response, read nothing from it for this long.
           if muteMs > 0 { try await Task.sleep(for: .milliseconds(muteMs)) }
         }
-        // The input has ended: the request the fast path has in progress is answered first.
+        // The input has ended: the request the fast path has in progress is answered, and
+        // every response written, before the channel closes.
         if let fastPath {
           try? await fastPath.eventLoop.flatSubmit { fastPath.value.whenIdle(on: fastPath.eventLoop) }.get()
         }

@@ -82,8 +82,13 @@ import Testing
         while answers.count < requests.count, let answer = Self.readFrame(fd) { answers.append(answer) }
         return answers
       }
-      // Written from elsewhere once the Fetch has parked: wakes it.
-      try await Task.sleep(for: .milliseconds(500))
+      // Written from elsewhere once Produce 4 is in (and, a moment later, Fetch 5 parked):
+      // wakes the Fetch. (Had it not parked yet, it finds the record at once: the same answers.)
+      let partition = broker.broker.topic("pipe")?.partition(0)
+      for _ in 0..<1000 where (partition?.logEndOffset ?? 0) < 2 {
+        try await Task.sleep(for: .milliseconds(10))
+      }
+      try await Task.sleep(for: .milliseconds(200))
       var builder = RecordBatchBuilder()
       builder.append(key: nil, value: ByteBuffer(string: "c"), timestamp: 1_700_000_000_000)
       let woke = await broker.broker.produce(
