@@ -48,7 +48,6 @@ import os
 import random
 import resource
 import shutil
-import signal
 import statistics
 import struct
 import subprocess
@@ -58,7 +57,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sluiceproc import cpu_seconds, free_port, percentile, start_sluice
+from sluiceproc import cpu_seconds, free_port, percentile, start_sluice, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 ABUSE_SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
@@ -527,11 +526,7 @@ def main():
         if other is not None:
             other.kill()
             other.wait()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 30)
         shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(0 if ok else 1)
 

@@ -20,16 +20,14 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from sluiceproc import consumer_at_end, cpu_seconds, percentile, start_sluice
+from sluiceproc import consumer_at_end, cpu_seconds, percentile, start_sluice, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -143,11 +141,7 @@ def main():
             sys.exit(1)
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -37,7 +37,6 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ import uuid
 from base64 import b64encode
 from pathlib import Path
 
-from sluiceproc import cpu_seconds, free_port, percentile
+from sluiceproc import cpu_seconds, free_port, percentile, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 BINARY_CT = "application/vnd.kafka.binary.v2+json"
@@ -445,11 +444,7 @@ def main():
             webhook_throughput(proc, bootstrap, url, args)
     finally:
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc, 30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -38,7 +38,6 @@ import array
 import json
 import os
 import shutil
-import signal
 import statistics
 import struct
 import subprocess
@@ -48,7 +47,8 @@ import time
 import uuid
 from pathlib import Path
 
-from sluiceproc import consumer_at_end, cpu_seconds, free_port, percentile, start_sluice, wait_until_accepting
+from sluiceproc import (consumer_at_end, cpu_seconds, free_port, percentile, start_sluice, stop_process,
+                        wait_until_accepting)
 
 REPO = Path(__file__).resolve().parent.parent
 SELF = Path(__file__).resolve()
@@ -306,11 +306,7 @@ def main():
     finally:
         for proc in (sluice, redis, baseline):
             if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
     names = {"python": "sluice (confluent-kafka)", "redis": "redis streams (redis-py)",

@@ -37,7 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sluiceproc import consumer_at_end, cpu_seconds, free_port, wait_until_accepting
+from sluiceproc import consumer_at_end, cpu_seconds, free_port, stop_process, wait_until_accepting
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,11 +83,7 @@ class Broker:
         raise SystemExit("no allocation count from the broker")
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def measure(broker: Broker, records: int, with_consumer: bool) -> tuple[float, float]:

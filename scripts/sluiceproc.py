@@ -7,6 +7,7 @@ a script's own directory first on its path)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -73,6 +74,15 @@ def consumer_at_end(bootstrap: str, topic: str, config: dict | None = None):
         m = consumer.poll(0.1)
         if m is not None and m.error() and m.error().code() == KafkaError._PARTITION_EOF:
             return consumer
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM (a broker's graceful shutdown), then SIGKILL if it has not exited in `timeout` s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def percentile(sorted_values, q):

@@ -32,7 +32,7 @@ final class KafkaFastPath: ChannelDuplexHandler {
   /// or the socket's send buffer is full.
   private var busy = false
   private var waitingForWritable = false
-  /// A read the pipeline asked for while busy, issued once idle.
+  /// A read the pipeline asked for while a frame waited here, issued once none waits.
   private var readHeld = false
   private var needsFlush = false
   private var idleWaiters: [EventLoopPromise<Void>] = []
