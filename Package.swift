@@ -32,6 +32,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
   ],
   targets: [
     // C helpers with no third-party headers: hardware CRC-32C and dlopen-based bindings to
@@ -60,6 +62,7 @@ let package = Package(
     .target(
       name: "SluiceStorage",
       dependencies: [
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         "KafkaProtocol",
         "CSluiceSupport",
         .product(name: "NIOCore", package: "swift-nio"),
@@ -70,6 +73,8 @@ let package = Package(
     .target(
       name: "SluiceBroker",
       dependencies: [
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
         "SluiceSASL",
         "KafkaProtocol",
         "SluiceStorage",
@@ -84,6 +89,8 @@ let package = Package(
     .target(
       name: "SluiceKafka",
       dependencies: [
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "Logging", package: "swift-log"),
         "KafkaProtocol",
         "SluiceBroker",
         .product(name: "NIOCore", package: "swift-nio"),
@@ -94,6 +101,7 @@ let package = Package(
     .target(
       name: "SluiceHTTP",
       dependencies: [
+        .product(name: "CoreMetrics", package: "swift-metrics"),
         "SluiceSASL",
         .product(name: "Crypto", package: "swift-crypto"),
         "KafkaProtocol",
@@ -109,7 +117,8 @@ let package = Package(
     .target(
       name: "SluiceServer",
       dependencies: [
-        "SluiceSASL", .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "X509", package: "swift-certificates"),
+        "SluiceSASL", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "X509", package: "swift-certificates"),
         "KafkaProtocol",
         "SluiceBroker",
         "SluiceDirect",
@@ -337,7 +346,8 @@ let package = Package(
     .testTarget(
       name: "KafkaClientTests",
       dependencies: [
-        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded", "SluiceTestSupport", "SluiceSASL",
+        "KafkaClient", "KafkaProtocol", "SluiceBroker", "SluiceServer", "SluiceEmbedded", "SluiceTestSupport",
+        "SluiceSASL",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

@@ -47,12 +47,12 @@ def metric(url: str, name: str, **labels) -> int | None:
     for line in text.splitlines():
         if line.startswith("#") or not line.startswith(name):
             continue
-        m = re.match(r"^(\w+)(?:\{(.*)\})? (-?\d+)$", line)
+        m = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
         if not m or m.group(1) != name:
             continue
         found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
         if all(found.get(k) == v for k, v in labels.items()):
-            return int(m.group(3))
+            return int(float(m.group(3)))
     return None
 
 

@@ -183,4 +183,4 @@ def test_bridge_figures_on_metrics(make_broker, names, ctx):
             break
         assert time.monotonic() < deadline, [l for l in text.splitlines() if "zmq" in l]
         time.sleep(0.2)
-    assert f"sluice_zmq_bridge_peers{labels} 1" in text
+    assert f"sluice_zmq_bridge_peers{labels} 1.0" in text

@@ -41,6 +41,7 @@ PYZMQ_VERSION=27.3.0
 STATSD_VERSION=4.0.1
 # Redis Streams client (scripts/bench-latency.py)
 REDIS_PY_VERSION=8.2.0
+PROMETHEUS_CLIENT_VERSION=0.26.0
 HIREDIS_VERSION=3.5.0
 
 PYTHON=${PYTHON:-python3}
@@ -101,6 +102,7 @@ reqs=(
   "statsd==${STATSD_VERSION}"
   "redis==${REDIS_PY_VERSION}"
   "hiredis==${HIREDIS_VERSION}"
+  "prometheus-client==${PROMETHEUS_CLIENT_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.

@@ -41,6 +41,8 @@ public final class Broker: Sendable {
   public let security: SecurityStore
   /// Set when a shutdown begins: requests held by backpressure give up.
   let stopping = Atomic<Bool>(false)
+  /// Reads parked until records arrive (a metrics gauge).
+  let parkedReads = Atomic<Int>(0)
   /// When housekeeping last applied retention (`Int64.min`: not yet).
   let lastRetentionCheck = Atomic<Int64>(Int64.min)
   let logger = Logger(label: "sluice.broker")

@@ -16,6 +16,13 @@ public struct BrokerConfig: Sendable {
   public var allowEveryoneIfNoAclFound: Bool?
   /// `auto.create.topics.enable`.
   public var autoCreateTopics = true
+  /// `sluice.slow.request.log.ms`: Kafka requests that take longer than this are logged
+  /// (warning, logger `sluice.slow`); 0 turns the log off.
+  public var slowRequestLogMs: Int64 = 0
+  /// `sluice.audit.log.enable`: log every admin request (who created, deleted or changed
+  /// what, and the outcome; logger `sluice.audit`). `sluice serve` turns it on; off for an
+  /// embedded broker unless asked.
+  public var auditLog = false
   /// `num.partitions`: partitions of an auto-created topic.
   public var defaultPartitions: Int32 = 1
   /// `message.max.bytes`: default `max.message.bytes` for topics.

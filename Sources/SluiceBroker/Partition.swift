@@ -16,12 +16,17 @@ public final class Partition: Sendable {
   let overflow = OverflowState()
   /// Whether the broker has logged this partition going offline (it does so once).
   let reportedOffline = Atomic<Bool>(false)
+  /// The topic's traffic counters (shared by its partitions).
+  let metrics: TopicMetrics
 
-  init(topic: String, index: Int32, log: any PartitionLog, producers: ProducerStateTable) {
+  init(
+    topic: String, index: Int32, log: any PartitionLog, producers: ProducerStateTable, metrics: TopicMetrics
+  ) {
     self.topic = topic
     self.index = index
     self.log = log
     self.producers = Mutex(producers)
+    self.metrics = metrics
   }
 
   /// The offset up to which consumers may read: the log end, or — for logs that fsync

@@ -197,6 +197,8 @@ extension Broker {
     -> [PartitionAppendResult]
   {
     var results = results
+    let started = ContinuousClock.now
+    defer { SluiceMetrics.durable.recordInterval(since: started) }
     for entry in pending {
       do {
         try await entry.partition.log.awaitDurable(entry.append)
@@ -310,6 +312,8 @@ extension Partition {
       if let refusal = overflowRefusal(incoming) { return .failed(BrokerError(.policyViolation, refusal)) }
       do throws(StorageError) {
         let pending = try log.appendBuffered(prepared.bytes, now: now)
+        metrics.recordsIn.increment(by: pending.result.lastOffset - pending.result.firstOffset + 1)
+        metrics.bytesIn.increment(by: Int64(incoming))
         if first.producerId >= 0 {
           table.record(
             producerId: first.producerId, epoch: first.producerEpoch, firstSequence: first.baseSequence,

@@ -119,7 +119,9 @@ extension Broker {
     let timer = clock.schedule(afterMs: min(deadline - now, Self.parkSliceMs), on: context.eventLoop) {
       waiter.wake()
     }
+    parkedReads.add(1, ordering: .relaxed)
     waiter.onWake {
+      self.parkedReads.subtract(1, ordering: .relaxed)
       timer.cancel()
       for partition in partitions { partition.removeWaiter(waiter) }
       if let results = self.readOrPark(
@@ -180,6 +182,12 @@ extension Broker {
               .unsupportedCompressionType, "zstd batches need Fetch v10 or later")
           }
           result.records = records
+          if records.count > 0 {
+            partition.metrics.bytesOut.increment(by: Int64(records.count))
+            if let next = read.nextOffset, next > wanted.offset {
+              partition.metrics.recordsOut.increment(by: next - wanted.offset)
+            }
+          }
         } catch {
           result.error = BrokerError(ErrorCode.from(error), error.message)
           hasError = true

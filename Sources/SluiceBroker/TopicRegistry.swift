@@ -79,6 +79,17 @@ public final class TopicRegistry: Sendable {
   let adminLock = Mutex(())
   /// Broker configs set while running (see `DynamicBrokerConfigs`).
   let dynamicBrokerConfigs: Mutex<DynamicBrokerConfigs>
+  /// Each topic's traffic counters, made with its first partition, destroyed with the topic.
+  let topicMetrics = Mutex<[String: TopicMetrics]>([:])
+
+  func metrics(for topic: String) -> TopicMetrics {
+    topicMetrics.withLock { table in
+      if let existing = table[topic] { return existing }
+      let made = TopicMetrics(topic: topic)
+      table[topic] = made
+      return made
+    }
+  }
 
   /// Opens every topic the metadata lists, recovering its logs (at startup, before any
   /// client is served).
@@ -143,7 +154,9 @@ public final class TopicRegistry: Sendable {
         directory: partitionDirectory(topic, index), config: topicConfig.log, threadPool: flushPool,
         now: clock.now(), syncMarkerRemoval: syncMarkerRemoval)
     }
-    return Partition(topic: topic, index: index, log: log, producers: Self.rebuildProducerState(log))
+    return Partition(
+      topic: topic, index: index, log: log, producers: Self.rebuildProducerState(log),
+      metrics: metrics(for: topic))
   }
 
   /// Opens (or creates) partitions on every core at once: thousands of logs load in a
@@ -348,6 +361,7 @@ public final class TopicRegistry: Sendable {
           throw .storage(error.message)
         }
         self.topics.withLock { $0[name] = nil }
+        self.topicMetrics.withLock { $0.removeValue(forKey: name) }?.destroy()
         var failure: StorageError?
         for partition in existing.partitions {
           partition.notifyAppended()

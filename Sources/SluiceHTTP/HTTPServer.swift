@@ -67,43 +67,32 @@ public final class HTTPCounters: Sendable {
     responses.withLock { $0["\(route) \(status)", default: 0] += 1 }
   }
 
-  /// The Prometheus exposition text of these counters.
-  public func render() -> String {
-    var out = ""
-    func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)]) {
-      out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-      for (labels, value) in samples {
-        out += labels.isEmpty ? "\(name) \(value)\n" : "\(name){\(labels)} \(value)\n"
-      }
-    }
-    family(
-      "sluice_http_connections", "gauge", "Open HTTP connections.",
-      [("", connections.load(ordering: .relaxed))])
-    family(
-      "sluice_http_connections_refused_total", "counter",
-      "HTTP connections closed at accept because the connection limit was reached.",
-      [("", refusedConnections.load(ordering: .relaxed))])
-    family(
-      "sluice_http_timeouts_total", "counter",
+  /// These counters' figures, at a scrape.
+  public func collectMetrics(into metrics: MetricsCollection) {
+    metrics.gauge(
+      "sluice_http_connections", "Open HTTP connections.", [], connections.load(ordering: .relaxed))
+    metrics.counter(
+      "sluice_http_connections_refused_total",
+      "HTTP connections closed at accept because the connection limit was reached.", [],
+      refusedConnections.load(ordering: .relaxed))
+    metrics.counter(
+      "sluice_http_timeouts_total",
       "HTTP connections closed for sending a request too slowly or sitting idle.",
-      [("", timedOut.load(ordering: .relaxed))])
-    family(
-      "sluice_http_event_streams", "gauge", "Open Server-Sent Events streams.",
-      [("", streams.load(ordering: .relaxed))])
-    family(
-      "sluice_http_produced_records_total", "counter", "Records appended through the REST produce API.",
-      [("", producedRecords.load(ordering: .relaxed))])
-    family(
-      "sluice_http_streamed_events_total", "counter", "Records sent as Server-Sent Events.",
-      [("", streamedEvents.load(ordering: .relaxed))])
-    let responses = self.responses.withLock { $0 }.sorted { $0.key < $1.key }
-    family(
-      "sluice_http_responses_total", "counter", "HTTP responses by route and status code.",
-      responses.map { key, value in
-        let parts = key.split(separator: " ", maxSplits: 1)
-        return ("route=\"\(parts[0])\",code=\"\(parts.count > 1 ? parts[1] : "")\"", value)
-      })
-    return out
+      [], timedOut.load(ordering: .relaxed))
+    metrics.gauge(
+      "sluice_http_event_streams", "Open Server-Sent Events streams.", [], streams.load(ordering: .relaxed))
+    metrics.counter(
+      "sluice_http_produced_records_total", "Records appended through the REST produce API.", [],
+      producedRecords.load(ordering: .relaxed))
+    metrics.counter(
+      "sluice_http_streamed_events_total", "Records sent as Server-Sent Events.", [],
+      streamedEvents.load(ordering: .relaxed))
+    for (key, value) in responses.withLock({ $0 }) {
+      let parts = key.split(separator: " ", maxSplits: 1)
+      metrics.counter(
+        "sluice_http_responses_total", "HTTP responses by route and status code.",
+        [("route", String(parts[0])), ("code", parts.count > 1 ? String(parts[1]) : "")], value)
+    }
   }
 }
 
@@ -124,11 +113,11 @@ public final class HTTPServer: Service, Sendable {
   let live = Mutex<[ObjectIdentifier: any Channel]>([:])
   let stopping = Atomic<Bool>(false)
 
-  /// - Parameter metricsText: the broker's Prometheus text, served at `/metrics` with this
-  ///   server's own counters appended; nil serves `/metrics` with only those.
+  /// - Parameter metrics: the exposition served at `/metrics`, to which this server adds
+  ///   its own counters and its webhooks'; nil serves only those.
   public init(
     broker: Broker, configuration: HTTPServerConfiguration, group: MultiThreadedEventLoopGroup,
-    logger: Logger, metricsText: (@Sendable () -> String)? = nil
+    logger: Logger, metrics: MetricsExporter? = nil
   ) {
     self.broker = broker
     self.configuration = configuration
@@ -140,8 +129,11 @@ public final class HTTPServer: Service, Sendable {
     self.consumers = consumers
     let webhooks = Webhooks(broker: broker, logger: logger)
     self.webhooks = webhooks
+    let metrics = metrics ?? MetricsExporter()
+    metrics.addCollector { counters.collectMetrics(into: $0) }
+    metrics.addCollector { webhooks.collectMetrics(into: $0) }
     self.router = Router(
-      broker: broker, configuration: configuration, counters: counters, metricsText: metricsText,
+      broker: broker, configuration: configuration, counters: counters, metrics: metrics,
       consumers: consumers, webhooks: webhooks,
       security: configuration.authentication ? HTTPSecurity(broker: broker, cache: VerifiedPasswords()) : nil)
   }

@@ -124,7 +124,7 @@ struct Router: Sendable {
   let broker: Broker
   let configuration: HTTPServerConfiguration
   let counters: HTTPCounters
-  let metricsText: (@Sendable () -> String)?
+  let metrics: MetricsExporter
   let consumers: RestConsumers
   let webhooks: Webhooks
   /// nil: no authentication (`http.authentication=false`).
@@ -215,10 +215,8 @@ struct Router: Sendable {
     }
     switch (method, template) {
     case (.GET, "/metrics"):
-      let broker = metricsText
-      let counters = self.counters
-      let webhooks = self.webhooks
-      let text = await offLoop { (broker?() ?? "") + counters.render() + webhooks.render() }
+      let metrics = self.metrics
+      let text = await offLoop { metrics.render() }
       return .text(.ok, text, contentType: "text/plain; version=0.0.4; charset=utf-8", route: template)
     case (.GET, "/openapi.json"):
       return .json(.ok, ByteBuffer(string: OpenAPIDocument.text), route: template)

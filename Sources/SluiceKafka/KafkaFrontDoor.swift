@@ -154,14 +154,46 @@ public struct KafkaFrontDoor: Sendable {
   /// Handles one decoded request for the network layer: with `context.zeroCopy`, fetched
   /// record data may stay in files (``KafkaReply/records``).
   public func reply(to request: KafkaRequest, context: RequestContext) async -> KafkaReply? {
+    let started = ContinuousClock.now
     let version = request.apiVersion
+    let reply: KafkaReply?
     switch request.body {
     case .fetch(let body):
-      return charged(request, await fetch(body, version: version, context: context), context: context)
+      reply = charged(request, await fetch(body, version: version, context: context), context: context)
     case .produce(let body):
-      return charged(request, await produce(body, version: version, context: context), context: context)
+      reply = charged(request, await produce(body, version: version, context: context), context: context)
     default:
-      return await handleOther(request, context: context).map { KafkaReply(body: $0) }
+      reply = await handleOther(request, context: context).map { KafkaReply(body: $0) }
+    }
+    finished(request, reply?.body, since: started, context: context)
+    return reply
+  }
+
+  /// Counts a request answered outside ``reply(to:context:)`` (the listener's ApiVersions)
+  /// in the request metrics.
+  public static func countAnswered(
+    _ request: KafkaRequest, _ body: KafkaResponseBody?, since start: ContinuousClock.Instant
+  ) {
+    RequestMetrics.record(request, body, since: start)
+  }
+
+  /// A request answered: its metrics, the slow-request log and, for an admin request, the
+  /// audit log.
+  func finished(
+    _ request: KafkaRequest, _ body: KafkaResponseBody?, since start: ContinuousClock.Instant,
+    context: RequestContext
+  ) {
+    let elapsed = RequestMetrics.record(request, body, since: start)
+    let slowMs = broker.config.slowRequestLogMs
+    if slowMs > 0, elapsed >= .milliseconds(slowMs) {
+      RequestLogs.slow.warning(
+        "slow request",
+        metadata: RequestLogs.metadata(request, context: context, body: body, elapsed: elapsed))
+    }
+    if broker.config.auditLog, RequestLogs.adminApis.contains(request.apiKey) {
+      var metadata = RequestLogs.metadata(request, context: context, body: body, elapsed: elapsed)
+      metadata["resources"] = .array(RequestLogs.resources(of: request).map { .string($0) })
+      RequestLogs.audit.info("admin request", metadata: metadata)
     }
   }
 
@@ -183,17 +215,28 @@ public struct KafkaFrontDoor: Sendable {
     completion: @escaping @Sendable (KafkaReply?) -> Void
   ) -> ImmediateReply {
     let version = request.apiVersion
+    let started = ContinuousClock.now
     switch request.body {
     case .fetch(let body):
       let reply = fetch(body, version: version, context: context) { reply in
-        completion(self.charged(request, reply, context: context))
+        let charged = self.charged(request, reply, context: context)
+        self.finished(request, charged.body, since: started, context: context)
+        completion(charged)
       }
-      return reply.map { .reply(charged(request, $0, context: context)) } ?? .later
+      guard let reply else { return .later }
+      let charged = charged(request, reply, context: context)
+      self.finished(request, charged.body, since: started, context: context)
+      return .reply(charged)
     case .produce(let body):
       let response = produce(body, version: version, context: context) { response in
-        completion(self.charged(request, response, context: context))
+        let charged = self.charged(request, response, context: context)
+        self.finished(request, charged?.body, since: started, context: context)
+        completion(charged)
       }
-      return response.map { .reply(charged(request, $0, context: context)) } ?? .later
+      guard let response else { return .later }
+      let charged = charged(request, response, context: context)
+      self.finished(request, charged?.body, since: started, context: context)
+      return .reply(charged)
     default:
       return .notHandled
     }

@@ -483,38 +483,35 @@ public final class FeedBridges: Service, Sendable {
 
   // MARK: metrics
 
-  /// Prometheus text for the feeds' counters.
-  public func renderMetrics() -> String {
-    let feeds = running.items.sorted { $0.topic < $1.topic }
-    guard !feeds.isEmpty else { return "" }
-    var text = ""
-    func family(_ name: String, _ help: String, _ value: (Feed) -> Int) {
-      text += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
-      for feed in feeds { text += "\(name){topic=\"\(feed.topic)\"} \(value(feed))\n" }
+  /// The feeds' counters, at a scrape.
+  public func collectMetrics(into metrics: MetricsCollection) {
+    for feed in running.items {
+      let labels = [("topic", feed.topic)]
+      func counter(_ name: String, _ help: String, _ value: Int) {
+        metrics.counter(name, help, labels, value)
+      }
+      counter("sluice_feed_records_total", "Records multicast.", feed.records.load(ordering: .relaxed))
+      counter(
+        "sluice_feed_datagrams_total", "Datagrams multicast (not counting heartbeats).",
+        feed.datagrams.load(ordering: .relaxed))
+      counter(
+        "sluice_feed_heartbeats_total", "Heartbeats multicast.", feed.heartbeats.load(ordering: .relaxed))
+      counter(
+        "sluice_feed_oversize_total", "Records too large for MoldUDP64, sent as empty messages.",
+        feed.oversize.load(ordering: .relaxed))
+      counter(
+        "sluice_feed_retransmit_requests_total", "Datagrams received by the retransmission server.",
+        feed.requests.load(ordering: .relaxed))
+      counter(
+        "sluice_feed_retransmit_datagrams_total", "Answers sent by the retransmission server.",
+        feed.retransmitted.load(ordering: .relaxed))
+      counter(
+        "sluice_feed_retransmit_limited_total", "Requests dropped by the per-requester rate limit.",
+        feed.limited.load(ordering: .relaxed))
+      counter(
+        "sluice_feed_retransmit_malformed_total", "Requests that were not MoldUDP64 requests for this feed.",
+        feed.malformed.load(ordering: .relaxed))
     }
-    family("sluice_feed_records_total", "Records multicast.") { $0.records.load(ordering: .relaxed) }
-    family("sluice_feed_datagrams_total", "Datagrams multicast (not counting heartbeats).") {
-      $0.datagrams.load(ordering: .relaxed)
-    }
-    family("sluice_feed_heartbeats_total", "Heartbeats multicast.") { $0.heartbeats.load(ordering: .relaxed) }
-    family("sluice_feed_oversize_total", "Records too large for MoldUDP64, sent as empty messages.") {
-      $0.oversize.load(ordering: .relaxed)
-    }
-    family("sluice_feed_retransmit_requests_total", "Datagrams received by the retransmission server.") {
-      $0.requests.load(ordering: .relaxed)
-    }
-    family("sluice_feed_retransmit_datagrams_total", "Answers sent by the retransmission server.") {
-      $0.retransmitted.load(ordering: .relaxed)
-    }
-    family("sluice_feed_retransmit_limited_total", "Requests dropped by the per-requester rate limit.") {
-      $0.limited.load(ordering: .relaxed)
-    }
-    family(
-      "sluice_feed_retransmit_malformed_total", "Requests that were not MoldUDP64 requests for this feed."
-    ) {
-      $0.malformed.load(ordering: .relaxed)
-    }
-    return text
   }
 }
 

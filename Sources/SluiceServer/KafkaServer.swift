@@ -486,6 +486,7 @@ public final class KafkaServer: Service, Sendable {
     case .failure(let refusal): return .close(refusal.reason)
     }
     if prefix.apiKey == .apiVersions {
+      KafkaFrontDoor.countAnswered(request, nil, since: .now)
       return apiVersionsReply(version: prefix.apiVersion, prefix.correlationId)
     }
     guard let reply = await frontDoor.reply(to: request, context: context) else { return nil }

@@ -301,29 +301,27 @@ public final class StatsDIntake: Service, Sendable {
     }
   }
 
-  /// Prometheus text for the intake's counters.
-  public func renderMetrics() -> String {
-    var text = ""
-    func counter(_ name: String, _ help: String, _ value: Int) {
-      text += "# HELP \(name) \(help)\n# TYPE \(name) counter\n\(name) \(value)\n"
-    }
-    counter("sluice_statsd_packets_total", "Datagrams received.", totals.packets.load(ordering: .relaxed))
-    counter("sluice_statsd_lines_total", "Lines received.", totals.lines.load(ordering: .relaxed))
-    counter(
-      "sluice_statsd_malformed_total", "Lines dropped as malformed.",
+  /// The intake's counters, at a scrape.
+  public func collectMetrics(into metrics: MetricsCollection) {
+    metrics.counter(
+      "sluice_statsd_packets_total", "Datagrams received.", [], totals.packets.load(ordering: .relaxed))
+    metrics.counter("sluice_statsd_lines_total", "Lines received.", [], totals.lines.load(ordering: .relaxed))
+    metrics.counter(
+      "sluice_statsd_malformed_total", "Lines dropped as malformed.", [],
       totals.malformed.load(ordering: .relaxed))
-    counter(
+    metrics.counter(
       "sluice_statsd_kernel_drops_total",
-      "Datagrams the kernel dropped for the socket (receive buffer full).",
+      "Datagrams the kernel dropped for the socket (receive buffer full).", [],
       totals.kernelDrops.load(ordering: .relaxed))
-    counter(
+    metrics.counter(
       "sluice_statsd_metrics_dropped_total",
       "Lines dropped over sluice.statsd.max.metrics (or the raw-mode queue).",
-      totals.metricsDropped.load(ordering: .relaxed))
-    counter("sluice_statsd_records_total", "Records appended.", totals.records.load(ordering: .relaxed))
-    counter(
-      "sluice_statsd_failed_total", "Records whose append failed.", totals.failed.load(ordering: .relaxed))
-    return text
+      [], totals.metricsDropped.load(ordering: .relaxed))
+    metrics.counter(
+      "sluice_statsd_records_total", "Records appended.", [], totals.records.load(ordering: .relaxed))
+    metrics.counter(
+      "sluice_statsd_failed_total", "Records whose append failed.", [], totals.failed.load(ordering: .relaxed)
+    )
   }
 }
 

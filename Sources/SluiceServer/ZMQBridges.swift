@@ -241,38 +241,33 @@ public final class ZMQBridges: Service, Sendable {
 
   // MARK: metrics
 
-  /// Prometheus text for the bridges' counters.
-  public func renderMetrics() -> String {
-    let bridges = running.items.sorted { ($0.topic, $0.kind) < ($1.topic, $1.kind) }
-    guard !bridges.isEmpty else { return "" }
-    var text = ""
-    func family(_ name: String, _ type: String, _ help: String, _ value: (Bridge) -> Int?) {
-      text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-      for bridge in bridges {
-        guard let number = value(bridge) else { continue }
-        text += "\(name){topic=\"\(bridge.topic)\",bridge=\"\(bridge.kind)\"} \(number)\n"
+  /// The bridges' counters, at a scrape.
+  public func collectMetrics(into metrics: MetricsCollection) {
+    for bridge in running.items {
+      let labels = [("topic", bridge.topic), ("bridge", bridge.kind)]
+      let statistics = bridge.socket.withLock { $0?.statistics }
+      metrics.counter(
+        "sluice_zmq_bridge_records_total", "Records published (pub) or appended (pull).", labels,
+        bridge.records.load(ordering: .relaxed))
+      metrics.gauge("sluice_zmq_bridge_peers", "Connected ZeroMQ peers.", labels, statistics?.peers ?? 0)
+      metrics.counter(
+        "sluice_zmq_bridge_protocol_errors_total",
+        "Connections closed for a protocol error, a wrong socket type or a handshake timeout.", labels,
+        statistics?.protocolErrors ?? 0)
+      if bridge.kind == "pub" {
+        metrics.counter(
+          "sluice_zmq_bridge_dropped_total", "pub: copies not sent to a subscriber at its high-water mark.",
+          labels,
+          statistics?.dropped ?? 0)
+      } else {
+        metrics.counter(
+          "sluice_zmq_bridge_malformed_total", "pull: messages that were not [value] or [key, value].",
+          labels,
+          bridge.malformed.load(ordering: .relaxed))
+        metrics.counter(
+          "sluice_zmq_bridge_failed_total", "pull: records whose append failed.", labels,
+          bridge.failed.load(ordering: .relaxed))
       }
     }
-    family("sluice_zmq_bridge_records_total", "counter", "Records published (pub) or appended (pull).") {
-      $0.records.load(ordering: .relaxed)
-    }
-    family("sluice_zmq_bridge_peers", "gauge", "Connected ZeroMQ peers.") {
-      $0.socket.withLock { $0?.statistics.peers } ?? 0
-    }
-    family(
-      "sluice_zmq_bridge_dropped_total", "counter",
-      "pub: copies not sent to a subscriber at its high-water mark."
-    ) { $0.kind == "pub" ? $0.socket.withLock { $0?.statistics.dropped } ?? 0 : nil }
-    family(
-      "sluice_zmq_bridge_malformed_total", "counter", "pull: messages that were not [value] or [key, value]."
-    ) { $0.kind == "pull" ? $0.malformed.load(ordering: .relaxed) : nil }
-    family("sluice_zmq_bridge_failed_total", "counter", "pull: records whose append failed.") {
-      $0.kind == "pull" ? $0.failed.load(ordering: .relaxed) : nil
-    }
-    family(
-      "sluice_zmq_bridge_protocol_errors_total", "counter",
-      "Connections closed for a protocol error, a wrong socket type or a handshake timeout."
-    ) { $0.socket.withLock { $0?.statistics.protocolErrors } ?? 0 }
-    return text
   }
 }

@@ -138,6 +138,7 @@ public final class MemoryLog: PartitionLog {
         let size = state.batches[index].bytes.readableBytes
         if total + size > maxBytes && !(total == 0 && minOneBatch) { break }
         result.chunks.append(.bytes(state.batches[index].bytes))
+        result.nextOffset = state.batches[index].lastOffset + 1
         total += size
         index += 1
       }

@@ -28,6 +28,8 @@ public struct LogReadResult: Sendable {
   public var chunks: [LogChunk]
   public var logStartOffset: Int64
   public var logEndOffset: Int64
+  /// The offset after the last batch read (nil when nothing was read).
+  public var nextOffset: Int64?
 
   public var byteCount: Int { chunks.reduce(0) { $0 + $1.length } }
 

@@ -42,6 +42,18 @@ func parseBool(_ key: String, _ value: String) throws -> Bool {
 
 let serveSettings: [ServeSetting] = [
   ServeSetting(
+    key: "sluice.audit.log.enable", defaultValue: "true",
+    help: "Log every admin request (create, delete, alter; who and the outcome) to logger sluice.audit."
+  ) {
+    broker, _, value in broker.auditLog = try parseBool("sluice.audit.log.enable", value)
+  },
+  ServeSetting(
+    key: "sluice.slow.request.log.ms", defaultValue: "0",
+    help: "Log Kafka requests that take longer than this (logger sluice.slow); 0: off."
+  ) {
+    broker, _, value in broker.slowRequestLogMs = try parseInt("sluice.slow.request.log.ms", value, min: 0)
+  },
+  ServeSetting(
     key: "auto.create.topics.enable", defaultValue: "true",
     help: "Create unknown topics on Metadata requests."
   ) {

@@ -108,6 +108,12 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel: String = "info"
 
+  @Option(
+    help: ArgumentHelp(
+      "Log line format on stderr: text (swift-log's), logfmt or json (one object per line; "
+        + "env SLUICE_LOG_FORMAT)."))
+  var logFormat: String?
+
   func run() async throws {
     let environment = ProcessInfo.processInfo.environment
     var file: [String: String] = [:]
@@ -132,6 +138,7 @@ struct Serve: AsyncParsableCommand {
     var serverConfig = KafkaServer.Configuration()
     // A setting's value: explicit, else from the environment, else from the file.
     func value(_ key: String) -> String? { explicit[key] ?? environment[environmentName(key)] ?? file[key] }
+    brokerConfig.auditLog = true  // the server's default (sluice.audit.log.enable)
     for setting in serveSettings {
       if let value = value(setting.key) { try setting.apply(&brokerConfig, &serverConfig, value) }
     }
@@ -207,8 +214,17 @@ struct Serve: AsyncParsableCommand {
     guard let level = Logger.Level(rawValue: logLevel) else {
       throw ValidationError("unknown log level \(logLevel)")
     }
-    LoggingSystem.bootstrap { label in
-      var handler = StreamLogHandler.standardError(label: label)
+    let formatName = logFormat ?? environment["SLUICE_LOG_FORMAT"] ?? "text"
+    guard let format = LogFormat(rawValue: formatName) else {
+      throw ValidationError("unknown log format \(formatName) (text, logfmt or json)")
+    }
+    LoggingSystem.bootstrap { label -> any LogHandler in
+      if format == .text {
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+      }
+      var handler = StructuredLogHandler(label: label, format: format)
       handler.logLevel = level
       return handler
     }
@@ -216,6 +232,9 @@ struct Serve: AsyncParsableCommand {
     raiseFileDescriptorLimit(
       wanted: serverConfig.maximumConnections, logFiles: brokerConfig.maxOpenLogFiles, logger: logger)
     let started = ContinuousClock.now
+    // Before anything makes an instrument (the broker's logs make theirs as they open).
+    let exporter = MetricsExporter()
+    exporter.bootstrapMetricsSystem()
     let broker: Broker
     do {
       broker = try await Broker.open(config: brokerConfig)
@@ -256,23 +275,24 @@ struct Serve: AsyncParsableCommand {
       .init(service: feeds),
     ]
     if let statsd { services.append(.init(service: statsd)) }
-    let extraMetrics: @Sendable () -> String = {
-      bridges.renderMetrics() + feeds.renderMetrics() + (statsd?.renderMetrics() ?? "")
+    exporter.addCollector { broker.collectMetrics(into: $0) }
+    for listener in [server] + moreServers { exporter.addCollector { listener.collectMetrics(into: $0) } }
+    exporter.addCollector { bridges.collectMetrics(into: $0) }
+    exporter.addCollector { feeds.collectMetrics(into: $0) }
+    if let statsd { exporter.addCollector { statsd.collectMetrics(into: $0) } }
+    if let httpConfig {
+      // Adds its own figures (HTTP, webhooks) to the exporter, for both endpoints.
+      services.append(
+        .init(
+          service: HTTPServer(
+            broker: broker, configuration: httpConfig, group: group, logger: logger, metrics: exporter)))
     }
     if let (metricsHost, metricsPort) = metricsAddress {
       services.append(
         .init(
           service: MetricsServer(
             broker: broker, host: metricsHost, port: metricsPort, group: group, logger: logger,
-            kafkaServer: server, extra: extraMetrics)))
-    }
-    if let httpConfig {
-      services.append(
-        .init(
-          service: HTTPServer(
-            broker: broker, configuration: httpConfig, group: group, logger: logger,
-            metricsText: MetricsServer.renderer(
-              broker: broker, kafkaServer: server, extra: extraMetrics))))
+            exporter: exporter)))
     }
     let serviceGroup = ServiceGroup(
       configuration: .init(

@@ -4,6 +4,7 @@ import NIOPosix
 import SluiceBroker
 import SluiceServer
 import SluiceTestSupport
+import Synchronization
 import Testing
 
 /// The metrics endpoint over a real socket: the exposition is computed off the event loop,
@@ -101,5 +102,33 @@ import Testing
       #expect(answer.hasPrefix("HTTP/1.0 200 OK"), "\(answer.prefix(200))")
       #expect(Self.partitionLines(answer).count == 3)
     }
+  }
+
+  /// Figures reported at each scrape become swift-metrics series in the registry: a
+  /// counter follows its component's total (and resets when it goes down), a series not
+  /// reported any more is removed, and every family gets its HELP line.
+  @Test func collectedSeriesFollowTheState() {
+    let exporter = MetricsExporter()
+    let state = Mutex<[String: Int]>(["a": 5, "b": 7])
+    exporter.addCollector { metrics in
+      for (key, number) in state.withLock({ $0 }) {
+        metrics.counter("test_things_total", "Things \\ counted.", [("k", key)], number)
+        metrics.gauge("test_level", "A level.", [("k", key)], number)
+      }
+    }
+    var text = exporter.render()
+    #expect(
+      text.contains("# HELP test_things_total Things \\\\ counted.\n# TYPE test_things_total counter\n"))
+    #expect(
+      text.contains("test_things_total{k=\"a\"} 5\n") && text.contains("test_things_total{k=\"b\"} 7\n"))
+    #expect(text.contains("# HELP test_level A level.\n# TYPE test_level gauge\n"))
+    #expect(text.contains("test_level{k=\"b\"} 7.0\n"))
+    state.withLock { $0 = ["a": 9] }
+    text = exporter.render()
+    #expect(text.contains("test_things_total{k=\"a\"} 9\n"))
+    #expect(!text.contains("k=\"b\""), "\(text)")
+    state.withLock { $0 = ["a": 2] }
+    text = exporter.render()
+    #expect(text.contains("test_things_total{k=\"a\"} 2\n"), "\(text)")
   }
 }

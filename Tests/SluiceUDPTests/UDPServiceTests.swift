@@ -244,7 +244,9 @@ import Testing
     #expect(counter.contains("\"malformed\":1,"))  // "bad", the one malformed line
     let timer = try #require(values.first { $0.contains("\"name\":\"lat\"") })
     #expect(timer.contains("\"tags\":{\"env\":\"test\"}") && timer.contains("\"p99\":7"))
-    #expect(intake.renderMetrics().contains("sluice_statsd_malformed_total 1"))
+    let exporter = MetricsExporter()
+    exporter.addCollector { intake.collectMetrics(into: $0) }
+    #expect(exporter.render().contains("sluice_statsd_malformed_total 1\n"))
     running.cancel()
     _ = await running.result
     await probe.close()

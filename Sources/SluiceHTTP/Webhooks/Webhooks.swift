@@ -1,3 +1,4 @@
+import CoreMetrics
 import Crypto
 import Foundation
 import KafkaProtocol
@@ -125,9 +126,8 @@ final class WebhookStats: Sendable {
   let failures = Atomic<Int>(0)
   let retries = Atomic<Int>(0)
   let deadLettered = Atomic<Int>(0)
-  /// Delivery latency (append to 2xx), summed in microseconds, and the count.
-  let latencyMicros = Atomic<Int>(0)
-  let latencyCount = Atomic<Int>(0)
+  /// Delivery latency (record timestamp to 2xx): `sluice_webhook_delivery_latency_seconds`.
+  let latency: CoreMetrics.Timer
   let last = Mutex<(error: String?, status: Int?, at: Int64?)>((nil, nil, nil))
   /// Deliveries of this subscription in flight (bounded by ``Webhooks/perSubscription``).
   let inFlight = Atomic<Int>(0)
@@ -135,6 +135,11 @@ final class WebhookStats: Sendable {
   let paused = Atomic<Bool>(false)
   /// Next offset per partition (what has been delivered or dead-lettered).
   let positions = Mutex<[Int32: Int64]>([:])
+
+  init(name: String) {
+    latency = CoreMetrics.Timer(
+      label: "sluice_webhook_delivery_latency_seconds", dimensions: [("webhook", name)])
+  }
 }
 
 /// Runs every webhook subscription: per partition, records in order, each POSTed until a
@@ -193,7 +198,7 @@ public final class Webhooks: Sendable {
   }
 
   private func launch(_ spec: WebhookSpec) {
-    let stats = WebhookStats()
+    let stats = WebhookStats(name: spec.name)
     stats.paused.store(spec.paused, ordering: .relaxed)
     running.withLock { table in
       let task = Task { [self] in await self.run(spec, stats: stats) }
@@ -238,6 +243,7 @@ public final class Webhooks: Sendable {
         return .storage("\(error)")
       }
       running.withLock { _ = $0.removeValue(forKey: name) }
+      entry.stats.latency.destroy()
       entry.task.cancel()
       await entry.task.value
       // Its progress goes too: a new subscription of the same name starts where `from` says.
@@ -439,8 +445,7 @@ public final class Webhooks: Sendable {
           // A producer's timestamp can be anything: counted only when plausible (within a day).
           let now = Int64(Date().timeIntervalSince1970 * 1000)
           if record.timestamp >= 0, record.timestamp <= now, now - record.timestamp < 86_400_000 {
-            stats.latencyMicros.wrappingAdd(Int(now - record.timestamp) * 1000, ordering: .relaxed)
-            stats.latencyCount.wrappingAdd(1, ordering: .relaxed)
+            stats.latency.recordMilliseconds(max(0, now - record.timestamp))
           }
           return true
         }
@@ -516,34 +521,29 @@ public final class Webhooks: Sendable {
 
   // MARK: Metrics
 
-  func render() -> String {
-    let entries = running.withLock { $0.values.map { ($0.spec.name, $0.stats) } }.sorted { $0.0 < $1.0 }
-    var out = ""
-    func family(_ name: String, _ type: String, _ help: String, _ value: (WebhookStats) -> String) {
-      out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
-      for (webhook, stats) in entries { out += "\(name){webhook=\"\(webhook)\"} \(value(stats))\n" }
+  func collectMetrics(into metrics: MetricsCollection) {
+    let entries = running.withLock { $0.values.map { ($0.spec.name, $0.stats) } }
+    for (webhook, stats) in entries {
+      let labels = [("webhook", webhook)]
+      metrics.counter(
+        "sluice_webhook_deliveries_total", "Records delivered (a 2xx answer).", labels,
+        stats.delivered.load(ordering: .relaxed))
+      metrics.counter(
+        "sluice_webhook_failures_total", "Delivery attempts that failed (non-2xx, timeout, refused).", labels,
+        stats.failures.load(ordering: .relaxed))
+      metrics.counter(
+        "sluice_webhook_retries_total", "Delivery attempts after the first.", labels,
+        stats.retries.load(ordering: .relaxed))
+      metrics.counter(
+        "sluice_webhook_dead_lettered_total", "Records moved to the dead-letter topic.", labels,
+        stats.deadLettered.load(ordering: .relaxed))
+      metrics.gauge(
+        "sluice_webhook_paused", "1 while the subscription's delivery is paused.", labels,
+        stats.paused.load(ordering: .relaxed) ? 1 : 0)
+      metrics.gauge(
+        "sluice_webhook_in_flight", "Deliveries of the subscription in flight.", labels,
+        stats.inFlight.load(ordering: .relaxed))
     }
-    family("sluice_webhook_deliveries_total", "counter", "Records delivered (a 2xx answer).") {
-      "\($0.delivered.load(ordering: .relaxed))"
-    }
-    family(
-      "sluice_webhook_failures_total", "counter", "Delivery attempts that failed (non-2xx, timeout, refused)."
-    ) {
-      "\($0.failures.load(ordering: .relaxed))"
-    }
-    family("sluice_webhook_retries_total", "counter", "Delivery attempts after the first.") {
-      "\($0.retries.load(ordering: .relaxed))"
-    }
-    family("sluice_webhook_dead_lettered_total", "counter", "Records moved to the dead-letter topic.") {
-      "\($0.deadLettered.load(ordering: .relaxed))"
-    }
-    family(
-      "sluice_webhook_delivery_latency_seconds_sum", "counter", "Sum of record timestamp to 2xx, in seconds."
-    ) { String(Double($0.latencyMicros.load(ordering: .relaxed)) / 1_000_000) }
-    family("sluice_webhook_delivery_latency_seconds_count", "counter", "Deliveries counted in the sum.") {
-      "\($0.latencyCount.load(ordering: .relaxed))"
-    }
-    return out
   }
 }
 

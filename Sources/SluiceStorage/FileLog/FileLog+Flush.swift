@@ -1,3 +1,5 @@
+import CoreMetrics
+
 /// Flushing, the I/O half: ``FlushStateMachine`` (in the log's state, under its lock)
 /// decides which rounds run and whom they release; this file performs its actions outside
 /// the lock — fsyncs on the thread pool, never on the caller's thread — and reports back.
@@ -33,6 +35,11 @@ extension FileLog {
   /// On a pool thread: one round's fsyncs and file writes. Returns the error that takes the
   /// log offline if any of them failed.
   func runFlush(_ job: Flush.Job) -> StorageError? {
+    let started = ContinuousClock.now
+    defer {
+      let (seconds, attoseconds) = (ContinuousClock.now - started).components
+      Self.flushDuration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
     do throws(StorageError) {
       for file in job.files { try file.sync() }
       if job.syncDirectory { try FileSystem.syncDirectory(directory) }
@@ -44,6 +51,10 @@ extension FileLog {
         .offline, "\(directory): fsync failed (\(error.message)); the log is offline", errno: error.errno)
     }
   }
+
+  /// Flush rounds' durations (`sluice_log_flush_duration_seconds`): made on first use, from
+  /// the `MetricsSystem` the process bootstrapped before opening its logs.
+  static let flushDuration = Timer(label: "sluice_log_flush_duration_seconds")
 
   /// Writes the log-start file, unless a value at least as high was written already.
   func persistLogStart(_ value: Int64) throws(StorageError) {

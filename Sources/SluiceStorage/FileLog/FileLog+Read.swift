@@ -57,8 +57,9 @@ extension FileLog {
     guard let first = try Self.batch(holding: offset, in: segment, &scanner), first.baseOffset < bound else {
       return result
     }
-    let end = try Self.readEnd(
+    let (end, next) = try Self.readEnd(
       from: first, in: segment, maxBytes: maxBytes, bound: bound, minOneBatch: minOneBatch)
+    if end > first.position { result.nextOffset = next }
     if let bytes = scanner.bytesInWindow(at: first.position, length: end - first.position) {
       // Already read while looking for the first batch (a tailing reader's usual case).
       result.chunks = [.bytes(bytes)]
@@ -84,15 +85,17 @@ extension FileLog {
   }
 
   /// Where a read starting with `first` ends: whole batches up to `maxBytes` (the first one
-  /// whole, if asked, whatever its size: KIP-74), none at or past `bound`.
+  /// whole, if asked, whatever its size: KIP-74), none at or past `bound`; with the offset
+  /// after the last batch included.
   static func readEnd(
     from first: BatchInfo, in segment: Segment, maxBytes: Int, bound: Int64, minOneBatch: Bool
   )
-    throws(StorageError) -> Int
+    throws(StorageError) -> (end: Int, nextOffset: Int64)
   {
-    guard first.size <= maxBytes || minOneBatch else { return first.position }
+    guard first.size <= maxBytes || minOneBatch else { return (first.position, first.baseOffset) }
     let limit = first.position + maxBytes
     var end = first.position + first.size
+    var next = first.lastOffset + 1
     // Jump ahead via the index to a batch boundary near the limit, then scan to it.
     var from = end
     if let boundary = segment.index.floorBoundary(atOrBefore: limit), boundary > end,
@@ -101,14 +104,16 @@ extension FileLog {
     {
       from = boundary
       end = boundary
+      next = segment.baseOffset + Int64(entry.relativeOffset)
     }
     var tail = BatchScanner(
       file: segment.file, from: from, end: segment.size, verifyCRC: false, windowSize: 16384)
     while case .batch(let info) = try tail.next(), info.position + info.size <= limit, info.baseOffset < bound
     {
       end = info.position + info.size
+      next = info.lastOffset + 1
     }
-    return end
+    return (end, next)
   }
 
   public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)?
