@@ -5,9 +5,11 @@ project's own text-format parser (`prometheus_client.parser`), and the structure
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -140,6 +142,15 @@ def test_each_family_is_present_and_moves_under_load(observed, names):
     # Overflow figures and the HTTP front door's own.
     assert value(after, "sluice_overflow_group_backlog_bytes", topic=topic, group=group) > 0
     assert value(after, "sluice_http_responses_total", route="/metrics", code="200") >= 1
+
+    # Every family the Grafana dashboard in docs/ charts is in the exposition.
+    dashboard = json.loads((Path(__file__).parent.parent / "docs/observability/grafana-dashboard.json").read_text())
+    charted = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"sluice_\w+", target["expr"])}
+    assert charted
+    for name in charted:
+        base = re.sub(r"_(bucket|total)$", "", name)
+        assert base in after, f"the dashboard charts {name}, which /metrics does not have"
 
     # A deleted topic's series go with it.
     client.delete_topics([durable], operation_timeout=10)[durable].result(timeout=15)
