@@ -34,12 +34,16 @@ let package = Package(
     .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
   ],
   targets: [
     // C helpers with no third-party headers: hardware CRC-32C and dlopen-based bindings to
     // the zstd and lz4 runtime libraries (see docs/compression.md).
     .target(
       name: "CSluiceSupport",
+      // scripts/release.sh sets SLUICE_BUILD_COMMIT: `sluice --version` names the commit.
+      cSettings: Context.environment["SLUICE_BUILD_COMMIT"].map { [.define("SLUICE_BUILD_COMMIT", to: $0)] }
+        ?? [],
       linkerSettings: [.linkedLibrary("dl")]
     ),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -102,6 +106,7 @@ let package = Package(
       name: "SluiceHTTP",
       dependencies: [
         .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "Mustache", package: "swift-mustache"),
         "SluiceSASL",
         .product(name: "Crypto", package: "swift-crypto"),
         "KafkaProtocol",
@@ -193,6 +198,7 @@ let package = Package(
     .executableTarget(
       name: "sluice",
       dependencies: [
+        "CSluiceSupport",
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
         "KafkaClient",
         "KafkaProtocol",

@@ -592,3 +592,47 @@ def test_kcat_and_the_sluice_cli_over_sasl_ssl_and_client_certificates(secure, n
         capture_output=True, timeout=30)
     assert kcat_tls.returncode == 0, kcat_tls.stderr
     assert kcat_tls.stdout.split() == [b"k1", b"k2", b"k3"]
+
+
+def test_console_uses_the_same_users_and_acls(secure, names):
+    """The web console signs in with HTTP Basic like the API, and each user sees and changes
+    only what the ACLs allow."""
+    import re
+
+    import requests
+
+    base = f"https://127.0.0.1:{secure.ports['HTTPS']}/ui"
+    ca = str(secure.certs / "ca.pem")
+    mine, other = names(), names()
+    cli = secure.cli()
+    sluice("topic", "create", mine, *cli)
+    sluice("topic", "create", other, *cli)
+    sluice("user", "add", "dana", *cli, input="dana-secret\n")
+    sluice("acl", "add", "--principal", "User:dana", "--operation", "DESCRIBE", "--topic", mine, *cli)
+
+    anonymous = requests.get(base + "/topics", verify=ca, timeout=10)
+    assert anonymous.status_code == 401 and "Basic" in anonymous.headers["WWW-Authenticate"]
+    assert requests.get(base + "/topics", auth=("dana", "wrong"), verify=ca, timeout=10).status_code == 401
+    listed = requests.get(base + "/topics", auth=("dana", "dana-secret"), verify=ca, timeout=10)
+    assert listed.status_code == 200
+    assert f'data-topic="{mine}"' in listed.text and f'data-topic="{other}"' not in listed.text
+    assert "Create a topic" not in listed.text  # no CREATE on the cluster
+    # Describe but not read: no records; another topic: not found; the overview: cluster DESCRIBE.
+    assert requests.get(f"{base}/topics/{mine}/records", auth=("dana", "dana-secret"), verify=ca,
+                        timeout=10).status_code == 403
+    assert requests.get(f"{base}/topics/{other}", auth=("dana", "dana-secret"), verify=ca,
+                        timeout=10).status_code == 404
+    assert requests.get(base, auth=("dana", "dana-secret"), verify=ca, timeout=10).status_code == 403
+    # Deleting needs DELETE on the topic, even with the form's token.
+    token = re.search(r'name="csrf" value="([^"]+)"',
+                      requests.get(base + "/topics", auth=(ADMIN, ADMIN_PW), verify=ca, timeout=10).text).group(1)
+    refused = requests.post(f"{base}/topics/{mine}/delete", data={"confirm": mine, "csrf": token},
+                            auth=("dana", "dana-secret"), verify=ca, timeout=10, allow_redirects=False)
+    assert refused.status_code == 403
+    # The admin (a super user) sees everything and may delete.
+    everything = requests.get(base + "/topics", auth=(ADMIN, ADMIN_PW), verify=ca, timeout=10).text
+    assert f'data-topic="{mine}"' in everything and f'data-topic="{other}"' in everything
+    deleted = requests.post(f"{base}/topics/{other}/delete", data={"confirm": other, "csrf": token},
+                            auth=(ADMIN, ADMIN_PW), verify=ca, timeout=10, allow_redirects=False)
+    assert deleted.status_code == 303
+    sluice("user", "delete", "dana", *cli)

@@ -42,6 +42,7 @@ STATSD_VERSION=4.0.1
 # Redis Streams client (scripts/bench-latency.py)
 REDIS_PY_VERSION=8.2.0
 PROMETHEUS_CLIENT_VERSION=0.26.0
+SELENIUM_VERSION=4.50.0
 HIREDIS_VERSION=3.5.0
 
 PYTHON=${PYTHON:-python3}
@@ -52,7 +53,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_apt=()
 # openssl: test certificates (compat/test_security.py, KafkaClientTests/SecureClientTests.swift)
 # redis-server: scripts/bench-latency.py's peer
-for pkg in kcat fiu-utils e2fsprogs curl iptables openssl redis-server; do
+# debootstrap: a Debian root without Swift for the release binary (scripts/test-release.sh)
+# chromium, chromium-driver: the web console in a real browser (compat/test_console.py)
+for pkg in kcat fiu-utils e2fsprogs curl iptables openssl redis-server debootstrap chromium chromium-driver; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
@@ -103,6 +106,7 @@ reqs=(
   "redis==${REDIS_PY_VERSION}"
   "hiredis==${HIREDIS_VERSION}"
   "prometheus-client==${PROMETHEUS_CLIENT_VERSION}"
+  "selenium==${SELENIUM_VERSION}"
 )
 
 # Skip pip entirely when every pin is already satisfied.

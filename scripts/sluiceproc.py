@@ -26,15 +26,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_sluice(binary: str, data_dir: str, settings: dict[str, str] | None = None,
-                 timeout: float = 15) -> tuple[subprocess.Popen, str]:
+                 timeout: float = 15, extra_args: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     """Starts `sluice serve` on a free loopback port with `settings` (--set KEY=VALUE), its
     output appended to sluice.log beside `data_dir`; returns once it accepts connections
-    (within `timeout` seconds: a broker with many partitions opens them all first)."""
+    (within `timeout` seconds: a broker with many partitions opens them all first).
+    `extra_args`: more `serve` arguments (--http-listen, --metrics-listen, ...)."""
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     cmd = [binary, "serve", "--listen", bootstrap, "--data-dir", data_dir]
     for k, v in (settings or {}).items():
         cmd += ["--set", f"{k}={v}"]
+    cmd += extra_args or []
     log = open(os.path.join(data_dir, "..", "sluice.log"), "ab")  # a restart keeps the earlier output
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     log.close()  # the child has its own copy

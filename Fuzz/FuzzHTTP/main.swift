@@ -7,6 +7,8 @@
 //             set an SSE `Last-Event-ID` instead, with bit 3 set an ISO-8601 instant (a REST
 //             consumer's seek by time), with bit 4 set a webhook URL, with bit 5 set a
 //             `POST /v1/webhooks` body
+//   bit 6     (overrides the above) the web console: a form body (bit 7 clear) or a record's
+//             bytes as the record browser shows them (bit 7 set)
 //
 // Checked on every input: no crash or sanitizer report, and
 // - JSON: an accepted text, written compactly, parses again to an equal value, and writing
@@ -21,7 +23,10 @@
 // - instants: one accepted with `Z` names the same millisecond with `+00:00`;
 // - URLs: an accepted URL, written back, parses to the same URL;
 // - webhook bodies: an accepted body names a valid subscription (its URL parses, its secret
-//   gives a key, its numbers are in range).
+//   gives a key, its numbers are in range);
+// - console forms: the fields, percent-encoded again and parsed, are the same fields;
+// - console records: text is shown as is, binary as hex that decodes to the bytes (or
+//   base64), JSON only when it parses; never more than 64 KiB of input is shown.
 //
 // Build and run: scripts/fuzz.sh FuzzHTTP
 
@@ -33,6 +38,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
   guard size > 0 else { return 0 }
   let control = data[0]
   let body = ByteBuffer(bytes: UnsafeBufferPointer(start: data + 1, count: size - 1))
+  if control & 0x40 != 0 {
+    if control & 0x80 == 0 { checkConsoleForm(body) } else { checkConsoleRecord(body, hex: control & 1 == 0) }
+    return 0
+  }
   switch control & 3 {
   case 0: checkJSON(body)
   case 1: checkProduce(body, format: .json)
@@ -151,4 +160,45 @@ private func checkWebhook(_ body: ByteBuffer) {
       WebhookSignature.sign(secret: secret, id: "m", timestamp: 0, body: ByteBuffer()) != nil,
       "unusable secret")
   }
+}
+
+private func checkConsoleForm(_ body: ByteBuffer) {
+  let fields = ConsoleInput.form(body)
+  func encode(_ text: String) -> String {
+    var out = ""
+    for byte in text.utf8 {
+      switch byte {
+      case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+        UInt8(ascii: "0")...UInt8(ascii: "9"):
+        out.unicodeScalars.append(Unicode.Scalar(byte))
+      default:
+        let digits = Array("0123456789ABCDEF")
+        out += "%" + String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 15)])
+      }
+    }
+    return out
+  }
+  let again = fields.map { encode($0.key) + "=" + encode($0.value) }.joined(separator: "&")
+  let reparsed = ConsoleInput.form(ByteBuffer(string: again))
+  precondition(reparsed == fields, "form fields changed on a round trip: \(fields) -> \(reparsed)")
+}
+
+private func checkConsoleRecord(_ body: ByteBuffer, hex: Bool) {
+  let shown = ConsoleInput.shown(body, hex: hex, prettyJSON: true)
+  let bytes = Array(body.readableBytesView)
+  switch shown.kind {
+  case "text":
+    precondition(bytes.count > 65536 || shown.text == String(decoding: bytes, as: UTF8.self), "text altered")
+  case "binary, hex":
+    let tokens: [Substring] = shown.text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+    let decoded = tokens.prefix(while: { $0.count == 2 }).compactMap { UInt8(String($0), radix: 16) }
+    precondition(decoded == Array(bytes.prefix(65536)), "hex does not decode to the bytes")
+  case "binary, base64":
+    precondition(!shown.text.isEmpty || bytes.isEmpty, "empty base64 for bytes")
+  case "JSON":
+    precondition(bytes.count <= 65536, "JSON shown for a value over the limit")
+  default:
+    preconditionFailure("unknown kind \(shown.kind)")
+  }
+  _ = ConsoleInput.time(String(decoding: bytes.prefix(64), as: UTF8.self))
 }

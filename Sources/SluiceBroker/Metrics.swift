@@ -55,6 +55,9 @@ final class TopicMetrics: Sendable {
   let bytesIn: Counter
   let recordsOut: Counter
   let bytesOut: Counter
+  /// The same record counts, readable (the console's rates).
+  let recordsInTotal = Atomic<Int64>(0)
+  let recordsOutTotal = Atomic<Int64>(0)
 
   init(topic: String) {
     let dimensions = [("topic", topic)]
@@ -93,6 +96,17 @@ public final class MetricsCollection {
   var seen: Set<Key> = []
   /// Help text by family name, as reported.
   public private(set) var help: [String: String] = [:]
+  /// The values reported in the round under way, and in the last finished one.
+  var round: [String: [Figure]] = [:]
+  public private(set) var lastRound: [String: [Figure]] = [:]
+
+  /// One reported value.
+  public struct Figure: Sendable {
+    public var labels: [(String, String)]
+    public var value: Double
+
+    public func label(_ name: String) -> String? { labels.first { $0.0 == name }?.1 }
+  }
 
   public init(factory: any MetricsFactory) { self.factory = factory }
 
@@ -112,6 +126,7 @@ public final class MetricsCollection {
     let key = Self.key(name, labels)
     seen.insert(key)
     if self.help[name] == nil { self.help[name] = help }
+    round[name, default: []].append(Figure(labels: labels, value: Double(value)))
     switch series[key] {
     case .counter(let counter, let last)?:
       if value >= last {
@@ -137,6 +152,7 @@ public final class MetricsCollection {
     let key = Self.key(name, labels)
     seen.insert(key)
     if self.help[name] == nil { self.help[name] = help }
+    round[name, default: []].append(Figure(labels: labels, value: value))
     if case .gauge(let gauge)? = series[key] {
       gauge.record(value)
     } else {
@@ -164,6 +180,8 @@ public final class MetricsCollection {
       series[key] = nil
     }
     seen.removeAll(keepingCapacity: true)
+    lastRound = round
+    round = [:]
   }
 
   /// How many series are kept.
@@ -171,6 +189,16 @@ public final class MetricsCollection {
 }
 
 extension Broker {
+  /// Records appended to and sent from each topic since the broker started (or the topic
+  /// was created), for rates.
+  public func trafficTotals() -> [String: (recordsIn: Int64, recordsOut: Int64)] {
+    topics.topicMetrics.withLock { table in
+      table.mapValues {
+        ($0.recordsInTotal.load(ordering: .relaxed), $0.recordsOutTotal.load(ordering: .relaxed))
+      }
+    }
+  }
+
   /// The broker's figures read from state: per partition offsets, sizes and state, group
   /// lag, overflow and quota figures, parked reads.
   public func collectMetrics(into metrics: MetricsCollection) {

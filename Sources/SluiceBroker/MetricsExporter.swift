@@ -1,4 +1,4 @@
-public import CoreMetrics
+import CoreMetrics
 public import Prometheus
 import Synchronization
 
@@ -33,6 +33,17 @@ public final class MetricsExporter: Sendable {
   /// Adds figures read at each scrape.
   public func addCollector(_ collector: @escaping @Sendable (MetricsCollection) -> Void) {
     collectors.withLock { $0.append(collector) }
+  }
+
+  /// Runs the collectors and returns what they reported, by family (the web console's
+  /// figures: connections per listener, feeds, StatsD).
+  public func collectFigures() -> [String: [MetricsCollection.Figure]] {
+    let collectors = self.collectors.withLock { $0 }
+    return collection.withLock { collection in
+      for collector in collectors { collector(collection) }
+      collection.finishRound()
+      return collection.lastRound
+    }
   }
 
   /// The exposition text (format 0.0.4): runs the collectors, then emits the registry with

@@ -312,7 +312,9 @@ extension Partition {
       if let refusal = overflowRefusal(incoming) { return .failed(BrokerError(.policyViolation, refusal)) }
       do throws(StorageError) {
         let pending = try log.appendBuffered(prepared.bytes, now: now)
-        metrics.recordsIn.increment(by: pending.result.lastOffset - pending.result.firstOffset + 1)
+        let count = pending.result.lastOffset - pending.result.firstOffset + 1
+        metrics.recordsIn.increment(by: count)
+        metrics.recordsInTotal.add(count, ordering: .relaxed)
         metrics.bytesIn.increment(by: Int64(incoming))
         if first.producerId >= 0 {
           table.record(

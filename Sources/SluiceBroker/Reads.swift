@@ -186,6 +186,7 @@ extension Broker {
             partition.metrics.bytesOut.increment(by: Int64(records.count))
             if let next = read.nextOffset, next > wanted.offset {
               partition.metrics.recordsOut.increment(by: next - wanted.offset)
+              partition.metrics.recordsOutTotal.add(next - wanted.offset, ordering: .relaxed)
             }
           }
         } catch {

@@ -134,6 +134,7 @@ public final class HTTPServer: Service, Sendable {
     metrics.addCollector { webhooks.collectMetrics(into: $0) }
     self.router = Router(
       broker: broker, configuration: configuration, counters: counters, metrics: metrics,
+      console: Console(broker: broker, webhooks: webhooks, metrics: metrics, state: ConsoleState()),
       consumers: consumers, webhooks: webhooks,
       security: configuration.authentication ? HTTPSecurity(broker: broker, cache: VerifiedPasswords()) : nil)
   }

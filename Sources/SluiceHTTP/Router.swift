@@ -125,6 +125,7 @@ struct Router: Sendable {
   let configuration: HTTPServerConfiguration
   let counters: HTTPCounters
   let metrics: MetricsExporter
+  let console: Console
   let consumers: RestConsumers
   let webhooks: Webhooks
   /// nil: no authentication (`http.authentication=false`).
@@ -188,6 +189,18 @@ struct Router: Sendable {
   }
 
   func handle(_ request: HTTPRequest, context: RequestContext) async -> HTTPResponse {
+    if request.segments.first == "ui" {
+      // The web console: the same users (HTTP Basic) and ACLs as the API.
+      var principal: String?
+      if let security {
+        switch await security.authenticate(request, route: "/ui") {
+        case .success(let authenticated): principal = authenticated
+        case .failure(let refusal): return refusal
+        }
+      }
+      return await console.handle(
+        request, principal: principal, host: context.channel.remoteAddress?.ipAddress ?? "")
+    }
     guard let (template, parameters) = Self.match(request.segments) else {
       return .error(.notFound, code: 404, "HTTP 404 Not Found", route: "unmatched")
     }
