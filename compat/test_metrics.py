@@ -158,6 +158,14 @@ def test_each_family_is_present_and_moves_under_load(observed, names):
     assert value(gone, "sluice_topic_records_in_total", topic=durable) is None
     assert value(gone, "sluice_partition_log_end_offset", topic=durable, partition="0") is None
 
+    # A webhook subscription made and removed through the HTTP API: audited too.
+    hook = names("hook")
+    made = urllib.request.Request(url + "/v1/webhooks", method="POST",
+                                  data=json.dumps({"name": hook, "topic": topic, "url": "http://127.0.0.1:9/x"}).encode(),
+                                  headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(made, timeout=10).read()
+    urllib.request.urlopen(urllib.request.Request(f"{url}/v1/webhooks/{hook}", method="DELETE"), timeout=10).read()
+
     # The JSON log: one object per line; the admin requests are in the audit log with who
     # made them and the outcome; requests over 1 ms are in the slow-request log.
     time.sleep(0.3)
@@ -170,5 +178,8 @@ def test_each_family_is_present_and_moves_under_load(observed, names):
     assert creates[0]["errors"] == [] and creates[1]["errors"] == ["TOPIC_ALREADY_EXISTS"]
     assert creates[0]["principal"] == "User:ANONYMOUS" and creates[0]["client_host"] == "127.0.0.1"
     assert any(e["api"] == "DeleteTopics" and durable in e["resources"] for e in audit)
+    hooks = [e for e in audit if e.get("front_door") == "http" and e["resources"] == [hook]]
+    assert [e["api"] for e in hooks] == ["POST /v1/webhooks", "DELETE /v1/webhooks/{name}"], hooks
+    assert all(e["status"] in ("200", "201", "204") for e in hooks), hooks
     slow = [e for e in events if e["logger"] == "sluice.slow"]
     assert slow and all(float(e["duration_ms"]) >= 1 for e in slow)

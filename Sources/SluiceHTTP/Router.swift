@@ -240,14 +240,28 @@ struct Router: Sendable {
       )
     case (_, let path) where path.hasPrefix("/v1/webhooks"):
       let api = WebhookAPI(webhooks: webhooks, broker: broker, route: template)
+      let response: HTTPResponse
       switch (method, template) {
-      case (.POST, "/v1/webhooks"): return await api.create(request)
+      case (.POST, "/v1/webhooks"): response = await api.create(request)
       case (.GET, "/v1/webhooks"): return api.list()
       case (.GET, "/v1/webhooks/{name}"): return api.describe(parameters["name"]!)
-      case (.DELETE, "/v1/webhooks/{name}"): return await api.delete(parameters["name"]!)
-      case (.POST, "/v1/webhooks/{name}/pause"): return await api.pause(parameters["name"]!, true)
-      default: return await api.pause(parameters["name"]!, false)
+      case (.DELETE, "/v1/webhooks/{name}"): response = await api.delete(parameters["name"]!)
+      case (.POST, "/v1/webhooks/{name}/pause"): response = await api.pause(parameters["name"]!, true)
+      default: response = await api.pause(parameters["name"]!, false)
       }
+      if broker.config.auditLog {
+        // Who created, deleted, paused or resumed which subscription, and the outcome.
+        ConsoleState.auditLogger.info(
+          "admin request",
+          metadata: [
+            "api": .string("\(method.rawValue) \(template)"),
+            "resources": .array([.string(parameters["name"] ?? WebhookAPI.name(in: request) ?? "")]),
+            "principal": .string(authenticated ?? "User:ANONYMOUS"),
+            "client_host": .string(context.channel.remoteAddress?.ipAddress ?? ""),
+            "status": .stringConvertible(response.status.code), "front_door": "http",
+          ])
+      }
+      return response
     default:
       if let refusal = rest.refuseAccept(request) { return refusal }
       switch (method, template) {

@@ -88,6 +88,12 @@ struct WebhookAPI {
         maxBackoffMs: maxBackoff, paused: false))
   }
 
+  /// The `name` of a create request's body, for the audit log (nil if there is none).
+  static func name(in request: HTTPRequest) -> String? {
+    guard case .success(let root?) = RestConsumerAPI.body(request, allowed: fields) else { return nil }
+    return root["name"]?.string
+  }
+
   func create(_ request: HTTPRequest) async -> HTTPResponse {
     let root: JSONValue
     switch RestConsumerAPI.body(request, allowed: Self.fields) {
