@@ -38,6 +38,7 @@ struct Sluice: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sluice",
     abstract: "Sluice: a single-binary, Kafka-compatible event-streaming broker.",
+    version: sluiceVersionText,
     subcommands: [
       Serve.self, TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, GroupCommand.self,
       BenchCommand.self, StorageCommand.self, WebhookCommand.self, DirectCommand.self, FeedCommand.self,

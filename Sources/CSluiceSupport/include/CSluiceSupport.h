@@ -4,4 +4,5 @@
 #include "sluice_crc32c.h"
 #include "sluice_codecs.h"
 #include "sluice_files.h"
+#include "sluice_build.h"
 #endif
