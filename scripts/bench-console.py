@@ -12,6 +12,7 @@ responseEnd and loadEventEnd from navigation start). Prints medians and the page
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -33,6 +34,7 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="bench-console-")
     http_port = free_port()
+    os.makedirs(f"{work}/data")
     proc, bootstrap = start_sluice(args.bin, f"{work}/data", extra_args=["--http-listen", f"127.0.0.1:{http_port}"])
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
