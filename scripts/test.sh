@@ -29,7 +29,7 @@ fi
 echo "== compat: real Kafka clients against sluice serve"
 swift build --product sluice
 swift build --product swift-kafka-client-readme  # compat/test_swift_kafka_client_readme.py
-SLUICE_BIN=.build/debug/sluice python3 -m pytest -q compat || { echo "compat tests failed" >&2; exit 1; }
+SLUICE_BIN=.build/debug/sluice python3 -m pytest -q --durations=15 compat || { echo "compat tests failed" >&2; exit 1; }
 
 if [ "${SLUICE_SKIP_FUZZ:-0}" != "1" ]; then
   echo "== short fuzz runs"

@@ -13,9 +13,16 @@ extension KafkaFrontDoor {
     let (host, port) = context.advertised ?? (config.advertisedHost, config.advertisedPort)
     var response = FindCoordinatorResponse()
     let supported = request.keyType == 0
-    // Transaction coordinators (key type 1) do not exist here.
+    // Transaction coordinators (key type 1) do not exist here. The answer must not be a
+    // retriable error (COORDINATOR_NOT_AVAILABLE): clients retry it until their timeout, so
+    // a transactional producer would hang in init_transactions. TRANSACTIONAL_ID_
+    // AUTHORIZATION_FAILED is fatal for them: they fail at once, saying why.
     func answer(_ key: String) -> (ErrorCode, String?) {
-      guard supported else { return (.coordinatorNotAvailable, "Transactions are not supported by Sluice") }
+      guard supported else {
+        return request.keyType == 1
+          ? (.transactionalIdAuthorizationFailed, "Transactions are not supported by Sluice")
+          : (.invalidRequest, "Unknown coordinator key type \(request.keyType)")
+      }
       guard access.allows(.describe, .group, key) else {
         return (.groupAuthorizationFailed, "DESCRIBE on group \(key) is not allowed")
       }
