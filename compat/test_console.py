@@ -237,10 +237,30 @@ def test_pages_read_without_javascript_and_forms_need_the_token(make_broker, nam
                           headers={"Origin": "http://evil.example"}, timeout=10, allow_redirects=False)
     assert cross.status_code == 403
     assert topic in admin(b.bootstrap).list_topics(timeout=10).topics
+    null_origin = requests.post(f"{b.http_url}/ui/topics", data={"name": "x", "partitions": "1", "csrf": token},
+                                headers={"Origin": "null"}, timeout=10, allow_redirects=False)
+    cross_site = requests.post(f"{b.http_url}/ui/topics", data={"name": "x", "partitions": "1", "csrf": token},
+                               headers={"Sec-Fetch-Site": "cross-site"}, timeout=10, allow_redirects=False)
+    assert null_origin.status_code == 403 and cross_site.status_code == 403
+    assert "x" not in admin(b.bootstrap).list_topics(timeout=10).topics
     ok = requests.post(f"{b.http_url}/ui/topics/{topic}/delete", data={"confirm": topic, "csrf": token},
                        timeout=10, allow_redirects=False)
     assert ok.status_code == 303 and ok.headers["Location"].startswith("/ui/topics?notice=")
     assert topic not in admin(b.bootstrap).list_topics(timeout=10).topics
-    # Unknown pages and topics answer 404 pages, and a record browser of a missing partition too.
-    assert requests.get(b.http_url + "/ui/nope", timeout=10).status_code == 404
-    assert requests.get(b.http_url + "/ui/topics/missing", timeout=10).status_code == 404
+    # Unknown pages and topics answer 404 pages; the metrics label them from a fixed set.
+    for path in ["/ui/nope-123", "/ui/topics/missing", "/ui/a/b/c/d/e"]:
+        assert requests.get(b.http_url + path, timeout=10).status_code == 404
+    metrics = requests.get(b.http_url + "/metrics", timeout=10).text
+    assert 'route="/ui/unmatched",code="404"' in metrics and "nope-123" not in metrics and "missing" not in metrics
+
+    # Pages of the record browser follow each other without a gap or a repeat.
+    paged = names("paged")
+    create_topic(b.bootstrap, paged)
+    produce_all(producer(b.bootstrap), paged, [b"r%d" % i for i in range(120)])
+    seen, url = [], f"{b.http_url}/ui/topics/{paged}/records?partition=0&offset=0"
+    while url and len(seen) < 200:
+        page = requests.get(url, timeout=10).text
+        seen += [int(o) for o in re.findall(r'<li data-offset="(\d+)"', page)]
+        found = re.search(r'<a href="([^"]+)" rel="next">', page)
+        url = b.http_url + found.group(1).replace("&amp;", "&") if found else None
+    assert seen == list(range(120))

@@ -283,3 +283,26 @@ extension CoreMetrics.Timer {
     recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
   }
 }
+
+/// Text from outside (client ids, names in requests) made safe for a log line in any
+/// format: control characters (a line break would forge a line) are escaped as `\u{…}`,
+/// and the text is cut at 512 characters.
+public func printableForLog(_ text: String) -> String {
+  var out = ""
+  var count = 0
+  for scalar in text.unicodeScalars {
+    if count == 512 {
+      out += "…"
+      break
+    }
+    count += 1
+    if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value)
+      || scalar == "\u{2028}" || scalar == "\u{2029}"
+    {
+      out += "\\u{" + String(scalar.value, radix: 16) + "}"
+    } else {
+      out.unicodeScalars.append(scalar)
+    }
+  }
+  return out
+}

@@ -198,7 +198,12 @@ extension Broker {
   {
     var results = results
     let started = ContinuousClock.now
-    defer { SluiceMetrics.durable.recordInterval(since: started) }
+    defer {
+      // Only appends that wait for an fsync: the others are durable as far as they get at once.
+      if pending.contains(where: { $0.append.mustFlush }) {
+        SluiceMetrics.durable.recordInterval(since: started)
+      }
+    }
     for entry in pending {
       do {
         try await entry.partition.log.awaitDurable(entry.append)

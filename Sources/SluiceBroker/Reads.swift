@@ -105,13 +105,14 @@ extension Broker {
     completion: @escaping @Sendable ([PartitionReadResult]) -> Void
   ) -> [PartitionReadResult]? {
     let waiter = FetchWaiter(eventLoop: context.eventLoop)
-    let (results, bytes, hasError, partitions) = readOnce(reads, options: options, waiter: waiter)
+    let (results, bytes, hasError, partitions, sent) = readOnce(reads, options: options, waiter: waiter)
     let now = clock.monotonicMs()
     let done =
       hasError || bytes >= options.minBytes || options.maxWaitMs <= 0 || now >= deadline
       || stopping.load(ordering: .relaxed) || !context.isConnected()
     if done {
       for partition in partitions { partition.removeWaiter(waiter) }
+      for entry in sent { entry.count() }
       return results
     }
     // Park: woken by an append to any requested partition, by the deadline, or after a
@@ -136,8 +137,9 @@ extension Broker {
   /// One pass over the partitions. Registers `waiter` on every partition it reads before
   /// reading it, so an append that lands between the read and the park still wakes the read.
   func readOnce(_ reads: [PartitionRead], options: ReadOptions, waiter: FetchWaiter) -> (
-    [PartitionReadResult], Int, Bool, [Partition]
+    [PartitionReadResult], Int, Bool, [Partition], [Sent]
   ) {
+    var sent: [Sent] = []
     var results: [PartitionReadResult] = []
     var total = 0
     var hasError = false
@@ -183,11 +185,10 @@ extension Broker {
           }
           result.records = records
           if records.count > 0 {
-            partition.metrics.bytesOut.increment(by: Int64(records.count))
-            if let next = read.nextOffset, next > wanted.offset {
-              partition.metrics.recordsOut.increment(by: next - wanted.offset)
-              partition.metrics.recordsOutTotal.add(next - wanted.offset, ordering: .relaxed)
-            }
+            sent.append(
+              Sent(
+                metrics: partition.metrics, bytes: Int64(records.count),
+                records: max(0, (read.nextOffset ?? wanted.offset) - wanted.offset)))
           }
         } catch {
           result.error = BrokerError(ErrorCode.from(error), error.message)
@@ -196,7 +197,23 @@ extension Broker {
       }
       results.append(result)
     }
-    return (results, total, hasError, registered)
+    return (results, total, hasError, registered, sent)
+  }
+
+  /// What a read pass would send from one partition: counted (records and bytes out) only
+  /// when the pass's results are the answer, not when the read parks and reads again.
+  struct Sent {
+    var metrics: TopicMetrics
+    var bytes: Int64
+    var records: Int64
+
+    func count() {
+      metrics.bytesOut.increment(by: bytes)
+      if records > 0 {
+        metrics.recordsOut.increment(by: records)
+        metrics.recordsOutTotal.add(records, ordering: .relaxed)
+      }
+    }
   }
 
   static func containsZstd(_ records: ByteBuffer) -> Bool {

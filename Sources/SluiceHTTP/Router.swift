@@ -255,8 +255,10 @@ struct Router: Sendable {
           "admin request",
           metadata: [
             "api": .string("\(method.rawValue) \(template)"),
-            "resources": .array([.string(parameters["name"] ?? WebhookAPI.name(in: request) ?? "")]),
-            "principal": .string(authenticated ?? "User:ANONYMOUS"),
+            "resources": .array([
+              .string(printableForLog(parameters["name"] ?? WebhookAPI.name(in: request) ?? ""))
+            ]),
+            "principal": .string(printableForLog(authenticated ?? "User:ANONYMOUS")),
             "client_host": .string(context.channel.remoteAddress?.ipAddress ?? ""),
             "status": .stringConvertible(response.status.code), "front_door": "http",
           ])

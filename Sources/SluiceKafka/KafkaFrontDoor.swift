@@ -192,7 +192,7 @@ public struct KafkaFrontDoor: Sendable {
     }
     if broker.config.auditLog, RequestLogs.adminApis.contains(request.apiKey) {
       var metadata = RequestLogs.metadata(request, context: context, body: body, elapsed: elapsed)
-      metadata["resources"] = .array(RequestLogs.resources(of: request).map { .string($0) })
+      metadata["resources"] = .array(RequestLogs.resources(of: request).map { .string(printableForLog($0)) })
       RequestLogs.audit.info("admin request", metadata: metadata)
     }
   }

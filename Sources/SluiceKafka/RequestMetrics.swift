@@ -126,9 +126,9 @@ enum RequestLogs {
     return [
       "api": .string(request.apiKey.name),
       "version": .stringConvertible(request.apiVersion),
-      "principal": .string(context.principal),
+      "principal": .string(printableForLog(context.principal)),
       "client_host": .string(context.clientHost),
-      "client_id": .string(request.header.clientId ?? ""),
+      "client_id": .string(printableForLog(request.header.clientId ?? "")),
       "duration_ms": .string(String(Double(micros) / 1000)),
       "errors": .array(codes.map { .string(ErrorCode(rawValue: $0).name) }),
     ]

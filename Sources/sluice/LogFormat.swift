@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 #if canImport(FoundationEssentials)
   import FoundationEssentials
@@ -65,6 +66,16 @@ struct StructuredLogHandler: LogHandler {
       line = fields.joined(separator: " ") + "\n"
     }
     var bytes = Array(line.utf8)
+    // One line at a time: a line longer than a pipe's atomic write (4 KiB) is written in
+    // pieces, which must not interleave with another thread's.
+    Self.writing.withLock { _ in
+      Self.emit(&bytes)
+    }
+  }
+
+  static let writing = Mutex(())
+
+  static func emit(_ bytes: inout [UInt8]) {
     bytes.withUnsafeMutableBytes { buffer in
       var offset = 0
       while offset < buffer.count {

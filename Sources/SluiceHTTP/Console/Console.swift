@@ -23,15 +23,31 @@ struct Console: Sendable {
   static let maxShownBytes = 64 * 1024
   /// Records a key search looks through at most per page.
   static let searchLimit = 10_000
+  /// Characters of keys, values and headers shown per page at most (the page ends after
+  /// the record that crosses it), headers shown per record, and reads per page.
+  static let maxPageBytes = 4 * 1024 * 1024
+  static let maxHeadersShown = 32
+  static let maxReadsPerPage = 64
 
-  /// The route templates (metrics labels).
+  /// The route templates (metrics labels): from a fixed set, whatever the path.
+  static let routes: Set<String> = [
+    "/ui", "/ui/style.css", "/ui/console.js", "/ui/live", "/ui/topics", "/ui/groups", "/ui/webhooks",
+    "/ui/udp",
+    "/ui/quotas", "/ui/topics/{name}", "/ui/groups/{name}", "/ui/topics/{name}/records",
+    "/ui/topics/{name}/delete", "/ui/topics/{name}/configs", "/ui/groups/{name}/reset",
+    "/ui/webhooks/{name}/pause", "/ui/webhooks/{name}/resume",
+  ]
+
   static func route(_ segments: [String]) -> String {
+    let template: String
     switch segments.count {
-    case 1: return "/ui"
-    case 2: return "/ui/" + segments[1]
-    case 3: return "/ui/\(segments[1])/{name}"
-    default: return "/ui/\(segments[1])/{name}/" + segments[3]
+    case 1: template = "/ui"
+    case 2: template = "/ui/" + segments[1]
+    case 3: template = "/ui/\(segments[1])/{name}"
+    case 4: template = "/ui/\(segments[1])/{name}/" + segments[3]
+    default: template = ""
     }
+    return routes.contains(template) ? template : "/ui/unmatched"
   }
 
   struct Viewer {
@@ -46,7 +62,7 @@ struct Console: Sendable {
     let viewer = Viewer(principal: principal, host: host)
     let method = request.method == .HEAD ? HTTPMethod.GET : request.method
     if method == .POST {
-      if let refusal = checkForm(request, route: route) { return refusal }
+      if let refusal = checkForm(request, viewer: viewer, route: route) { return refusal }
       return await act(request, segments: segments, viewer: viewer, route: route)
     }
     guard method == .GET else { return page("Method not allowed", status: .methodNotAllowed, route: route) }
@@ -97,11 +113,11 @@ struct Console: Sendable {
 
   func page(
     _ title: String, status: HTTPResponseStatus = .ok, template: String = "error",
-    _ context: [String: Any] = [:],
+    _ context: [String: Any] = [:], viewer: Viewer? = nil,
     request: HTTPRequest? = nil, problem: String? = nil, section: String? = nil, route: String
   ) -> HTTPResponse {
     var context = context
-    context["csrf"] = state.csrfToken
+    context["csrf"] = state.csrfToken(for: viewer?.principal)
     for (key, value) in context {
       if let list = value as? [Any] {
         context["has" + key.prefix(1).uppercased() + key.dropFirst()] = !list.isEmpty
@@ -151,7 +167,9 @@ struct Console: Sendable {
 
   /// A path segment, percent-encoded.
   static func path(_ name: String) -> String {
-    name.addingPercentEncoding(
+    // "." and ".." would be folded away by a browser as path steps.
+    if name == "." || name == ".." { return String(repeating: "%2E", count: name.count) }
+    return name.addingPercentEncoding(
       withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#")))
       ?? name
   }
@@ -178,7 +196,7 @@ struct Console: Sendable {
 
   // MARK: Overview
 
-  struct Overview {
+  struct Overview: Sendable {
     var connections = 0
     var listeners: [(name: String, count: Int)] = []
     var topics = 0
@@ -192,6 +210,10 @@ struct Console: Sendable {
   }
 
   func overviewFigures() -> Overview {
+    state.overviewFigures { computeOverview() }
+  }
+
+  func computeOverview() -> Overview {
     var figures = Overview()
     let collected = metrics.collectFigures()
     for figure in collected["sluice_connections"] ?? [] {
@@ -247,6 +269,12 @@ struct Console: Sendable {
     return HTTPResponse(
       status: .ok, headers: headers, body: ByteBuffer(),
       stream: { writer, context in
+        // At most `maxLiveStreams` at once: one beyond ends at once (the browser retries).
+        let state = console.state
+        defer { state.liveStreams.subtract(1, ordering: .relaxed) }
+        guard state.liveStreams.add(1, ordering: .relaxed).newValue <= ConsoleState.maxLiveStreams else {
+          return
+        }
         while context.isOpen() && !Task.isCancelled {
           let figures = await offLoop { console.overviewFigures() }
           var json = JSONWriter()
@@ -295,7 +323,9 @@ struct Console: Sendable {
       "topics": rows, "count": rows.count,
       "canCreate": mayCluster(viewer, .create) || viewer.principal == nil,
     ]
-    return page("Topics", template: "topics", context, request: request, section: "/ui/topics", route: route)
+    return page(
+      "Topics", template: "topics", context, viewer: viewer, request: request, section: "/ui/topics",
+      route: route)
   }
 
   func topic(_ name: String, _ viewer: Viewer, _ request: HTTPRequest, route: String) -> HTTPResponse {
@@ -319,7 +349,8 @@ struct Console: Sendable {
       "canAlter": may(viewer, .alterConfigs, .topic, name), "canDelete": may(viewer, .delete, .topic, name),
     ]
     return page(
-      "Topic \(name)", template: "topic", context, request: request, section: "/ui/topics", route: route)
+      "Topic \(name)", template: "topic", context, viewer: viewer, request: request, section: "/ui/topics",
+      route: route)
   }
 
   // MARK: Records
@@ -364,8 +395,16 @@ struct Console: Sendable {
     var shown: [[String: Any]] = []
     var position = offset
     var scanned = 0
+    var shownBytes = 0
+    var reads = 0
+    var lastShown: Int64?
     let limit = keyFilter == nil ? Self.pageRecords : Self.searchLimit
-    while position < highWatermark && shown.count < Self.pageRecords && scanned < limit {
+    // Bounded: records shown, records looked at, characters shown, and reads (batches
+    // without records to show, such as control batches, still end the page).
+    while position < highWatermark && shown.count < Self.pageRecords && scanned < limit
+      && shownBytes < Self.maxPageBytes && reads < Self.maxReadsPerPage
+    {
+      reads += 1
       let results = await broker.read(
         [PartitionRead(topic: name, partition: index, offset: position, maxBytes: 1 << 20)],
         options: ReadOptions(maxBytes: 1 << 20, minBytes: 0, maxWaitMs: 0), context: CallContext())
@@ -385,8 +424,11 @@ struct Console: Sendable {
             let key = record.key.map { String(decoding: $0.readableBytesView, as: UTF8.self) } ?? ""
             if !key.contains(keyFilter) { return scanned < limit }
           }
-          shown.append(Self.recordContext(record, hex: hex))
-          return shown.count < Self.pageRecords && scanned < limit
+          let context = Self.recordContext(record, hex: hex)
+          shown.append(context)
+          shownBytes += context["shownBytes"] as? Int ?? 0
+          lastShown = record.offset
+          return shown.count < Self.pageRecords && scanned < limit && shownBytes < Self.maxPageBytes
         }
       } catch {
         problem = "Batch at offset \(error.baseOffset) cannot be read: \(error.message)"
@@ -404,7 +446,10 @@ struct Console: Sendable {
       }
         ?? "\(shown.count) records from offset \(offset).",
     ]
-    if position < highWatermark && (shown.count >= Self.pageRecords || scanned >= limit) {
+    // The walk stops at the record it declined, which is the last one shown when the page
+    // filled up: the next page starts after it.
+    if let lastShown { position = max(position, lastShown + 1) }
+    if position < highWatermark {
       var next = "/ui/topics/\(Self.path(name))/records?partition=\(index)&offset=\(position)"
       if let keyFilter { next += "&key=\(Self.query(keyFilter))" }
       if !hex { next += "&binary=base64" }
@@ -448,13 +493,23 @@ struct Console: Sendable {
       context["valueText"] = "(null: a tombstone)"
       context["valueKind"] = "null"
     }
-    let headers: [[String: Any]] = record.headers.map { header in
+    let headers: [[String: Any]] = record.headers.prefix(maxHeadersShown).map { header in
       [
         "name": header.key,
         "value": header.value.map { show($0, hex: hex, prettyJSON: false).text } ?? "(null)",
       ]
     }
-    context["headers"] = headers
+    var headersShown = headers
+    if record.headers.count > maxHeadersShown {
+      headersShown.append([
+        "name": "…", "value": "\(record.headers.count - maxHeadersShown) more headers not shown",
+      ])
+    }
+    context["headers"] = headersShown
+    context["shownBytes"] =
+      ((context["keyText"] as? String)?.utf8.count ?? 0)
+      + ((context["valueText"] as? String)?.utf8.count ?? 0)
+      + headers.reduce(0) { $0 + (($1["value"] as? String)?.utf8.count ?? 0) }
     context["hasHeaders"] = !headers.isEmpty
     return context
   }
@@ -493,9 +548,14 @@ struct Console: Sendable {
 
   // MARK: Groups
 
-  func lag(group: String) -> [(topic: String, index: Int32, committed: Int64, highWatermark: Int64)] {
+  /// A group's committed offsets and lag, on the topics `viewer` may describe (as Kafka's
+  /// OffsetFetch hides the others).
+  func lag(group: String, _ viewer: Viewer) -> [(
+    topic: String, index: Int32, committed: Int64, highWatermark: Int64
+  )] {
     var rows: [(topic: String, index: Int32, committed: Int64, highWatermark: Int64)] = []
-    for entry in broker.committedOffsets(group: group, topics: nil) {
+    for entry in broker.committedOffsets(group: group, topics: nil)
+    where may(viewer, .describe, .topic, entry.name) {
       guard let topic = broker.topic(entry.name) else { continue }
       for partition in entry.partitions {
         guard let committed = partition.committed, let live = topic.partition(partition.index) else {
@@ -511,7 +571,7 @@ struct Console: Sendable {
     let rows: [[String: Any]] = broker.groups.list().filter { may(viewer, .describe, .group, $0.groupId) }
       .sorted { $0.groupId < $1.groupId }
       .map { summary in
-        let lag = lag(group: summary.groupId).reduce(Int64(0)) {
+        let lag = lag(group: summary.groupId, viewer).reduce(Int64(0)) {
           $0 + max(0, $1.highWatermark - $1.committed)
         }
         return [
@@ -536,7 +596,7 @@ struct Console: Sendable {
       return page(
         "Not found", status: .notFound, problem: "No group \(name).", section: "/ui/groups", route: route)
     }
-    let rows = lag(group: name)
+    let rows = lag(group: name, viewer)
     let members: [[String: Any]] = summary.members.map { member in
       var assignment = member.assignment
       var text = ""
@@ -571,7 +631,8 @@ struct Console: Sendable {
     ]
     if !protocolName.isEmpty { context["protocol"] = protocolName }
     return page(
-      "Group \(name)", template: "group", context, request: request, section: "/ui/groups", route: route)
+      "Group \(name)", template: "group", context, viewer: viewer, request: request, section: "/ui/groups",
+      route: route)
   }
 
   /// The lag per partition as an SVG bar chart (no script), with a text alternative: each
@@ -629,7 +690,7 @@ struct Console: Sendable {
         "lastError": last.error.map { error in last.status.map { "\($0): \(error)" } ?? error } ?? "",
         "action": paused ? "resume" : "pause", "actionLabel": paused ? "Resume" : "Pause",
         "canAlter": canAlter,
-        "csrf": state.csrfToken,
+        "csrf": state.csrfToken(for: viewer.principal),
       ]
     }
     return page(
@@ -690,17 +751,23 @@ struct Console: Sendable {
 
   /// A POST form must carry this process's token, and come from this origin when the
   /// browser says where it came from.
-  func checkForm(_ request: HTTPRequest, route: String) -> HTTPResponse? {
+  func checkForm(_ request: HTTPRequest, viewer: Viewer, route: String) -> HTTPResponse? {
     let form = Self.form(request.body)
-    if let origin = request.headers.first(name: "Origin"), origin != "null",
-      let host = request.headers.first(name: "Host"),
-      !(origin == "http://\(host)" || origin == "https://\(host)")
-    {
-      return page(
-        "Refused", status: .forbidden, problem: "A form from another site (\(origin)) was refused.",
-        route: route)
+    // A browser names where a form comes from: another site (or an opaque "null" origin, as
+    // from a sandboxed frame or a page that hides its referrer) is refused.
+    if let origin = request.headers.first(name: "Origin") {
+      let host = request.headers.first(name: "Host") ?? ""
+      guard origin == "http://\(host)" || origin == "https://\(host)" else {
+        return page(
+          "Refused", status: .forbidden, problem: "A form from another site (\(origin)) was refused.",
+          route: route)
+      }
     }
-    guard form["csrf"] == state.csrfToken else {
+    if let site = request.headers.first(name: "Sec-Fetch-Site"), site == "cross-site" || site == "same-site" {
+      return page(
+        "Refused", status: .forbidden, problem: "A form from another site was refused.", route: route)
+    }
+    guard form["csrf"] == state.csrfToken(for: viewer.principal) else {
       return page(
         "Refused", status: .forbidden, problem: "The form is stale: reload the page and try again.",
         route: route)
@@ -793,7 +860,10 @@ struct Console: Sendable {
         return denied("READ on group \(name) and topic \(topicName)", route: route)
       }
       let location = "/ui/groups/\(Self.path(name))"
-      guard let summary = broker.groups.describe(name), summary.members.isEmpty else {
+      guard let summary = broker.groups.describe(name) else {
+        return back("/ui/groups", problem: "No group \(name).")
+      }
+      guard summary.members.isEmpty else {
         return back(location, problem: "The group has members: stop them before resetting its offsets.")
       }
       guard let topic = broker.topic(topicName) else {

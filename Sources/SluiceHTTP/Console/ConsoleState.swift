@@ -8,13 +8,34 @@ import Synchronization
 /// and recent samples of the traffic totals, from which it shows rates.
 final class ConsoleState: Sendable {
   let started = ContinuousClock.now
-  /// Random per process: a page from another site cannot know it, so cannot post a form.
-  let csrfToken: String = {
-    let key = SymmetricKey(size: .bits128)
-    return key.withUnsafeBytes { Data($0).base64EncodedString() }
+  /// A key drawn at start; each user's form token is an HMAC of their name with it, so a
+  /// page from another site cannot know it (and cannot post a form), and one user's token
+  /// does not work for another.
+  let tokenKey: [UInt8] = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+
+  func csrfToken(for principal: String?) -> String {
+    let mac = HMAC<SHA256>.authenticationCode(
+      for: Data((principal ?? "").utf8), using: SymmetricKey(data: tokenKey))
+    return Data(mac).base64EncodedString()
       .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
       .replacingOccurrences(of: "=", with: "")
-  }()
+  }
+
+  /// The overview's figures, computed at most once a second whoever asks (pages and live
+  /// streams share them).
+  let overview = Mutex<(at: ContinuousClock.Instant, figures: Console.Overview)?>(nil)
+
+  func overviewFigures(_ compute: () -> Console.Overview) -> Console.Overview {
+    let now = ContinuousClock.now
+    if let cached = overview.withLock({ $0 }), now - cached.at < .seconds(1) { return cached.figures }
+    let figures = compute()
+    overview.withLock { $0 = (now, figures) }
+    return figures
+  }
+
+  /// Open `/ui/live` streams, at most `maxLiveStreams`.
+  let liveStreams = Atomic<Int>(0)
+  static let maxLiveStreams = 64
 
   struct Sample {
     var at: ContinuousClock.Instant
@@ -67,8 +88,9 @@ final class ConsoleState: Sendable {
     auditLogger.info(
       "console action",
       metadata: [
-        "action": .string(action), "resources": .array([.string(target)]),
-        "principal": .string(viewer.principal ?? "User:ANONYMOUS"), "client_host": .string(viewer.host),
+        "action": .string(action), "resources": .array([.string(printableForLog(target))]),
+        "principal": .string(printableForLog(viewer.principal ?? "User:ANONYMOUS")),
+        "client_host": .string(viewer.host),
         "front_door": "console",
       ])
   }
