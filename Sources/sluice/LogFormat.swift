@@ -48,11 +48,11 @@ struct StructuredLogHandler: LogHandler {
     switch format {
     case .json:
       var fields = [
-        "\"time\":\(Self.jsonString(time))", "\"level\":\(Self.jsonString(event.level.rawValue))",
-        "\"logger\":\(Self.jsonString(label))", "\"msg\":\(Self.jsonString(event.message.description))",
+        "\"time\":\(jsonString(time))", "\"level\":\(jsonString(event.level.rawValue))",
+        "\"logger\":\(jsonString(label))", "\"msg\":\(jsonString(event.message.description))",
       ]
       for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-        fields.append("\(Self.jsonString(key)):\(Self.json(value))")
+        fields.append("\(jsonString(key)):\(Self.json(value))")
       }
       line = "{" + fields.joined(separator: ",") + "}\n"
     case .logfmt, .text:
@@ -114,7 +114,7 @@ struct StructuredLogHandler: LogHandler {
 
   static func json(_ value: Logger.Metadata.Value) -> String {
     switch value {
-    case .string(let text): jsonString(text)
+    case .string(let text): jsonString(text)  // ConsumeCommand.swift's escaper
     case .stringConvertible(let convertible): jsonString(convertible.description)
     case .array(let values): "[" + values.map(json).joined(separator: ",") + "]"
     case .dictionary(let entries):
@@ -123,24 +123,6 @@ struct StructuredLogHandler: LogHandler {
           separator: ",")
         + "}"
     }
-  }
-
-  static func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case _ where scalar.value < 0x20:
-        let hex = String(scalar.value, radix: 16)
-        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-      default: out.unicodeScalars.append(scalar)
-      }
-    }
-    return out + "\""
   }
 
   /// Keys are the program's own; anything but letters, digits, `_`, `.` and `-` becomes `_`.
