@@ -1,4 +1,5 @@
 public import CoreMetrics
+import KafkaProtocol
 import Synchronization
 
 /// The broker's metrics go through swift-metrics: the instruments counted as requests run
@@ -278,9 +279,7 @@ extension Broker {
 extension CoreMetrics.Timer {
   /// Records the time elapsed since `start`.
   public func recordInterval(since start: ContinuousClock.Instant) {
-    let elapsed = ContinuousClock.now - start
-    let (seconds, attoseconds) = elapsed.components
-    recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    recordNanoseconds((ContinuousClock.now - start).nanoseconds)
   }
 }
 

@@ -211,9 +211,3 @@ extension Broker {
     for claim in reserved { claim.partition.overflow.marks.withLock { $0.reserved -= claim.incoming } }
   }
 }
-
-extension Duration {
-  var inSeconds: Double {
-    Double(components.seconds) + Double(components.attoseconds) / 1e18
-  }
-}

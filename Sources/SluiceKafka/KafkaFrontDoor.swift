@@ -183,15 +183,15 @@ public struct KafkaFrontDoor: Sendable {
     _ request: KafkaRequest, _ body: KafkaResponseBody?, since start: ContinuousClock.Instant,
     context: RequestContext
   ) {
-    let elapsed = RequestMetrics.record(request, body, since: start)
+    let (elapsed, errors) = RequestMetrics.record(request, body, since: start)
     let slowMs = broker.config.slowRequestLogMs
     if slowMs > 0, elapsed >= .milliseconds(slowMs) {
       RequestLogs.slow.warning(
         "slow request",
-        metadata: RequestLogs.metadata(request, context: context, body: body, elapsed: elapsed))
+        metadata: RequestLogs.metadata(request, context: context, errors: errors, elapsed: elapsed))
     }
     if broker.config.auditLog, RequestLogs.adminApis.contains(request.apiKey) {
-      var metadata = RequestLogs.metadata(request, context: context, body: body, elapsed: elapsed)
+      var metadata = RequestLogs.metadata(request, context: context, errors: errors, elapsed: elapsed)
       metadata["resources"] = .array(RequestLogs.resources(of: request).map { .string(printableForLog($0)) })
       RequestLogs.audit.info("admin request", metadata: metadata)
     }

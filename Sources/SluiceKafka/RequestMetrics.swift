@@ -38,19 +38,19 @@ enum RequestMetrics {
   /// Error counters by API and error code, made when first seen.
   static let errors = Mutex<[ErrorKey: Counter]>([:])
 
-  /// Counts an answered request: `reply` is what goes back (nil: nothing, acks=0).
+  /// Counts an answered request: `reply` is what goes back (nil: nothing, acks=0). Returns
+  /// the time it took and the error codes its response carried (for the request logs).
   @discardableResult
   static func record(
     _ request: KafkaRequest, _ reply: KafkaResponseBody?, since start: ContinuousClock.Instant
   )
-    -> Duration
+    -> (elapsed: Duration, errors: [Int16])
   {
     let elapsed = ContinuousClock.now - start
     let instruments = instruments(request.apiKey)
     instruments.requests.increment()
-    let (seconds, attoseconds) = elapsed.components
-    instruments.duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    guard let reply else { return elapsed }
+    instruments.duration.recordNanoseconds(elapsed.nanoseconds)
+    guard let reply else { return (elapsed, []) }
     var codes: [Int16] = []
     errorCodes(of: reply, into: &codes)
     for code in codes where code != 0 {
@@ -65,7 +65,7 @@ enum RequestMetrics {
       }
       counter.increment()
     }
-    return elapsed
+    return (elapsed, codes)
   }
 
   /// The error codes of a response: Produce's and Fetch's per partition (and Fetch's
@@ -117,12 +117,9 @@ enum RequestLogs {
   ]
 
   static func metadata(
-    _ request: KafkaRequest, context: RequestContext, body: KafkaResponseBody?, elapsed: Duration
+    _ request: KafkaRequest, context: RequestContext, errors codes: [Int16], elapsed: Duration
   ) -> Logger.Metadata {
-    var codes: [Int16] = []
-    if let body { RequestMetrics.errorCodes(of: body, into: &codes) }
-    let (seconds, attoseconds) = elapsed.components
-    let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    let micros = elapsed.microseconds
     return [
       "api": .string(request.apiKey.name),
       "version": .stringConvertible(request.apiVersion),

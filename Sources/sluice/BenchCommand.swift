@@ -21,7 +21,7 @@ struct BenchCommand: AsyncParsableCommand {
 
   static func report(_ records: Int, bytes: Int, since start: ContinuousClock.Instant) {
     let elapsed = ContinuousClock.now - start
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    let seconds = elapsed.inSeconds
     print(
       "\(records) records, \(bytes) bytes in \(fixed(seconds, 3)) s: "
         + "\(fixed(Double(records) / seconds, 0)) records/s, \(fixed(Double(bytes) / seconds / 1_000_000, 2)) MB/s"

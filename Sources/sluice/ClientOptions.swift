@@ -195,18 +195,7 @@ struct OutputBuffer {
   mutating func flushIfLarge() { if bytes.count >= 1 << 16 { flush() } }
   mutating func flush() {
     guard !bytes.isEmpty else { return }
-    bytes.withUnsafeBytes { raw in
-      var offset = 0
-      while offset < raw.count {
-        let written = write(1, raw.baseAddress! + offset, raw.count - offset)
-        if written <= 0 {
-          if written < 0 && errno == EINTR { continue }
-          broken = true
-          break
-        }
-        offset += written
-      }
-    }
+    if !bytes.withUnsafeBytes({ writeAll(1, $0) }) { broken = true }
     bytes.removeAll(keepingCapacity: true)
   }
 }
@@ -231,4 +220,19 @@ extension Sluice {
       exit(withError: error)
     }
   }
+}
+
+/// Writes all of `bytes` to `descriptor` (retrying short writes and EINTR); false when a
+/// write fails (the reader went away).
+func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+  var offset = 0
+  while offset < bytes.count {
+    let written = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+    if written <= 0 {
+      if written < 0 && errno == EINTR { continue }
+      return false
+    }
+    offset += written
+  }
+  return true
 }

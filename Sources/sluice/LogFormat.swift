@@ -65,29 +65,15 @@ struct StructuredLogHandler: LogHandler {
       }
       line = fields.joined(separator: " ") + "\n"
     }
-    var bytes = Array(line.utf8)
+    let bytes = Array(line.utf8)
     // One line at a time: a line longer than a pipe's atomic write (4 KiB) is written in
     // pieces, which must not interleave with another thread's.
     Self.writing.withLock { _ in
-      Self.emit(&bytes)
+      _ = bytes.withUnsafeBytes { writeAll(2, $0) }
     }
   }
 
   static let writing = Mutex(())
-
-  static func emit(_ bytes: inout [UInt8]) {
-    bytes.withUnsafeMutableBytes { buffer in
-      var offset = 0
-      while offset < buffer.count {
-        let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-        if written <= 0 {
-          if written < 0 && errno == EINTR { continue }
-          return
-        }
-        offset += written
-      }
-    }
-  }
 
   static func timestamp() -> String {
     var now = timespec()

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KafkaProtocol
 import Logging
 import SluiceBroker
 import Synchronization
@@ -64,9 +65,7 @@ final class ConsoleState: Sendable {
     }
     var rates = Rates()
     guard let oldest, now - oldest.at >= .milliseconds(500) else { return rates }
-    let seconds =
-      Double((now - oldest.at).components.seconds)
-      + Double((now - oldest.at).components.attoseconds) / 1e18
+    let seconds = (now - oldest.at).inSeconds
     var totalIn = 0.0
     var totalOut = 0.0
     for (topic, current) in totals {

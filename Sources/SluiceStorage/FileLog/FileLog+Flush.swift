@@ -1,4 +1,5 @@
 import CoreMetrics
+import KafkaProtocol
 
 /// Flushing, the I/O half: ``FlushStateMachine`` (in the log's state, under its lock)
 /// decides which rounds run and whom they release; this file performs its actions outside
@@ -37,8 +38,7 @@ extension FileLog {
   func runFlush(_ job: Flush.Job) -> StorageError? {
     let started = ContinuousClock.now
     defer {
-      let (seconds, attoseconds) = (ContinuousClock.now - started).components
-      Self.flushDuration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+      Self.flushDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
     }
     do throws(StorageError) {
       for file in job.files { try file.sync() }
